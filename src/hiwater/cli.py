@@ -1,0 +1,282 @@
+"""The ``hiwater`` command: a thin mirror of :mod:`hiwater.api`.
+
+Each command calls one library function; its flags are that function's keyword
+arguments. Errors become exit codes here, and only here:
+
+- 0: done
+- 1: the load failed and nothing of it was committed (with ``--window``: nothing of
+  the failed slice; earlier slices stand and a rerun resumes)
+- 2: bad usage or configuration
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+
+import click
+
+from . import api
+from .errors import HiwaterError, UsageError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def target_options(f):
+    """``--db`` / ``--target``: the shared way every command names its database."""
+    f = click.option("--target", "target", metavar="URL", envvar="HIWATER_TARGET_URL",
+                     help="Target database URL (sqlite:///path, postgresql://…, duckdb:///…). "
+                          "Default: $HIWATER_TARGET_URL.")(f)
+    f = click.option("--db", "db", metavar="PATH",
+                     help="Target SQLite file (created if missing). Without --db or --target: an in-memory "
+                          "SQLite database.")(f)
+    return f
+
+
+def json_option(f):
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(f)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="hiwater")
+@click.option("-v", "--verbose", is_flag=True, help="Log what each step does on stderr.")
+def cli(verbose):
+    """hiwater: incremental loading with a high-water mark that does not lose records."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
+                        format="hiwater: %(message)s")
+
+
+@cli.command()
+@click.option("--input", "-i", "input", required=True, metavar="PATH",
+              help="A file, a folder, a glob, or - for standard input.")
+@click.option("--output", "-o", metavar="PATH", help="Also write the summary JSON to this file.")
+@target_options
+@click.option("--format", "format", type=click.Choice(["json", "jsonl", "csv", "parquet"]),
+              help="Input format (default: from the extension, else sniffed).")
+@click.option("--table", help="Target table (default: the input file's name, or 'records').")
+@click.option("--stream", help="Stream name for the state (default: the table).")
+@click.option("--key", default="id", show_default=True, help="Primary key column(s), comma-separated.")
+@click.option("--cursor", default="modified_at", show_default=True,
+              help="The column that grows when a record changes: timestamp, date or integer.")
+@click.option("--full-load", is_flag=True, help="Ignore the watermark, examine every record, then set "
+              "the watermark from the data.")
+@click.option("--prune", is_flag=True, help="With --full-load: delete target rows whose key is absent "
+              "from the source.")
+@click.option("--lookback", metavar="DURATION", help="Widen the window below the watermark (15m, 2h, 1d, "
+              "PT15M; an integer for integer cursors).")
+@click.option("--boundary", type=click.Choice(["inclusive", "exclusive"]), default="inclusive",
+              show_default=True, help="Whether a record at the watermark is examined (inclusive) or "
+              "not (exclusive, the textbook >).")
+@click.option("--on-late", type=click.Choice(["detect", "skip", "load"]), default="detect",
+              show_default=True, help="Records below the window: detect (look up; quarantine the new "
+              "ones), skip (count as below_window), load (apply them).")
+@click.option("--max-future", default="1d", show_default=True, metavar="DURATION",
+              help="Quarantine cursors later than now + this; 'none' turns the guard off.")
+@click.option("--strict", is_flag=True, help="Fail the whole run on the first invalid record.")
+@click.option("--window", metavar="DURATION", help="Apply in consecutive cursor slices, each committed "
+              "with its own watermark.")
+@click.option("--since", metavar="VALUE", help="Bounded backfill: only records with cursor >= VALUE.")
+@click.option("--until", metavar="VALUE", help="Bounded backfill: only records with cursor < VALUE; the "
+              "watermark never passes it.")
+@click.option("--settle", metavar="DURATION", help="The watermark never passes now - DURATION.")
+@click.option("--dry-run", is_flag=True, help="Decide and print the summary; write nothing.")
+@click.option("--assume-tz", default="UTC", show_default=True, help="Time zone of naive timestamps.")
+@click.option("--delete-field", metavar="NAME", help="A record whose NAME is true deletes its key.")
+@click.option("--soft-delete", is_flag=True, help="With --delete-field: keep the row, set deleted_at.")
+@click.option("--lock-timeout", default="30s", show_default=True, metavar="DURATION",
+              help="How long to wait for another run of the same stream.")
+@click.option("--batch-size", default=65536, show_default=True, type=int, help="Records per batch.")
+@click.option("--now", metavar="TIMESTAMP", help="Pretend it is this instant (for tests and replays).")
+@click.option("--details", is_flag=True, help="Print every count, not just the six-key summary.")
+def load(input, output, details, **kw):
+    """Load new and changed records from INPUT into the target."""
+    summary = api.load(input, **kw)
+    for w in summary.warnings:
+        click.echo(f"warning: {w}", err=True)
+    data = summary.to_dict(details=True) if details else _short_summary(summary)
+    text = json.dumps(data, indent=2)
+    if output:
+        try:
+            with open(output, "w") as f:
+                f.write(text + "\n")
+        except OSError as exc:
+            raise UsageError(f"--output {output}: {exc.strerror}") from None
+    click.echo(text)
+
+
+def _short_summary(summary) -> dict:
+    out = summary.headline()
+    if summary.stale_source:
+        out["stale_source"] = True
+    if summary.counts.rejected:
+        out["rejected"] = summary.counts.rejected
+    if summary.dry_run:
+        out["dry_run"] = True
+        if summary.windows:
+            out["windows"] = summary.windows
+    return out
+
+
+@cli.group()
+def state():
+    """Inspect and repair a stream's watermark."""
+
+
+@state.command("show")
+@target_options
+@click.option("--stream", help="One stream (default: all).")
+@json_option
+def state_show(as_json, **kw):
+    """Show each stream's watermark and settings."""
+    rows = api.state_show(**kw)
+    _print_rows(rows, as_json, ["stream", "table", "key", "cursor", "kind", "watermark", "last_run"])
+
+
+@state.command("set")
+@target_options
+@click.option("--stream", required=True)
+@click.argument("value")
+@json_option
+def state_set(as_json, **kw):
+    """Set a stream's watermark to VALUE (or 'null')."""
+    _print_rows([api.state_set(**kw)], as_json, ["stream", "watermark", "kind"])
+
+
+@state.command("reset")
+@target_options
+@click.option("--stream", required=True)
+@json_option
+def state_reset(as_json, **kw):
+    """Forget a stream's watermark: the next run examines everything."""
+    _print_rows([api.state_reset(**kw)], as_json, ["stream", "watermark", "kind"])
+
+
+@state.command("rewind")
+@target_options
+@click.option("--stream", required=True)
+@click.option("--to-run", "to_run", required=True, type=int, help="Put the watermark back to before run N.")
+@json_option
+def state_rewind(as_json, **kw):
+    """Put the watermark back to where it stood before run N."""
+    _print_rows([api.state_rewind(**kw)], as_json, ["stream", "watermark", "kind"])
+
+
+@cli.command()
+@target_options
+@click.option("--stream", help="One stream (default: all).")
+@click.option("--limit", type=int, help="Only the last N rows.")
+@json_option
+def history(as_json, **kw):
+    """One row per run and per committed window."""
+    rows = api.history(**kw)
+    _print_rows(rows, as_json, ["run_id", "window_index", "stream", "finished_at", "mode", "outcome",
+                                "source_records", "inserted", "updated", "unchanged", "late", "future",
+                                "rejected", "watermark_before", "watermark_after"])
+
+
+@cli.group()
+def quarantine():
+    """Records a run did not apply, and why."""
+
+
+@quarantine.command("list")
+@target_options
+@click.option("--stream")
+@click.option("--reason", type=click.Choice(["invalid", "future", "late"]))
+@click.option("--limit", type=int)
+@json_option
+def quarantine_list(as_json, **kw):
+    """List quarantined records."""
+    rows = api.quarantine_list(**kw)
+    _print_rows(rows, as_json, ["id", "stream", "reason", "detail", "source", "record_no", "key", "cursor",
+                                "first_run", "last_run", "seen"])
+
+
+@quarantine.command("replay")
+@target_options
+@click.option("--stream", required=True)
+@click.option("--reason", type=click.Choice(["invalid", "future", "late"]))
+@click.option("--on-late", type=click.Choice(["detect", "skip", "load"]), default="load", show_default=True)
+@click.option("--max-future", default="1d", show_default=True, metavar="DURATION")
+@click.option("--now", metavar="TIMESTAMP")
+def quarantine_replay(**kw):
+    """Run quarantined records through the loader again; replayed ones leave the quarantine."""
+    summary = api.quarantine_replay(**kw)
+    for w in summary.warnings:
+        click.echo(f"warning: {w}", err=True)
+    click.echo(json.dumps(summary.to_dict(details=True), indent=2))
+
+
+def _print_rows(rows, as_json, columns) -> None:
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, default=str))
+        return
+    if not rows:
+        click.echo("(none)")
+        return
+    from rich.console import Console
+    from rich.table import Table
+    table = Table(show_header=True, header_style="bold")
+    for c in columns:
+        table.add_column(c)
+    for r in rows:
+        table.add_row(*["" if r.get(c) is None else str(r.get(c)) for c in columns])
+    Console(width=max(120, _term_width())).print(table)
+
+
+def _term_width() -> int:
+    try:
+        return os.get_terminal_size().columns
+    except OSError:
+        return 160
+
+
+def _register_optional() -> None:
+    try:
+        from .simulate.command import simulate
+    except ImportError:
+        return
+    cli.add_command(simulate)
+
+
+_register_optional()
+
+
+def main(argv=None) -> int:
+    """Entry point: run the CLI and map every error to one stderr line and an exit code."""
+    if hasattr(signal, "SIGPIPE"):
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # quiet on `| head`
+    try:
+        cli.main(args=argv, prog_name="hiwater", standalone_mode=False)
+        return EXIT_OK
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("error: interrupted; nothing of the interrupted transaction was committed", err=True)
+        return EXIT_FAILED
+    except click.UsageError as exc:
+        click.echo(f"error: {exc.format_message()}", err=True)
+        return EXIT_USAGE
+    except HiwaterError as exc:
+        click.echo(f"error: {exc}", err=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        click.echo("error: interrupted; nothing of the interrupted transaction was committed", err=True)
+        return EXIT_FAILED
+    except Exception as exc:  # a bug: still one line, and the traceback on request
+        if os.environ.get("HIWATER_DEBUG"):
+            raise
+        click.echo(f"error: internal error: {type(exc).__name__}: {exc} (set HIWATER_DEBUG=1 for the "
+                   f"traceback, and please report it)", err=True)
+        return EXIT_FAILED
+
+
+def run() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,513 @@
+"""The run: source batches -> prepare -> decide -> target, one transaction per run or slice.
+
+This module holds the only loop that touches both a source and a target. The
+decisions themselves are in :mod:`hiwater.decide` (pure); the SQL is in
+:mod:`hiwater.targets`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import os
+import re
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+
+import numpy as np
+import orjson
+import pyarrow as pa
+
+from . import decide as D
+from . import values as V
+from .errors import StrictError, UsageError
+from .options import LoadOptions
+from .prepare import Prepared, prepare
+from .sources.base import Source
+from .state import StreamState
+from .summary import Counts, Summary
+from .targets.base import Target
+
+log = logging.getLogger("hiwater")
+DELETED_AT = "deleted_at"
+
+
+def default_table(spec: str | None) -> str:
+    """A table named after a single input file's stem; ``records`` otherwise."""
+    if not spec or spec == "-" or any(ch in spec for ch in "*?[") or os.path.isdir(spec):
+        return "records"
+    stem = os.path.splitext(os.path.basename(spec))[0]
+    name = re.sub(r"\W+", "_", stem).strip("_")
+    return name or "records"
+
+
+@dataclass
+class PassResult:
+    counts: Counts = field(default_factory=Counts)
+    candidate: int | None = None
+    max_source: int | None = None
+    min_late: int | None = None
+    slices: set = field(default_factory=set)
+    outside: int = 0
+    new_columns: list = field(default_factory=list)
+
+
+class Loader:
+    """One run of one stream. Use :func:`hiwater.load` rather than this class directly."""
+
+    def __init__(self, source: Source, target: Target, opts: LoadOptions, *, table: str):
+        self.source = source
+        self.target = target
+        self.opts = opts
+        self.table = table
+        self.stream = opts.stream or table
+        self.tz = V.zone(opts.assume_tz)
+        self.now = V.now_us(opts.now)
+        self.warnings: list[str] = []
+        self.columns: dict | None = None
+        self.run_id: int | None = None
+
+    # --- the run ------------------------------------------------------------------------------
+    def run(self) -> Summary:
+        t = self.target
+        t.connect()
+        with t.stream_lock(self.stream, self.opts.lock_timeout.seconds):
+            with t.transaction():
+                t.ensure_meta()
+            if self.opts.dry_run:
+                try:
+                    with t.transaction():
+                        raise _Rollback(self._run_locked())
+                except _Rollback as done:
+                    return done.summary
+            return self._run_locked()
+
+    def _run_locked(self) -> Summary:
+        t, o = self.target, self.opts
+        state = t.read_state(self.stream)
+        if state is None:
+            state = StreamState(self.stream, self.table, tuple(o.key), o.cursor, assume_tz=o.assume_tz)
+        else:
+            self._check_state(state)
+        self.state = state
+        self.prev = state.watermark
+        self.kind = state.kind
+        self.columns = t.table_columns(self.table)
+        if self.columns is not None:
+            from .targets.base import CURSOR_COL
+            if CURSOR_COL not in self.columns:
+                raise UsageError(f"table {self.table!r} exists and was not made by hiwater",
+                                 hint="choose another --table, or drop that table")
+            self.columns = {c: ty for c, ty in self.columns.items() if not c.startswith("_hiwater_")}
+        prev_text = state.watermark_text()
+        if self.prev is not None and self.prev > self.now + (o.max_future.for_kind(self.kind, "--max-future")
+                                                             if o.max_future and self.kind else 0) \
+                and self.kind != V.INT:
+            self.warnings.append(
+                f"the stored watermark {prev_text} is in the future (now is "
+                f"{V.format_value(self.now, V.TIMESTAMP, False, self.tz)}); records before it may be skipped:"
+                f" check the source's clock and consider `hiwater state set`")
+
+        if o.window is not None:
+            summary = self._run_windowed(prev_text)
+        else:
+            summary = self._run_single(prev_text)
+        return summary
+
+    def _check_state(self, s: StreamState) -> None:
+        o = self.opts
+        if s.table != self.table:
+            raise UsageError(f"stream {self.stream!r} loads table {s.table!r}, not {self.table!r}",
+                             hint="pass the same --table, or another --stream")
+        if tuple(s.key) != tuple(o.key):
+            raise UsageError(f"stream {self.stream!r} was loaded with --key {','.join(s.key)}, "
+                             f"not {','.join(o.key)}", hint="keep the key, or `hiwater state reset` the stream")
+        if s.cursor != o.cursor:
+            raise UsageError(f"stream {self.stream!r} was loaded with --cursor {s.cursor}, not {o.cursor}",
+                             hint="keep the cursor, or `hiwater state reset` the stream")
+
+    # --- windows --------------------------------------------------------------------------
+    def _window(self) -> D.Window:
+        o = self.opts
+        kind = self.kind
+        future = None
+        if o.max_future is not None and kind != V.INT:
+            future = self.now + o.max_future.for_kind(kind, "--max-future")
+        hi = None
+        if o.until is not None:
+            hi, _ = V.parse_bound(o.until, kind, self.tz, "--until")
+        if o.since is not None:
+            lo, _ = V.parse_bound(o.since, kind, self.tz, "--since")
+            return D.Window(lo, True, hi, future, o.on_late, ranged=True)
+        if o.full_load or self.prev is None:
+            return D.Window(None, True, hi, future, o.on_late)
+        lo = self.prev
+        if o.lookback is not None:
+            lo -= o.lookback.for_kind(kind, "--lookback")
+        return D.Window(lo, o.boundary == "inclusive", hi, future, o.on_late)
+
+    def _finish_watermark(self, candidate: int | None) -> int | None:
+        o = self.opts
+        wm = candidate
+        if wm is None:
+            return self.prev
+        if o.settle is not None and self.kind is not None:
+            wm = min(wm, self.now - o.settle.for_kind(self.kind, "--settle"))
+        if o.until is not None:
+            hi, _ = V.parse_bound(o.until, self.kind, self.tz, "--until")
+            wm = min(wm, hi)
+        if self.prev is not None and not o.full_load:
+            wm = max(wm, self.prev)
+        return wm
+
+    # --- one transaction ------------------------------------------------------------------
+    def _run_single(self, prev_text) -> Summary:
+        t, o = self.target, self.opts
+        started = _iso_now()
+        ctx = nullcontext() if o.dry_run else t.transaction()
+        with ctx:
+            self.run_id = t.next_run_id()
+            if o.prune:
+                t.prune_begin(tuple(o.key))
+            res = self._pass(lo_slice=None, hi_slice=None, outside=True, write=True)
+            pruned = 0
+            if o.prune and self.columns is not None:
+                pruned = t.prune_finish(self.table, tuple(o.key))
+            new_wm = self._finish_watermark(res.candidate)
+            self._save_state(new_wm, res)
+            total = t.count_rows(self.table)
+            summary = self._summary(res, prev_text, new_wm, total, pruned)
+            self._history(0, started, res, new_wm, summary, None, None)
+        return summary
+
+    def _run_windowed(self, prev_text) -> Summary:
+        t, o = self.target, self.opts
+        started = _iso_now()
+        # Scan: which slices hold records, and how many records are outside the window.
+        scan = self._pass(lo_slice=None, hi_slice=None, outside=True, write=False)
+        total_res = PassResult()
+        windows = []
+        width = None
+        new_wm = self.prev
+        # Transaction 0: records outside the window (invalid, future, late, below).
+        with (nullcontext() if o.dry_run else t.transaction()):
+            self.run_id = t.next_run_id()
+            res = self._pass(lo_slice=0, hi_slice=0, outside=True, write=True)
+            total_res.counts.add(res.counts)
+            total_res.new_columns += res.new_columns
+            self._merge_extremes(total_res, res)
+            self._save_state(new_wm, res)
+            self._history(0, started, res, new_wm, None, None, None)
+        if scan.slices:
+            width = o.window.for_kind(self.kind, "--window")
+        for i, s in enumerate(sorted(scan.slices), start=1):
+            lo, hi = s * width, (s + 1) * width
+            with (nullcontext() if o.dry_run else t.transaction()):
+                res = self._pass(lo_slice=lo, hi_slice=hi, outside=False, write=True)
+                total_res.counts.add(res.counts)
+                total_res.new_columns += res.new_columns
+                self._merge_extremes(total_res, res)
+                if res.candidate is not None:
+                    total_res.candidate = max(total_res.candidate or res.candidate, res.candidate)
+                new_wm = self._finish_watermark(total_res.candidate)
+                self._save_state(new_wm, res)
+                lo_t = V.format_value(lo, self.kind, self.state.naive, self.tz)
+                hi_t = V.format_value(hi, self.kind, self.state.naive, self.tz)
+                self._history(i, _iso_now(), res, new_wm, None, lo_t, hi_t)
+                windows.append({"window": i, "from": lo_t, "to": hi_t, "loaded": res.counts.loaded,
+                                "skipped": res.counts.skipped,
+                                "watermark": V.format_value(new_wm, self.kind, self.state.naive, self.tz)})
+                if o.dry_run is False:
+                    log.info("committed window %d [%s, %s)", i, lo_t, hi_t)
+            self.prev_committed = new_wm
+        total = t.count_rows(self.table)
+        summary = self._summary(total_res, prev_text, new_wm, total, 0)
+        summary.windows = windows
+        return summary
+
+    @staticmethod
+    def _merge_extremes(into: PassResult, res: PassResult) -> None:
+        if res.max_source is not None:
+            into.max_source = max(into.max_source if into.max_source is not None else res.max_source,
+                                  res.max_source)
+        if res.min_late is not None:
+            into.min_late = min(into.min_late if into.min_late is not None else res.min_late, res.min_late)
+
+    # --- one pass over the source -----------------------------------------------------------
+    def _pass(self, *, lo_slice, hi_slice, outside: bool, write: bool) -> PassResult:
+        """Read the source once; decide (and, if ``write``, apply) the selected records.
+
+        ``lo_slice``/``hi_slice`` select in-window records by cursor (``None``: all);
+        ``outside`` includes the records outside the window.
+        """
+        o = self.opts
+        res = PassResult()
+        window = None
+        for raw in self.source.batches():
+            if len(raw) == 0:
+                continue
+            p = prepare(raw, key=tuple(o.key), cursor=o.cursor, kind=self.kind, tz=self.tz,
+                        columns=self.columns, delete_field=o.delete_field)
+            if self.kind is None and p.kind is not None:
+                self.kind = p.kind
+                self.state.kind = p.kind
+            if o.strict and not p.valid.all():
+                i = int(np.flatnonzero(~p.valid)[0])
+                raise StrictError(p.reasons[i], path=raw.path, row=raw.first_record + i)
+            if window is None or self.kind is not None and window_kind != self.kind:
+                window = self._window()
+                window_kind = self.kind
+            places = D.place(p.cursor, p.valid, window)
+            if p.valid.any():
+                m = int(p.cursor[p.valid & (places != D.Place.FUTURE)].max(initial=np.iinfo(np.int64).min))
+                if m != np.iinfo(np.int64).min:
+                    res.max_source = m if res.max_source is None else max(res.max_source, m)
+            if not write:
+                inwin = places == D.Place.IN
+                if o.window is not None and inwin.any() and self.kind is not None:
+                    width = o.window.for_kind(self.kind, "--window")
+                    res.slices.update(np.unique(p.cursor[inwin] // width).tolist())
+                res.outside += int((~inwin).sum())
+                continue
+            select = np.ones(p.n, bool)
+            if lo_slice is not None:
+                inwin = places == D.Place.IN
+                in_slice = inwin & (p.cursor >= lo_slice) & (p.cursor < hi_slice)
+                select = in_slice | (~inwin if outside else np.zeros(p.n, bool))
+                if not select.any():
+                    continue
+            self._apply(p, places, window, select, res)
+        return res
+
+    def _apply(self, p: Prepared, places: np.ndarray, window: D.Window, select: np.ndarray,
+               res: PassResult) -> None:
+        o, t = self.opts, self.target
+        key = tuple(o.key)
+        tbl = p.raw.table
+        if not select.all():
+            idx = np.flatnonzero(select)
+            tbl = tbl.take(pa.array(idx))
+            p = Prepared(p.raw, len(idx), p.cursor[idx], p.naive[idx], p.valid[idx],
+                         [p.reasons[i] for i in idx], p.groups[idx],
+                         None if p.is_delete is None else p.is_delete[idx], p.data_columns, p.new_columns,
+                         p.kind)
+            places = places[idx]
+            first_records = p.raw.first_record + idx
+        else:
+            first_records = p.raw.first_record + np.arange(p.n)
+
+        # The table and its columns, made or widened as the data shows them.
+        if p.valid.any():
+            self._ensure_columns(p)
+
+        # Which keys to look up: the winners among records the window examines.
+        examined = D.needs_lookup(places, window)
+        win = D.winners(p.groups, p.cursor, examined)
+        need = np.flatnonzero(win)
+        target = D.Target.empty(p.n)
+        if len(need) and self.columns is not None:
+            keys = _key_values(tbl, key, need)
+            found = t.lookup(self.table, key, keys)
+            target.exists[need] = found.exists
+            target.cursor[need] = found.cursor
+            target.this_run[need] = found.run == self.run_id
+        verdicts, late_applied = D.decide(places, p.cursor, p.groups, target, window,
+                                          p.is_delete, o.soft_delete)
+
+        # Apply: upserts, deletes, quarantine.
+        up = np.flatnonzero((verdicts == D.Verdict.INSERT) | (verdicts == D.Verdict.UPDATE))
+        if len(up):
+            cols = [c for c in tbl.column_names]
+            data = [_pylist(tbl.column(c), up) for c in cols]
+            if o.soft_delete:
+                flags = p.is_delete[up] if p.is_delete is not None else np.zeros(len(up), bool)
+                cur_text = data[cols.index(o.cursor)]
+                data.append([cur_text[j] if flags[j] else None for j in range(len(up))])
+                cols.append(DELETED_AT)
+            rows = list(zip(*data, p.cursor[up].tolist(), [self.run_id] * len(up)))
+            t.upsert(self.table, cols, rows, key)
+            if o.soft_delete and p.is_delete is not None:
+                res.counts.deleted += int(p.is_delete[up].sum())
+        dele = np.flatnonzero(verdicts == D.Verdict.DELETE)
+        if len(dele):
+            t.delete_keys(self.table, key, _key_values(tbl, key, dele))
+        q = np.flatnonzero(np.isin(verdicts, (D.Verdict.LATE, D.Verdict.FUTURE, D.Verdict.REJECTED)))
+        if len(q):
+            self._quarantine(tbl, p, verdicts, places, window, q, first_records)
+        if o.prune:
+            seen = np.flatnonzero(_keys_present(tbl, key))
+            if len(seen):
+                t.prune_seen(key, _key_values(tbl, key, seen))
+
+        # Counts and the watermark candidate.
+        c = D.count(verdicts, late_applied, places, window)
+        for name, v in c.items():
+            setattr(res.counts, name, getattr(res.counts, name) + v)
+        cand = D.watermark_candidate(places, p.cursor, verdicts)
+        if cand is not None:
+            res.candidate = cand if res.candidate is None else max(res.candidate, cand)
+            if p.naive.size:
+                # Print the watermark back the way the newest record was written.
+                j = int(np.flatnonzero((p.cursor == cand) & (places == D.Place.IN))[0])
+                if res.candidate == cand:
+                    self._cand_naive = bool(p.naive[j])
+        late_mask = (verdicts == D.Verdict.LATE) | late_applied
+        if late_mask.any():
+            m = int(p.cursor[late_mask].min())
+            res.min_late = m if res.min_late is None else min(res.min_late, m)
+
+    def _ensure_columns(self, p: Prepared) -> None:
+        t, o = self.target, self.opts
+        new = dict(p.new_columns)
+        if o.soft_delete and (self.columns is None or DELETED_AT not in self.columns):
+            new.setdefault(DELETED_AT, "text")
+        if self.columns is None:
+            for k in o.key:
+                if new.get(k) == "any":
+                    new[k] = "text"
+            t.create_table(self.table, new, tuple(o.key))
+            self.columns = dict(new)
+        elif new:
+            t.add_columns(self.table, new)
+            self.columns.update(new)
+            self.new_columns_logged = getattr(self, "new_columns_logged", []) + list(new)
+            log.info("added column(s) %s to %s", ", ".join(new), self.table)
+        p.new_columns.clear()
+
+    def _quarantine(self, tbl, p, verdicts, places, window, q, first_records) -> None:
+        o = self.opts
+        records = tbl.take(pa.array(q)).to_pylist() if tbl.num_columns else [{} for _ in q]
+        rows = []
+        for j, i in enumerate(q):
+            v = D.Verdict(int(verdicts[i]))
+            reason = D.QUARANTINE[v]
+            if v == D.Verdict.REJECTED:
+                detail = p.reasons[i]
+            elif v == D.Verdict.FUTURE:
+                detail = (f"cursor is past now + --max-future "
+                          f"({V.format_value(window.future_limit, self.kind, True, self.tz)})")
+            else:
+                detail = (f"below the window ({V.format_value(window.lo, self.kind, self.state.naive, self.tz)})"
+                          f" and not in the target")
+            rec = records[j]
+            text = orjson.dumps(rec, default=str, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS).decode()
+            keyv = [rec.get(k) for k in o.key] if isinstance(rec, dict) else None
+            rows.append({
+                "stream": self.stream, "reason": reason, "detail": detail, "source": p.raw.path,
+                "record_no": int(first_records[i]),
+                "key": orjson.dumps(keyv, default=str).decode(),
+                "cursor": None if not isinstance(rec, dict) or rec.get(o.cursor) is None else str(rec.get(o.cursor)),
+                "cursor_value": int(p.cursor[i]) if p.valid[i] else None,
+                "record": text, "fingerprint": hashlib.sha1(text.encode()).hexdigest(), "run": self.run_id,
+            })
+        self.target.write_quarantine(rows)
+
+    # --- state, history, summary -------------------------------------------------------------
+    def _save_state(self, new_wm, res) -> None:
+        s = self.state
+        if new_wm is not None and new_wm != s.watermark and getattr(self, "_cand_naive", None) is not None:
+            s.naive = self._cand_naive
+        s.watermark = new_wm
+        s.last_run = self.run_id
+        s.assume_tz = self.opts.assume_tz
+        if s.kind is None and self.kind is not None:
+            s.kind = self.kind
+        self.target.write_state(s)
+
+    def _history(self, index, started, res, new_wm, summary, lo_t, hi_t) -> None:
+        c = res.counts
+        self.target.write_history({
+            "run_id": self.run_id, "window_index": index, "stream": self.stream, "started_at": started,
+            "finished_at": _iso_now(), "mode": self.opts.mode + ("/window" if self.opts.window else ""),
+            "outcome": "committed", "source_records": c.source_records, "loaded": c.loaded,
+            "skipped": c.skipped, "inserted": c.inserted, "updated": c.updated, "unchanged": c.unchanged,
+            "late": c.late, "late_applied": c.late_applied, "future": c.future,
+            "below_window": c.below_window, "rejected": c.rejected, "deleted": c.deleted,
+            "watermark_before": V.format_value(self.prev, self.kind, self.state.naive, self.tz),
+            "watermark_after": V.format_value(new_wm, self.kind, self.state.naive, self.tz),
+            "watermark_before_value": self.prev, "watermark_after_value": new_wm,
+            "window_lo": lo_t, "window_hi": hi_t, "max_lateness": None,
+            "detail": orjson.dumps({"new_columns": getattr(self, "new_columns_logged", []),
+                                    "warnings": self.warnings}).decode(),
+        })
+
+    def _summary(self, res: PassResult, prev_text, new_wm, total, pruned) -> Summary:
+        o = self.opts
+        c = res.counts
+        new_text = V.format_value(new_wm, self.kind, self.state.naive, self.tz)
+        s = Summary(counts=c, previous_watermark=prev_text, new_watermark=new_text, total_in_target=total,
+                    stream=self.stream, table=self.table, mode=o.mode, run_id=self.run_id,
+                    dry_run=o.dry_run, warnings=self.warnings, pruned=pruned,
+                    new_columns=getattr(self, "new_columns_logged", []))
+        fmt = lambda v: V.format_value(v, self.kind, self.state.naive, self.tz)  # noqa: E731
+        if c.source_records == 0:
+            s.stale_source = True
+            self.warnings.append(f"the source {self.source.description} is empty; the watermark stays at {prev_text}")
+        elif c.loaded == 0:
+            s.stale_source = True
+            self.warnings.append(
+                f"every record was skipped: the source may be stale (newest source cursor "
+                f"{fmt(res.max_source)}, watermark {prev_text})")
+        if res.min_late is not None and self.prev is not None:
+            behind = self.prev - res.min_late
+            n_late = c.late + c.late_applied
+            action = "quarantined" if o.on_late == "detect" else "applied"
+            self.warnings.append(
+                f"{n_late} late record(s) {action}: the worst was {_amount(behind, self.kind)} behind the "
+                f"watermark; --lookback {_amount(behind, self.kind, option=True)} would have caught them all")
+        if c.future:
+            self.warnings.append(f"{c.future} record(s) with a cursor in the future were quarantined"
+                                 f" and did not move the watermark")
+        if c.rejected:
+            self.warnings.append(f"{c.rejected} invalid record(s) were quarantined (see `hiwater quarantine list`)")
+        return s
+
+
+class _Rollback(Exception):
+    def __init__(self, summary):
+        super().__init__("dry run")
+        self.summary = summary
+
+
+def _amount(delta: int, kind: str | None, option: bool = False) -> str:
+    if kind == V.INT:
+        return str(delta)
+    secs = delta / 1_000_000
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if secs >= size and (secs / size).is_integer():
+            return f"{int(secs // size)}{unit}"
+    if option:
+        # round up to a whole second so the suggestion really catches the worst record
+        return f"{int(-(-secs // 1))}s"
+    return f"{secs:g}s"
+
+
+def _iso_now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _pylist(col, idx: np.ndarray) -> list:
+    arr = col.take(pa.array(idx))
+    t = arr.type
+    if pa.types.is_timestamp(t) or pa.types.is_date(t):
+        return [None if v is None else v.isoformat() for v in arr.to_pylist()]
+    if pa.types.is_decimal(t):
+        return [None if v is None else float(v) for v in arr.to_pylist()]
+    return arr.to_pylist()
+
+
+def _key_values(tbl: pa.Table, key: tuple, idx: np.ndarray) -> list:
+    cols = [_pylist(tbl.column(k), idx) for k in key]
+    if len(key) == 1:
+        return cols[0]
+    return [list(t) for t in zip(*cols)]
+
+
+def _keys_present(tbl: pa.Table, key: tuple) -> np.ndarray:
+    ok = np.ones(tbl.num_rows, bool)
+    for k in key:
+        if k not in tbl.column_names:
+            return np.zeros(tbl.num_rows, bool)
+        ok &= tbl.column(k).is_valid().to_numpy(zero_copy_only=False)
+    return ok

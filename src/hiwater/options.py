@@ -1,0 +1,113 @@
+"""Load options: one typed record, validated once, before any input is read.
+
+The CLI builds a :class:`LoadOptions` from its flags and the Python API from its
+keyword arguments, so both check the same conflicts with the same sentences.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+from .durations import Duration, parse_duration
+from .errors import UsageError
+
+BOUNDARIES = ("inclusive", "exclusive")
+ON_LATE = ("detect", "skip", "load")
+FORMATS = ("json", "jsonl", "csv", "parquet")
+
+
+@dataclass
+class LoadOptions:
+    key: tuple = ("id",)
+    cursor: str = "modified_at"
+    table: str | None = None
+    stream: str | None = None
+    format: str | None = None
+    full_load: bool = False
+    prune: bool = False
+    lookback: Duration | None = None
+    boundary: str = "inclusive"
+    on_late: str = "detect"
+    max_future: Duration | None = field(default_factory=lambda: parse_duration("1d", "--max-future"))
+    strict: bool = False
+    window: Duration | None = None
+    since: object = None
+    until: object = None
+    settle: Duration | None = None
+    dry_run: bool = False
+    assume_tz: str = "UTC"
+    delete_field: str | None = None
+    soft_delete: bool = False
+    lock_timeout: Duration = field(default_factory=lambda: parse_duration("30s", "--lock-timeout"))
+    batch_size: int = 65_536
+    now: dt.datetime | None = None
+
+    @classmethod
+    def build(cls, **kw) -> "LoadOptions":
+        """Normalise loose values (strings, lists) and check every conflict."""
+        key = kw.get("key", ("id",))
+        if isinstance(key, str):
+            key = tuple(k.strip() for k in key.split(",") if k.strip())
+        kw["key"] = tuple(key)
+        for name in ("lookback", "window", "settle", "lock_timeout"):
+            if kw.get(name) is not None:
+                kw[name] = parse_duration(kw[name], "--" + name.replace("_", "-"))
+        if "max_future" in kw:
+            mf = kw["max_future"]
+            kw["max_future"] = None if mf is None or str(mf).lower() == "none" else parse_duration(mf, "--max-future")
+        now = kw.get("now")
+        if isinstance(now, str):
+            try:
+                now = dt.datetime.fromisoformat(now.replace("Z", "+00:00"))
+            except ValueError:
+                raise UsageError(f"--now {now!r}: not an ISO-8601 timestamp") from None
+        if now is not None and now.tzinfo is None:
+            now = now.replace(tzinfo=dt.timezone.utc)
+        kw["now"] = now
+        unknown = set(kw) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise UsageError(f"unknown option(s): {', '.join(sorted(unknown))}")
+        opts = cls(**{k: v for k, v in kw.items() if v is not None or k in ("max_future", "now")})
+        opts.check()
+        return opts
+
+    def check(self) -> None:
+        if not self.key or any(not k for k in self.key):
+            raise UsageError("--key: give at least one column name")
+        if len(set(self.key)) != len(self.key):
+            raise UsageError(f"--key {','.join(self.key)}: a column is named twice")
+        if not self.cursor:
+            raise UsageError("--cursor: give a column name")
+        if self.cursor in self.key:
+            raise UsageError(f"--cursor {self.cursor}: the cursor cannot also be part of --key")
+        if self.boundary not in BOUNDARIES:
+            raise UsageError(f"--boundary {self.boundary!r}: choose inclusive or exclusive")
+        if self.on_late not in ON_LATE:
+            raise UsageError(f"--on-late {self.on_late!r}: choose detect, skip or load")
+        if self.format is not None and self.format not in FORMATS:
+            raise UsageError(f"--format {self.format!r}: choose json, jsonl, csv or parquet")
+        if self.prune and not self.full_load:
+            raise UsageError("--prune needs --full-load: only a full read of the source can tell which keys are gone")
+        if self.soft_delete and not self.delete_field:
+            raise UsageError("--soft-delete needs --delete-field NAME")
+        if self.delete_field and (self.delete_field in self.key or self.delete_field == self.cursor):
+            raise UsageError(f"--delete-field {self.delete_field}: cannot be the key or the cursor")
+        if self.full_load and (self.since is not None or self.until is not None):
+            raise UsageError("--full-load cannot be combined with --since/--until: a full load reads everything")
+        if self.full_load and self.lookback is not None:
+            raise UsageError("--full-load cannot be combined with --lookback: a full load has no window")
+        if self.window is not None and (self.window.micros or 0) <= 0 and (self.window.units or 0) <= 0:
+            raise UsageError(f"--window {self.window.text!r}: must be greater than zero")
+        if self.window is not None and self.prune:
+            raise UsageError("--window cannot be combined with --prune: pruning needs the whole source in one transaction")
+        if self.batch_size < 1:
+            raise UsageError("--batch-size must be at least 1")
+
+    @property
+    def mode(self) -> str:
+        if self.full_load:
+            return "full"
+        if self.since is not None or self.until is not None:
+            return "backfill"
+        return "incremental"

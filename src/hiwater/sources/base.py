@@ -1,0 +1,36 @@
+"""What every source gives the loader."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterator, Protocol
+
+import pyarrow as pa
+
+
+@dataclass
+class RawBatch:
+    """A bounded slice of a source, in source order.
+
+    ``first_record`` is the 1-based number of the batch's first record within
+    ``path``, so an error can name "file: record N". ``problems`` maps a row
+    index of the batch to a reason the reader already knows the row is invalid
+    (for example a value of another type than the rest of its column).
+    """
+
+    table: pa.Table
+    path: str
+    first_record: int
+    problems: dict = field(default_factory=dict)
+    rows: int | None = None  # set when the table has no columns at all
+
+    def __len__(self) -> int:
+        return self.rows if self.rows is not None else self.table.num_rows
+
+
+class Source(Protocol):
+    description: str
+
+    def batches(self) -> Iterator[RawBatch]: ...
+
+    def close(self) -> None: ...

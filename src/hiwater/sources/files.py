@@ -1,0 +1,446 @@
+"""File sources: JSON array, JSON Lines, CSV, Parquet, standard input, globs and folders.
+
+The fast path is pyarrow's own readers (streaming, columnar, bounded by the block
+size). When a file is messier than they accept (a column whose type changes, a
+malformed line), the exact path takes over for that file: it reads with orjson or
+the csv module, names the line and column of a syntax error, and marks values of
+the wrong type per record instead of failing the file.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import io
+import os
+import shutil
+import sys
+import tempfile
+from typing import Iterator
+
+import orjson
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.json as pajson
+import pyarrow.parquet as pq
+
+from ..errors import InputError, UsageError
+from .base import RawBatch
+
+EXTENSIONS = {
+    ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv",
+    ".parquet": "parquet", ".pq": "parquet", ".txt": None,
+}
+BLOCK_BYTES = 8 << 20
+
+
+def _sniff(path: str) -> str:
+    """Guess a format from the first non-blank byte (for .txt files and stdin)."""
+    with open(path, "rb") as f:
+        head = f.read(4096)
+    if head.startswith(b"PAR1"):
+        return "parquet"
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    if text.startswith(b"["):
+        return "json"
+    if text.startswith(b"{"):
+        return "jsonl"
+    return "csv"
+
+
+def resolve_paths(spec: str) -> list[str]:
+    """A path, a folder (its files, sorted) or a glob, to a list of files."""
+    if spec == "-":
+        return ["-"]
+    if os.path.isdir(spec):
+        paths = sorted(
+            os.path.join(spec, name) for name in os.listdir(spec)
+            if not name.startswith(".") and os.path.isfile(os.path.join(spec, name))
+        )
+        if not paths:
+            raise InputError("folder has no files", path=spec)
+        return paths
+    if any(ch in spec for ch in "*?["):
+        paths = sorted(p for p in glob.glob(spec, recursive=True) if os.path.isfile(p))
+        if not paths:
+            raise InputError("no file matches this pattern", path=spec)
+        return paths
+    if not os.path.exists(spec):
+        raise InputError("no such file", path=spec)
+    if not os.path.isfile(spec):
+        raise InputError("not a regular file", path=spec)
+    return [spec]
+
+
+class FileSource:
+    """One or more files read as one source, in order.
+
+    Standard input (``-``) is spooled to a temporary file first, so that a
+    ``--window`` load can read it more than once.
+    """
+
+    def __init__(self, spec: str, fmt: str | None = None, *, cursor: str = "modified_at",
+                 batch_size: int = 65_536, stdin=None):
+        self.spec = spec
+        self.fmt = fmt
+        self.cursor = cursor
+        self.batch_size = batch_size
+        self._tmp = None
+        paths = resolve_paths(spec)
+        if paths == ["-"]:
+            self._tmp = tempfile.NamedTemporaryFile(prefix="hiwater-stdin-", delete=False)
+            stream = stdin if stdin is not None else sys.stdin.buffer
+            shutil.copyfileobj(stream, self._tmp)
+            self._tmp.close()
+            self.paths = [self._tmp.name]
+            self.names = {self._tmp.name: "<stdin>"}
+        else:
+            self.paths = paths
+            self.names = {p: p for p in paths}
+        self.description = spec if spec != "-" else "<stdin>"
+
+    def format_of(self, path: str) -> str:
+        if self.fmt:
+            return self.fmt
+        ext = os.path.splitext(path)[1].lower()
+        if ext in EXTENSIONS and EXTENSIONS[ext]:
+            return EXTENSIONS[ext]
+        return _sniff(path)
+
+    def batches(self) -> Iterator[RawBatch]:
+        for path in self.paths:
+            name = self.names[path]
+            fmt = self.format_of(path)
+            reader = {"json": _read_json_array, "jsonl": _read_jsonl, "csv": _read_csv,
+                      "parquet": _read_parquet}[fmt]
+            yield from reader(path, name, self.cursor, self.batch_size)
+
+    def close(self) -> None:
+        if self._tmp is not None:
+            try:
+                os.unlink(self._tmp.name)
+            except OSError:
+                pass
+            self._tmp = None
+
+
+def open_files(spec: str, fmt: str | None = None, **kw) -> FileSource:
+    if fmt is not None and fmt not in ("json", "jsonl", "csv", "parquet"):
+        raise UsageError(f"--format {fmt!r}: choose json, jsonl, csv or parquet")
+    return FileSource(spec, fmt, **kw)
+
+
+# --- the exact path: Python values -> Arrow, one type per column -------------
+
+def _column(values: list) -> tuple[pa.Array, dict]:
+    """Build one Arrow column; values of a type other than the column's are problems."""
+    try:
+        return pa.array(values), {}
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        pass
+    problems = {}
+    first = next((v for v in values if v is not None), None)
+    kind = _pykind(first)
+    clean = []
+    for i, v in enumerate(values):
+        if v is None or _pykind(v) == kind or (kind == "float" and _pykind(v) == "int"):
+            clean.append(v)
+        else:
+            clean.append(None)
+            problems[i] = f"value {_short(v)} is a {_pykind(v)}, the column holds {kind}s"
+    try:
+        if kind in ("dict", "list"):
+            return pa.array([None if v is None else orjson.dumps(v).decode() for v in clean]), problems
+        if kind == "int":
+            out = []
+            for i, v in enumerate(clean):
+                if v is not None and not (-(2**63) <= v < 2**63):
+                    problems[i] = f"integer {_short(v)} does not fit in 64 bits"
+                    v = None
+                out.append(v)
+            return pa.array(out, pa.int64()), problems
+        return pa.array(clean), problems
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as exc:
+        raise InputError(f"cannot read a column: {exc}") from None
+
+
+def _pykind(v) -> str:
+    if isinstance(v, bool):
+        return "bool"
+    if isinstance(v, int):
+        return "int"
+    if isinstance(v, float):
+        return "float"
+    if isinstance(v, str):
+        return "string"
+    if isinstance(v, dict):
+        return "dict"
+    if isinstance(v, list):
+        return "list"
+    return type(v).__name__
+
+
+def _short(v) -> str:
+    text = repr(v)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _rows_to_batch(rows: list, path: str, first_record: int, cursor: str) -> RawBatch:
+    names: dict = {}
+    problems: dict = {}
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            problems[i] = f"record is a {_pykind(row)}, not an object"
+            continue
+        for k in row:
+            names.setdefault(k, None)
+    columns, fields = [], []
+    for name in names:
+        values = [row.get(name) if isinstance(row, dict) else None for row in rows]
+        if name == cursor:
+            # The cursor keeps its raw values; its parser judges them.
+            values = [v if v is None or isinstance(v, (str, int)) and not isinstance(v, bool)
+                      else _cursor_text(v) for v in values]
+        arr, col_problems = _column(values)
+        for i, reason in col_problems.items():
+            problems.setdefault(i, f"field {name!r}: {reason}")
+        columns.append(arr)
+        fields.append(name)
+    if not fields:
+        return RawBatch(pa.table({}), path, first_record, problems, rows=len(rows))
+    return RawBatch(pa.Table.from_arrays(columns, names=fields), path, first_record, problems)
+
+
+def _cursor_text(v) -> str:
+    return orjson.dumps(v).decode()
+
+
+def _json_error(exc: orjson.JSONDecodeError, name: str, line_offset: int = 0) -> InputError:
+    line = getattr(exc, "lineno", None)
+    col = getattr(exc, "colno", None)
+    msg = str(exc).split(":", 1)[0]
+    return InputError(f"malformed JSON: {msg}", path=name,
+                      line=(line + line_offset) if line is not None else None, column=col)
+
+
+def _read_json_array(path: str, name: str, cursor: str, batch_size: int) -> Iterator[RawBatch]:
+    with open(path, "rb") as f:
+        data = f.read()
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    if not data.strip():
+        return
+    try:
+        records = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise _json_error(exc, name) from None
+    del data
+    if isinstance(records, dict):
+        records = [records]
+    if not isinstance(records, list):
+        raise InputError("a JSON file must hold an array of objects (or use JSON Lines)", path=name)
+    for start in range(0, len(records), batch_size):
+        yield _rows_to_batch(records[start:start + batch_size], name, start + 1, cursor)
+
+
+def _read_jsonl(path: str, name: str, cursor: str, batch_size: int) -> Iterator[RawBatch]:
+    """JSON Lines: pyarrow's streaming reader, or the exact reader if it refuses the file."""
+    if os.path.getsize(path) == 0:
+        return
+    fast = _read_jsonl_fast(path, name, cursor, batch_size)
+    emitted = 0
+    try:
+        first = next(fast)
+    except StopIteration:
+        return
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        first = None
+    if first is not None:
+        # pyarrow may still refuse a later block; probe the whole file before yielding.
+        batches = [first]
+        try:
+            for b in fast:
+                batches.append(b)
+                if sum(len(x) for x in batches) > 4 * batch_size:
+                    break
+            else:
+                yield from batches
+                return
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+            batches = None
+        if batches is not None:
+            # A large file: stream on, falling back if a later block is refused.
+            try:
+                for b in batches:
+                    yield b
+                    emitted += len(b)
+                for b in fast:
+                    yield b
+                    emitted += len(b)
+                return
+            except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+                pass
+    yield from _read_jsonl_exact(path, name, cursor, batch_size, skip=emitted)
+
+
+def _read_jsonl_fast(path: str, name: str, cursor: str, batch_size: int) -> Iterator[RawBatch]:
+    with open(path, "rb") as f:
+        if f.read(3) == b"\xef\xbb\xbf":
+            raise pa.ArrowInvalid("BOM")
+    parse = pajson.ParseOptions(explicit_schema=pa.schema([(cursor, pa.string())]),
+                                unexpected_field_behavior="infer")
+    reader = pajson.open_json(path, read_options=pajson.ReadOptions(block_size=BLOCK_BYTES),
+                              parse_options=parse)
+    record = 1
+    schema = None
+    for rb in reader:
+        tbl = pa.Table.from_batches([rb])
+        if schema is None:
+            schema = tbl.schema
+        for start in range(0, tbl.num_rows, batch_size):
+            part = tbl.slice(start, batch_size)
+            yield RawBatch(_json_columns(part), name, record, {})
+            record += part.num_rows
+
+
+def _json_columns(tbl: pa.Table, cursor: str | None = None) -> pa.Table:
+    """Nested values become JSON text; timestamps (other than the cursor) become ISO text."""
+    for i, f in enumerate(tbl.schema):
+        t = f.type
+        if f.name == cursor:
+            continue
+        if pa.types.is_struct(t) or pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_map(t):
+            col = tbl.column(i)
+            text = pa.array([None if v is None else orjson.dumps(v).decode() for v in col.to_pylist()],
+                            pa.string())
+            tbl = tbl.set_column(i, f.name, text)
+        elif pa.types.is_timestamp(t) or pa.types.is_date(t):
+            col = tbl.column(i)
+            text = pa.array([None if v is None else v.isoformat() for v in col.to_pylist()], pa.string())
+            tbl = tbl.set_column(i, f.name, text)
+    return tbl
+
+
+def _read_jsonl_exact(path: str, name: str, cursor: str, batch_size: int, skip: int = 0) -> Iterator[RawBatch]:
+    rows: list = []
+    record = 0
+    first = skip + 1
+    with open(path, "rb") as f:
+        for lineno, line in enumerate(f, 1):
+            if lineno == 1 and line.startswith(b"\xef\xbb\xbf"):
+                line = line[3:]
+            if not line.strip():
+                continue
+            record += 1
+            if record <= skip:
+                continue
+            try:
+                rows.append(orjson.loads(line))
+            except orjson.JSONDecodeError as exc:
+                col = getattr(exc, "colno", None)
+                raise InputError(f"malformed JSON: {str(exc).split(':', 1)[0]}", path=name,
+                                 line=lineno, column=col) from None
+            if len(rows) >= batch_size:
+                yield _rows_to_batch(rows, name, first, cursor)
+                first += len(rows)
+                rows = []
+    if rows:
+        yield _rows_to_batch(rows, name, first, cursor)
+
+
+def _read_csv(path: str, name: str, cursor: str, batch_size: int) -> Iterator[RawBatch]:
+    if os.path.getsize(path) == 0:
+        return
+    emitted = 0
+    try:
+        reader = pacsv.open_csv(
+            path,
+            read_options=pacsv.ReadOptions(block_size=BLOCK_BYTES),
+            convert_options=pacsv.ConvertOptions(column_types={cursor: pa.string()},
+                                                 strings_can_be_null=False),
+        )
+        for rb in reader:
+            tbl = pa.Table.from_batches([rb])
+            for start in range(0, tbl.num_rows, batch_size):
+                part = tbl.slice(start, batch_size)
+                yield RawBatch(_json_columns(_csv_nulls(part)), name, emitted + 1, {})
+                emitted += part.num_rows
+        return
+    except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError):
+        pass
+    yield from _read_csv_exact(path, name, cursor, batch_size, skip=emitted)
+
+
+def _csv_nulls(tbl: pa.Table) -> pa.Table:
+    """An empty CSV cell is a missing value (null), for strings too."""
+    import pyarrow.compute as pc
+    for i, f in enumerate(tbl.schema):
+        if pa.types.is_string(f.type):
+            col = tbl.column(i)
+            tbl = tbl.set_column(i, f.name, pc.if_else(pc.equal(col, ""), pa.scalar(None, pa.string()), col))
+    return tbl
+
+
+def _csv_value(text: str):
+    if text == "":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        f = float(text)
+        if f == f and f not in (float("inf"), float("-inf")):
+            return f
+    except ValueError:
+        pass
+    return text
+
+
+def _read_csv_exact(path: str, name: str, cursor: str, batch_size: int, skip: int = 0) -> Iterator[RawBatch]:
+    try:
+        with open(path, "r", encoding="utf-8-sig", newline="") as f:
+            reader = csv.reader(f, strict=True)
+            try:
+                header = next(reader)
+            except StopIteration:
+                return
+            if len(set(header)) != len(header):
+                raise InputError("the header names a column twice", path=name, line=1)
+            rows: list = []
+            first = skip + 1
+            record = 0
+            for row in reader:
+                record += 1
+                if record <= skip:
+                    continue
+                if not row:
+                    continue
+                if len(row) != len(header):
+                    raise InputError(f"expected {len(header)} fields, found {len(row)}", path=name,
+                                     line=reader.line_num)
+                rows.append({h: (v if h == cursor else _csv_value(v)) if v != "" else None
+                             for h, v in zip(header, row)})
+                if len(rows) >= batch_size:
+                    yield _rows_to_batch(rows, name, first, cursor)
+                    first += len(rows)
+                    rows = []
+            if rows:
+                yield _rows_to_batch(rows, name, first, cursor)
+    except csv.Error as exc:
+        raise InputError(f"malformed CSV: {exc}", path=name, line=getattr(reader, "line_num", None)) from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"not UTF-8 text (byte {exc.start})", path=name,
+                         hint="convert the file to UTF-8") from None
+
+
+def _read_parquet(path: str, name: str, cursor: str, batch_size: int) -> Iterator[RawBatch]:
+    try:
+        pf = pq.ParquetFile(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise InputError(f"not a readable Parquet file: {exc}", path=name) from None
+    record = 1
+    for rb in pf.iter_batches(batch_size=batch_size):
+        tbl = pa.Table.from_batches([rb])
+        yield RawBatch(_json_columns(tbl, cursor), name, record, {})
+        record += tbl.num_rows

@@ -1,0 +1,156 @@
+"""The interface every target implements, and the type rules they share.
+
+A target knows its dialect (quoting, upsert form, types, locks); the loader
+knows nothing of SQL. Adding a database is one new module implementing
+:class:`Target`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+import pyarrow as pa
+
+from ..state import StreamState
+
+# Logical column types. Each target maps them to its own SQL types.
+INTEGER, REAL, TEXT, BOOLEAN, ANY = "integer", "real", "text", "boolean", "any"
+CURSOR_COL = "_hiwater_cursor"
+RUN_COL = "_hiwater_run"
+HIDDEN = (CURSOR_COL, RUN_COL)
+
+
+def logical_type(t: pa.DataType) -> str:
+    """The logical type a new column gets from the first batch that shows it."""
+    if pa.types.is_boolean(t):
+        return BOOLEAN
+    if pa.types.is_integer(t):
+        return INTEGER
+    if pa.types.is_floating(t) or pa.types.is_decimal(t):
+        return REAL
+    if pa.types.is_null(t):
+        return ANY
+    return TEXT
+
+
+def fits(t: pa.DataType, logical: str) -> str:
+    """Whether values of Arrow type ``t`` fit a column: 'yes', 'no' or 'check' (per value)."""
+    if logical == ANY or pa.types.is_null(t):
+        return "yes"
+    got = logical_type(t)
+    if got == logical:
+        return "yes"
+    if logical == REAL and got == INTEGER:
+        return "yes"
+    if logical == INTEGER and got == REAL:
+        return "check"  # whole numbers fit, fractions do not
+    return "no"
+
+
+@dataclass
+class Lookup:
+    """What the target holds for a list of keys (aligned with the request)."""
+
+    exists: np.ndarray
+    cursor: np.ndarray
+    run: np.ndarray
+
+
+class Target(ABC):
+    """One database that holds streams' data and state."""
+
+    dialect: str = "?"
+    description: str = "?"
+
+    # --- connection, locks, transactions -------------------------------------------
+    @abstractmethod
+    def connect(self) -> None: ...
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    @abstractmethod
+    @contextmanager
+    def stream_lock(self, stream: str, timeout_s: float) -> Iterator[None]:
+        """Hold the one-runner-per-stream lock; raise LockTimeout after ``timeout_s``."""
+
+    @abstractmethod
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Everything inside commits together or not at all."""
+
+    # --- state, history, quarantine ----------------------------------------------------
+    @abstractmethod
+    def ensure_meta(self) -> None:
+        """Create the ``_hiwater_*`` tables if missing (inside a transaction)."""
+
+    @abstractmethod
+    def read_state(self, stream: str) -> StreamState | None: ...
+
+    @abstractmethod
+    def write_state(self, state: StreamState) -> None: ...
+
+    @abstractmethod
+    def delete_state(self, stream: str) -> None: ...
+
+    @abstractmethod
+    def list_states(self) -> list[StreamState]: ...
+
+    @abstractmethod
+    def next_run_id(self) -> int: ...
+
+    @abstractmethod
+    def write_history(self, row: dict) -> None: ...
+
+    @abstractmethod
+    def read_history(self, stream: str | None = None, limit: int | None = None) -> list[dict]: ...
+
+    @abstractmethod
+    def write_quarantine(self, rows: list[dict]) -> None: ...
+
+    @abstractmethod
+    def read_quarantine(self, stream: str | None = None, reason: str | None = None,
+                        limit: int | None = None) -> list[dict]: ...
+
+    @abstractmethod
+    def delete_quarantine(self, ids: list[int]) -> None: ...
+
+    # --- data ----------------------------------------------------------------------------
+    @abstractmethod
+    def table_columns(self, table: str) -> dict | None:
+        """``{column: logical type}`` of an existing table, or ``None``."""
+
+    @abstractmethod
+    def create_table(self, table: str, columns: dict, key: tuple) -> None: ...
+
+    @abstractmethod
+    def add_columns(self, table: str, columns: dict) -> None: ...
+
+    @abstractmethod
+    def lookup(self, table: str, key: tuple, keys: list) -> Lookup:
+        """For each key (a scalar, or a tuple for a composite key): cursor and run held."""
+
+    @abstractmethod
+    def upsert(self, table: str, columns: list, rows: list, key: tuple) -> None:
+        """Insert or replace rows; never replace a row holding a newer cursor."""
+
+    @abstractmethod
+    def delete_keys(self, table: str, key: tuple, keys: list) -> int: ...
+
+    @abstractmethod
+    def count_rows(self, table: str) -> int: ...
+
+    @abstractmethod
+    def prune_begin(self, key: tuple) -> None:
+        """Start collecting the keys a full load saw."""
+
+    @abstractmethod
+    def prune_seen(self, key: tuple, keys: list) -> None: ...
+
+    @abstractmethod
+    def prune_finish(self, table: str, key: tuple) -> int:
+        """Delete rows whose key was not seen; return how many."""

@@ -1,0 +1,361 @@
+"""The SQLite target: the embedded default. Needs nothing but Python.
+
+- One run per stream: an OS file lock (``fcntl``) on ``<db>.hwlock`` at a byte
+  chosen by the stream's name. The kernel releases it when the holder dies, so a
+  killed run never needs manual cleanup.
+- One transaction per run or window slice: ``BEGIN IMMEDIATE`` … ``COMMIT``.
+- Bulk path: ``executemany`` of one ``INSERT … ON CONFLICT DO UPDATE … WHERE``.
+- Key lookups: one query per batch, the keys passed as one JSON parameter.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sqlite3
+import time
+import zlib
+from contextlib import contextmanager
+from typing import Iterator
+
+import numpy as np
+import orjson
+
+from ..errors import LockTimeout, TargetError
+from ..state import StreamState
+from .base import ANY, BOOLEAN, CURSOR_COL, INTEGER, REAL, RUN_COL, TEXT, Lookup, Target
+
+SQL_TYPES = {INTEGER: "INTEGER", REAL: "REAL", TEXT: "TEXT", BOOLEAN: "BOOLEAN", ANY: ""}
+LOGICAL = {v: k for k, v in SQL_TYPES.items()}
+LOOKUP_CHUNK = 65_536
+
+
+def quote(name: str) -> str:
+    """Quote an identifier for SQLite. Every table and column name goes through here."""
+    if "\x00" in name:
+        raise ValueError("an identifier cannot contain a NUL character")
+    return '"' + name.replace('"', '""') + '"'
+
+
+META_DDL = [
+    """CREATE TABLE IF NOT EXISTS _hiwater_state (
+        stream TEXT PRIMARY KEY, table_name TEXT NOT NULL, key_columns TEXT NOT NULL,
+        cursor_column TEXT NOT NULL, kind TEXT, watermark INTEGER, naive INTEGER NOT NULL DEFAULT 1,
+        assume_tz TEXT NOT NULL DEFAULT 'UTC', last_run INTEGER, version INTEGER NOT NULL,
+        updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')))""",
+    """CREATE TABLE IF NOT EXISTS _hiwater_history (
+        run_id INTEGER NOT NULL, window_index INTEGER NOT NULL DEFAULT 0, stream TEXT NOT NULL,
+        started_at TEXT NOT NULL, finished_at TEXT NOT NULL, mode TEXT NOT NULL, outcome TEXT NOT NULL,
+        source_records INTEGER, loaded INTEGER, skipped INTEGER, inserted INTEGER, updated INTEGER,
+        unchanged INTEGER, late INTEGER, late_applied INTEGER, future INTEGER, below_window INTEGER,
+        rejected INTEGER, deleted INTEGER, watermark_before TEXT, watermark_after TEXT,
+        watermark_before_value INTEGER, watermark_after_value INTEGER, window_lo TEXT, window_hi TEXT,
+        max_lateness TEXT, detail TEXT,
+        PRIMARY KEY (run_id, window_index))""",
+    """CREATE TABLE IF NOT EXISTS _hiwater_quarantine (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, stream TEXT NOT NULL, reason TEXT NOT NULL,
+        detail TEXT, source TEXT, record_no INTEGER, key TEXT, cursor TEXT, cursor_value INTEGER,
+        record TEXT NOT NULL, fingerprint TEXT NOT NULL, first_run INTEGER NOT NULL,
+        last_run INTEGER NOT NULL, seen INTEGER NOT NULL DEFAULT 1,
+        UNIQUE (stream, reason, fingerprint))""",
+]
+
+
+class SQLiteTarget(Target):
+    dialect = "sqlite"
+
+    def __init__(self, path: str, *, busy_timeout_s: float = 30.0):
+        self.path = path
+        self.memory = path in (":memory:", "")
+        self.description = "sqlite (memory)" if self.memory else f"sqlite:///{path}"
+        self.conn: sqlite3.Connection | None = None
+        self.busy_timeout_s = busy_timeout_s
+        self._lock_fd = None
+
+    # --- connection, locks, transactions ---------------------------------------------
+    def connect(self) -> None:
+        if self.conn is not None:
+            return
+        if not self.memory:
+            parent = os.path.dirname(os.path.abspath(self.path))
+            if not os.path.isdir(parent):
+                raise TargetError(f"{self.path}: the folder {parent} does not exist")
+        try:
+            self.conn = sqlite3.connect(self.path, isolation_level=None,
+                                        timeout=self.busy_timeout_s, check_same_thread=False)
+            if not self.memory:
+                self.conn.execute("PRAGMA journal_mode=WAL")
+                self.conn.execute("PRAGMA synchronous=NORMAL")
+        except sqlite3.DatabaseError as exc:
+            raise TargetError(f"{self.path}: cannot open as a SQLite database: {exc}") from None
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+    @contextmanager
+    def stream_lock(self, stream: str, timeout_s: float) -> Iterator[None]:
+        if self.memory:
+            yield
+            return
+        self.busy_timeout_s = max(timeout_s, 0.0)
+        if self.conn is not None:
+            self.conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_s * 1000)}")
+        fd = os.open(self.path + ".hwlock", os.O_RDWR | os.O_CREAT, 0o644)
+        offset = zlib.crc32(stream.encode()) & 0x3FFFFFFF
+        deadline = time.monotonic() + timeout_s
+        try:
+            while True:
+                try:
+                    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, offset)
+                    break
+                except OSError:
+                    if time.monotonic() >= deadline:
+                        raise LockTimeout(
+                            f"stream {stream!r} is being loaded by another run; gave up after {timeout_s:g}s",
+                            hint="wait for it to finish, or raise --lock-timeout") from None
+                    time.sleep(0.05)
+            yield
+        finally:
+            os.close(fd)  # closing the descriptor releases the lock
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        conn = self.conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise LockTimeout(f"{self.path}: the database is locked by another writer; "
+                                  f"gave up after {self.busy_timeout_s:g}s",
+                                  hint="raise --lock-timeout") from None
+            raise TargetError(f"{self.path}: {exc}") from None
+        try:
+            yield
+        except BaseException:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass  # the original error matters more than a failed rollback
+            raise
+        else:
+            try:
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+                raise TargetError(f"{self.path}: commit failed: {exc}") from None
+
+    def execute(self, sql: str, params=()):
+        try:
+            return self.conn.execute(sql, params)
+        except sqlite3.Error as exc:
+            raise TargetError(f"{self.description}: {exc}") from None
+
+    # --- state, history, quarantine ----------------------------------------------------
+    def ensure_meta(self) -> None:
+        for ddl in META_DDL:
+            self.execute(ddl)
+
+    def _has_meta(self) -> bool:
+        row = self.execute("SELECT 1 FROM sqlite_master WHERE name='_hiwater_state'").fetchone()
+        return row is not None
+
+    def read_state(self, stream: str) -> StreamState | None:
+        if not self._has_meta():
+            return None
+        row = self.execute(
+            "SELECT stream, table_name, key_columns, cursor_column, kind, watermark, naive, assume_tz,"
+            " last_run, version FROM _hiwater_state WHERE stream = ?", (stream,)).fetchone()
+        return _state(row) if row else None
+
+    def list_states(self) -> list[StreamState]:
+        if not self._has_meta():
+            return []
+        rows = self.execute(
+            "SELECT stream, table_name, key_columns, cursor_column, kind, watermark, naive, assume_tz,"
+            " last_run, version FROM _hiwater_state ORDER BY stream").fetchall()
+        return [_state(r) for r in rows]
+
+    def write_state(self, s: StreamState) -> None:
+        self.execute(
+            "INSERT INTO _hiwater_state (stream, table_name, key_columns, cursor_column, kind, watermark,"
+            " naive, assume_tz, last_run, version) VALUES (?,?,?,?,?,?,?,?,?,?)"
+            " ON CONFLICT(stream) DO UPDATE SET table_name=excluded.table_name,"
+            " key_columns=excluded.key_columns, cursor_column=excluded.cursor_column, kind=excluded.kind,"
+            " watermark=excluded.watermark, naive=excluded.naive, assume_tz=excluded.assume_tz,"
+            " last_run=excluded.last_run, version=excluded.version,"
+            " updated_at=strftime('%Y-%m-%dT%H:%M:%fZ','now')",
+            (s.stream, s.table, orjson.dumps(list(s.key)).decode(), s.cursor, s.kind, s.watermark,
+             int(s.naive), s.assume_tz, s.last_run, s.version))
+
+    def delete_state(self, stream: str) -> None:
+        self.execute("DELETE FROM _hiwater_state WHERE stream = ?", (stream,))
+
+    def next_run_id(self) -> int:
+        row = self.execute("SELECT COALESCE(MAX(run_id), 0) + 1 FROM _hiwater_history").fetchone()
+        return int(row[0])
+
+    def write_history(self, row: dict) -> None:
+        cols = list(row)
+        self.execute(
+            f"INSERT OR REPLACE INTO _hiwater_history ({', '.join(quote(c) for c in cols)})"
+            f" VALUES ({', '.join('?' for _ in cols)})", [row[c] for c in cols])
+
+    def read_history(self, stream: str | None = None, limit: int | None = None) -> list[dict]:
+        if not self._has_meta():
+            return []
+        sql = "SELECT * FROM _hiwater_history"
+        params: list = []
+        if stream is not None:
+            sql += " WHERE stream = ?"
+            params.append(stream)
+        sql += " ORDER BY run_id, window_index"
+        if limit:
+            sql = f"SELECT * FROM ({sql.replace(' ORDER BY run_id, window_index', '')}" \
+                  f" ORDER BY run_id DESC, window_index DESC LIMIT ?) ORDER BY run_id, window_index"
+            params.append(limit)
+        cur = self.execute(sql, params)
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, r)) for r in cur.fetchall()]
+
+    def write_quarantine(self, rows: list[dict]) -> None:
+        if not rows:
+            return
+        try:
+            self.conn.executemany(
+                "INSERT INTO _hiwater_quarantine (stream, reason, detail, source, record_no, key, cursor,"
+                " cursor_value, record, fingerprint, first_run, last_run)"
+                " VALUES (:stream, :reason, :detail, :source, :record_no, :key, :cursor, :cursor_value,"
+                " :record, :fingerprint, :run, :run)"
+                " ON CONFLICT (stream, reason, fingerprint) DO UPDATE SET last_run = excluded.last_run,"
+                " seen = seen + 1, detail = excluded.detail, source = excluded.source,"
+                " record_no = excluded.record_no", rows)
+        except sqlite3.Error as exc:
+            raise TargetError(f"{self.description}: writing quarantine: {exc}") from None
+
+    def read_quarantine(self, stream: str | None = None, reason: str | None = None,
+                        limit: int | None = None) -> list[dict]:
+        if not self._has_meta():
+            return []
+        sql = "SELECT * FROM _hiwater_quarantine WHERE 1=1"
+        params: list = []
+        if stream is not None:
+            sql += " AND stream = ?"
+            params.append(stream)
+        if reason is not None:
+            sql += " AND reason = ?"
+            params.append(reason)
+        sql += " ORDER BY id"
+        if limit:
+            sql += " LIMIT ?"
+            params.append(limit)
+        cur = self.execute(sql, params)
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, r)) for r in cur.fetchall()]
+
+    def delete_quarantine(self, ids: list[int]) -> None:
+        self.execute("DELETE FROM _hiwater_quarantine WHERE id IN (SELECT value FROM json_each(?))",
+                     (orjson.dumps(ids).decode(),))
+
+    # --- data ---------------------------------------------------------------------------------
+    def table_columns(self, table: str) -> dict | None:
+        rows = self.execute(f"PRAGMA table_info({quote(table)})").fetchall()
+        if not rows:
+            return None
+        return {r[1]: LOGICAL.get((r[2] or "").upper(), ANY) for r in rows}
+
+    def create_table(self, table: str, columns: dict, key: tuple) -> None:
+        defs = [f"{quote(c)} {SQL_TYPES[t]}".rstrip() for c, t in columns.items()]
+        defs.append(f"{quote(CURSOR_COL)} INTEGER NOT NULL")
+        defs.append(f"{quote(RUN_COL)} INTEGER NOT NULL")
+        defs.append(f"PRIMARY KEY ({', '.join(quote(k) for k in key)})")
+        self.execute(f"CREATE TABLE {quote(table)} ({', '.join(defs)})")
+
+    def add_columns(self, table: str, columns: dict) -> None:
+        for c, t in columns.items():
+            self.execute(f"ALTER TABLE {quote(table)} ADD COLUMN {quote(c)} {SQL_TYPES[t]}".rstrip())
+
+    def lookup(self, table: str, key: tuple, keys: list) -> Lookup:
+        n = len(keys)
+        exists = np.zeros(n, dtype=bool)
+        cursor = np.zeros(n, dtype=np.int64)
+        run = np.zeros(n, dtype=np.int64)
+        if len(key) == 1:
+            on = f"t.{quote(key[0])} = j.value"
+        else:
+            on = " AND ".join(f"t.{quote(k)} = json_extract(j.value, '$[{i}]')" for i, k in enumerate(key))
+        sql = (f"SELECT j.key, t.{quote(CURSOR_COL)}, t.{quote(RUN_COL)} FROM json_each(?) AS j"
+               f" JOIN {quote(table)} AS t ON {on}")
+        for start in range(0, n, LOOKUP_CHUNK):
+            chunk = keys[start:start + LOOKUP_CHUNK]
+            payload = orjson.dumps(chunk, option=orjson.OPT_PASSTHROUGH_DATETIME, default=str).decode()
+            for idx, cur, r in self.execute(sql, (payload,)):
+                i = start + idx
+                exists[i] = True
+                cursor[i] = cur
+                run[i] = r
+        return Lookup(exists, cursor, run)
+
+    def upsert(self, table: str, columns: list, rows: list, key: tuple) -> None:
+        if not rows:
+            return
+        sql = upsert_sql(table, columns, key)
+        try:
+            self.conn.executemany(sql, rows)
+        except (sqlite3.Error, OverflowError) as exc:
+            raise TargetError(f"{self.description}: writing {table!r}: {exc}") from None
+
+    def delete_keys(self, table: str, key: tuple, keys: list) -> int:
+        if not keys:
+            return 0
+        where = " AND ".join(f"{quote(k)} = ?" for k in key)
+        params = [(k,) if len(key) == 1 else tuple(k) for k in keys]
+        cur = self.conn.executemany(f"DELETE FROM {quote(table)} WHERE {where}", params)
+        return cur.rowcount
+
+    def count_rows(self, table: str) -> int:
+        if self.table_columns(table) is None:
+            return 0
+        return int(self.execute(f"SELECT count(*) FROM {quote(table)}").fetchone()[0])
+
+    def prune_begin(self, key: tuple) -> None:
+        cols = ", ".join(quote(k) for k in key)
+        self.execute("DROP TABLE IF EXISTS temp._hiwater_seen")
+        self.execute(f"CREATE TEMP TABLE _hiwater_seen ({cols}, PRIMARY KEY ({cols})) WITHOUT ROWID")
+
+    def prune_seen(self, key: tuple, keys: list) -> None:
+        cols = ", ".join(quote(k) for k in key)
+        params = [(k,) if len(key) == 1 else tuple(k) for k in keys]
+        self.conn.executemany(
+            f"INSERT OR IGNORE INTO temp._hiwater_seen ({cols}) VALUES ({', '.join('?' for _ in key)})",
+            params)
+
+    def prune_finish(self, table: str, key: tuple) -> int:
+        cols = ", ".join(quote(k) for k in key)
+        cur = self.execute(f"DELETE FROM {quote(table)} WHERE ({cols}) NOT IN"
+                           f" (SELECT {cols} FROM temp._hiwater_seen)")
+        self.execute("DROP TABLE IF EXISTS temp._hiwater_seen")
+        return cur.rowcount
+
+
+def upsert_sql(table: str, columns: list, key: tuple) -> str:
+    """The upsert for one batch: newer cursors replace, older never do (pure builder)."""
+    t = quote(table)
+    cols = list(columns) + [CURSOR_COL, RUN_COL]
+    sets = ", ".join(f"{quote(c)} = excluded.{quote(c)}" for c in cols if c not in key)
+    guard = (f"excluded.{quote(CURSOR_COL)} > {t}.{quote(CURSOR_COL)} OR"
+             f" (excluded.{quote(CURSOR_COL)} = {t}.{quote(CURSOR_COL)}"
+             f" AND excluded.{quote(RUN_COL)} = {t}.{quote(RUN_COL)})")
+    return (f"INSERT INTO {t} ({', '.join(quote(c) for c in cols)})"
+            f" VALUES ({', '.join('?' for _ in cols)})"
+            f" ON CONFLICT ({', '.join(quote(k) for k in key)}) DO UPDATE SET {sets} WHERE {guard}")
+
+
+def _state(row) -> StreamState:
+    return StreamState(stream=row[0], table=row[1], key=tuple(orjson.loads(row[2])), cursor=row[3],
+                       kind=row[4], watermark=row[5], naive=bool(row[6]), assume_tz=row[7],
+                       last_run=row[8], version=row[9])

@@ -1,0 +1,221 @@
+"""Cursor values: parsing to comparable integers, and printing them back.
+
+A stream's cursor has one *kind*, fixed by its first run and kept in its state:
+
+- ``timestamp``: ISO-8601 date-times, with or without an offset. Compared as
+  instants: normalised to integer microseconds since the epoch, UTC. Naive values
+  are taken in ``assume_tz``.
+- ``date``: ``YYYY-MM-DD``; normalised to microseconds at midnight UTC, so the
+  same durations (``1d``) work for lookbacks.
+- ``int``: integers, compared as they are.
+
+Everything here is pure and vectorised over pyarrow arrays where it pays.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .errors import UsageError
+
+TIMESTAMP = "timestamp"
+DATE = "date"
+INT = "int"
+KINDS = (TIMESTAMP, DATE, INT)
+
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+US_PER_DAY = 86_400_000_000
+# Arrow timestamps in microseconds hold years 1..9999 comfortably inside int64.
+_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def zone(name: str) -> dt.tzinfo:
+    if name.upper() in ("UTC", "Z"):
+        return dt.timezone.utc
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise UsageError(f"--assume-tz {name!r}: not a known time zone",
+                         hint="use an IANA name such as UTC or Europe/Berlin") from None
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """The result of parsing one batch's cursor column.
+
+    ``values`` are the normalised integers (0 where invalid), ``valid`` marks the
+    records that parsed, ``naive`` marks timestamps that carried no offset, and
+    ``reasons`` explains the invalid ones (``None`` where valid).
+    """
+
+    values: np.ndarray
+    valid: np.ndarray
+    naive: np.ndarray
+    reasons: list
+
+
+def detect_kind(column: pa.Array) -> str | None:
+    """The cursor kind the first non-null value of ``column`` suggests."""
+    t = column.type
+    if pa.types.is_integer(t):
+        return INT
+    if pa.types.is_date(t):
+        return DATE
+    if pa.types.is_timestamp(t):
+        return TIMESTAMP
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        for v in column.drop_null().slice(0, 1).to_pylist():
+            v = v.strip()
+            if _DATE_RE.match(v):
+                return DATE
+            if v.lstrip("-").isdigit():
+                return INT
+            return TIMESTAMP
+    if pa.types.is_floating(t) or pa.types.is_boolean(t):
+        return None
+    return None
+
+
+def _to_utc_us(value: dt.datetime, tz: dt.tzinfo) -> int:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=tz)
+    delta = value - EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def parse_one(value, kind: str, tz: dt.tzinfo) -> tuple[int, bool]:
+    """Parse one cursor value; returns ``(normalised, naive)``; raises ValueError."""
+    if value is None:
+        raise ValueError("cursor is missing")
+    if kind == INT:
+        if isinstance(value, bool):
+            raise ValueError(f"cursor {value!r} is not an integer")
+        if isinstance(value, int):
+            return value, False
+        if isinstance(value, float) and value.is_integer():
+            return int(value), False
+        if isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
+            return int(value), False
+        raise ValueError(f"cursor {value!r} is not an integer")
+    if isinstance(value, dt.datetime):
+        if kind == DATE:
+            raise ValueError(f"cursor {value.isoformat()!r} is a date-time, the stream's cursor is a date")
+        return _to_utc_us(value, tz), value.tzinfo is None
+    if isinstance(value, dt.date):
+        if kind != DATE:
+            raise ValueError(f"cursor {value.isoformat()!r} is a date, the stream's cursor is a timestamp")
+        return (value - dt.date(1970, 1, 1)).days * US_PER_DAY, True
+    if not isinstance(value, str):
+        raise ValueError(f"cursor {value!r} is not a {kind}")
+    text = value.strip()
+    if kind == DATE:
+        if not _DATE_RE.match(text):
+            raise ValueError(f"cursor {value!r} is not a date (YYYY-MM-DD)")
+        try:
+            d = dt.date.fromisoformat(text)
+        except ValueError:
+            raise ValueError(f"cursor {value!r} is not a valid date") from None
+        return (d - dt.date(1970, 1, 1)).days * US_PER_DAY, True
+    if _DATE_RE.match(text):
+        raise ValueError(f"cursor {value!r} is a date, the stream's cursor is a timestamp")
+    if text.endswith(("z", "Z")):
+        text = text[:-1] + "+00:00"
+    try:
+        parsed = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"cursor {value!r} is not an ISO-8601 timestamp") from None
+    return _to_utc_us(parsed, tz), parsed.tzinfo is None
+
+
+def parse_column(column: pa.Array, kind: str, tz: dt.tzinfo) -> Parsed:
+    """Parse a whole cursor column. Vectorised for the common shapes, exact for the rest."""
+    n = len(column)
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    fast = _parse_fast(column, kind, tz)
+    if fast is not None:
+        return fast
+    values = np.zeros(n, dtype=np.int64)
+    valid = np.zeros(n, dtype=bool)
+    naive = np.zeros(n, dtype=bool)
+    reasons: list = [None] * n
+    for i, v in enumerate(column.to_pylist()):
+        try:
+            values[i], naive[i] = parse_one(v, kind, tz)
+            valid[i] = True
+        except ValueError as exc:
+            reasons[i] = str(exc)
+        except OverflowError:
+            reasons[i] = f"cursor {v!r} is out of range"
+    return Parsed(values, valid, naive, reasons)
+
+
+def _parse_fast(column: pa.Array, kind: str, tz: dt.tzinfo) -> Parsed | None:
+    """Vectorised parse when every value has one clean shape; ``None`` to fall back."""
+    n = len(column)
+    if column.null_count:
+        return None
+    t = column.type
+    try:
+        if kind == INT and pa.types.is_integer(t):
+            vals = column.cast(pa.int64()).to_numpy(zero_copy_only=False)
+            return Parsed(vals, np.ones(n, bool), np.zeros(n, bool), [None] * n)
+        if kind == TIMESTAMP and (pa.types.is_string(t) or pa.types.is_large_string(t)):
+            # Only the plain naive shape "YYYY-MM-DDTHH:MM:SS[.ffffff]" takes this path; any
+            # offset, 'Z', date-only or odd value falls back to the exact per-value parser.
+            lengths = pc.utf8_length(column)
+            if not pc.all(pc.and_(pc.greater_equal(lengths, 19), pc.less_equal(lengths, 26))).as_py():
+                return None
+            if not pc.all(pc.match_substring_regex(
+                    column, r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d{1,6})?$")).as_py():
+                return None
+            if tz is not dt.timezone.utc:
+                return None  # naive values in a zone with DST: the exact path handles them
+            ts = pc.cast(pc.replace_substring(column, " ", "T"), pa.timestamp("us"))
+            vals = ts.cast(pa.int64()).to_numpy(zero_copy_only=False)
+            return Parsed(vals, np.ones(n, bool), np.ones(n, bool), [None] * n)
+        if kind == TIMESTAMP and pa.types.is_timestamp(t):
+            vals = column.cast(pa.timestamp("us", tz=t.tz)).cast(pa.int64()).to_numpy(zero_copy_only=False)
+            if t.tz is None and tz is not dt.timezone.utc:
+                return None
+            return Parsed(vals, np.ones(n, bool), np.full(n, t.tz is None), [None] * n)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OverflowError):
+        return None
+    return None
+
+
+def format_value(value: int | None, kind: str | None, naive: bool, tz: dt.tzinfo):
+    """Print a normalised cursor value back as the user wrote its kind."""
+    if value is None:
+        return None
+    if kind == INT:
+        return int(value)
+    if kind == DATE:
+        return (dt.date(1970, 1, 1) + dt.timedelta(microseconds=int(value))).isoformat()
+    instant = EPOCH + dt.timedelta(microseconds=int(value))
+    if naive:
+        return instant.astimezone(tz).replace(tzinfo=None).isoformat()
+    return instant.isoformat()
+
+
+def parse_bound(text, kind: str | None, tz: dt.tzinfo, option: str) -> tuple[int, bool]:
+    """Parse a ``--since``/``--until``/``state set`` value against a kind (or guess it)."""
+    if kind is None:
+        s = str(text).strip()
+        kind = DATE if _DATE_RE.match(s) else INT if s.lstrip("-").isdigit() else TIMESTAMP
+    try:
+        return parse_one(text if not isinstance(text, str) else text, kind, tz)
+    except (ValueError, OverflowError) as exc:
+        raise UsageError(f"{option} {text!r}: {exc}") from None
+
+
+def now_us(now: dt.datetime | None = None) -> int:
+    now = now or dt.datetime.now(dt.timezone.utc)
+    return _to_utc_us(now, dt.timezone.utc)

@@ -101,13 +101,12 @@ class Loader:
                                  hint="choose another --table, or drop that table")
             self.columns = {c: ty for c, ty in self.columns.items() if not c.startswith("_hiwater_")}
         prev_text = state.watermark_text()
-        if self.prev is not None and self.prev > self.now + (o.max_future.for_kind(self.kind, "--max-future")
-                                                             if o.max_future and self.kind else 0) \
-                and self.kind != V.INT:
+        if (self.prev is not None and self.kind in (V.TIMESTAMP, V.DATE) and o.max_future is not None
+                and self.prev > self.now + o.max_future.for_kind(self.kind, "--max-future")):
             self.warnings.append(
                 f"the stored watermark {prev_text} is in the future (now is "
-                f"{V.format_value(self.now, V.TIMESTAMP, False, self.tz)}); records before it may be skipped:"
-                f" check the source's clock and consider `hiwater state set`")
+                f"{V.format_value(self.now, V.TIMESTAMP, False, self.tz)}): records older than it are "
+                f"treated as late; check the source's clock, then `hiwater state set` or `state rewind`")
 
         if o.window is not None:
             summary = self._run_windowed(prev_text)
@@ -284,14 +283,14 @@ class Loader:
                res: PassResult) -> None:
         o, t = self.opts, self.target
         key = tuple(o.key)
-        tbl = p.raw.table
+        tbl = p.table
         if not select.all():
             idx = np.flatnonzero(select)
             tbl = tbl.take(pa.array(idx))
             p = Prepared(p.raw, len(idx), p.cursor[idx], p.naive[idx], p.valid[idx],
                          [p.reasons[i] for i in idx], p.groups[idx],
                          None if p.is_delete is None else p.is_delete[idx], p.data_columns, p.new_columns,
-                         p.kind)
+                         p.kind, tbl)
             places = places[idx]
             first_records = p.raw.first_record + idx
         else:

@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 from . import values as V
 from .errors import UsageError
 from .sources.base import RawBatch
-from .targets.base import ANY, HIDDEN, INTEGER, REAL, fits, logical_type
+from .targets.base import ANY, BOOLEAN, HIDDEN, INTEGER, REAL, TEXT, fits, logical_type
 
 TRUE_TEXT = {"true", "1", "yes", "y", "t"}
 
@@ -35,6 +35,7 @@ class Prepared:
     data_columns: list
     new_columns: dict = field(default_factory=dict)
     kind: str | None = None
+    table: pa.Table | None = None  # the batch after mixed columns were given one type
 
 
 def _reason(reasons: list, mask: np.ndarray, text) -> None:
@@ -84,6 +85,9 @@ def prepare(raw: RawBatch, *, key: tuple, cursor: str, kind: str | None, tz: dt.
             raise UsageError(f"{raw.path}: the source has a field named {name!r}, which hiwater keeps for itself",
                              hint="rename that field in the source")
 
+    if raw.mixed:
+        tbl = _settle_mixed(tbl, raw.mixed, columns, reasons)
+
     # Keys: present and not null.
     for k in key:
         if k not in tbl.column_names:
@@ -106,6 +110,9 @@ def prepare(raw: RawBatch, *, key: tuple, cursor: str, kind: str | None, tz: dt.
         col = tbl.column(cursor)
         if isinstance(col, pa.ChunkedArray):
             col = col.combine_chunks()
+        if col.null_count:
+            _reason(reasons, col.is_null().to_numpy(zero_copy_only=False),
+                    f"cursor field {cursor!r} is missing or null")
         if kind is None:
             kind = V.detect_kind(col)
         if kind is None:
@@ -166,7 +173,43 @@ def prepare(raw: RawBatch, *, key: tuple, cursor: str, kind: str | None, tz: dt.
 
     valid = np.array([r is None for r in reasons], dtype=bool) if n else np.zeros(0, bool)
     groups = key_groups(tbl, key, valid) if all(k in tbl.column_names for k in key) else np.arange(n)
-    return Prepared(raw, n, cur, naive, valid, reasons, groups, is_delete, data_columns, new_columns, kind)
+    return Prepared(raw, n, cur, naive, valid, reasons, groups, is_delete, data_columns, new_columns, kind, tbl)
+
+
+_PY_LOGICAL = {bool: BOOLEAN, int: INTEGER, float: REAL, str: TEXT, dict: TEXT, list: TEXT}
+_ARROW = {BOOLEAN: pa.bool_(), INTEGER: pa.int64(), REAL: pa.float64(), TEXT: pa.string()}
+
+
+def _settle_mixed(tbl: pa.Table, mixed: dict, columns: dict | None, reasons: list) -> pa.Table:
+    """Give a column of mixed Python types one type; values that do not fit it are invalid.
+
+    The type is the target column's when it exists, else the first value's.
+    """
+    for name, values in mixed.items():
+        logical = (columns or {}).get(name)
+        if logical is None or logical == ANY:
+            first = next((v for v in values if v is not None), None)
+            logical = _PY_LOGICAL.get(type(first), TEXT)
+        clean = []
+        for i, v in enumerate(values):
+            kind = _PY_LOGICAL.get(type(v))
+            ok = v is None or kind == logical or (logical == REAL and kind == INTEGER) or \
+                (logical == INTEGER and kind == REAL and float(v).is_integer())
+            if ok and logical == INTEGER and v is not None and not (-(2**63) <= int(v) < 2**63):
+                ok = False
+            if not ok:
+                if reasons[i] is None:
+                    reasons[i] = (f"field {name!r}: value {_short(v)} does not fit the column's type "
+                                  f"({logical})")
+                v = None
+            elif v is not None and isinstance(v, (dict, list)):
+                import orjson
+                v = orjson.dumps(v).decode()
+            elif v is not None and logical == INTEGER:
+                v = int(v)
+            clean.append(v)
+        tbl = tbl.set_column(tbl.column_names.index(name), name, pa.array(clean, _ARROW[logical]))
+    return tbl
 
 
 def _short(v) -> str:

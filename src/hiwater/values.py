@@ -123,8 +123,7 @@ def parse_one(value, kind: str, tz: dt.tzinfo) -> tuple[int, bool]:
         except ValueError:
             raise ValueError(f"cursor {value!r} is not a valid date") from None
         return (d - dt.date(1970, 1, 1)).days * US_PER_DAY, True
-    if _DATE_RE.match(text):
-        raise ValueError(f"cursor {value!r} is a date, the stream's cursor is a timestamp")
+    # A bare date in a timestamp stream is its midnight (in assume_tz), like fromisoformat reads it.
     if text.endswith(("z", "Z")):
         text = text[:-1] + "+00:00"
     try:

@@ -132,36 +132,20 @@ def open_files(spec: str, fmt: str | None = None, **kw) -> FileSource:
 
 # --- the exact path: Python values -> Arrow, one type per column -------------
 
-def _column(values: list) -> tuple[pa.Array, dict]:
-    """Build one Arrow column; values of a type other than the column's are problems."""
+def _column(values: list):
+    """One Arrow column, or ``None`` when its values have several types.
+
+    A column of mixed types is left to :mod:`hiwater.prepare`, which knows the
+    target column's type and judges each value against it.
+    """
     try:
-        return pa.array(values), {}
-    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
-        pass
-    problems = {}
-    first = next((v for v in values if v is not None), None)
-    kind = _pykind(first)
-    clean = []
-    for i, v in enumerate(values):
-        if v is None or _pykind(v) == kind or (kind == "float" and _pykind(v) == "int"):
-            clean.append(v)
-        else:
-            clean.append(None)
-            problems[i] = f"value {_short(v)} is a {_pykind(v)}, the column holds {kind}s"
-    try:
-        if kind in ("dict", "list"):
-            return pa.array([None if v is None else orjson.dumps(v).decode() for v in clean]), problems
-        if kind == "int":
-            out = []
-            for i, v in enumerate(clean):
-                if v is not None and not (-(2**63) <= v < 2**63):
-                    problems[i] = f"integer {_short(v)} does not fit in 64 bits"
-                    v = None
-                out.append(v)
-            return pa.array(out, pa.int64()), problems
-        return pa.array(clean), problems
-    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as exc:
-        raise InputError(f"cannot read a column: {exc}") from None
+        arr = pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
+        return None
+    t = arr.type
+    if pa.types.is_struct(t) or pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_map(t):
+        return pa.array([None if v is None else orjson.dumps(v).decode() for v in values], pa.string())
+    return arr
 
 
 def _pykind(v) -> str:
@@ -194,21 +178,22 @@ def _rows_to_batch(rows: list, path: str, first_record: int, cursor: str) -> Raw
             continue
         for k in row:
             names.setdefault(k, None)
-    columns, fields = [], []
+    columns, fields, mixed = [], [], {}
     for name in names:
         values = [row.get(name) if isinstance(row, dict) else None for row in rows]
         if name == cursor:
             # The cursor keeps its raw values; its parser judges them.
             values = [v if v is None or isinstance(v, (str, int)) and not isinstance(v, bool)
                       else _cursor_text(v) for v in values]
-        arr, col_problems = _column(values)
-        for i, reason in col_problems.items():
-            problems.setdefault(i, f"field {name!r}: {reason}")
+        arr = _column(values)
+        if arr is None:
+            mixed[name] = values
+            arr = pa.nulls(len(rows))
         columns.append(arr)
         fields.append(name)
     if not fields:
         return RawBatch(pa.table({}), path, first_record, problems, rows=len(rows))
-    return RawBatch(pa.Table.from_arrays(columns, names=fields), path, first_record, problems)
+    return RawBatch(pa.Table.from_arrays(columns, names=fields), path, first_record, problems, mixed=mixed)
 
 
 def _cursor_text(v) -> str:

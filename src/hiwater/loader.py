@@ -93,6 +93,8 @@ class Loader:
         self.state = state
         self.prev = state.watermark
         self.kind = state.kind
+        if self.kind is not None:
+            self._check_durations()
         self.columns = t.table_columns(self.table)
         if self.columns is not None:
             from .targets.base import CURSOR_COL
@@ -125,6 +127,17 @@ class Loader:
         if s.cursor != o.cursor:
             raise UsageError(f"stream {self.stream!r} was loaded with --cursor {s.cursor}, not {o.cursor}",
                              hint="keep the cursor, or `hiwater state reset` the stream")
+
+    def _check_durations(self) -> None:
+        """Each duration option must suit the cursor's kind (checked as soon as the kind is known)."""
+        o = self.opts
+        for name in ("lookback", "window", "settle"):
+            d = getattr(o, name)
+            if d is not None:
+                d.for_kind(self.kind, "--" + name)
+        for name in ("since", "until"):
+            if getattr(o, name) is not None:
+                V.parse_bound(getattr(o, name), self.kind, self.tz, "--" + name)
 
     # --- windows --------------------------------------------------------------------------
     def _window(self) -> D.Window:
@@ -251,6 +264,7 @@ class Loader:
             if self.kind is None and p.kind is not None:
                 self.kind = p.kind
                 self.state.kind = p.kind
+                self._check_durations()
             if o.strict and not p.valid.all():
                 i = int(np.flatnonzero(~p.valid)[0])
                 raise StrictError(p.reasons[i], path=raw.path, row=raw.first_record + i)

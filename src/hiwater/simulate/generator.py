@@ -91,6 +91,7 @@ class RunState:
     truth: dict              # key -> Version: the ground truth (valid, inside the future guard)
     source: dict             # key -> Version: what the source table holds (truth + far-future + invalid)
     ideal_watermark: int | None   # the ideal watermark after this run
+    honest_watermark: int | None  # the same, leaving out records stamped by a clock running ahead
 
 
 @dataclass
@@ -151,6 +152,7 @@ def generate(scenario: Scenario, seed: int = 1) -> Feed:
     frozen: set[int] = set()             # keys never updated again (skewed clock, invalid cursor)
     versions_of: dict[int, int] = {}
     watermark: int | None = None
+    honest: int | None = None
     states: list[RunState] = []
     next_key = 1
 
@@ -205,6 +207,8 @@ def generate(scenario: Scenario, seed: int = 1) -> Feed:
                 else:
                     key, next_key = next_key, next_key + 1
                 plant(key, watermark, to_text(watermark), watermark, arrival, TIE)
+                if watermark > arrival:
+                    frozen.add(key)   # the watermark ran ahead of the clock (a skewed record): so does the tie
 
         # Everything that has arrived by this run's instant, in arrival order.
         previous = watermark
@@ -221,8 +225,12 @@ def generate(scenario: Scenario, seed: int = 1) -> Feed:
             if v.cursor > hi + sc.guard:
                 held[v.key] = v
                 continue
+            if v.key in truth and truth[v.key].cursor >= v.cursor:
+                continue                  # never happens by construction; the loader would keep the newer
             truth[v.key] = v
             watermark = v.cursor if watermark is None else max(watermark, v.cursor)
+            if v.kind not in (SKEWED, FAR_SKEWED):
+                honest = v.cursor if honest is None else max(honest, v.cursor)
         for key in [k for k, v in held.items() if v.cursor <= hi + sc.guard]:
             v = held.pop(key)
             truth[key] = v
@@ -230,6 +238,6 @@ def generate(scenario: Scenario, seed: int = 1) -> Feed:
         source = dict(truth)
         source.update(held)
         source.update(bad)
-        states.append(RunState(j, hi, arrived, dict(truth), source, watermark))
+        states.append(RunState(j, hi, arrived, dict(truth), source, watermark, honest))
 
     return Feed(sc, seed, times, versions, states)

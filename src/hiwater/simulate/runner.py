@@ -15,8 +15,9 @@ path as ``hiwater load``) loads it. What the export holds is the source mode:
     everything; ``--on-late detect`` now sees the late rows and quarantines them,
     ``load`` applies them, ``skip`` counts them below the window.
 ``delta``
-    Every run exports the rows that changed since the previous run (a change
-    feed); a full reload still reads the whole table.
+    Every run exports the changes that arrived since the previous run (a change
+    feed: a key changed twice appears twice); a full reload still reads the
+    whole table.
 
 Rows whose cursor is null or does not parse cannot be placed in a window; the
 ``pushdown`` and ``delta`` exports pass each on once, in the run it arrives.
@@ -55,7 +56,7 @@ def export_rows(state: RunState, strategy: Strategy, watermark: int | None, sour
     if strategy.full or source == "reexport":
         chosen, bad = valid, invalid
     elif source == "delta":
-        chosen = [v for v in state.arrived if v.valid and state.source.get(v.key) is v]
+        chosen = [v for v in state.arrived if v.valid]    # every change, superseded ones too
         bad = new_invalid
     else:
         low, inclusive = strategy.window_low(watermark)
@@ -102,7 +103,7 @@ def _classify(result: StrategyResult, feed: Feed, watermarks: list, quarantine: 
     """Give every key the strategy got wrong a cause, from what the generator planted."""
     s = result.strategy
     truth = feed.final.truth
-    ideal = [None] + [st.ideal_watermark for st in feed.states]    # ideal[j] = after run j
+    honest = [None] + [st.honest_watermark for st in feed.states]   # honest[j] = after run j
     for key in sorted(result.missed_keys | result.stale_keys):
         v = truth[key]
         reason = quarantine.versions.get((key, v.v))
@@ -111,14 +112,14 @@ def _classify(result: StrategyResult, feed: Feed, watermarks: list, quarantine: 
         if not s.full and before is not None:
             low = before - s.lookback
             below = v.cursor < low or (s.boundary == "exclusive" and v.cursor == low)
-        if reason == "future" or (reason and "future" in str(reason)):
+        fair = honest[v.run - 1]                # the watermark had no clock run ahead
+        if reason and "future" in str(reason):
             cause = "future"
         elif below and s.on_late == "load" and source == "reexport":
             cause = "unexplained"       # a late record that was re-read must have been applied
         elif below and v.kind == TIE and v.lag == 0 and s.boundary == "exclusive" and s.lookback == 0:
             cause = "tie"
-        elif below and ideal[v.run - 1] is not None and before > ideal[v.run - 1] and \
-                v.cursor >= ideal[v.run - 1] - s.lookback:
+        elif below and fair is not None and before > fair and v.cursor >= fair - s.lookback:
             cause = "skew"
         elif below:
             cause = "late"
@@ -153,7 +154,7 @@ def _play(feed: Feed, strategy: Strategy, folder: str, source: str, load, progre
         watermarks.append(watermark)
         con = sqlite3.connect(db)
         try:
-            added = quarantine.read(con)
+            quarantine.read(con)
             target, nrows = read_target(con, TABLE)
         finally:
             con.close()
@@ -162,7 +163,8 @@ def _play(feed: Feed, strategy: Strategy, folder: str, source: str, load, progre
         result.runs.append(RunMetrics(
             run=state.run, at=to_text(state.time), missed=len(snap.missed), stale=len(snap.stale),
             extra=snap.extra, in_quarantine=len(snap.in_quarantine), rows_read=len(rows),
-            rows_written=summary.loaded, quarantined=added, seconds=elapsed,
+            rows_written=summary.loaded, quarantined=counts.late + counts.future + counts.rejected,
+            seconds=elapsed,
             watermark=None if watermark is None else to_text(watermark),
             counts={name: getattr(counts, name) for name in
                     ("inserted", "updated", "unchanged", "late", "future", "below_window", "rejected")},

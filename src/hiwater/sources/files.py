@@ -319,6 +319,7 @@ def _read_jsonl_exact(path: str, name: str, cursor: str, batch_size: int, skip: 
             record += 1
             if record <= skip:
                 continue
+            line = line.rstrip(b"\r\n")
             try:
                 rows.append(orjson.loads(line))
             except orjson.JSONDecodeError as exc:
@@ -346,6 +347,8 @@ def _read_csv(path: str, name: str, cursor: str, batch_size: int) -> Iterator[Ra
         )
         for rb in reader:
             tbl = pa.Table.from_batches([rb])
+            if any(pa.types.is_binary(f.type) for f in tbl.schema):
+                raise pa.ArrowInvalid("not UTF-8")  # the exact reader names the byte
             for start in range(0, tbl.num_rows, batch_size):
                 part = tbl.slice(start, batch_size)
                 yield RawBatch(_json_columns(_csv_nulls(part)), name, emitted + 1, {})
@@ -414,9 +417,24 @@ def _read_csv_exact(path: str, name: str, cursor: str, batch_size: int, skip: in
                 yield _rows_to_batch(rows, name, first, cursor)
     except csv.Error as exc:
         raise InputError(f"malformed CSV: {exc}", path=name, line=getattr(reader, "line_num", None)) from None
-    except UnicodeDecodeError as exc:
-        raise InputError(f"not UTF-8 text (byte {exc.start})", path=name,
+    except UnicodeDecodeError:
+        raise InputError(f"not UTF-8 text at byte {_first_bad_utf8(path)}", path=name,
                          hint="convert the file to UTF-8") from None
+
+
+def _first_bad_utf8(path: str) -> int:
+    """The file offset of the first byte that is not valid UTF-8."""
+    import codecs
+    dec = codecs.getincrementaldecoder("utf-8")()
+    offset = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            try:
+                dec.decode(chunk)
+            except UnicodeDecodeError as exc:
+                return offset + exc.start - len(dec.getstate()[0])
+            offset += len(chunk)
+    return offset
 
 
 def _read_parquet(path: str, name: str, cursor: str, batch_size: int) -> Iterator[RawBatch]:

@@ -1,0 +1,162 @@
+"""Every error: one exact line on stderr, the documented exit code, nothing committed."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from conftest import SAMPLE, rec, write_jsonl
+
+
+def _state(db):
+    if not db.exists():
+        return None
+    con = sqlite3.connect(db)
+    try:
+        return (con.execute("SELECT stream, watermark FROM _hiwater_state").fetchall(),
+                con.execute("SELECT count(*) FROM _hiwater_history").fetchone(),
+                con.execute("SELECT count(*) FROM _hiwater_quarantine").fetchone())
+    finally:
+        con.close()
+
+
+@pytest.fixture
+def db(hw, tmp_path):
+    """A target that already holds one committed run."""
+    path = tmp_path / "t.db"
+    assert hw("load", "--input", SAMPLE, "--db", path, "--table", "events").code == 0
+    return path
+
+
+def check(r, code, line, db):
+    before = _state(db)
+    assert r.code == code
+    assert r.err_lines == [line]
+    assert "Traceback" not in r.err and r.out == ""
+    assert _state(db) == before
+
+
+def test_missing_file(hw, tmp_path, db):
+    r = hw("load", "--input", tmp_path / "nope.jsonl", "--db", db, "--table", "events")
+    check(r, 1, f"error: {tmp_path / 'nope.jsonl'}: no such file", db)
+
+
+def test_malformed_json_lines_names_line_and_column(hw, tmp_path, db):
+    f = tmp_path / "bad.jsonl"
+    f.write_text('{"id": 9, "modified_at": "2025-01-16T00:00:00"}\n{"id": 10, "modified_at": \n')
+    r = hw("load", "--input", f, "--db", db, "--table", "events")
+    check(r, 1, f"error: {f}:2:27: malformed JSON: unexpected end of data", db)
+
+
+def test_malformed_json_array_names_line_and_column(hw, tmp_path, db):
+    f = tmp_path / "bad.json"
+    f.write_text('[{"id": 9, "modified_at": "2025-01-16T00:00:00"},\n {"id": 10,]')
+    r = hw("load", "--input", f, "--db", db, "--table", "events")
+    check(r, 1, f"error: {f}:2:12: malformed JSON: unexpected character, expected a string key", db)
+
+
+def test_bad_csv_row(hw, tmp_path, db):
+    f = tmp_path / "bad.csv"
+    f.write_text("id,modified_at\n9,2025-01-16T00:00:00\n10,2025-01-16T00:00:00,extra\n")
+    r = hw("load", "--input", f, "--db", db, "--table", "events")
+    check(r, 1, f"error: {f}:3: expected 2 fields, found 3", db)
+
+
+def test_csv_not_utf8(hw, tmp_path, db):
+    f = tmp_path / "latin.csv"
+    f.write_bytes("id,name,modified_at\n9,caf\xe9,2025-01-16T00:00:00\n".encode("latin-1"))
+    r = hw("load", "--input", f, "--db", db, "--table", "events")
+    check(r, 1, f"error: {f}: not UTF-8 text at byte 25 (convert the file to UTF-8)", db)
+
+
+@pytest.mark.parametrize("args, line", [
+    (["--prune"], "error: --prune needs --full-load: only a full read of the source can tell which keys are gone"),
+    (["--soft-delete"], "error: --soft-delete needs --delete-field NAME"),
+    (["--full-load", "--since", "2025-01-01"],
+     "error: --full-load cannot be combined with --since/--until: a full load reads everything"),
+    (["--full-load", "--lookback", "1h"],
+     "error: --full-load cannot be combined with --lookback: a full load has no window"),
+    (["--key", "id,id"], "error: --key id,id: a column is named twice"),
+    (["--cursor", "id"], "error: --cursor id: the cursor cannot also be part of --key"),
+    (["--window", "0s"], "error: --window '0s': must be greater than zero"),
+    (["--lookback", "soon"], "error: --lookback 'soon': not a duration (use 30s, 15m, 2h, 1d, 1h30m, "
+                             "ISO-8601 PT15M, or a plain integer for integer cursors)"),
+    (["--settle", "PT"], "error: --settle 'PT': not a duration (use 30s, 15m, 2h, 1d, 1h30m, "
+                         "ISO-8601 PT15M, or a plain integer for integer cursors)"),
+    (["--lookback", "15"], "error: --lookback '15': the cursor is a timestamp, give a unit "
+                           "(for example 15m, 2h, 1d or PT15M)"),
+    (["--max-future", "tomorrow"], "error: --max-future 'tomorrow': not a duration (use 30s, 15m, 2h, 1d, "
+                                   "1h30m, ISO-8601 PT15M, or a plain integer for integer cursors)"),
+    (["--since", "yesterday"], "error: --since 'yesterday': cursor 'yesterday' is not an ISO-8601 timestamp"),
+    (["--assume-tz", "Mars/Base"], "error: --assume-tz 'Mars/Base': not a known time zone "
+                                   "(use an IANA name such as UTC or Europe/Berlin)"),
+    (["--boundary", "sideways"], "error: Invalid value for '--boundary': 'sideways' is not one of "
+                                 "'inclusive', 'exclusive'."),
+    (["--bogus"], "error: No such option '--bogus'."),
+    (["--key", "name"], "error: stream 'events' was loaded with --key id, not name "
+                        "(keep the key, or `hiwater state reset` the stream)"),
+])
+def test_bad_options_exit_2_and_change_nothing(hw, db, args, line):
+    r = hw("load", "--input", SAMPLE, "--db", db, "--table", "events", *args)
+    check(r, 2, line, db)
+
+
+def test_missing_input_option(hw, tmp_path):
+    r = hw("load")
+    assert r.code == 2 and r.err_lines == ["error: Missing option '--input' / '-i'."]
+
+
+def test_target_folder_missing(hw, tmp_path):
+    r = hw("load", "--input", SAMPLE, "--db", tmp_path / "no" / "t.db")
+    assert r.code == 1 and r.err_lines == [f"error: {tmp_path / 'no' / 't.db'}: the folder {tmp_path / 'no'} "
+                                           f"does not exist"]
+
+
+def test_target_not_a_database(hw, tmp_path):
+    f = tmp_path / "x.db"
+    f.write_text("this is not sqlite, it is a text file of some length" * 20)
+    r = hw("load", "--input", SAMPLE, "--db", f)
+    assert r.code == 1 and r.err_lines == [f"error: {f}: cannot open as a SQLite database: file is not a database"]
+
+
+def test_hostile_table_name_loads_and_is_quoted(hw, tmp_path):
+    db = tmp_path / "t.db"
+    r = hw("load", "--input", SAMPLE, "--db", db, "--table", "t]; DROP TABLE x; --\"'")
+    assert r.code == 0 and r.json["total_in_target"] == 5
+
+
+def test_a_source_field_named_like_hiwater_columns_is_refused(hw, tmp_path):
+    f = write_jsonl(tmp_path / "a.jsonl", [rec(1, "10:00", _hiwater_run=3)])
+    r = hw("load", "--input", f)
+    assert r.code == 2 and r.err_lines == [
+        f"error: {f}: the source has a field named '_hiwater_run', which hiwater keeps for itself "
+        f"(rename that field in the source)"]
+
+
+def test_lock_timeout_fails_cleanly_while_another_run_holds_the_stream(hw, tmp_path, db):
+    import fcntl
+    import os
+    import zlib
+    fd = os.open(str(db) + ".hwlock", os.O_RDWR | os.O_CREAT)
+    try:
+        # Hold the stream's lock from another process, as a concurrent run would.
+        import multiprocessing as mp
+        ready, done = mp.Event(), mp.Event()
+
+        def holder():
+            fd2 = os.open(str(db) + ".hwlock", os.O_RDWR)
+            fcntl.lockf(fd2, fcntl.LOCK_EX, 1, zlib.crc32(b"events") & 0x3FFFFFFF)
+            ready.set()
+            done.wait(10)
+
+        p = mp.get_context("fork").Process(target=holder)
+        p.start()
+        ready.wait(5)
+        r = hw("load", "--input", SAMPLE, "--db", db, "--table", "events", "--lock-timeout", "0.3s")
+        done.set()
+        p.join()
+        check(r, 1, "error: stream 'events' is being loaded by another run; gave up after 0.3s "
+                    "(wait for it to finish, or raise --lock-timeout)", db)
+    finally:
+        os.close(fd)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import glob
 import io
+import json
 import os
 import shutil
 import sys
@@ -200,12 +201,9 @@ def _cursor_text(v) -> str:
     return orjson.dumps(v).decode()
 
 
-def _json_error(exc: orjson.JSONDecodeError, name: str, line_offset: int = 0) -> InputError:
-    line = getattr(exc, "lineno", None)
-    col = getattr(exc, "colno", None)
-    msg = str(exc).split(":", 1)[0]
-    return InputError(f"malformed JSON: {msg}", path=name,
-                      line=(line + line_offset) if line is not None else None, column=col)
+def _json_error(exc: json.JSONDecodeError, name: str, line: int | None = None) -> InputError:
+    return InputError(f"malformed JSON: {exc.msg}", path=name,
+                      line=line if line is not None else exc.lineno, column=exc.colno)
 
 
 def _read_json_array(path: str, name: str, cursor: str, batch_size: int) -> Iterator[RawBatch]:
@@ -216,9 +214,13 @@ def _read_json_array(path: str, name: str, cursor: str, batch_size: int) -> Iter
     if not data.strip():
         return
     try:
-        records = orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
+        # The standard parser keeps integers of any size exactly (orjson turns huge ones into floats).
+        records = json.loads(data)
+    except json.JSONDecodeError as exc:
         raise _json_error(exc, name) from None
+    except UnicodeDecodeError:
+        raise InputError(f"not UTF-8 text at byte {_first_bad_utf8(path)}", path=name,
+                         hint="convert the file to UTF-8") from None
     del data
     if isinstance(records, dict):
         records = [records]
@@ -280,12 +282,24 @@ def _read_jsonl_fast(path: str, name: str, cursor: str, batch_size: int) -> Iter
     schema = None
     for rb in reader:
         tbl = pa.Table.from_batches([rb])
+        _refuse_lossy_floats(tbl)
         if schema is None:
             schema = tbl.schema
         for start in range(0, tbl.num_rows, batch_size):
             part = tbl.slice(start, batch_size)
             yield RawBatch(_json_columns(part), name, record, {})
             record += part.num_rows
+
+
+def _refuse_lossy_floats(tbl: pa.Table) -> None:
+    """Integers too large for int64 arrive from pyarrow as doubles, rounded. Refuse them here
+    so the exact reader judges those values instead of storing a silently rounded number."""
+    import pyarrow.compute as pc
+    for f in tbl.schema:
+        if pa.types.is_floating(f.type):
+            m = pc.max(pc.abs(tbl.column(f.name))).as_py()
+            if m is not None and m >= 2**53:
+                raise pa.ArrowInvalid(f"{f.name}: numbers beyond 2**53")
 
 
 def _json_columns(tbl: pa.Table, cursor: str | None = None) -> pa.Table:
@@ -321,11 +335,12 @@ def _read_jsonl_exact(path: str, name: str, cursor: str, batch_size: int, skip: 
                 continue
             line = line.rstrip(b"\r\n")
             try:
-                rows.append(orjson.loads(line))
-            except orjson.JSONDecodeError as exc:
-                col = getattr(exc, "colno", None)
-                raise InputError(f"malformed JSON: {str(exc).split(':', 1)[0]}", path=name,
-                                 line=lineno, column=col) from None
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise _json_error(exc, name, lineno) from None
+            except UnicodeDecodeError:
+                raise InputError(f"not UTF-8 text at byte {_first_bad_utf8(path)}", path=name,
+                                 hint="convert the file to UTF-8") from None
             if len(rows) >= batch_size:
                 yield _rows_to_batch(rows, name, first, cursor)
                 first += len(rows)

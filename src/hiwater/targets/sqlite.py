@@ -71,6 +71,7 @@ class SQLiteTarget(Target):
         self.conn: sqlite3.Connection | None = None
         self.busy_timeout_s = busy_timeout_s
         self._lock_fd = None
+        self._faults = None  # test-only fault injection (targets/faults.py); None unless asked for
 
     # --- connection, locks, transactions ---------------------------------------------
     def connect(self) -> None:
@@ -80,12 +81,17 @@ class SQLiteTarget(Target):
             parent = os.path.dirname(os.path.abspath(self.path))
             if not os.path.isdir(parent):
                 raise TargetError(f"{self.path}: the folder {parent} does not exist")
+        if os.environ.get("HIWATER_FAULT_AT") or os.environ.get("HIWATER_FAULT_TRACE"):
+            from . import faults
+            self._faults = faults.from_env(None if self.memory else self.path + "-wal")
         try:
             self.conn = sqlite3.connect(self.path, isolation_level=None,
                                         timeout=self.busy_timeout_s, check_same_thread=False)
             if not self.memory:
-                self.conn.execute("PRAGMA journal_mode=WAL")
-                self.conn.execute("PRAGMA synchronous=NORMAL")
+                self._op("PRAGMA journal_mode=WAL")
+                self._op("PRAGMA synchronous=NORMAL")
+                if self._faults is not None and (self._faults.action or "").startswith("torn-"):
+                    self.conn.execute("PRAGMA wal_autocheckpoint=0")  # keep the WAL for the cut
         except sqlite3.DatabaseError as exc:
             raise TargetError(f"{self.path}: cannot open as a SQLite database: {exc}") from None
 
@@ -101,7 +107,7 @@ class SQLiteTarget(Target):
             return
         self.busy_timeout_s = max(timeout_s, 0.0)
         if self.conn is not None:
-            self.conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_s * 1000)}")
+            self.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_s * 1000)}")
         fd = os.open(self.path + ".hwlock", os.O_RDWR | os.O_CREAT, 0o644)
         offset = zlib.crc32(stream.encode()) & 0x3FFFFFFF
         deadline = time.monotonic() + timeout_s
@@ -122,9 +128,8 @@ class SQLiteTarget(Target):
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        conn = self.conn
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            self._op("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
             if "locked" in str(exc) or "busy" in str(exc):
                 raise LockTimeout(f"{self.path}: the database is locked by another writer; "
@@ -135,25 +140,38 @@ class SQLiteTarget(Target):
             yield
         except BaseException:
             try:
-                conn.execute("ROLLBACK")
+                self._op("ROLLBACK")
             except sqlite3.Error:
                 pass  # the original error matters more than a failed rollback
             raise
         else:
             try:
-                conn.execute("COMMIT")
+                self._op("COMMIT")
             except sqlite3.Error as exc:
                 try:
-                    conn.execute("ROLLBACK")
+                    self._op("ROLLBACK")
                 except sqlite3.Error:
                     pass
                 raise TargetError(f"{self.path}: commit failed: {exc}") from None
 
+    def _op(self, sql: str, params=(), many: bool = False):
+        """Every statement goes through here: the one place a test can inject a fault."""
+        run = self.conn.executemany if many else self.conn.execute
+        if self._faults is None:
+            return run(sql, params)
+        return self._faults.run(lambda: run(sql, params), sql, sqlite3.OperationalError)
+
     def execute(self, sql: str, params=()):
         try:
-            return self.conn.execute(sql, params)
+            return self._op(sql, params)
         except sqlite3.Error as exc:
             raise TargetError(f"{self.description}: {exc}") from None
+
+    def executemany(self, sql: str, rows, what: str):
+        try:
+            return self._op(sql, rows, many=True)
+        except (sqlite3.Error, OverflowError) as exc:
+            raise TargetError(f"{self.description}: {what}: {exc}") from None
 
     # --- state, history, quarantine ----------------------------------------------------
     def ensure_meta(self) -> None:
@@ -225,17 +243,14 @@ class SQLiteTarget(Target):
     def write_quarantine(self, rows: list[dict]) -> None:
         if not rows:
             return
-        try:
-            self.conn.executemany(
-                "INSERT INTO _hiwater_quarantine (stream, reason, detail, source, record_no, key, cursor,"
-                " cursor_value, record, fingerprint, first_run, last_run)"
-                " VALUES (:stream, :reason, :detail, :source, :record_no, :key, :cursor, :cursor_value,"
-                " :record, :fingerprint, :run, :run)"
-                " ON CONFLICT (stream, reason, fingerprint) DO UPDATE SET last_run = excluded.last_run,"
-                " seen = seen + 1, detail = excluded.detail, source = excluded.source,"
-                " record_no = excluded.record_no", rows)
-        except sqlite3.Error as exc:
-            raise TargetError(f"{self.description}: writing quarantine: {exc}") from None
+        self.executemany(
+            "INSERT INTO _hiwater_quarantine (stream, reason, detail, source, record_no, key, cursor,"
+            " cursor_value, record, fingerprint, first_run, last_run)"
+            " VALUES (:stream, :reason, :detail, :source, :record_no, :key, :cursor, :cursor_value,"
+            " :record, :fingerprint, :run, :run)"
+            " ON CONFLICT (stream, reason, fingerprint) DO UPDATE SET last_run = excluded.last_run,"
+            " seen = seen + 1, detail = excluded.detail, source = excluded.source,"
+            " record_no = excluded.record_no", rows, "writing quarantine")
 
     def read_quarantine(self, stream: str | None = None, reason: str | None = None,
                         limit: int | None = None) -> list[dict]:
@@ -303,18 +318,14 @@ class SQLiteTarget(Target):
     def upsert(self, table: str, columns: list, rows: list, key: tuple) -> None:
         if not rows:
             return
-        sql = upsert_sql(table, columns, key)
-        try:
-            self.conn.executemany(sql, rows)
-        except (sqlite3.Error, OverflowError) as exc:
-            raise TargetError(f"{self.description}: writing {table!r}: {exc}") from None
+        self.executemany(upsert_sql(table, columns, key), rows, f"writing {table!r}")
 
     def delete_keys(self, table: str, key: tuple, keys: list) -> int:
         if not keys:
             return 0
         where = " AND ".join(f"{quote(k)} = ?" for k in key)
         params = [(k,) if len(key) == 1 else tuple(k) for k in keys]
-        cur = self.conn.executemany(f"DELETE FROM {quote(table)} WHERE {where}", params)
+        cur = self.executemany(f"DELETE FROM {quote(table)} WHERE {where}", params, f"deleting from {table!r}")
         return cur.rowcount
 
     def count_rows(self, table: str) -> int:
@@ -330,9 +341,9 @@ class SQLiteTarget(Target):
     def prune_seen(self, key: tuple, keys: list) -> None:
         cols = ", ".join(quote(k) for k in key)
         params = [(k,) if len(key) == 1 else tuple(k) for k in keys]
-        self.conn.executemany(
+        self.executemany(
             f"INSERT OR IGNORE INTO temp._hiwater_seen ({cols}) VALUES ({', '.join('?' for _ in key)})",
-            params)
+            params, "collecting keys for --prune")
 
     def prune_finish(self, table: str, key: tuple) -> int:
         cols = ", ".join(quote(k) for k in key)

@@ -484,16 +484,18 @@ class _Rollback(Exception):
 
 
 def _amount(delta: int, kind: str | None, option: bool = False) -> str:
+    """A cursor distance for people: ``2h15m``, ``45s``, ``3d``; a plain number for integer cursors."""
     if kind == V.INT:
         return str(delta)
-    secs = delta / 1_000_000
+    secs = -(-delta // 1_000_000) if option else delta // 1_000_000  # round up for a suggestion
+    if secs <= 0:
+        return "1s" if option else f"{delta / 1_000_000:g}s"
+    out = ""
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if secs >= size and (secs / size).is_integer():
-            return f"{int(secs // size)}{unit}"
-    if option:
-        # round up to a whole second so the suggestion really catches the worst record
-        return f"{int(-(-secs // 1))}s"
-    return f"{secs:g}s"
+        if secs >= size:
+            out += f"{secs // size}{unit}"
+            secs %= size
+    return out
 
 
 def _iso_now() -> str:

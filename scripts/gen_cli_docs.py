@@ -1,0 +1,58 @@
+"""Write docs/cli.md from the commands' own --help, so the reference cannot drift.
+
+    python scripts/gen_cli_docs.py          # rewrite docs/cli.md
+    python scripts/gen_cli_docs.py --check  # exit 1 if docs/cli.md is out of date
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from hiwater.cli import cli
+
+OUT = Path(__file__).resolve().parent.parent / "docs" / "cli.md"
+
+HEADER = """# CLI reference
+
+Generated from `hiwater --help` by `python scripts/gen_cli_docs.py`; a test fails when
+this page and the commands disagree. Exit codes: **0** done; **1** the load failed and
+nothing of it was committed (with `--window`: nothing of the failed slice; earlier slices
+stand and a rerun resumes); **2** bad usage or configuration. Errors are one line on
+stderr; warnings are lines starting `warning:` on stderr; the summary JSON is on stdout.
+"""
+
+
+def _walk(cmd: click.Command, path: list[str], parent: click.Context | None = None):
+    if parent is None:
+        ctx = click.Context(cmd, info_name=path[-1], terminal_width=100, **cmd.context_settings)
+    else:
+        ctx = click.Context(cmd, info_name=path[-1], parent=parent)
+    yield path, cmd, ctx
+    if isinstance(cmd, click.Group):
+        for name in sorted(cmd.commands):
+            yield from _walk(cmd.commands[name], path + [name], ctx)
+
+
+def render() -> str:
+    parts = [HEADER]
+    for path, cmd, ctx in _walk(cli, ["hiwater"]):
+        parts.append(f"\n## `{' '.join(path)}`\n\n```\n{cmd.get_help(ctx)}\n```\n")
+    return "".join(parts)
+
+
+def main() -> int:
+    text = render()
+    if "--check" in sys.argv:
+        if not OUT.exists() or OUT.read_text() != text:
+            print("docs/cli.md is out of date: run python scripts/gen_cli_docs.py", file=sys.stderr)
+            return 1
+        return 0
+    OUT.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

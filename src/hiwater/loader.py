@@ -25,6 +25,7 @@ from .errors import StrictError, UsageError
 from .options import LoadOptions
 from .prepare import Prepared, prepare
 from .sources.base import Source
+from .sources.jsontext import to_json_text
 from .state import StreamState
 from .summary import Counts, Summary
 from .targets.base import Target
@@ -256,6 +257,9 @@ class Loader:
         o = self.opts
         res = PassResult()
         window = None
+        if self.kind is not None and hasattr(self.source, "set_window"):
+            w = self._window()  # a SQL source reads only the window (pushdown)
+            self.source.set_window(w.lo, w.lo_inclusive, w.hi, self.kind)
         for raw in self.source.batches():
             if len(raw) == 0:
                 continue
@@ -372,6 +376,7 @@ class Loader:
 
     def _ensure_columns(self, p: Prepared) -> None:
         t, o = self.target, self.opts
+        t.set_cursor(o.cursor, self.kind)
         new = dict(p.new_columns)
         if o.soft_delete and (self.columns is None or DELETED_AT not in self.columns):
             new.setdefault(DELETED_AT, "text")
@@ -503,12 +508,14 @@ def _iso_now() -> str:
 
 
 def _pylist(col, idx: np.ndarray) -> list:
-    arr = col.take(pa.array(idx))
+    arr = col if len(idx) == len(col) else col.take(pa.array(idx))
     t = arr.type
     if pa.types.is_timestamp(t) or pa.types.is_date(t):
         return [None if v is None else v.isoformat() for v in arr.to_pylist()]
     if pa.types.is_decimal(t):
         return [None if v is None else float(v) for v in arr.to_pylist()]
+    if pa.types.is_struct(t) or pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_map(t):
+        return to_json_text(arr).to_pylist()
     return arr.to_pylist()
 
 

@@ -303,17 +303,14 @@ def _refuse_lossy_floats(tbl: pa.Table) -> None:
 
 
 def _json_columns(tbl: pa.Table, cursor: str | None = None) -> pa.Table:
-    """Nested values become JSON text; timestamps (other than the cursor) become ISO text."""
+    """Timestamps (other than the cursor) become ISO text. Nested values stay Arrow structs and
+    lists until a row is written (:func:`hiwater.sources.jsontext.to_json_text`), so records
+    that are never written are never encoded."""
     for i, f in enumerate(tbl.schema):
         t = f.type
         if f.name == cursor:
             continue
-        if pa.types.is_struct(t) or pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_map(t):
-            col = tbl.column(i)
-            text = pa.array([None if v is None else orjson.dumps(v).decode() for v in col.to_pylist()],
-                            pa.string())
-            tbl = tbl.set_column(i, f.name, text)
-        elif pa.types.is_timestamp(t) or pa.types.is_date(t):
+        if pa.types.is_timestamp(t) or pa.types.is_date(t):
             col = tbl.column(i)
             text = pa.array([None if v is None else v.isoformat() for v in col.to_pylist()], pa.string())
             tbl = tbl.set_column(i, f.name, text)

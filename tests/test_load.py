@@ -376,3 +376,15 @@ def test_hostile_table_name_is_quoted_not_pasted(hw, tmp_path):
     con = sqlite3.connect(db)
     assert con.execute('SELECT count(*) FROM "x""; DROP TABLE _hiwater_state; --"').fetchone() == (5,)
     assert con.execute("SELECT count(*) FROM _hiwater_state").fetchone() == (1,)
+
+
+def test_progress_callback_reports_every_batch(tmp_path):
+    f = write_jsonl(tmp_path / "a.jsonl", [rec(i, "10:00") for i in range(10)])
+    calls = []
+    hiwater.load(str(f), db=str(tmp_path / "t.db"), batch_size=3, progress=lambda d, e: calls.append((d, e)))
+    assert [d for d, _ in calls] == [3, 6, 9, 10] and all(e == 10 for _, e in calls)
+
+
+def test_no_progress_bar_when_stderr_is_not_a_terminal(hw, tmp_path):
+    r = hw("load", "--input", SAMPLE, "--db", tmp_path / "t.db")
+    assert r.err == ""

@@ -57,7 +57,8 @@ class PassResult:
 class Loader:
     """One run of one stream. Use :func:`hiwater.load` rather than this class directly."""
 
-    def __init__(self, source: Source, target: Target, opts: LoadOptions, *, table: str):
+    def __init__(self, source: Source, target: Target, opts: LoadOptions, *, table: str, progress=None):
+        self.progress = progress  # called as progress(records_done, records_expected or None)
         self.source = source
         self.target = target
         self.opts = opts
@@ -257,6 +258,9 @@ class Loader:
         o = self.opts
         res = PassResult()
         window = None
+        done, expected = 0, None
+        if self.progress is not None and write and hasattr(self.source, "expected_records"):
+            expected = self.source.expected_records()
         if self.kind is not None and hasattr(self.source, "set_window"):
             w = self._window()  # a SQL source reads only the window (pushdown)
             self.source.set_window(w.lo, w.lo_inclusive, w.hi, self.kind)
@@ -295,6 +299,9 @@ class Loader:
                 if not select.any():
                     continue
             self._apply(p, places, window, select, res)
+            if self.progress is not None:
+                done += p.n
+                self.progress(done, expected)
         return res
 
     def _apply(self, p: Prepared, places: np.ndarray, window: D.Window, select: np.ndarray,

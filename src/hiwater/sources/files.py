@@ -100,6 +100,23 @@ class FileSource:
             self.names = {p: p for p in paths}
         self.description = spec if spec != "-" else "<stdin>"
 
+    def expected_records(self) -> int | None:
+        """An estimate of the number of records, for a progress bar's ETA (cheap: reads 1 MiB)."""
+        total = 0
+        for path in self.paths:
+            try:
+                if self.format_of(path) == "parquet":
+                    total += pq.ParquetFile(path).metadata.num_rows
+                    continue
+                size = os.path.getsize(path)
+                with open(path, "rb") as f:
+                    sample = f.read(1 << 20)
+                lines = sample.count(b"\n") or 1
+                total += int(size / (len(sample) / lines)) if sample else 0
+            except (OSError, pa.ArrowInvalid):
+                return None
+        return total
+
     def format_of(self, path: str) -> str:
         if self.fmt:
             return self.fmt

@@ -264,7 +264,7 @@ class Loader:
         if self.kind is not None and hasattr(self.source, "set_window"):
             w = self._window()  # a SQL source reads only the window (pushdown)
             self.source.set_window(w.lo, w.lo_inclusive, w.hi, self.kind)
-        for raw in self.source.batches():
+        for raw in prefetch(self.source.batches()):
             if len(raw) == 0:
                 continue
             p = prepare(raw, key=tuple(o.key), cursor=o.cursor, kind=self.kind, tz=self.tz,
@@ -508,6 +508,56 @@ def _amount(delta: int, kind: str | None, option: bool = False) -> str:
             out += f"{secs // size}{unit}"
             secs %= size
     return out
+
+
+def prefetch(batches, depth: int = 2):
+    """Read the next batches in a background thread while this one is decided and written.
+
+    Parsing (pyarrow, in C++) and SQLite both release the GIL for most of their work, so on
+    two cores reading overlaps writing. At most ``depth`` batches wait, so memory stays
+    bounded; an error in the reader is raised here, in order, after the batches before it.
+    """
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def produce():
+        try:
+            for b in batches:
+                while not stop.is_set():
+                    try:
+                        q.put(("batch", b), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(("end", done))
+        except BaseException as exc:  # handed to the consumer, raised there
+            q.put(("error", exc))
+
+    t = threading.Thread(target=produce, name="hiwater-reader", daemon=True)
+    t.start()
+    try:
+        while True:
+            kind, item = q.get()
+            if kind == "batch":
+                yield item
+            elif kind == "error":
+                raise item
+            else:
+                return
+    finally:
+        stop.set()
+        while t.is_alive():
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                pass
+            t.join(0.05)
 
 
 def _iso_now() -> str:

@@ -104,7 +104,8 @@ def test_bad_options_exit_2_and_change_nothing(hw, db, args, line):
 
 def test_missing_input_option(hw, tmp_path):
     r = hw("load")
-    assert r.code == 2 and r.err_lines == ["error: Missing option '--input' / '-i'."]
+    assert r.code == 2 and r.err_lines == ["error: give --input PATH (a file, a folder, a glob, or - for "
+                                           "standard input) or --source URL"]
 
 
 def test_target_folder_missing(hw, tmp_path):

@@ -32,18 +32,34 @@ def _target(db=None, target=None):
 
 
 def load(input: str | None = None, *, db: str | None = None, target: str | None = None,
-         source=None, stdin=None, **options) -> Summary:
+         source=None, source_url: str | None = None, source_table: str | None = None,
+         query: str | None = None, stdin=None, **options) -> Summary:
     """Load ``input`` (a file, folder, glob or ``-``) into the target; return the run's summary.
 
     ``db`` is a SQLite file (created if missing; in memory when neither ``db`` nor
     ``target`` is given); ``target`` a database URL. ``options`` are the ``hiwater
     load`` flags as keyword arguments (``full_load=True``, ``lookback="15m"``, ...).
+    ``source_url`` reads a database instead of files (``postgresql://…``, ``mysql://…``,
+    ``sqlite:///…``, ``duckdb:///…``; default ``$HIWATER_SOURCE_URL`` when no ``input``),
+    with ``source_table`` or ``query``, the window pushed down.
     ``source`` may be any object with ``batches()``/``close()`` in place of ``input``.
     """
     opts = LoadOptions.build(**options)
-    if source is None and input is None:
-        raise UsageError("give an input: a file, a folder, a glob, or - for standard input")
-    table = opts.table or default_table(input)
+    if source_url is None and input is None and source is None:
+        source_url = os.environ.get("HIWATER_SOURCE_URL") or None
+    if source_url is not None and input is not None:
+        raise UsageError("give --input or --source, not both")
+    if source_url is None and (source_table is not None or query is not None):
+        raise UsageError("--source-table and --query read a database: give --source URL too")
+    if source is None and input is None and source_url is None:
+        raise UsageError("give --input PATH (a file, a folder, a glob, or - for standard input) or --source URL")
+    if source_url is not None and source is None:
+        from .sources.sql import default_table as sql_table, open_sql
+        source = open_sql(source_url, table=source_table, query=query, key=opts.key, cursor=opts.cursor,
+                          batch_size=opts.batch_size, assume_tz=opts.assume_tz)
+        table = opts.table or sql_table(source_table)
+    else:
+        table = opts.table or default_table(input)
     if opts.dry_run and db is not None and not os.path.exists(db):
         db = None  # a dry run against a file that does not exist yet writes nothing, not even the file
     tgt = open_target(db=db, target=target)

@@ -50,8 +50,13 @@ def cli(verbose):
 
 
 @cli.command()
-@click.option("--input", "-i", "input", required=True, metavar="PATH",
-              help="A file, a folder, a glob, or - for standard input.")
+@click.option("--input", "-i", "input", metavar="PATH",
+              help="A file, a folder, a glob, or - for standard input (or read a database with --source).")
+@click.option("--source", "source_url", metavar="URL",
+              help="Read a database instead: postgresql://…, mysql://…, sqlite:///…, duckdb:///…, with the "
+                   "window pushed down (default: $HIWATER_SOURCE_URL when no --input).")
+@click.option("--source-table", metavar="TABLE", help="With --source: the table to read (or schema.table).")
+@click.option("--query", metavar="SQL", help="With --source: a SELECT to read instead of a table.")
 @click.option("--output", "-o", metavar="PATH", help="Also write the summary JSON to this file.")
 @target_options
 @click.option("--format", "format", type=click.Choice(["json", "jsonl", "csv", "parquet"]),

@@ -2,12 +2,14 @@
 
 :func:`open_target` picks the implementation from a URL or a SQLite path; each
 dialect lives in its own module behind the :class:`~hiwater.targets.base.Target`
-interface.
+interface. A module is imported only when its URL scheme is used, so a missing
+driver only matters to the people who need it.
 """
 
 from __future__ import annotations
 
 from ..errors import ConfigError
+from ..urls import expand, redact
 from .base import Target
 
 
@@ -17,6 +19,7 @@ def open_target(db: str | None = None, target: str | None = None, **kw) -> Targe
     if target is None:
         from .sqlite import SQLiteTarget
         return SQLiteTarget(db if db is not None else ":memory:", **kw)
+    target = expand(target)
     scheme = target.split(":", 1)[0].lower()
     if scheme == "sqlite":
         from .sqlite import SQLiteTarget
@@ -26,13 +29,12 @@ def open_target(db: str | None = None, target: str | None = None, **kw) -> Targe
         return SQLiteTarget(path or ":memory:", **kw)
     loader = _REGISTRY.get(scheme)
     if loader is None:
-        raise ConfigError(f"--target {_redact(target)}: unknown database kind {scheme!r}",
-                          hint="use a SQLite path with --db, or a sqlite:/// URL")
+        raise ConfigError(f"--target {redact(target)}: unknown database kind {scheme!r}",
+                          hint="use a SQLite path with --db, or a sqlite:///, postgresql:// or duckdb:/// URL")
     return loader(target, **kw)
 
 
 def _redact(url: str) -> str:
-    from ..urls import redact
     return redact(url)
 
 
@@ -43,5 +45,29 @@ def register(scheme: str, factory) -> None:
     """Make ``--target scheme://...`` open ``factory(url, **kw)``."""
     _REGISTRY[scheme] = factory
 
+
+def _driver(module: str, extra: str, what: str):
+    try:
+        return __import__(module)
+    except ImportError:
+        raise ConfigError(f"{what} needs the {module} driver, which is not installed",
+                          hint=f"pip install 'hiwater[{extra}]'") from None
+
+
+def _postgres(url: str, **kw) -> Target:
+    _driver("psycopg", "postgres", "a PostgreSQL target")
+    from .postgres import PostgresTarget
+    return PostgresTarget(url, **kw)
+
+
+def _duckdb(url: str, **kw) -> Target:
+    _driver("duckdb", "duckdb", "a DuckDB target")
+    from .duckdb import DuckDBTarget
+    return DuckDBTarget(url, **kw)
+
+
+register("postgresql", _postgres)
+register("postgres", _postgres)
+register("duckdb", _duckdb)
 
 __all__ = ["Target", "open_target", "register"]

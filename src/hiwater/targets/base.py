@@ -65,6 +65,16 @@ class Target(ABC):
 
     dialect: str = "?"
     description: str = "?"
+    cursor_column: str | None = None
+    cursor_kind: str | None = None
+
+    def set_cursor(self, column: str, kind: str | None) -> None:
+        """Name the stream's cursor column and its kind before tables are made or written.
+
+        A target with native date-time types (PostgreSQL, DuckDB) uses it to store the
+        cursor as ``timestamptz``/``date``; SQLite keeps the text as given.
+        """
+        self.cursor_column, self.cursor_kind = column, kind
 
     # --- connection, locks, transactions -------------------------------------------
     @abstractmethod

@@ -1,0 +1,608 @@
+"""The PostgreSQL target (psycopg 3): ``--target postgresql://user@host:5432/db?schema=NAME``.
+
+- URL query options of hiwater's own (removed before connecting; every other
+  parameter goes to libpq): ``schema`` holds the data tables (default: the
+  connection's ``current_schema()``, usually ``public``); ``state_schema`` holds
+  ``_hiwater_state``, ``_hiwater_history`` and ``_hiwater_quarantine`` (default:
+  ``schema``). Both are created if missing.
+- One run per stream: a transaction-scoped advisory lock
+  (``pg_advisory_xact_lock``) taken by a second, dedicated connection that keeps
+  its transaction open for the whole run, so one runner holds the stream across
+  every ``--window`` slice the data connection commits. Waiting is the server's
+  (``lock_timeout``); if the runner dies, its connection ends and the server
+  releases the lock, with nothing to clean up. Before each commit the data
+  connection checks that the lock connection is still alive.
+- One transaction per run or slice on the data connection; data, state, history
+  and quarantine commit together.
+- Bulk path: ``COPY`` the batch into a temporary staging table, then one
+  ``INSERT … SELECT … ON CONFLICT (key) DO UPDATE … WHERE`` that applies the
+  newer-cursor rule (:func:`upsert_sql`).
+- Key lookups: one query per batch, the keys passed as arrays and joined
+  through ``unnest(…) WITH ORDINALITY``.
+- Types: integer → ``bigint``, real → ``double precision``, text → ``text``,
+  boolean → ``boolean``, any (a column first seen all-null) → ``jsonb``; the
+  cursor column → ``timestamptz`` (timestamp cursors, microseconds kept),
+  ``date`` (date cursors) or ``bigint``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from contextlib import contextmanager
+from typing import Iterator
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import numpy as np
+import orjson
+import psycopg
+from psycopg import errors as pgerr
+from psycopg.pq import TransactionStatus
+
+from .. import values as V
+from ..errors import ConfigError, LockTimeout, TargetError, UsageError
+from ..state import StreamState
+from ..urls import redact, scrub
+from .base import ANY, BOOLEAN, CURSOR_COL, INTEGER, REAL, RUN_COL, TEXT, Lookup, Target
+
+SQL_TYPES = {INTEGER: "bigint", REAL: "double precision", TEXT: "text", BOOLEAN: "boolean", ANY: "jsonb"}
+CURSOR_TYPES = {V.TIMESTAMP: "timestamp with time zone", V.DATE: "date", V.INT: "bigint"}
+NAMEDATALEN = 63
+OWN_PARAMS = ("schema", "state_schema")
+
+
+def quote(name: str) -> str:
+    """Quote an identifier for PostgreSQL. Every schema, table and column name goes through here."""
+    if "\x00" in name:
+        raise UsageError("an identifier cannot contain a NUL character")
+    if len(name.encode()) > NAMEDATALEN:
+        raise UsageError(f"the name {name[:20]!r}… is longer than PostgreSQL's {NAMEDATALEN}-byte limit",
+                         hint="choose a shorter table or column name")
+    return '"' + name.replace('"', '""') + '"'
+
+
+def logical(sqltype: str) -> str:
+    """The logical type of a PostgreSQL column type (as ``format_type`` prints it)."""
+    t = sqltype.lower()
+    if t in ("bigint", "integer", "smallint"):
+        return INTEGER
+    if t in ("double precision", "real") or t.startswith("numeric"):
+        return REAL
+    if t == "boolean":
+        return BOOLEAN
+    if t in ("jsonb", "json"):
+        return ANY
+    return TEXT  # text, varchar, and the cursor's timestamptz/date (the cursor parser judges those)
+
+
+def split_url(url: str) -> tuple[str, dict]:
+    """``(libpq URL, hiwater options)``: hiwater's own query parameters taken out."""
+    parts = urlsplit(url)
+    ours, rest = {}, []
+    for k, v in parse_qsl(parts.query, keep_blank_values=True):
+        (ours.__setitem__(k, v) if k in OWN_PARAMS else rest.append((k, v)))
+    libpq = urlunsplit(("postgresql", parts.netloc, parts.path, urlencode(rest), parts.fragment))
+    return libpq, ours
+
+
+def lock_key(state_schema: str, stream: str) -> int:
+    """The advisory lock's 64-bit key for one stream of one state schema."""
+    digest = hashlib.blake2b(f"hiwater\x00{state_schema}\x00{stream}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def meta_ddl(s: str) -> list[str]:
+    """The ``_hiwater_*`` tables in the (quoted) schema ``s``: the same columns as SQLite's."""
+    return [
+        f"""CREATE TABLE IF NOT EXISTS {s}._hiwater_state (
+            stream text PRIMARY KEY, table_name text NOT NULL, key_columns text NOT NULL,
+            cursor_column text NOT NULL, kind text, watermark bigint, naive integer NOT NULL DEFAULT 1,
+            assume_tz text NOT NULL DEFAULT 'UTC', last_run bigint, version integer NOT NULL,
+            updated_at timestamptz NOT NULL DEFAULT now())""",
+        f"""CREATE TABLE IF NOT EXISTS {s}._hiwater_history (
+            run_id bigint NOT NULL, window_index integer NOT NULL DEFAULT 0, stream text NOT NULL,
+            started_at text NOT NULL, finished_at text NOT NULL, mode text NOT NULL, outcome text NOT NULL,
+            source_records bigint, loaded bigint, skipped bigint, inserted bigint, updated bigint,
+            unchanged bigint, late bigint, late_applied bigint, future bigint, below_window bigint,
+            rejected bigint, deleted bigint, watermark_before text, watermark_after text,
+            watermark_before_value bigint, watermark_after_value bigint, window_lo text, window_hi text,
+            max_lateness text, detail text,
+            PRIMARY KEY (run_id, window_index))""",
+        f"""CREATE TABLE IF NOT EXISTS {s}._hiwater_quarantine (
+            id bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY, stream text NOT NULL,
+            reason text NOT NULL, detail text, source text, record_no bigint, key text, cursor text,
+            cursor_value bigint, record text NOT NULL, fingerprint text NOT NULL, first_run bigint NOT NULL,
+            last_run bigint NOT NULL, seen bigint NOT NULL DEFAULT 1,
+            UNIQUE (stream, reason, fingerprint))""",
+        # Run ids come from a sequence: runs of different streams may commit concurrently.
+        f"CREATE SEQUENCE IF NOT EXISTS {s}._hiwater_run_id",
+    ]
+
+
+def upsert_sql(table: str, columns: list, key: tuple, exprs: dict | None = None,
+               stage: str = "_hiwater_stage") -> str:
+    """The upsert of a staged batch: newer cursors replace, older never do (pure builder).
+
+    ``table`` is already qualified and quoted; ``exprs`` maps a column to the SQL
+    that computes it from the stage (``s``) instead of copying it.
+    """
+    exprs = exprs or {}
+    cols = list(columns) + [CURSOR_COL, RUN_COL]
+    select = ", ".join(exprs.get(c, f"s.{quote(c)}") for c in cols)
+    sets = ", ".join(f"{quote(c)} = EXCLUDED.{quote(c)}" for c in cols if c not in key)
+    cur, run = quote(CURSOR_COL), quote(RUN_COL)
+    guard = f"EXCLUDED.{cur} > t.{cur} OR (EXCLUDED.{cur} = t.{cur} AND EXCLUDED.{run} = t.{run})"
+    return (f"INSERT INTO {table} AS t ({', '.join(quote(c) for c in cols)})"
+            f" SELECT {select} FROM pg_temp.{stage} AS s"
+            f" ON CONFLICT ({', '.join(quote(k) for k in key)}) DO UPDATE SET {sets} WHERE {guard}")
+
+
+def cursor_expr(sqltype: str) -> str | None:
+    """SQL computing a native cursor column from the staged ``_hiwater_cursor`` (exact, no time zone)."""
+    c = f"s.{quote(CURSOR_COL)}"
+    if sqltype == "timestamp with time zone":
+        return f"(timestamptz 'epoch' + {c} * interval '1 microsecond')"
+    if sqltype == "date":
+        return f"(date '1970-01-01' + ({c} / {V.US_PER_DAY})::integer)"
+    return None
+
+
+class PostgresTarget(Target):
+    dialect = "postgresql"
+
+    def __init__(self, url: str, *, schema: str | None = None, state_schema: str | None = None,
+                 connect_timeout_s: float = 10.0):
+        self.url = url
+        self.conninfo, ours = split_url(url)
+        self.schema = schema or ours.get("schema") or None
+        self.state_schema = state_schema or ours.get("state_schema") or None
+        self.description = redact(url)
+        self.connect_timeout_s = connect_timeout_s
+        self.conn: psycopg.Connection | None = None
+        self._lock_conn: psycopg.Connection | None = None
+        self._types: dict = {}  # table -> {column: SQL type}; cleared on rollback
+        self._prune_cols: list | None = None
+
+    # --- connection, locks, transactions ---------------------------------------------
+    def _open(self) -> psycopg.Connection:
+        kw = {"autocommit": True, "application_name": "hiwater"}
+        if "connect_timeout" not in self.conninfo:
+            kw["connect_timeout"] = max(1, int(self.connect_timeout_s))
+        try:
+            conn = psycopg.connect(self.conninfo, **kw)
+            conn.execute("SET TIME ZONE 'UTC'")
+            return conn
+        except psycopg.Error as exc:
+            raise TargetError(f"{self.description}: cannot connect: {self._msg(exc)}") from None
+
+    def connect(self) -> None:
+        if self.conn is not None:
+            return
+        self.conn = self._open()
+        if self.schema is None:
+            self.schema = self.execute("SELECT current_schema()").fetchone()[0] or "public"
+        if self.state_schema is None:
+            self.state_schema = self.schema
+        self.description = redact(self.url) if "schema=" in self.url else f"{redact(self.url)} (schema {self.schema})"
+
+    def close(self) -> None:
+        for name in ("_lock_conn", "conn"):
+            conn = getattr(self, name)
+            if conn is not None:
+                try:
+                    conn.close()
+                except psycopg.Error:
+                    pass
+                setattr(self, name, None)
+
+    def _msg(self, exc: Exception) -> str:
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return scrub(text, self.url)
+
+    @contextmanager
+    def stream_lock(self, stream: str, timeout_s: float) -> Iterator[None]:
+        self.connect()
+        key = lock_key(self.state_schema, stream)
+        lc = self._open()
+        try:
+            lc.execute("BEGIN")
+            # The holder must not be cut off by server-side idle or statement limits.
+            lc.execute("SET LOCAL idle_in_transaction_session_timeout = 0")
+            lc.execute("SET LOCAL statement_timeout = 0")
+            if timeout_s <= 0:
+                got = lc.execute("SELECT pg_try_advisory_xact_lock(%s)", (key,)).fetchone()[0]
+            else:
+                lc.execute(f"SET LOCAL lock_timeout = {max(1, int(timeout_s * 1000))}")
+                try:
+                    lc.execute("SELECT pg_advisory_xact_lock(%s)", (key,))
+                    got = True
+                except pgerr.LockNotAvailable:
+                    got = False
+            if not got:
+                raise LockTimeout(f"stream {stream!r} is being loaded by another run; gave up after {timeout_s:g}s",
+                                  hint="wait for it to finish, or raise --lock-timeout")
+        except psycopg.Error as exc:
+            lc.close()
+            raise TargetError(f"{self.description}: taking the stream lock: {self._msg(exc)}") from None
+        except BaseException:
+            lc.close()
+            raise
+        self._lock_conn = lc
+        try:
+            yield
+        finally:
+            self._lock_conn = None
+            try:
+                lc.execute("ROLLBACK")  # ends the transaction: releases the lock
+            except psycopg.Error:
+                pass
+            lc.close()
+
+    def _check_lock(self) -> None:
+        if self._lock_conn is None:
+            return
+        try:
+            self._lock_conn.execute("SELECT 1")
+        except psycopg.Error:
+            raise TargetError(f"{self.description}: lost the stream lock (its connection ended); nothing of "
+                              f"this transaction was committed", hint="run again") from None
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        self.connect()
+        conn = self.conn
+        if conn.info.transaction_status != TransactionStatus.IDLE:
+            # Nested: a savepoint, so an inner failure leaves the outer transaction usable.
+            with conn.transaction():
+                yield
+            return
+        self.execute("BEGIN")
+        try:
+            yield
+        except BaseException:
+            self._types.clear()
+            try:
+                conn.execute("ROLLBACK")
+            except psycopg.Error:
+                pass  # the original error matters more than a failed rollback
+            raise
+        else:
+            try:
+                self._check_lock()
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                self._types.clear()
+                try:
+                    conn.execute("ROLLBACK")
+                except psycopg.Error:
+                    pass
+                if isinstance(exc, psycopg.Error):
+                    raise TargetError(f"{self.description}: commit failed: {self._msg(exc)}") from None
+                raise
+
+    @contextmanager
+    def _in_transaction(self) -> Iterator[None]:
+        """Temporary staging tables need a transaction; open one if the caller did not."""
+        if self.conn.info.transaction_status == TransactionStatus.IDLE:
+            with self.transaction():
+                yield
+        else:
+            yield
+
+    def execute(self, sql: str, params=None, what: str | None = None):
+        if self.conn is None:
+            self.connect()
+        try:
+            return self.conn.execute(sql, params)
+        except psycopg.Error as exc:
+            where = f"{what}: " if what else ""
+            raise TargetError(f"{self.description}: {where}{self._msg(exc)}") from None
+
+    def _q(self, table: str) -> str:
+        return f"{quote(self.schema)}.{quote(table)}"
+
+    def _m(self, table: str) -> str:
+        return f"{quote(self.state_schema)}.{quote(table)}"
+
+    # --- state, history, quarantine ----------------------------------------------------
+    def _exists(self, qualified: str) -> bool:
+        return self.execute("SELECT to_regclass(%s) IS NOT NULL", (qualified,)).fetchone()[0]
+
+    def _has_meta(self) -> bool:
+        return self._exists(self._m("_hiwater_state")) and self._exists(self._m("_hiwater_run_id"))
+
+    def _schema_exists(self, name: str) -> bool:
+        return self.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (name,)).fetchone() is not None
+
+    def ensure_meta(self) -> None:
+        needed = [self._m(n) for n in ("_hiwater_state", "_hiwater_history", "_hiwater_quarantine",
+                                       "_hiwater_run_id")]
+        if all(self._exists(n) for n in needed) and self._schema_exists(self.schema):
+            return
+        # First use: serialise the DDL of concurrent first runs (CREATE … IF NOT EXISTS can race).
+        self.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key(self.state_schema, "\x00meta"),))
+        for name in dict.fromkeys((self.state_schema, self.schema)):
+            if not self._schema_exists(name):
+                self.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(name)}", what=f"creating schema {name!r}")
+        for ddl in meta_ddl(quote(self.state_schema)):
+            self.execute(ddl, what="creating the _hiwater_* tables")
+
+    _STATE_COLS = ("stream, table_name, key_columns, cursor_column, kind, watermark, naive, assume_tz,"
+                   " last_run, version")
+
+    def read_state(self, stream: str) -> StreamState | None:
+        if not self._has_meta():
+            return None
+        row = self.execute(f"SELECT {self._STATE_COLS} FROM {self._m('_hiwater_state')} WHERE stream = %s",
+                           (stream,)).fetchone()
+        return _state(row) if row else None
+
+    def list_states(self) -> list[StreamState]:
+        if not self._has_meta():
+            return []
+        rows = self.execute(f"SELECT {self._STATE_COLS} FROM {self._m('_hiwater_state')} ORDER BY stream").fetchall()
+        return [_state(r) for r in rows]
+
+    def write_state(self, s: StreamState) -> None:
+        self.execute(
+            f"INSERT INTO {self._m('_hiwater_state')} ({self._STATE_COLS}) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
+            " ON CONFLICT (stream) DO UPDATE SET table_name = EXCLUDED.table_name,"
+            " key_columns = EXCLUDED.key_columns, cursor_column = EXCLUDED.cursor_column,"
+            " kind = EXCLUDED.kind, watermark = EXCLUDED.watermark, naive = EXCLUDED.naive,"
+            " assume_tz = EXCLUDED.assume_tz, last_run = EXCLUDED.last_run, version = EXCLUDED.version,"
+            " updated_at = now()",
+            (s.stream, s.table, orjson.dumps(list(s.key)).decode(), s.cursor, s.kind, s.watermark,
+             int(s.naive), s.assume_tz, s.last_run, s.version), what="writing the state")
+
+    def delete_state(self, stream: str) -> None:
+        self.execute(f"DELETE FROM {self._m('_hiwater_state')} WHERE stream = %s", (stream,))
+
+    def next_run_id(self) -> int:
+        return int(self.execute(f"SELECT nextval(%s)", (self._m("_hiwater_run_id"),)).fetchone()[0])
+
+    def write_history(self, row: dict) -> None:
+        cols = list(row)
+        updates = ", ".join(f"{quote(c)} = EXCLUDED.{quote(c)}" for c in cols
+                            if c not in ("run_id", "window_index"))
+        self.execute(
+            f"INSERT INTO {self._m('_hiwater_history')} ({', '.join(quote(c) for c in cols)})"
+            f" VALUES ({', '.join('%s' for _ in cols)})"
+            f" ON CONFLICT (run_id, window_index) DO UPDATE SET {updates}",
+            [row[c] for c in cols], what="writing the history")
+
+    def _dicts(self, sql: str, params) -> list[dict]:
+        cur = self.execute(sql, params)
+        names = [d.name for d in cur.description]
+        return [dict(zip(names, r)) for r in cur.fetchall()]
+
+    def read_history(self, stream: str | None = None, limit: int | None = None) -> list[dict]:
+        if not self._has_meta():
+            return []
+        sql = f"SELECT * FROM {self._m('_hiwater_history')}"
+        params: list = []
+        if stream is not None:
+            sql += " WHERE stream = %s"
+            params.append(stream)
+        if limit:
+            sql = (f"SELECT * FROM ({sql} ORDER BY run_id DESC, window_index DESC LIMIT %s) AS h"
+                   f" ORDER BY run_id, window_index")
+            params.append(limit)
+        else:
+            sql += " ORDER BY run_id, window_index"
+        return self._dicts(sql, params)
+
+    def write_quarantine(self, rows: list[dict]) -> None:
+        if not rows:
+            return
+        grouped: dict = {}
+        for r in rows:  # one statement per (stream, reason, fingerprint); repeats count as `seen`
+            k = (r["stream"], r["reason"], r["fingerprint"])
+            seen = grouped[k]["seen"] + 1 if k in grouped else 1
+            grouped[k] = dict(r, seen=seen)
+        q = self._m("_hiwater_quarantine")
+        sql = (f"INSERT INTO {q} AS q (stream, reason, detail, source, record_no, key, cursor, cursor_value,"
+               " record, fingerprint, first_run, last_run, seen)"
+               " VALUES (%(stream)s, %(reason)s, %(detail)s, %(source)s, %(record_no)s, %(key)s, %(cursor)s,"
+               " %(cursor_value)s, %(record)s, %(fingerprint)s, %(run)s, %(run)s, %(seen)s)"
+               " ON CONFLICT (stream, reason, fingerprint) DO UPDATE SET last_run = EXCLUDED.last_run,"
+               " seen = q.seen + EXCLUDED.seen, detail = EXCLUDED.detail, source = EXCLUDED.source,"
+               " record_no = EXCLUDED.record_no")
+        try:
+            with self.conn.cursor() as cur:
+                cur.executemany(sql, list(grouped.values()))
+        except psycopg.Error as exc:
+            raise TargetError(f"{self.description}: writing quarantine: {self._msg(exc)}") from None
+
+    def read_quarantine(self, stream: str | None = None, reason: str | None = None,
+                        limit: int | None = None) -> list[dict]:
+        if not self._has_meta():
+            return []
+        sql = f"SELECT * FROM {self._m('_hiwater_quarantine')} WHERE true"
+        params: list = []
+        if stream is not None:
+            sql += " AND stream = %s"
+            params.append(stream)
+        if reason is not None:
+            sql += " AND reason = %s"
+            params.append(reason)
+        sql += " ORDER BY id"
+        if limit:
+            sql += " LIMIT %s"
+            params.append(limit)
+        return self._dicts(sql, params)
+
+    def delete_quarantine(self, ids: list[int]) -> None:
+        if ids:
+            self.execute(f"DELETE FROM {self._m('_hiwater_quarantine')} WHERE id = ANY(%s)", (list(ids),))
+
+    # --- data ---------------------------------------------------------------------------------
+    def sql_types(self, table: str) -> dict | None:
+        """``{column: SQL type}`` of an existing table (cached until a rollback or DDL)."""
+        if table in self._types:
+            return self._types[table]
+        rows = self.execute(
+            "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a"
+            " JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = %s AND c.relname = %s AND c.relkind IN ('r', 'p')"
+            " AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum", (self.schema, table)).fetchall()
+        types = {r[0]: r[1] for r in rows} if rows else None
+        if types is not None:
+            self._types[table] = types
+        return types
+
+    def table_columns(self, table: str) -> dict | None:
+        types = self.sql_types(table)
+        return None if types is None else {c: logical(t) for c, t in types.items()}
+
+    def _column_type(self, name: str, logical_type: str) -> str:
+        if name == self.cursor_column and self.cursor_kind in CURSOR_TYPES:
+            return CURSOR_TYPES[self.cursor_kind]
+        return SQL_TYPES[logical_type]
+
+    def create_table(self, table: str, columns: dict, key: tuple) -> None:
+        defs = [f"{quote(c)} {self._column_type(c, t)}" for c, t in columns.items()]
+        defs.append(f"{quote(CURSOR_COL)} bigint NOT NULL")
+        defs.append(f"{quote(RUN_COL)} bigint NOT NULL")
+        defs.append(f"PRIMARY KEY ({', '.join(quote(k) for k in key)})")
+        self._types.pop(table, None)
+        self.execute(f"CREATE TABLE {self._q(table)} ({', '.join(defs)})", what=f"creating {table!r}")
+
+    def add_columns(self, table: str, columns: dict) -> None:
+        if not columns:
+            return
+        adds = ", ".join(f"ADD COLUMN {quote(c)} {self._column_type(c, t)}" for c, t in columns.items())
+        self._types.pop(table, None)
+        self.execute(f"ALTER TABLE {self._q(table)} {adds}", what=f"adding columns to {table!r}")
+
+    def _key_arrays(self, table: str, key: tuple, keys: list) -> tuple[str, list]:
+        """``unnest(%s::type[], …) WITH ORDINALITY AS k(k0, …, i)`` and its parameters."""
+        types = self.sql_types(table) or {}
+        if len(key) == 1:
+            arrays = [list(keys)]
+        else:
+            arrays = [list(col) for col in zip(*keys)] if keys else [[] for _ in key]
+        casts = []
+        for k, arr in zip(key, arrays):
+            t = types.get(k, "text")
+            if t in ("bigint", "integer", "smallint"):
+                arr[:] = [int(v) if isinstance(v, float) else v for v in arr]
+            casts.append(f"%s::{t}[]")
+        names = ", ".join(f"k{i}" for i in range(len(key)))
+        return f"unnest({', '.join(casts)}) WITH ORDINALITY AS k({names}, i)", arrays
+
+    def lookup(self, table: str, key: tuple, keys: list) -> Lookup:
+        n = len(keys)
+        exists = np.zeros(n, dtype=bool)
+        cursor = np.zeros(n, dtype=np.int64)
+        run = np.zeros(n, dtype=np.int64)
+        if n == 0:
+            return Lookup(exists, cursor, run)
+        src, params = self._key_arrays(table, key, keys)
+        on = " AND ".join(f"t.{quote(k)} = k.k{i}" for i, k in enumerate(key))
+        rows = self.execute(f"SELECT k.i, t.{quote(CURSOR_COL)}, t.{quote(RUN_COL)} FROM {src}"
+                            f" JOIN {self._q(table)} AS t ON {on}", params, what=f"looking up keys in {table!r}")
+        for i, cur, r in rows:
+            exists[i - 1] = True
+            cursor[i - 1] = cur
+            run[i - 1] = r
+        return Lookup(exists, cursor, run)
+
+    def upsert(self, table: str, columns: list, rows: list, key: tuple) -> None:
+        if not rows:
+            return
+        types = self.sql_types(table)
+        cols = list(columns) + [CURSOR_COL, RUN_COL]
+        exprs = {}
+        for c in columns:
+            e = cursor_expr(types.get(c, "")) if c == self.cursor_column else None
+            if e is not None:
+                exprs[c] = e  # computed from _hiwater_cursor: exact, whatever the text's zone
+        staged = [c for c in cols if c not in exprs]
+        data = list(zip(*rows))
+        pos = {c: i for i, c in enumerate(cols)}
+        columns_out = [_copy_values(data[pos[c]], types.get(c, "bigint")) for c in staged]
+        stage_types = [types.get(c, "bigint") if c not in (CURSOR_COL, RUN_COL) else "bigint" for c in staged]
+        with self._in_transaction():
+            self.execute("DROP TABLE IF EXISTS pg_temp._hiwater_stage")
+            self.execute("CREATE TEMP TABLE _hiwater_stage ("
+                         + ", ".join(f"{quote(c)} {t}" for c, t in zip(staged, stage_types))
+                         + ") ON COMMIT DROP", what="staging a batch")
+            self._copy("_hiwater_stage", staged, zip(*columns_out), f"writing {table!r}")
+            self.execute(upsert_sql(self._q(table), columns, key, exprs), what=f"writing {table!r}")
+            self.execute("DROP TABLE pg_temp._hiwater_stage")
+
+    def _copy(self, stage: str, columns: list, rows, what: str) -> None:
+        try:
+            with self.conn.cursor() as cur:
+                with cur.copy(f"COPY pg_temp.{quote(stage)} ({', '.join(quote(c) for c in columns)})"
+                              f" FROM STDIN") as copy:
+                    for row in rows:
+                        copy.write_row(row)
+        except psycopg.Error as exc:
+            raise TargetError(f"{self.description}: {what}: {self._msg(exc)}") from None
+
+    def delete_keys(self, table: str, key: tuple, keys: list) -> int:
+        if not keys:
+            return 0
+        src, params = self._key_arrays(table, key, keys)
+        on = " AND ".join(f"t.{quote(k)} = k.k{i}" for i, k in enumerate(key))
+        cur = self.execute(f"DELETE FROM {self._q(table)} AS t USING {src} WHERE {on}", params,
+                           what=f"deleting from {table!r}")
+        return cur.rowcount
+
+    def count_rows(self, table: str) -> int:
+        if self.sql_types(table) is None:
+            return 0
+        return int(self.execute(f"SELECT count(*) FROM {self._q(table)}").fetchone()[0])
+
+    def prune_begin(self, key: tuple) -> None:
+        # Seen keys are kept as text: the table may not exist yet when a full load starts.
+        self._prune_cols = [f"k{i}" for i in range(len(key))]
+        with self._in_transaction():
+            self.execute("DROP TABLE IF EXISTS pg_temp._hiwater_seen")
+            self.execute("CREATE TEMP TABLE _hiwater_seen ("
+                         + ", ".join(f"{c} text" for c in self._prune_cols) + ") ON COMMIT DROP")
+
+    def prune_seen(self, key: tuple, keys: list) -> None:
+        rows = ([(_text_key(k),) for k in keys] if len(key) == 1
+                else [tuple(_text_key(v) for v in k) for k in keys])
+        self._copy("_hiwater_seen", self._prune_cols, rows, "collecting keys for --prune")
+
+    def prune_finish(self, table: str, key: tuple) -> int:
+        on = " AND ".join(f"s.k{i} = t.{quote(k)}::text" for i, k in enumerate(key))
+        cur = self.execute(f"DELETE FROM {self._q(table)} AS t WHERE NOT EXISTS"
+                           f" (SELECT 1 FROM pg_temp._hiwater_seen AS s WHERE {on})", what="--prune")
+        self.execute("DROP TABLE IF EXISTS pg_temp._hiwater_seen")
+        return cur.rowcount
+
+
+def _text_key(v) -> str:
+    return v if isinstance(v, str) else str(v)
+
+
+def _copy_values(values, sqltype: str) -> list:
+    """A column's Python values made acceptable to COPY for a column of ``sqltype``."""
+    if sqltype in ("bigint", "integer", "smallint"):
+        return [int(v) if isinstance(v, float) else v for v in values]
+    if sqltype in ("jsonb", "json"):
+        return [None if v is None else orjson.dumps(v, default=str).decode() for v in values]
+    if sqltype == "text":
+        return [v if v is None or isinstance(v, str) else _as_text(v) for v in values]
+    return list(values)
+
+
+def _as_text(v) -> str:
+    if isinstance(v, (dt.date, dt.datetime)):
+        return v.isoformat()
+    if isinstance(v, (dict, list)):
+        return orjson.dumps(v).decode()
+    return str(v)
+
+
+def _state(row) -> StreamState:
+    return StreamState(stream=row[0], table=row[1], key=tuple(orjson.loads(row[2])), cursor=row[3],
+                       kind=row[4], watermark=row[5], naive=bool(row[6]), assume_tz=row[7],
+                       last_run=row[8], version=row[9])
+
+
+__all__ = ["PostgresTarget", "quote", "upsert_sql", "split_url", "lock_key", "ConfigError"]

@@ -40,12 +40,24 @@ GARBLED = ("2025-13-45T25:61:00", "not a timestamp", "15/01/2025 08:00", "", "20
 ON_TIME, LATE, TIE, SKEWED, FAR_SKEWED, INVALID = "on-time", "late", "tie", "skewed", "far-skewed", "invalid"
 
 
-def to_text(seconds: int) -> str:
-    return (EPOCH + dt.timedelta(seconds=seconds)).isoformat()
+OFFSETS = (0, 60, -300, 330, 120)      # minutes: Z, +01:00, -05:00, +05:30, +02:00
+
+
+def to_text(seconds: int, offset_minutes: int | None = None) -> str:
+    """Naive ISO (UTC) by default; with an offset, the same instant written in that zone."""
+    if offset_minutes is None:
+        return (EPOCH + dt.timedelta(seconds=seconds)).isoformat()
+    tz = dt.timezone(dt.timedelta(minutes=offset_minutes))
+    text = (EPOCH + dt.timedelta(seconds=seconds)).replace(tzinfo=dt.timezone.utc).astimezone(tz).isoformat()
+    return text.replace("+00:00", "Z")
 
 
 def from_text(text: str) -> int:
-    return int((dt.datetime.fromisoformat(text).replace(tzinfo=None) - EPOCH).total_seconds())
+    """Seconds since the epoch of an ISO timestamp (naive = UTC; an offset is honoured)."""
+    parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return int((parsed - EPOCH).total_seconds())
 
 
 @dataclass
@@ -63,6 +75,7 @@ class Version:
     name: str
     run: int = 0             # first run that sees it (0: never, it arrives after the last run)
     lag: int | None = None   # ideal watermark at the previous run minus cursor (seconds)
+    honest_lag: int | None = None   # the same against a watermark no skewed clock moved
 
     @property
     def valid(self) -> bool:
@@ -157,6 +170,8 @@ def generate(scenario: Scenario, seed: int = 1) -> Feed:
     next_key = 1
 
     def plant(key, cursor, text, event, arrival, kind):
+        if cursor is not None and sc.offsets and rng.random() < sc.offsets:
+            text = to_text(cursor, OFFSETS[rng.randrange(len(OFFSETS))])   # same instant, another zone
         v = Version(len(versions), key, versions_of.get(key, 0) + 1, cursor, text, event, arrival, kind,
                     NAMES[rng.randrange(len(NAMES))])
         versions_of[key] = v.v
@@ -211,7 +226,7 @@ def generate(scenario: Scenario, seed: int = 1) -> Feed:
                     frozen.add(key)   # the watermark ran ahead of the clock (a skewed record): so does the tie
 
         # Everything that has arrived by this run's instant, in arrival order.
-        previous = watermark
+        previous, previous_honest = watermark, honest
         arrived = []
         while pending and pending[0][0] <= hi:
             _, _, v = heapq.heappop(pending)
@@ -222,6 +237,7 @@ def generate(scenario: Scenario, seed: int = 1) -> Feed:
                 bad[v.key] = v
                 continue
             v.lag = None if previous is None else previous - v.cursor
+            v.honest_lag = None if previous_honest is None else previous_honest - v.cursor
             if v.cursor > hi + sc.guard:
                 held[v.key] = v
                 continue

@@ -19,16 +19,13 @@ from .scenario import seconds
 
 
 def _cursor(value) -> int | None:
-    if not isinstance(value, str):
+    """Seconds since the epoch, or None when the value is not a full ISO timestamp."""
+    if not isinstance(value, str) or len(value.strip()) < 19:
         return None
     try:
-        parsed = dt.datetime.fromisoformat(value.strip())
+        return from_text(value.strip())
     except ValueError:
         return None
-    if parsed.tzinfo is not None or len(value.strip()) < 19:
-        return None if len(value.strip()) < 19 else from_text(
-            parsed.astimezone(dt.timezone.utc).replace(tzinfo=None).isoformat())
-    return from_text(parsed.isoformat())
 
 
 def load(*, input, db, table="events", key="id", cursor="modified_at", boundary="inclusive", lookback=None,
@@ -62,20 +59,20 @@ def load(*, input, db, table="events", key="id", cursor="modified_at", boundary=
                 counts.future += 1
                 quarantine.append(("future", rec))
                 continue
+            inside = low is None or c > low or (c == low and boundary == "inclusive")
+            if not inside and on_late == "skip":     # counted without any lookup
+                counts.below_window += 1
+                continue
             k = rec[key]
-            if k in best:                       # several records with one key: the newest wins
-                counts.unchanged += 1
+            if k in best:                       # several records with one key: the newest wins,
+                counts.unchanged += 1           # on a tie the later one
                 if c < best[k][0]:
                     continue
-            best[k] = (c, rec)
+            best[k] = (c, rec, inside)
         top = previous
-        for k, (c, rec) in best.items():
-            inside = low is None or c > low or (c == low and boundary == "inclusive")
+        for k, (c, rec, inside) in best.items():
             have = target.get(k)
             if not inside:
-                if on_late == "skip":
-                    counts.below_window += 1
-                    continue
                 if have is not None and have >= c:
                     counts.unchanged += 1
                     continue

@@ -21,12 +21,13 @@ def plot(result: SimulationResult, path: str) -> str:
     n = len(strategies)
     for i, s in enumerate(strategies):
         runs = [r.run for r in s.runs]
+        step = max(1, len(runs) // 8)
         wrong = [r.missed + r.stale + r.extra for r in s.runs]
         left.step(runs, wrong, where="post", color=colors(i % 10), linestyle=STYLES[i % len(STYLES)],
                   linewidth=2.2 - 1.2 * i / max(n - 1, 1), alpha=0.9,
-                  marker=MARKERS[i % len(MARKERS)], markevery=max(1, len(runs) // 8), markersize=5,
+                  marker=MARKERS[i % len(MARKERS)], markevery=(i * step // max(n, 1), step), markersize=5,
                   label=f"{s.name}: {s.wrong} wrong")
-    left.set_title("Records wrong in the target after each run (missing + stale)", fontsize=11)
+    left.set_title("Records wrong in the target after each run (missing + stale + extra)", fontsize=11)
     left.set_xlabel("run")
     left.set_ylabel("records")
     left.grid(True, alpha=0.3)
@@ -47,9 +48,8 @@ def plot(result: SimulationResult, path: str) -> str:
     right.set_yticks(list(ys))
     right.set_yticklabels(names, fontsize=9)
     right.set_xlim(0, top * 1.22)
-    right.set_title(f"Cost over {result.scenario.runs} runs", fontsize=11)
+    right.set_title(f"Cost over {result.scenario.runs} runs: rows read (colour), written (grey)", fontsize=11)
     right.set_xlabel("rows")
-    right.legend(fontsize=8, loc="lower right")
     right.grid(True, axis="x", alpha=0.3)
 
     fig.suptitle(f"hiwater simulate: scenario {result.scenario.name}, seed {result.seed}, "

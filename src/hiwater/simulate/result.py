@@ -112,6 +112,7 @@ class StrategyResult:
             "full": s.full,
             "settle": s.settle,
             "max_future": s.max_future,
+            "window": s.window,
             "missed": self.missed,
             "stale": self.stale,
             "extra": self.extra,
@@ -167,12 +168,12 @@ class Recommendation:
                     f"{format_seconds(self.max_lag)} (p50 {format_seconds(p.get('p50'))}, p90 "
                     f"{format_seconds(p.get('p90'))}, p99 {format_seconds(p.get('p99'))}). The smallest "
                     f"lookback that loses none of them: --lookback {self.lookback}.")
+        for note in self.notes:
+            text += " " + note
         if self.rows_read is not None:
             text += f" Simulated as {self.strategy}: {self.missed} lost, {self.rows_read:,} rows read"
             others = [f"{name} {n:,}" for name, n in self.compare.items()]
             text += f" (vs {', '.join(others)})." if others else "."
-        for note in self.notes:
-            text += " " + note
         return text
 
 

@@ -39,7 +39,7 @@ import orjson
 from ..errors import UsageError
 from .generator import TIE, Feed, RunState, from_text, generate, to_text
 from .result import Recommendation, RunMetrics, SimulationResult, StrategyResult
-from .scenario import Scenario, scenario as make_scenario
+from .scenario import Scenario, format_seconds, scenario as make_scenario
 from .strategies import Strategy, lookback_strategy, parse_strategies
 from .truth import QuarantineReader, compare, read_target
 
@@ -79,6 +79,20 @@ def _disorder(rows: list, fraction: float, rng: random.Random) -> list:
     for _ in range(int(round(fraction * len(rows)))):
         i, j = rng.randrange(len(rows)), rng.randrange(len(rows))
         rows[i], rows[j] = rows[j], rows[i]
+    return rows
+
+
+def _redeliver(rows: list, fraction: float, rng: random.Random, older: dict, run: int) -> list:
+    """At-least-once delivery: send a fraction of the rows again, or an older version of their key."""
+    if fraction <= 0 or not rows:
+        return rows
+    rows = list(rows)
+    for _ in range(int(round(fraction * len(rows)))):
+        v = rows[rng.randrange(len(rows))]
+        earlier = [o for o in older.get(v.key, ()) if o.v < v.v and 0 < o.run <= run and o.valid]
+        if earlier and rng.random() < 0.5:
+            v = earlier[rng.randrange(len(earlier))]
+        rows.insert(rng.randrange(len(rows) + 1), v)
     return rows
 
 
@@ -132,14 +146,21 @@ def _classify(result: StrategyResult, feed: Feed, watermarks: list, quarantine: 
 def _play(feed: Feed, strategy: Strategy, folder: str, source: str, load, progress=None) -> StrategyResult:
     os.makedirs(folder, exist_ok=True)
     db = os.path.join(folder, "target.sqlite")
+    if os.path.exists(db):
+        raise UsageError(f"{db} exists from an earlier simulation: give an empty folder to keep the targets in")
     result = StrategyResult(strategy)
     quarantine = QuarantineReader()
     watermark: int | None = None
     watermarks: list = [None]                   # watermarks[j] = after run j
     sc = feed.scenario
+    older: dict = {}
+    for v in feed.versions:
+        older.setdefault(v.key, []).append(v)
     for state in feed.states:
+        rng = random.Random(f"{feed.seed}:{state.run}:{strategy.name}")
         rows = export_rows(state, strategy, watermark, source)
-        rows = _disorder(rows, sc.disorder, random.Random(f"{feed.seed}:{state.run}:{strategy.name}"))
+        rows = _disorder(rows, sc.disorder, rng)
+        rows = _redeliver(rows, sc.duplicates, rng, older, state.run)
         path = os.path.join(folder, f"run_{state.run:04d}.jsonl")
         with open(path, "wb") as f:
             for v in rows:
@@ -179,6 +200,15 @@ def _play(feed: Feed, strategy: Strategy, folder: str, source: str, load, progre
     return result
 
 
+def _scratch() -> str | None:
+    """Where the throw-away targets go: memory-backed /dev/shm when there is one (every run commits,
+    and an fsync per commit would measure the disk, the same for every strategy), else the temp folder."""
+    shm = "/dev/shm"
+    if os.path.isdir(shm) and os.access(shm, os.W_OK):
+        return shm
+    return None
+
+
 def _percentile(values: list, q: float) -> int:
     values = sorted(values)
     if not values:
@@ -194,17 +224,22 @@ def recommend_from_feed(feed: Feed) -> Recommendation:
     inclusive window with ``lookback >= lag``; so the answer is the largest lag
     observed, rounded up to a whole minute.
     """
-    lags = [v.lag for st in feed.states for v in st.arrived
-            if v.valid and v.lag is not None and v.lag > 0 and st.truth.get(v.key) is v]
+    mattered = [v for st in feed.states for v in st.arrived
+                if v.valid and v.lag is not None and v.lag > 0 and st.truth.get(v.key) is v]
+    lags = [v.lag for v in mattered]
     worst = max(lags) if lags else 0
     rec = Recommendation(
         lookback_seconds=int(math.ceil(worst / 60) * 60), basis="the simulated feed",
         behind=len(lags), max_lag=worst,
         percentiles={"p50": _percentile(lags, .5), "p90": _percentile(lags, .9), "p99": _percentile(lags, .99)},
     )
-    if feed.scenario.skew or feed.scenario.far_skew:
-        rec.notes.append("Part of this lateness is records falling behind a watermark that a clock running "
-                         "ahead pushed forward; a tighter --max-future or a --settle fixes that at its cause.")
+    honest = max([v.honest_lag for v in mattered if v.honest_lag is not None] + [0])
+    if honest < worst:
+        enough = int(math.ceil(honest / 60) * 60)
+        rec.notes.append(
+            f"Of that, {format_seconds(worst - honest)} is a clock running ahead pushing the watermark forward: "
+            f"with the watermark kept honest (a tighter --max-future, or --settle) "
+            + (f"--lookback {format_seconds(enough)} would do." if enough else "no lookback would be needed."))
     return rec
 
 
@@ -218,7 +253,8 @@ def run_simulation(scenario: str | Scenario = "clean", *, seed: int = 1, strateg
     ``late=0.3``, ``delay=Delay.parse("exp:20m")``…). ``strategies`` is the
     ``--strategies`` text or a list of :class:`Strategy`. With ``recommend`` the
     smallest safe lookback is computed from the feed and simulated too.
-    Targets go to ``workdir`` (a temporary folder, removed unless ``keep``).
+    Targets go to ``workdir`` (by default a temporary folder, in memory-backed
+    ``/dev/shm`` where there is one, removed unless ``keep``).
     ``loader`` replaces ``hiwater.load`` (the tests pass the reference model, to
     check the simulator itself and to cross-check the loader against it).
     """
@@ -248,7 +284,7 @@ def run_simulation(scenario: str | Scenario = "clean", *, seed: int = 1, strateg
         from .. import load as loader   # late: hiwater's package imports its CLI, which imports this module
 
     own = workdir is None
-    folder = workdir or tempfile.mkdtemp(prefix="hiwater-simulate-")
+    folder = workdir or tempfile.mkdtemp(prefix="hiwater-simulate-", dir=_scratch())
     try:
         results = [_play(feed, s, os.path.join(folder, s.slug), source, loader, progress) for s in chosen]
     finally:

@@ -148,6 +148,8 @@ class Scenario:
     skew_max: int = 2 * 3600           # that clock is 1s..skew_max ahead (inside the 1d future guard)
     far_skew: float = 0.0              # fraction stamped days ahead (beyond the 1d future guard)
     invalid: float = 0.0               # fraction of new records whose cursor is null or garbled
+    offsets: float = 0.0               # fraction of cursors written with a UTC offset (same instant)
+    duplicates: float = 0.0            # fraction of an export's rows delivered again (older versions too)
     guard: int = 86_400                # the product's default --max-future, for the ground truth
 
     def replace(self, **changes) -> "Scenario":
@@ -160,7 +162,7 @@ class Scenario:
             raise UsageError("--interval must be at least 1s")
         if self.new < 0 or self.updates < 0 or self.ties < 0:
             raise UsageError("--records, --updates and --ties must not be negative")
-        for name in ("late", "disorder", "skew", "far_skew", "invalid"):
+        for name in ("late", "disorder", "skew", "far_skew", "invalid", "offsets", "duplicates"):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
                 raise UsageError(f"--{name.replace('_', '-')} {v}: a fraction between 0 and 1")
@@ -177,7 +179,8 @@ class Scenario:
             "late_fraction": self.late, "delay": str(self.delay), "ties_per_run": self.ties,
             "disorder": self.disorder, "skew_fraction": self.skew,
             "skew_max": format_seconds(self.skew_max), "far_skew_fraction": self.far_skew,
-            "invalid_fraction": self.invalid,
+            "invalid_fraction": self.invalid, "offsets_fraction": self.offsets,
+            "duplicates_fraction": self.duplicates,
         }
 
 
@@ -190,9 +193,10 @@ SCENARIOS: dict[str, Scenario] = {
     "ties": Scenario(name="ties", ties=3),
     # A few records stamped by clocks running ahead (minutes to 2 hours; a few days).
     "skewed": Scenario(name="skewed", skew=0.004, skew_max=2 * 3600, far_skew=0.004),
-    # Everything at once, with a heavy-tailed delay and shuffled exports.
+    # Everything at once: heavy-tailed delays, shuffled exports, cursors written with UTC offsets,
+    # rows delivered twice (and older versions re-sent).
     "messy": Scenario(name="messy", late=0.2, delay=Delay("heavy", 10 * 60), ties=2, disorder=0.3,
-                      skew=0.002, skew_max=3600, far_skew=0.003, invalid=0.02),
+                      skew=0.002, skew_max=3600, far_skew=0.003, invalid=0.02, offsets=0.1, duplicates=0.05),
 }
 
 

@@ -10,6 +10,7 @@
     full                 a full reload every run (--full-load)
     settle:5m            inclusive; the watermark never passes now - 5m
     max-future:10m       inclusive; a tighter future guard than the default 1d
+    window:1h            inclusive; applied in 1-hour cursor slices, each committed on its own
 
 A bare value continues the previous item's kind, so ``lookback:15m,1h`` is two
 lookbacks and ``on-late:skip,load`` two policies. Modifiers combine:
@@ -25,7 +26,7 @@ from ..errors import UsageError
 from .scenario import format_seconds, seconds
 
 DEFAULT = "exclusive,inclusive,lookback:15m,1h,full"
-_PARAM = ("lookback", "on-late", "settle", "max-future")
+_PARAM = ("lookback", "on-late", "settle", "max-future", "window")
 _ON_LATE = ("skip", "detect", "load")
 
 
@@ -39,6 +40,7 @@ class Strategy:
     full: bool = False
     settle: str | None = None
     max_future: str | None = "1d"
+    window: str | None = None
 
     def load_options(self) -> dict:
         """Keyword arguments for ``hiwater.load`` (beside input, db, table, key, cursor, now)."""
@@ -48,6 +50,8 @@ class Strategy:
             kw["lookback"] = self.lookback_text
         if self.settle:
             kw["settle"] = self.settle
+        if self.window:
+            kw["window"] = self.window
         return kw
 
     def window_low(self, watermark: int | None) -> tuple[int | None, bool]:
@@ -90,6 +94,11 @@ def _build(parts: list[tuple[str, str | None]], text: str) -> Strategy:
             seconds(value, "--strategies settle")
             kw["settle"] = value
             names.append(f"settle:{value}")
+        elif kind == "window":
+            if seconds(value, "--strategies window") <= 0:
+                raise UsageError(f"--strategies {text!r}: a window must be longer than zero")
+            kw["window"] = value
+            names.append(f"window:{value}")
         elif kind == "max-future":
             if value.lower() != "none":
                 seconds(value, "--strategies max-future")
@@ -131,7 +140,7 @@ def parse_strategies(text: str | list | tuple | None) -> list[Strategy]:
                 raise UsageError(
                     f"--strategies {item!r}: not a strategy",
                     hint="use exclusive, inclusive, lookback:DURATION, on-late:skip|detect|load, full, "
-                         "settle:DURATION, max-future:DURATION, joined with '+' to combine",
+                         "settle:DURATION, max-future:DURATION, window:DURATION, joined with '+' to combine",
                 )
         last_kind = parts[-1][0]
         strategy = _build(parts, item)

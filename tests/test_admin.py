@@ -59,6 +59,7 @@ def test_history_has_one_row_per_run_with_counts_and_watermarks(hw, tmp_path):
              x["watermark_after"], x["outcome"]) for x in h] == [
         (1, 5, 0, 0, 0, None, "2025-01-15T11:15:00", "committed"),
         (2, 1, 1, 1, 1, "2025-01-15T11:15:00", "2025-01-15T12:00:00", "committed")]
+    assert [x["max_lateness"] for x in h] == [None, "2h15m"]
     assert hw("history", "--db", db).code == 0
 
 

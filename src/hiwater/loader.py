@@ -452,7 +452,9 @@ class Loader:
             "watermark_before": V.format_value(self.prev, self.kind, self.state.naive, self.tz),
             "watermark_after": V.format_value(new_wm, self.kind, self.state.naive, self.tz),
             "watermark_before_value": self.prev, "watermark_after_value": new_wm,
-            "window_lo": lo_t, "window_hi": hi_t, "max_lateness": None,
+            "window_lo": lo_t, "window_hi": hi_t,
+            "max_lateness": (_amount(self.prev - res.min_late, self.kind, option=True)
+                             if res.min_late is not None and self.prev is not None else None),
             "detail": orjson.dumps({"new_columns": getattr(self, "new_columns_logged", []),
                                     "warnings": self.warnings}).decode(),
         })

@@ -91,9 +91,7 @@ class Tool:
                 return base + ["--db", pl["db"]]
             if self.target == "duckdb":
                 return base + ["--target", "duckdb:///" + pl["db"]]
-            if hw_pg_mode == "schema-option":
-                return base + ["--target", pl["url"], "--schema", pl["schema"]]
-            return base + ["--target", pg_search_path_url(pl["url"], pl["schema"])]
+            return base + ["--target", pg_schema_url(pl["url"], pl["schema"])]
         if self.name == "raw":
             base = [MAIN_PY, os.path.join(HERE, "raw_limit.py"), "--input", inp, "--table", "events"]
             if self.target == "sqlite":
@@ -153,9 +151,10 @@ def all_tools():
     ]
 
 
-def pg_search_path_url(url: str, schema: str) -> str:
+def pg_schema_url(url: str, schema: str) -> str:
+    """hiwater's PostgreSQL URL for a target schema (its own ``schema`` query parameter)."""
     sep = "&" if "?" in url else "?"
-    return f"{url}{sep}options=-csearch_path%3D{schema}"
+    return f"{url}{sep}schema={schema}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -189,13 +188,29 @@ def _read_time_file(path):
         return None, None
 
 
+_HZ = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _busy_cpu_s():
+    """Seconds of CPU time the whole machine has spent busy since boot (None if unknown)."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = v[3] + (v[4] if len(v) > 4 else 0)
+    return (sum(v[:8]) - idle) / _HZ
+
+
 def measure(argv, log_prefix, timeout, env=None):
-    """Run argv as a child; return wall seconds, peak RSS (MiB), cpu seconds, exit code."""
+    """Run argv as a child; return wall seconds, peak RSS (MiB), cpu seconds, exit code, and
+    how many CPU cores other processes kept busy meanwhile (a noisy neighbour shows there)."""
     out = open(log_prefix + ".out", "wb")
     err = open(log_prefix + ".err", "wb")
     time_file = log_prefix + ".time"
     e = dict(os.environ)
     e.update(env or {})
+    busy0 = _busy_cpu_s()
     t0 = time.perf_counter()
     p = subprocess.Popen(rss_wrapper(time_file) + list(argv), stdout=out, stderr=err,
                          stdin=subprocess.DEVNULL, env=e, start_new_session=True,
@@ -216,10 +231,15 @@ def measure(argv, log_prefix, timeout, env=None):
     finally:
         timer.cancel()
     wall = time.perf_counter() - t0
+    busy1 = _busy_cpu_s()
     out.close()
     err.close()
     rss, cpu = _read_time_file(time_file)
+    other = None
+    if busy0 is not None and busy1 is not None and cpu is not None and wall > 0:
+        other = max(0.0, (busy1 - busy0 - cpu) / wall)
     return {
+        "other_cores": other,
         "wall_s": wall,
         "peak_rss_mib": rss if rss is not None else float("nan"),
         "cpu_s": cpu if cpu is not None else float("nan"),
@@ -394,15 +414,12 @@ def pg_reset(url, schemas):
                 c.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
 
 
-def hiwater_pg_mode():
-    """How to point hiwater at a PostgreSQL schema: its own --schema option if it has one,
-    else the connection's search_path."""
+def hiwater_help(*cmd):
     try:
-        h = subprocess.run([hiwater_exe(), "load", "--help"], capture_output=True, text=True,
-                           timeout=60).stdout
+        return subprocess.run([hiwater_exe(), *cmd, "--help"], capture_output=True, text=True,
+                              timeout=60).stdout
     except Exception:  # noqa: BLE001
-        return "search-path"
-    return "schema-option" if "--schema" in h else "search-path"
+        return ""
 
 
 def probe_tool(tool: Tool, tiny_dir: str, work: str, pg_url: str, hw_pg_mode: str, timeout=300):
@@ -515,7 +532,9 @@ def warm(paths):
 
 def summarize(samples):
     ws = [s["wall_s"] for s in samples]
+    others = [s["other_cores"] for s in samples if s.get("other_cores") is not None]
     return {
+        "other_cores_max": max(others) if others else None,
         "median_s": statistics.median(ws), "min_s": min(ws), "max_s": max(ws),
         "peak_rss_mib": max(s["peak_rss_mib"] for s in samples),
         "cpu_median_s": statistics.median(s["cpu_s"] for s in samples),
@@ -571,8 +590,10 @@ def run_section(n, data_dir, meta, tools, reps, work, pg_url, hw_pg_mode, timeou
                 except (OSError, ValueError):
                     m["summary"] = None
                 st["samples"].append(m)
-                log(f"  N={n:,} rep {rep + 1} {t.key:24s} {step:6s} {m['wall_s']:8.2f} s "
-                    f"{m['peak_rss_mib']:7.0f} MiB  ok")
+                oc = m.get("other_cores")
+                log(f"  N={n:,} rep {rep + 1} {t.key:28s} {step:6s} {m['wall_s']:8.2f} s "
+                    f"{m['peak_rss_mib']:7.0f} MiB  ok"
+                    + (f"  (other processes: {oc:.2f} cores)" if oc and oc > 0.25 else ""))
             if t.target == "postgres":
                 pg_reset(pg_url, [pl["schema"]])
             shutil.rmtree(d, ignore_errors=True)
@@ -618,6 +639,151 @@ def memory_run(sizes, seed, data_root, work, timeout, log):
     return out
 
 
+SRC_SCHEMA = "bench_src"
+SRC_VERSION = "hiwater-bench sql-source v1"
+SRC_BASE = "2024-01-01 00:00:00"
+
+
+def _src_build(url, n, log):
+    """A PostgreSQL table of n rows, indexed on the cursor; kept between runs (it is slow to
+    make), recognised by its table comment."""
+    import psycopg
+    tag = f"{SRC_VERSION} n={n}"
+    with psycopg.connect(url, autocommit=True) as c:
+        have = c.execute("SELECT obj_description(to_regclass(%s), 'pg_class')",
+                         (f"{SRC_SCHEMA}.events",)).fetchone()
+        if have and have[0] == tag:
+            return False
+        log(f"building the SQL source table {SRC_SCHEMA}.events with {n:,} rows (kept for "
+            "later runs)")
+        c.execute(f'DROP SCHEMA IF EXISTS "{SRC_SCHEMA}" CASCADE')
+        c.execute(f'CREATE SCHEMA "{SRC_SCHEMA}"')
+        c.execute(f'CREATE TABLE "{SRC_SCHEMA}".events (id bigint PRIMARY KEY, name text, '
+                  'modified_at timestamp NOT NULL, amount double precision, score bigint, '
+                  '"user" jsonb)')
+        # Timestamps grow with the id, 5% of them up to a minute early (local disorder).
+        c.execute(
+            f'INSERT INTO "{SRC_SCHEMA}".events SELECT g, '
+            "(ARRAY['user_signup','page_view','purchase','logout','search','login'])[1 + g %% 6], "
+            f"timestamp '{SRC_BASE}' + g * interval '1 second' "
+            "- ((g * 7919) %% 60) * interval '1 second' * ((g %% 20 = 0)::int), "
+            "((g * 7919) %% 100000) / 100.0, g %% 1000, "
+            "jsonb_build_object('name', 'user_' || (g %% 256), 'tier', "
+            "(ARRAY['free','basic','pro','enterprise'])[1 + g %% 4]) "
+            "FROM generate_series(1::bigint, %s::bigint) g", (n,))
+        c.execute(f'CREATE INDEX ON "{SRC_SCHEMA}".events (modified_at, id)')
+        c.execute(f'ANALYZE "{SRC_SCHEMA}".events')
+        c.execute(f"COMMENT ON TABLE \"{SRC_SCHEMA}\".events IS '{tag}'")
+    return True
+
+
+def _src_reset(url, n, new):
+    """Remove earlier runs' new rows; add `new` rows stamped after every existing one."""
+    import psycopg
+    with psycopg.connect(url, autocommit=True) as c:
+        c.execute(f'DELETE FROM "{SRC_SCHEMA}".events WHERE id > %s', (n,))
+        top = c.execute(f'SELECT max(modified_at) FROM "{SRC_SCHEMA}".events').fetchone()[0]
+        if new:
+            c.execute(
+                f'INSERT INTO "{SRC_SCHEMA}".events SELECT g, \'new_row\', '
+                "%s + (g - %s) * interval '1 second', 1.5, 7, "
+                "'{\"name\": \"new\", \"tier\": \"pro\"}' "
+                "FROM generate_series(%s::bigint, %s::bigint) g", (top, n, n + 1, n + new))
+    return top
+
+
+def sql_source_run(url, n, new, reps, work, timeout, log):
+    """hiwater reading a PostgreSQL table of n rows with `new` rows added since the last run.
+
+    Setup (untimed): the table (cached), then one run with --since at the newest row, which
+    gives the stream its watermark; that target file is copied for each repetition. Timed: the
+    next run, which must read and load just the new rows.
+    """
+    out = {"n": n, "new": new, "samples": [], "failures": []}
+    try:
+        out["built"] = _src_build(url, n, log)
+    except Exception as e:  # noqa: BLE001
+        out["status"] = "FAILED"
+        out["why"] = f"could not build the source table: {e}"
+        return out
+    d = os.path.join(work, "sql-source")
+    shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(d)
+    template = os.path.join(d, "template.sqlite")
+    top = _src_reset(url, n, 0)
+    src = ["--source", url, "--source-table", f"{SRC_SCHEMA}.events", "--table", "events",
+           "--key", "id", "--cursor", "modified_at", "--details"]
+    m = measure([hiwater_exe(), "load", *src, "--db", template, "--since", top.isoformat()],
+                os.path.join(d, "setup"), timeout)
+    out["setup"] = {k: m[k] for k in ("wall_s", "peak_rss_mib", "exit")}
+    if m["exit"] != 0:
+        out["status"] = "FAILED"
+        out["why"] = "setup run failed: " + tail(os.path.join(d, "setup.err"), 4)
+        return out
+    with sqlite3.connect(template) as c:
+        base_rows = c.execute("SELECT count(*) FROM events").fetchone()[0]
+    log(f"  sql-source N={n:,}: setup run (--since, reads the whole table) "
+        f"{m['wall_s']:.2f} s, {base_rows} row(s) at the watermark")
+    for rep in range(reps):
+        _src_reset(url, n, new)
+        db = os.path.join(d, f"rep{rep}.sqlite")
+        shutil.copy(template, db)
+        m = measure([hiwater_exe(), "load", *src, "--db", db], os.path.join(d, f"rep{rep}"),
+                    timeout)
+        m["rep"] = rep
+        probs = []
+        if m["exit"] != 0:
+            probs.append(f"exit {m['exit']}: " + tail(os.path.join(d, f"rep{rep}.err"), 4))
+        else:
+            with sqlite3.connect(db) as c:
+                total, fresh = c.execute("SELECT count(*), count(*) FILTER (WHERE id > ?) "
+                                         "FROM events", (n,)).fetchone()
+            if total != base_rows + new or fresh != new:
+                probs.append(f"target holds {total} rows ({fresh} new), expected "
+                             f"{base_rows + new} ({new} new)")
+            try:
+                with open(os.path.join(d, f"rep{rep}.out")) as f:
+                    txt = f.read()
+                m["summary"] = json.loads(txt[txt.find("{"):])
+                if m["summary"].get("source_records", 0) > new + base_rows + 10:
+                    probs.append(f"read {m['summary']['source_records']} source rows for {new} "
+                                 "new ones: the window was not pushed down")
+            except (OSError, ValueError):
+                m["summary"] = None
+        if probs:
+            out["failures"].append({"rep": rep, "why": "; ".join(probs), **m})
+            log(f"  sql-source rep {rep + 1}: FAILED {'; '.join(probs)[:300]}")
+        else:
+            out["samples"].append(m)
+            log(f"  sql-source rep {rep + 1}: {m['wall_s']:.2f} s {m['peak_rss_mib']:.0f} MiB ok")
+        os.remove(db)
+    _src_reset(url, n, 0)
+    if out["failures"]:
+        out["status"] = "FAILED"
+        out["why"] = out["failures"][0]["why"]
+    elif out["samples"]:
+        out["status"] = "ok"
+        out.update(summarize(out["samples"]))
+    shutil.rmtree(d, ignore_errors=True)
+    return out
+
+
+def hiwater_src_digest():
+    """A digest of hiwater's source, to notice the code changing under a running benchmark."""
+    import hashlib
+    h = hashlib.sha256()
+    src = os.path.join(ROOT, "src", "hiwater")
+    for dirpath, dirnames, files in os.walk(src):
+        dirnames.sort()
+        for f in sorted(files):
+            if f.endswith(".py"):
+                p = os.path.join(dirpath, f)
+                h.update(os.path.relpath(p, src).encode())
+                with open(p, "rb") as fh:
+                    h.update(fh.read())
+    return h.hexdigest()[:12]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="hiwater benchmark (see docs/benchmarks.md)")
     ap.add_argument("--n", type=int, default=1_000_000, help="records in the main data set")
@@ -642,11 +808,16 @@ def main(argv=None) -> int:
                     help="sizes for the hiwater peak-memory run")
     ap.add_argument("--skip-memory", action="store_true")
     ap.add_argument("--timeout", type=int, default=1200, help="seconds per process")
+    ap.add_argument("--sql-source-n", type=int, default=10_000_000,
+                    help="rows in the PostgreSQL source table of the SQL-source scenario (0: skip)")
+    ap.add_argument("--sql-source-new", type=int, default=1000,
+                    help="new rows the SQL-source run must pick up")
     ap.add_argument("--profile", action="store_true",
                     help="also cProfile hiwater's first load and delta at --n (bench/profile.py)")
     a = ap.parse_args(argv)
 
     started = time.time()
+    src_before = hiwater_src_digest()
     stamp = dt.datetime.now().strftime("%Y%m%dT%H%M%S")
     log_lines = []
 
@@ -677,7 +848,7 @@ def main(argv=None) -> int:
         for t in tools:
             if t.venv == "bench":
                 skipped[t.key] = "bench/.venv-bench missing: run bash bench/setup.sh"
-    hw_pg_mode = hiwater_pg_mode()
+    hw_pg_mode = "schema-param"
 
     # Probe every tool on a tiny data set: a tool that rejects its target is skipped, with why.
     tiny_dir, _ = ensure_data(a.data_dir, 200, a.seed)
@@ -715,6 +886,18 @@ def main(argv=None) -> int:
         log(f"memory run: hiwater at N = {', '.join(f'{x:,}' for x in sizes_m)}")
         memory = memory_run(sizes_m, a.seed, a.data_dir, work, a.timeout * 3, log)
 
+    sql_source = None
+    if a.sql_source_n:
+        if not pg_available(a.pg_url):
+            sql_source = {"status": "not run", "why": f"PostgreSQL not reachable at {a.pg_url}"}
+        elif "--source-table" not in hiwater_help("load"):
+            sql_source = {"status": "not run", "why": "this hiwater has no SQL source"}
+        else:
+            log(f"sql-source: PostgreSQL table of {a.sql_source_n:,} rows + "
+                f"{a.sql_source_new:,} new, hiwater → SQLite")
+            sql_source = sql_source_run(a.pg_url, a.sql_source_n, a.sql_source_new, a.reps,
+                                        work, a.timeout, log)
+
     profile = None
     if a.profile:
         import profile_hiwater  # noqa: PLC0415
@@ -722,6 +905,20 @@ def main(argv=None) -> int:
         profile = profile_hiwater.profile(d, os.path.join(work, "profile"), log=log)
 
     info, versions = machine_info(pg_version)
+    src_after = hiwater_src_digest()
+    versions["hiwater_src"] = src_before
+    if src_after != src_before:
+        versions["hiwater_src_changed"] = f"{src_before} -> {src_after}"
+        log("WARNING: hiwater's source changed while the benchmark ran; rerun for clean numbers")
+    all_other = [m.get("other_cores") for s in sections for c in s["cells"]
+                 for st in c["steps"].values() for m in st["samples"]
+                 if m.get("other_cores") is not None]
+    if all_other:
+        all_other.sort()
+        info["other_load"] = {
+            "median_cores": round(statistics.median(all_other), 2),
+            "max_cores": round(all_other[-1], 2),
+            "share_over_0.25": round(sum(x > 0.25 for x in all_other) / len(all_other), 2)}
     results = {
         "started": dt.datetime.fromtimestamp(started).isoformat(timespec="seconds"),
         "duration_s": round(time.time() - started, 1),
@@ -730,9 +927,10 @@ def main(argv=None) -> int:
                              os.path.relpath(os.path.abspath(__file__), ROOT)] + sys.argv[1:]),
         "machine": info, "versions": versions,
         "config": {"n": a.n, "small_n": a.small_n, "seed": a.seed, "reps": a.reps,
-                   "targets": targets, "tools": a.tools, "hiwater_pg_mode": hw_pg_mode,
+                   "targets": targets, "tools": a.tools,
                    "slow_at_full": a.slow_at_full},
-        "skipped": skipped, "sections": sections, "memory": memory, "profile": profile,
+        "skipped": skipped, "sections": sections, "memory": memory, "sql_source": sql_source,
+        "profile": profile,
     }
     os.makedirs(a.results_dir, exist_ok=True)
     path = os.path.join(a.results_dir, f"{stamp}.json")
@@ -750,6 +948,8 @@ def main(argv=None) -> int:
               if st["status"] == "FAILED"]
     failed += [f"memory N={r['n']} {k}" for r in memory for k in ("first", "delta")
                if k in r and r[k]["status"] == "FAILED"]
+    if sql_source and sql_source.get("status") == "FAILED":
+        failed.append("sql-source")
     if failed:
         log("FAILED: " + ", ".join(failed))
         return 1

@@ -60,6 +60,7 @@ def test_run_small_benchmark_verifies(tmp_path):
     results = tmp_path / "results"
     cmd = [sys.executable, str(BENCH / "run.py"), "--n", "2000", "--small-n", "0", "--reps", "1",
            "--tools", "hiwater,raw,textbook", "--targets", "sqlite,duckdb", "--skip-memory",
+           "--sql-source-n", "0",
            "--no-doc", "--results-dir", str(results), "--data-dir", str(tmp_path / "data"),
            "--work-dir", str(tmp_path / "work")]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=ROOT)

@@ -21,9 +21,8 @@ class HiwaterError(Exception):
         self.hint = hint
 
     def __str__(self) -> str:
-        if self.hint:
-            return f"{self.message} ({self.hint})"
-        return self.message
+        text = f"{self.message} ({self.hint})" if self.hint else self.message
+        return text.replace("\r", "\\r").replace("\n", "\\n")  # one line, whatever a name holds
 
 
 class UsageError(HiwaterError):

@@ -332,7 +332,7 @@ class Loader:
         target = D.Target.empty(p.n)
         if len(need) and self.columns is not None:
             keys = _key_values(tbl, key, need)
-            found = t.lookup(self.table, key, keys)
+            found = t.lookup_versions(self.table, key, keys, p.cursor[need], self.run_id)
             target.exists[need] = found.exists
             target.cursor[need] = found.cursor
             target.this_run[need] = found.run == self.run_id
@@ -476,6 +476,11 @@ class Loader:
             self.warnings.append(
                 f"every record was skipped: the source may be stale (newest source cursor "
                 f"{fmt(res.max_source)}, watermark {prev_text})")
+        if (res.max_source is not None and self.prev is not None and res.max_source < self.prev
+                and o.mode == "incremental"):
+            self.warnings.append(
+                f"the newest record in the source ({fmt(res.max_source)}) is older than the watermark "
+                f"({prev_text}): was the source truncated, or restored from an older copy?")
         if res.min_late is not None and self.prev is not None:
             behind = self.prev - res.min_late
             n_late = c.late + c.late_applied

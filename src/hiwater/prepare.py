@@ -87,6 +87,10 @@ def prepare(raw: RawBatch, *, key: tuple, cursor: str, kind: str | None, tz: dt.
 
     if raw.mixed:
         tbl = _settle_mixed(tbl, raw.mixed, columns, reasons)
+    for k in key:  # a list or object key is keyed by its JSON text, as the JSON array reader gives it
+        if k in tbl.column_names and pa.types.is_nested(tbl.column(k).type):
+            from .sources.jsontext import to_json_text
+            tbl = tbl.set_column(tbl.column_names.index(k), k, to_json_text(tbl.column(k)))
 
     # Keys: present and not null.
     for k in key:
@@ -204,7 +208,12 @@ def _settle_mixed(tbl: pa.Table, mixed: dict, columns: dict | None, reasons: lis
                 v = None
             elif v is not None and isinstance(v, (dict, list)):
                 import orjson
-                v = orjson.dumps(v).decode()
+                try:
+                    v = orjson.dumps(v).decode()
+                except TypeError:  # an integer outside 64 bits inside the object
+                    if reasons[i] is None:
+                        reasons[i] = f"field {name!r}: value {_short(v)} holds a number JSON text cannot keep"
+                    v = None
             elif v is not None and logical == INTEGER:
                 v = int(v)
             clean.append(v)

@@ -247,6 +247,11 @@ def _read_json_array(path: str, name: str, cursor: str, batch_size: int) -> Iter
         yield _rows_to_batch(records[start:start + batch_size], name, start + 1, cursor)
 
 
+# pyarrow's JSON reader refuses a file, or accepts bytes that are not UTF-8 in a field name and
+# fails when the name is read: the exact reader then names the line and byte.
+_FAST_REFUSED = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, UnicodeDecodeError)
+
+
 def _read_jsonl(path: str, name: str, cursor: str, batch_size: int) -> Iterator[RawBatch]:
     """JSON Lines: pyarrow's streaming reader, or the exact reader if it refuses the file."""
     if os.path.getsize(path) == 0:
@@ -257,7 +262,7 @@ def _read_jsonl(path: str, name: str, cursor: str, batch_size: int) -> Iterator[
         first = next(fast)
     except StopIteration:
         return
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+    except _FAST_REFUSED:
         first = None
     if first is not None:
         # pyarrow may still refuse a later block; probe the whole file before yielding.
@@ -270,7 +275,7 @@ def _read_jsonl(path: str, name: str, cursor: str, batch_size: int) -> Iterator[
             else:
                 yield from batches
                 return
-        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        except _FAST_REFUSED:
             batches = None
         if batches is not None:
             # A large file: stream on, falling back if a later block is refused.
@@ -282,7 +287,7 @@ def _read_jsonl(path: str, name: str, cursor: str, batch_size: int) -> Iterator[
                     yield b
                     emitted += len(b)
                 return
-            except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+            except _FAST_REFUSED:
                 pass
     yield from _read_jsonl_exact(path, name, cursor, batch_size, skip=emitted)
 

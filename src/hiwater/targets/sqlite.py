@@ -21,7 +21,7 @@ from typing import Iterator
 import numpy as np
 import orjson
 
-from ..errors import LockTimeout, TargetError
+from ..errors import LockTimeout, TargetError, UsageError
 from ..state import StreamState
 from .base import ANY, BOOLEAN, CURSOR_COL, INTEGER, REAL, RUN_COL, TEXT, Lookup, Target
 
@@ -33,7 +33,8 @@ LOOKUP_CHUNK = 65_536
 def quote(name: str) -> str:
     """Quote an identifier for SQLite. Every table and column name goes through here."""
     if "\x00" in name:
-        raise ValueError("an identifier cannot contain a NUL character")
+        raise UsageError(f"the name {name!r} contains a NUL character, which a SQLite identifier cannot hold",
+                         hint="rename it")
     return '"' + name.replace('"', '""') + '"'
 
 
@@ -318,6 +319,37 @@ class SQLiteTarget(Target):
                 exists[i] = True
                 cursor[i] = cur
                 run[i] = r
+        return Lookup(exists, cursor, run)
+
+    def lookup_versions(self, table: str, key: tuple, keys: list, cursors, run_id: int) -> Lookup:
+        """Send ``(key, cursor)`` pairs; SQLite returns only the keys that are not already held
+        at exactly that cursor by an earlier run. A re-read of unchanged data transfers nothing."""
+        n = len(keys)
+        if len(key) != 1 or n == 0:
+            return self.lookup(table, key, keys)
+        if type(keys[0]) is int:
+            arr = np.fromiter(keys, dtype=np.int64, count=n)
+            lo, hi = int(arr.min()), int(arr.max())
+            held = self.execute(f"SELECT count(*) FROM {quote(table)} WHERE {quote(key[0])} BETWEEN ? AND ?",
+                                (lo, hi)).fetchone()[0]
+            if held == 0:  # a first load: nothing to compare with
+                return Lookup(np.zeros(n, bool), np.zeros(n, np.int64), np.zeros(n, np.int64))
+        exists = np.ones(n, dtype=bool)
+        cursor = np.asarray(cursors, dtype=np.int64).copy()
+        run = np.zeros(n, dtype=np.int64)
+        k, c, r = quote(key[0]), quote(CURSOR_COL), quote(RUN_COL)
+        sql = (f"SELECT j.key, t.{k} IS NOT NULL, t.{c}, t.{r} FROM json_each(?) AS j"
+               f" LEFT JOIN {quote(table)} AS t ON t.{k} = j.value ->> 0"
+               f" WHERE t.{k} IS NULL OR t.{c} <> j.value ->> 1 OR t.{r} = ?")
+        cur_list = cursor.tolist()
+        for start in range(0, n, LOOKUP_CHUNK):
+            pairs = list(zip(keys[start:start + LOOKUP_CHUNK], cur_list[start:start + LOOKUP_CHUNK]))
+            payload = orjson.dumps(pairs, default=str).decode()
+            for idx, found, held_c, held_r in self.execute(sql, (payload, run_id)):
+                i = start + idx
+                exists[i] = bool(found)
+                cursor[i] = held_c if found else 0
+                run[i] = held_r if found else 0
         return Lookup(exists, cursor, run)
 
     def _lookup_range(self, table: str, key: str, keys: list) -> Lookup | None:

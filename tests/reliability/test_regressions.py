@@ -1,0 +1,67 @@
+"""Regression tests: one per bug the reliability suite found (docs/reliability.md lists them)."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import NOW, SAMPLE, write_jsonl
+
+pytestmark = pytest.mark.reliability
+
+
+def test_lock_timeout_zero_means_fail_at_once_and_a_bare_number_names_the_option(hw, tmp_path):
+    db = tmp_path / "t.db"
+    r = hw("load", "--input", SAMPLE, "--db", db, "--lock-timeout", "0")
+    assert r.code == 0, r.err
+    r = hw("load", "--input", SAMPLE, "--db", db, "--lock-timeout", "5")
+    assert r.code == 2
+    assert r.err_lines == ["error: --lock-timeout '5': give a unit (for example 30s or 2m; 0 fails at once)"]
+
+
+def test_a_nul_character_in_a_name_is_a_clear_error_not_an_internal_one(hw, tmp_path):
+    db = tmp_path / "t.db"
+    r = hw("load", "--input", SAMPLE, "--db", db, "--table", "a\x00b")
+    assert r.code == 2 and "internal error" not in r.err
+    assert r.err_lines == ["error: the name 'a\\x00b' contains a NUL character, which a SQLite identifier "
+                           "cannot hold (rename it)"]
+    f = tmp_path / "nul.jsonl"
+    f.write_text('{"id": 1, "a\\u0000b": 1, "modified_at": "2025-01-15T10:00:00"}\n')
+    r = hw("load", "--input", f, "--db", db, "--table", "events")
+    assert r.code == 2 and "NUL character" in r.err and "internal error" not in r.err
+
+
+def test_json_lines_with_a_field_name_that_is_not_utf8_names_the_byte(hw, tmp_path):
+    f = tmp_path / "bad.jsonl"
+    f.write_bytes(b'{"id": 0, "mo\x80dified_at": "2025-01-15T10:00:00"}\n')
+    r = hw("load", "--input", f, "--db", tmp_path / "t.db")
+    assert r.code == 1
+    assert r.err_lines == [f"error: {f}: not UTF-8 text at byte 13 (convert the file to UTF-8)"]
+
+
+def test_a_list_key_in_json_lines_is_keyed_by_its_json_text_like_a_json_array(hw, tmp_path):
+    db = tmp_path / "t.db"
+    recs = [{"id": [1, 2], "modified_at": "2025-01-15T10:00:00"}]
+    a = write_jsonl(tmp_path / "a.jsonl", recs)
+    b = tmp_path / "a.json"
+    b.write_text(__import__("json").dumps(recs))
+    r1 = hw("load", "--input", a, "--db", db, "--table", "events", "--now", NOW)
+    assert r1.code == 0, r1.err
+    r2 = hw("load", "--input", b, "--db", db, "--table", "events", "--now", NOW, "--details")
+    assert r2.code == 0 and r2.json["unchanged"] == 1 and r2.json["total_in_target"] == 1
+
+
+
+def test_a_huge_integer_inside_a_nested_value_of_a_mixed_column_is_quarantined(hw, tmp_path):
+    db = tmp_path / "t.db"
+    f = tmp_path / "big.jsonl"
+    f.write_text('{"id":1,"name":0,"modified_at":"2025-01-15T10:00:00"}\n'
+                 '{"id":2,"name":[-9223372036854775809],"modified_at":"2025-01-15T10:00:00"}\n')
+    r = hw("load", "--input", f, "--db", db, "--table", "events", "--now", NOW, "--details")
+    assert r.code == 0 and "internal error" not in r.err
+    assert (r.json["inserted"], r.json["rejected"]) == (1, 1)
+
+
+def test_an_error_naming_a_value_with_a_newline_stays_on_one_line(hw, tmp_path):
+    r = hw("load", "--input", SAMPLE, "--db", tmp_path / "t.db", "--cursor", "a\nb", "--key", "a\nb")
+    assert r.code == 2
+    assert r.err_lines == ["error: --cursor a\\nb: the cursor cannot also be part of --key"]

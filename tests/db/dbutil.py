@@ -67,7 +67,7 @@ def _sqlite_ts(v):
 
 
 def read_table(url: str, table: str, *, hidden: bool = False) -> list[dict]:
-    """The target table's rows (ordered by their first column), values normalised."""
+    """The target table's rows (ordered by ``id`` if there is one, else the first column), values normalised."""
     kind = url.split(":", 1)[0]
     if kind == "sqlite":
         con = sqlite3.connect(url.split("sqlite:///", 1)[1])
@@ -95,6 +95,8 @@ def read_table(url: str, table: str, *, hidden: bool = False) -> list[dict]:
             rows = [dict(zip(names, (_norm(v) for v in r))) for r in cur.fetchall()]
         finally:
             con.close()
+    if rows and "id" in rows[0]:
+        rows.sort(key=lambda r: (r["id"] is None, str(type(r["id"])), r["id"]))
     if not hidden:
         rows = [{k: v for k, v in r.items() if not k.startswith("_hiwater_")} for r in rows]
     return rows

@@ -407,8 +407,7 @@ class DuckDB(Dialect):
         return out
 
     def stream(self, sql, params, batch_size):
-        res = self.conn.execute(sql, params)
-        reader = res.fetch_record_batch(batch_size) if hasattr(res, "fetch_record_batch") else res.to_arrow_reader(batch_size)
+        reader = self.conn.sql(sql, params=params or None).to_arrow_reader(batch_size)
         for rb in reader:
             yield rb
 

@@ -21,6 +21,7 @@ import os
 import time
 from contextlib import contextmanager
 from typing import Iterator
+from urllib.parse import parse_qsl
 
 import duckdb
 import numpy as np
@@ -105,6 +106,8 @@ class DuckDBTarget(Target):
     def __init__(self, url: str, *, busy_timeout_s: float = 30.0):
         self.url = url
         self.path = file_path(url)
+        # URL query parameters are DuckDB settings (``?memory_limit=1GB&threads=2``).
+        self.config = dict(parse_qsl(url.split("?", 1)[1])) if "?" in url else {}
         self.memory = self.path == ":memory:"
         self.description = "duckdb (memory)" if self.memory else redact(url)
         self.busy_timeout_s = busy_timeout_s
@@ -120,7 +123,7 @@ class DuckDBTarget(Target):
             if not os.path.isdir(parent):
                 raise TargetError(f"{self.path}: the folder {parent} does not exist")
         if self.memory and self.conn is None:
-            self.conn = duckdb.connect(":memory:")
+            self.conn = duckdb.connect(":memory:", config=self.config)
 
     def _db(self, deadline: float | None = None) -> duckdb.DuckDBPyConnection:
         if self.conn is not None:
@@ -128,7 +131,7 @@ class DuckDBTarget(Target):
         deadline = deadline if deadline is not None else time.monotonic() + self.busy_timeout_s
         while True:
             try:
-                self.conn = duckdb.connect(self.path)
+                self.conn = duckdb.connect(self.path, config=self.config)
                 return self.conn
             except duckdb.IOException as exc:
                 if "lock" not in str(exc).lower():

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import io
 from contextlib import contextmanager
 from typing import Iterator
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -36,6 +37,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import numpy as np
 import orjson
 import psycopg
+import pyarrow as pa
+import pyarrow.csv as pacsv
 from psycopg import errors as pgerr
 from psycopg.pq import TransactionStatus
 
@@ -48,6 +51,9 @@ from .base import ANY, BOOLEAN, CURSOR_COL, INTEGER, REAL, RUN_COL, TEXT, Lookup
 SQL_TYPES = {INTEGER: "bigint", REAL: "double precision", TEXT: "text", BOOLEAN: "boolean", ANY: "jsonb"}
 CURSOR_TYPES = {V.TIMESTAMP: "timestamp with time zone", V.DATE: "date", V.INT: "bigint"}
 NAMEDATALEN = 63
+ARROW_TYPES = {"bigint": pa.int64(), "integer": pa.int64(), "smallint": pa.int64(), "double precision": pa.float64(),
+               "real": pa.float64(), "boolean": pa.bool_(), "text": pa.string(), "jsonb": pa.string(),
+               "json": pa.string()}
 OWN_PARAMS = ("schema", "state_schema")
 
 
@@ -481,14 +487,10 @@ class PostgresTarget(Target):
             arrays = [list(keys)]
         else:
             arrays = [list(col) for col in zip(*keys)] if keys else [[] for _ in key]
-        casts = []
-        for k, arr in zip(key, arrays):
-            t = types.get(k, "text")
-            if t in ("bigint", "integer", "smallint"):
-                arr[:] = [int(v) if isinstance(v, float) else v for v in arr]
-            casts.append(f"%s::{t}[]")
+        casts = [f"%s::{types.get(k, 'text')}[]" for k in key]
+        params = [array_literal(arr, types.get(k, "text")) for k, arr in zip(key, arrays)]
         names = ", ".join(f"k{i}" for i in range(len(key)))
-        return f"unnest({', '.join(casts)}) WITH ORDINALITY AS k({names}, i)", arrays
+        return f"unnest({', '.join(casts)}) WITH ORDINALITY AS k({names}, i)", params
 
     def lookup(self, table: str, key: tuple, keys: list) -> Lookup:
         n = len(keys)
@@ -527,9 +529,28 @@ class PostgresTarget(Target):
             self.execute("CREATE TEMP TABLE _hiwater_stage ("
                          + ", ".join(f"{quote(c)} {t}" for c, t in zip(staged, stage_types))
                          + ") ON COMMIT DROP", what="staging a batch")
-            self._copy("_hiwater_stage", staged, zip(*columns_out), f"writing {table!r}")
+            self._copy_columns("_hiwater_stage", staged, columns_out, stage_types, f"writing {table!r}")
             self.execute(upsert_sql(self._q(table), columns, key, exprs), what=f"writing {table!r}")
             self.execute("DROP TABLE pg_temp._hiwater_stage")
+
+    def _copy_columns(self, stage: str, names: list, columns: list, sqltypes: list, what: str) -> None:
+        """COPY whole columns: Arrow writes them as CSV in C++; odd values take the row path."""
+        try:
+            if any(t not in ARROW_TYPES for t in sqltypes):
+                raise pa.ArrowInvalid("a column type without a CSV fast path")
+            tbl = pa.table({f"c{i}": pa.array(vals, ARROW_TYPES[t])
+                            for i, (vals, t) in enumerate(zip(columns, sqltypes))})
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+            return self._copy(stage, names, zip(*columns), what)
+        buf = io.BytesIO()
+        pacsv.write_csv(tbl, buf, pacsv.WriteOptions(include_header=False, quoting_style="all_valid"))
+        try:
+            with self.conn.cursor() as cur:
+                with cur.copy(f"COPY pg_temp.{quote(stage)} ({', '.join(quote(c) for c in names)})"
+                              f" FROM STDIN (FORMAT csv)") as copy:
+                    copy.write(buf.getbuffer())
+        except psycopg.Error as exc:
+            raise TargetError(f"{self.description}: {what}: {self._msg(exc)}") from None
 
     def _copy(self, stage: str, columns: list, rows, what: str) -> None:
         try:
@@ -576,6 +597,14 @@ class PostgresTarget(Target):
         return cur.rowcount
 
 
+def array_literal(values: list, sqltype: str) -> str:
+    """A PostgreSQL array literal (``{1,2}`` / ``{"a","b"}``): one text parameter, cheap to send."""
+    if sqltype in ("bigint", "integer", "smallint"):
+        return "{" + ",".join(str(int(v)) for v in values) + "}"
+    return "{" + ",".join('"' + _as_text(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+                          for v in values) + "}"
+
+
 def _text_key(v) -> str:
     return v if isinstance(v, str) else str(v)
 
@@ -592,6 +621,8 @@ def _copy_values(values, sqltype: str) -> list:
 
 
 def _as_text(v) -> str:
+    if isinstance(v, str):
+        return v
     if isinstance(v, (dt.date, dt.datetime)):
         return v.isoformat()
     if isinstance(v, (dict, list)):

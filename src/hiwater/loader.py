@@ -298,14 +298,21 @@ class Loader:
                 select = in_slice | (~inwin if outside else np.zeros(p.n, bool))
                 if not select.any():
                     continue
-            self._apply(p, places, window, select, res)
+            # An older version below the window that a newer one of its key in this batch
+            # supersedes is unchanged, also when a --window slice applies the newer one later.
+            superseded = None
+            below = places == D.Place.BELOW
+            if below.any() and o.on_late != "skip":
+                examined = D.needs_lookup(places, window)
+                superseded = below & ~D.winners(p.groups, p.cursor, examined)
+            self._apply(p, places, window, select, res, superseded)
             if self.progress is not None:
                 done += p.n
                 self.progress(done, expected)
         return res
 
     def _apply(self, p: Prepared, places: np.ndarray, window: D.Window, select: np.ndarray,
-               res: PassResult) -> None:
+               res: PassResult, superseded: np.ndarray | None = None) -> None:
         o, t = self.opts, self.target
         key = tuple(o.key)
         tbl = p.table
@@ -317,6 +324,7 @@ class Loader:
                          None if p.is_delete is None else p.is_delete[idx], p.data_columns, p.new_columns,
                          p.kind, tbl)
             places = places[idx]
+            superseded = None if superseded is None else superseded[idx]
             first_records = p.raw.first_record + idx
         else:
             first_records = p.raw.first_record + np.arange(p.n)
@@ -338,6 +346,9 @@ class Loader:
             target.this_run[need] = found.run == self.run_id
         verdicts, late_applied = D.decide(places, p.cursor, p.groups, target, window,
                                           p.is_delete, o.soft_delete)
+        if superseded is not None and superseded.any():
+            verdicts[superseded] = D.Verdict.UNCHANGED
+            late_applied = late_applied & ~superseded
 
         # Apply: upserts, deletes, quarantine.
         up = np.flatnonzero((verdicts == D.Verdict.INSERT) | (verdicts == D.Verdict.UPDATE))

@@ -75,8 +75,8 @@ class Model:
         self.wm: int | None = None
         self.quarantine: set = set()
         # Known limitation (docs/reliability.md): an older version below the window that a
-        # newer version of its key supersedes in the same run, but in a later batch or
-        # --window slice, is quarantined as late as well. These entries may appear.
+        # newer version of its key supersedes in the same run, but in another batch
+        # (--batch-size), is quarantined as late as well. These entries may appear.
         self.superseded: set = set()
 
     def copy(self):
@@ -117,7 +117,9 @@ class Model:
         for c, pos, r, inside in examined:
             b = best[r["id"]]
             held = self.rows.get(r["id"])
-            if not inside and b[1] != pos and (held is None or held[0] < c) and o["on_late"] == "detect":
+            bs = o["batch_size"]
+            if (not inside and b[1] != pos and (held is None or held[0] < c) and o["on_late"] == "detect"
+                    and pos // bs != b[1] // bs):
                 self.superseded.add(("late", r["id"], _cur(r), r.get("name")))
         new_rows = dict(self.rows)
         for k, (c, pos, r, inside) in best.items():

@@ -65,3 +65,21 @@ def test_an_error_naming_a_value_with_a_newline_stays_on_one_line(hw, tmp_path):
     r = hw("load", "--input", SAMPLE, "--db", tmp_path / "t.db", "--cursor", "a\nb", "--key", "a\nb")
     assert r.code == 2
     assert r.err_lines == ["error: --cursor a\\nb: the cursor cannot also be part of --key"]
+
+
+@pytest.mark.parametrize("extra", [[], ["--window", "1h"], ["--window", "1h", "--on-late", "load"]])
+def test_an_older_version_below_the_window_superseded_in_the_same_run_is_not_late(hw, tmp_path, extra):
+    """Found by the model checker: with --window the first transaction judged it alone."""
+    db = tmp_path / "t.db"
+    first = write_jsonl(tmp_path / "a.jsonl", [{"id": 1, "name": "v1", "modified_at": "2025-01-15T08:00:00"},
+                                               {"id": 2, "name": "x", "modified_at": "2025-01-15T12:00:00"}])
+    assert hw("load", "--input", first, "--db", db, "--table", "events", "--now", NOW).code == 0
+    src = write_jsonl(tmp_path / "b.jsonl", [{"id": 1, "name": "v2", "modified_at": "2025-01-15T09:00:00"},
+                                             {"id": 1, "name": "v3", "modified_at": "2025-01-15T13:00:00"}])
+    r = hw("load", "--input", src, "--db", db, "--table", "events", "--now", NOW, "--details", *extra)
+    assert r.code == 0, r.err
+    s = r.json
+    assert (s["late"], s["late_applied"], s["updated"], s["unchanged"]) == (0, 0, 1, 1)
+    assert not any("late record" in w for w in s["warnings"])
+    import hiwater
+    assert hiwater.quarantine_list(db=str(db)) == []

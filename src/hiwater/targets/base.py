@@ -144,6 +144,15 @@ class Target(ABC):
     def lookup(self, table: str, key: tuple, keys: list) -> Lookup:
         """For each key (a scalar, or a tuple for a composite key): cursor and run held."""
 
+    def lookup_versions(self, table: str, key: tuple, keys: list, cursors, run_id: int) -> Lookup:
+        """Like :meth:`lookup`, knowing the cursor each key arrives with.
+
+        A target may answer only for the keys whose row is missing, holds another cursor, or
+        was written by ``run_id``; a key it does not answer for holds exactly ``cursors[i]``
+        from an earlier run (the common case of a re-read, which then costs no row transfer).
+        """
+        return self.lookup(table, key, keys)
+
     @abstractmethod
     def upsert(self, table: str, columns: list, rows: list, key: tuple) -> None:
         """Insert or replace rows; never replace a row holding a newer cursor."""

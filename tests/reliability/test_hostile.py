@@ -320,3 +320,43 @@ def test_fuzz_names(base, tmp_path):
 @pytest.mark.slow
 def test_report_inputs_tried():
     print(f"\nFIGURES hostile: {TRIED['n']} hostile inputs tried through the CLI")
+
+
+# --- pinned cases the fuzzers only hit by chance ------------------------------------------------
+
+def _one(tmp, records, *extra, db=None):
+    f = tmp / f"p{TRIED['n']}.jsonl"
+    f.write_text("".join(json.dumps(r) + "\n" for r in records))
+    code, out, err = cli("load", "--input", f, "--db", db or tmp / "p.db", "--table", "events", "--now", NOW,
+                         "--details", *extra)
+    assert code == 0, err
+    return json.loads(out)
+
+
+def test_fractional_seconds_compare_as_time_not_as_text(tmp_path):
+    """'.9' is 900 ms, later than '.10' (100 ms), although "9" > "10" only as numbers, not as text."""
+    s = _one(tmp_path, [{"id": 1, "name": "a", "modified_at": "2025-01-15T10:00:00.10"}])
+    assert s["new_watermark"] == "2025-01-15T10:00:00.100000"
+    s = _one(tmp_path, [{"id": 1, "name": "b", "modified_at": "2025-01-15T10:00:00.9"}])
+    assert (s["updated"], s["new_watermark"]) == (1, "2025-01-15T10:00:00.900000")
+    s = _one(tmp_path, [{"id": 1, "name": "c", "modified_at": "2025-01-15T10:00:00.10"},
+                        {"id": 2, "name": "d", "modified_at": "2025-01-15T10:00:00.000001"}])
+    assert (s["unchanged"], s["late"]) == (1, 1)  # the older version never replaces the newer one
+    con = sqlite3.connect(tmp_path / "p.db")
+    assert con.execute("SELECT name FROM events WHERE id = 1").fetchone() == ("b",)
+
+
+def test_dst_ambiguous_naive_times_take_the_first_occurrence_consistently(tmp_path):
+    """02:30 on 2025-10-26 happens twice in Berlin: naive means the first (CEST, 00:30Z)."""
+    tz = ("--assume-tz", "Europe/Berlin", "--max-future", "none")
+    s = _one(tmp_path, [{"id": 1, "name": "naive", "modified_at": "2025-10-26T02:30:00"}], *tz)
+    assert s["new_watermark"] == "2025-10-26T02:30:00"
+    # the second 02:30 (CET, 01:30Z) is an hour later: a newer version
+    s = _one(tmp_path, [{"id": 1, "name": "second", "modified_at": "2025-10-26T02:30:00+01:00"}], *tz)
+    assert s["updated"] == 1
+    # the same naive text again is the older instant: never a regression
+    s = _one(tmp_path, [{"id": 1, "name": "naive", "modified_at": "2025-10-26T02:30:00"}], *tz, "--lookback", "2h")
+    assert s["unchanged"] == 1
+    # a time the spring change skips (02:30 on 2025-03-30) still loads, as one instant
+    s = _one(tmp_path, [{"id": 2, "name": "gap", "modified_at": "2025-03-30T02:30:00"}], *tz, "--on-late", "load")
+    assert s["inserted"] == 1

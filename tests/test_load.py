@@ -388,3 +388,12 @@ def test_progress_callback_reports_every_batch(tmp_path):
 def test_no_progress_bar_when_stderr_is_not_a_terminal(hw, tmp_path):
     r = hw("load", "--input", SAMPLE, "--db", tmp_path / "t.db")
     assert r.err == ""
+
+
+def test_target_url_from_the_environment_and_db_wins_over_it(hw, tmp_path, monkeypatch):
+    env_db = tmp_path / "env.db"
+    monkeypatch.setenv("HIWATER_TARGET_URL", f"sqlite:///{env_db}")
+    assert hw("load", "--input", SAMPLE).code == 0 and env_db.exists()
+    explicit = tmp_path / "explicit.db"
+    r = hw("load", "--input", SAMPLE, "--db", explicit)
+    assert r.code == 0 and r.json["loaded"] == 5 and explicit.exists()

@@ -33,7 +33,7 @@ def _target(db=None, target=None):
 
 def load(input: str | None = None, *, db: str | None = None, target: str | None = None,
          source=None, source_url: str | None = None, source_table: str | None = None,
-         query: str | None = None, stdin=None, **options) -> Summary:
+         query: str | None = None, stdin=None, progress=None, **options) -> Summary:
     """Load ``input`` (a file, folder, glob or ``-``) into the target; return the run's summary.
 
     ``db`` is a SQLite file (created if missing; in memory when neither ``db`` nor
@@ -43,6 +43,8 @@ def load(input: str | None = None, *, db: str | None = None, target: str | None 
     ``sqlite:///…``, ``duckdb:///…``; default ``$HIWATER_SOURCE_URL`` when no ``input``),
     with ``source_table`` or ``query``, the window pushed down.
     ``source`` may be any object with ``batches()``/``close()`` in place of ``input``.
+    ``progress``, if given, is called as ``progress(records_done, records_expected)`` after each
+    batch (``records_expected`` is an estimate, or ``None``).
     """
     opts = LoadOptions.build(**options)
     if source_url is None and input is None and source is None:
@@ -66,7 +68,7 @@ def load(input: str | None = None, *, db: str | None = None, target: str | None 
     src = source or open_files(input, opts.format, cursor=opts.cursor, batch_size=opts.batch_size,
                                stdin=stdin)
     try:
-        return Loader(src, tgt, opts, table=table).run()
+        return Loader(src, tgt, opts, table=table, progress=progress).run()
     finally:
         src.close()
         tgt.close()

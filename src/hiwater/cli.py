@@ -16,6 +16,7 @@ import logging
 import os
 import signal
 import sys
+from contextlib import contextmanager
 
 import click
 
@@ -27,7 +28,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 def target_options(f):
     """``--db`` / ``--target``: the shared way every command names its database."""
-    f = click.option("--target", "target", metavar="URL", envvar="HIWATER_TARGET_URL",
+    f = click.option("--target", "target", metavar="URL",
                      help="Target database URL (sqlite:///path, postgresql://…, duckdb:///…). "
                           "Default: $HIWATER_TARGET_URL.")(f)
     f = click.option("--db", "db", metavar="PATH",
@@ -96,9 +97,12 @@ def cli(verbose):
 @click.option("--batch-size", default=65536, show_default=True, type=int, help="Records per batch.")
 @click.option("--now", metavar="TIMESTAMP", help="Pretend it is this instant (for tests and replays).")
 @click.option("--details", is_flag=True, help="Print every count, not just the six-key summary.")
+@click.option("--progress", type=click.Choice(["auto", "always", "never"]), default="auto", show_default=True,
+              help="A progress bar on stderr (rows, rate, ETA); auto: only when stderr is a terminal.")
 def load(input, output, details, **kw):
     """Load new and changed records from INPUT into the target."""
-    summary = api.load(input, **kw)
+    with _progress_bar(kw.pop("progress")) as progress:
+        summary = api.load(input, progress=progress, **kw)
     for w in summary.warnings:
         click.echo(f"warning: {w}", err=True)
     data = summary.to_dict(details=True) if details else _short_summary(summary)
@@ -110,6 +114,31 @@ def load(input, output, details, **kw):
         except OSError as exc:
             raise UsageError(f"--output {output}: {exc.strerror}") from None
     click.echo(text)
+
+
+@contextmanager
+def _progress_bar(mode: str | None):
+    """A rich progress bar on stderr (rows, rate, ETA) when stderr is a terminal; else nothing."""
+    show = mode == "always" or (mode in (None, "auto") and sys.stderr.isatty())
+    if not show:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
+                               TimeElapsedColumn, TimeRemainingColumn)
+    bar = Progress(TextColumn("loading"), BarColumn(), TaskProgressColumn(), MofNCompleteColumn(),
+                   TextColumn("{task.fields[rate]} rows/s"), TimeElapsedColumn(), TimeRemainingColumn(),
+                   console=Console(stderr=True), transient=True)
+    task = bar.add_task("load", total=None, rate="-")
+    import time
+    start = time.monotonic()
+
+    def update(done: int, expected: int | None) -> None:
+        rate = done / max(time.monotonic() - start, 1e-6)
+        bar.update(task, completed=done, total=max(expected or 0, done) or None, rate=f"{rate:,.0f}")
+
+    with bar:
+        yield update
 
 
 def _short_summary(summary) -> dict:

@@ -14,6 +14,11 @@ from .base import Target
 
 
 def open_target(db: str | None = None, target: str | None = None, **kw) -> Target:
+    """``db`` (a SQLite path) or ``target`` (a URL); neither: ``$HIWATER_TARGET_URL``, else an
+    in-memory SQLite database. An explicit ``db`` wins over the environment variable."""
+    import os
+    if target is None and db is None:
+        target = os.environ.get("HIWATER_TARGET_URL") or None
     if db is not None and target is not None:
         raise ConfigError("give --db PATH or --target URL, not both")
     if target is None:

@@ -334,6 +334,9 @@ class SQLiteTarget(Target):
                                 (lo, hi)).fetchone()[0]
             if held == 0:  # a first load: nothing to compare with
                 return Lookup(np.zeros(n, bool), np.zeros(n, np.int64), np.zeros(n, np.int64))
+            found = self._lookup_range(table, key[0], keys)
+            if found is not None:
+                return found
         exists = np.ones(n, dtype=bool)
         cursor = np.asarray(cursors, dtype=np.int64).copy()
         run = np.zeros(n, dtype=np.int64)

@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Profile hiwater's first load and delta run (one process each), and say where the time goes.
 
-    .venv/bin/python bench/profile_hiwater.py --data bench/data/n1000000-s42 --out /tmp/prof
+    .venv/bin/python bench/profile_hiwater.py --data bench/data/n1000000-s42 --out /tmp/prof \
+        [--targets sqlite,duckdb] [--profiler cprofile]
 
-Loads base.jsonl into an empty SQLite file, then delta.jsonl into the same file, each under a
-profiler, and prints for each step:
+Loads base.jsonl into an empty SQLite file (or DuckDB file), then delta.jsonl into the same
+file, each under a profiler, and prints for each step:
 
 * with py-spy (installed in bench/.venv-bench by bench/setup.sh; the default when present):
   sampled stacks of every thread, native frames included, so time inside SQLite, Arrow or the
@@ -141,15 +142,30 @@ def analyse_pstats(prof_path: str, top_n: int = 15) -> dict:
                               sorted(rows, key=lambda r: -r["cum_s"])[:top_n + 12]]}
 
 
-def profile(data_dir, out_dir, log=print, n=15, profiler=None):
+def profile(data_dir, out_dir, log=print, n=15, profiler=None, targets=("sqlite",)):
+    """{"profiler": ..., TARGET: {"first": ..., "delta": ...}, ...}"""
     profiler = profiler or ("py-spy" if os.access(PYSPY, os.X_OK) else "cprofile")
-    hw = os.path.join(os.path.dirname(PY), "hiwater")
     shutil.rmtree(out_dir, ignore_errors=True)
     os.makedirs(out_dir)
-    db = os.path.join(out_dir, "target.sqlite")
     result = {"profiler": profiler}
+    for target in targets:
+        d = os.path.join(out_dir, target)
+        os.makedirs(d)
+        try:
+            result[target] = _profile_target(data_dir, d, target, log, n, profiler)
+        except RuntimeError as e:
+            log(f"  profile {target}: {e}")
+            result[target] = {"error": str(e)[:500]}
+    return result
+
+
+def _profile_target(data_dir, out_dir, target, log, n, profiler):
+    hw = os.path.join(os.path.dirname(PY), "hiwater")
+    where = (["--db", os.path.join(out_dir, "target.sqlite")] if target == "sqlite" else
+             ["--target", "duckdb:///" + os.path.join(out_dir, "target.duckdb")])
+    result = {}
     for step, inp in (("first", "base"), ("delta", "delta")):
-        load = [hw, "load", "--input", os.path.join(data_dir, inp + ".jsonl"), "--db", db,
+        load = [hw, "load", "--input", os.path.join(data_dir, inp + ".jsonl"), *where,
                 "--table", "events", "--key", "id", "--cursor", "modified_at"]
         if profiler == "py-spy":
             out = os.path.join(out_dir, f"{step}.collapsed.txt")
@@ -165,30 +181,36 @@ def profile(data_dir, out_dir, log=print, n=15, profiler=None):
             raise RuntimeError(f"profiled {step} failed: {r.stderr[-800:]}")
         a = analyse_collapsed(out, n) if profiler == "py-spy" else analyse_pstats(out, n)
         result[step] = {"wall_s_under_profiler": round(wall, 2), **a, "raw": out}
-        log(f"  profile {step} ({profiler}): {wall:.1f} s -> {out}")
+        log(f"  profile {target} {step} ({profiler}): {wall:.1f} s -> {out}")
     return result
 
 
 def _print(res):
-    for step in ("first", "delta"):
-        r = res.get(step)
-        if not r:
+    for target, steps in res.items():
+        if target == "profiler":
             continue
-        print(f"\n== {step} ({res['profiler']}): wall {r['wall_s_under_profiler']} s under the "
-              "profiler")
-        if res["profiler"] == "py-spy":
-            print(f"   {r['samples']} active samples at {RATE}/s per thread; threads: " +
-                  ", ".join(f"{t['thread']} {t['pct']}%" for t in r["threads"]))
-            print(f"   garbage collection {r['gc_pct']}%, imports {r['import_pct']}%; leaf: " +
-                  ", ".join(f"{x['lib']} {x['pct']}%" for x in r["leaf_library"][:6]))
-            print("   native leaves: " + ", ".join(f"{x['func']} {x['pct']}%"
-                                                for x in r["leaf_native"][:8]))
-        print("-- innermost Python function (native callees included)")
-        for x in r["by_self"]:
-            print(f"  {x['pct']:5.1f}%  {x['func']}")
-        print("-- cumulative")
-        for x in r["by_cumulative"]:
-            print(f"  {x['pct']:5.1f}%  {x['func']}")
+        if "error" in steps:
+            print(f"\n== {target}: {steps['error']}")
+            continue
+        for step in ("first", "delta"):
+            r = steps.get(step)
+            if not r:
+                continue
+            print(f"\n== {target} {step} ({res['profiler']}): wall {r['wall_s_under_profiler']} s "
+                  "under the profiler")
+            if res["profiler"] == "py-spy":
+                print(f"   {r['samples']} active samples at {RATE}/s per thread; threads: " +
+                      ", ".join(f"{t['thread']} {t['pct']}%" for t in r["threads"]))
+                print(f"   garbage collection {r['gc_pct']}%, imports {r['import_pct']}%; leaf: " +
+                      ", ".join(f"{x['lib']} {x['pct']}%" for x in r["leaf_library"][:6]))
+                print("   native leaves: " + ", ".join(f"{x['func']} {x['pct']}%"
+                                                    for x in r["leaf_native"][:8]))
+            print("-- innermost Python function (native callees included)")
+            for x in r["by_self"]:
+                print(f"  {x['pct']:5.1f}%  {x['func']}")
+            print("-- cumulative")
+            for x in r["by_cumulative"]:
+                print(f"  {x['pct']:5.1f}%  {x['func']}")
 
 
 def main(argv=None):
@@ -197,10 +219,11 @@ def main(argv=None):
     ap.add_argument("--out", required=True)
     ap.add_argument("--top", type=int, default=20)
     ap.add_argument("--profiler", choices=["py-spy", "cprofile"], default=None)
+    ap.add_argument("--targets", default="sqlite", help="comma-separated: sqlite, duckdb")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
     res = profile(a.data, a.out, log=lambda m: print(m, file=sys.stderr), n=a.top,
-                  profiler=a.profiler)
+                  profiler=a.profiler, targets=[t for t in a.targets.split(",") if t])
     if a.json:
         print(json.dumps(res, indent=1))
     else:

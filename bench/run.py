@@ -902,7 +902,10 @@ def main(argv=None) -> int:
     if a.profile:
         import profile_hiwater  # noqa: PLC0415
         d, _ = ensure_data(a.data_dir, a.n, a.seed)
-        profile = profile_hiwater.profile(d, os.path.join(work, "profile"), log=log)
+        ptargets = ["sqlite"] + (["duckdb"] if any(
+            t.name == "hiwater" and t.target == "duckdb" for t in active) else [])
+        profile = profile_hiwater.profile(d, os.path.join(work, "profile"), log=log,
+                                          targets=ptargets)
 
     info, versions = machine_info(pg_version)
     src_after = hiwater_src_digest()

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from . import decide as D
 from . import values as V
@@ -28,7 +29,7 @@ from .sources.base import Source
 from .sources.jsontext import to_json_text
 from .state import StreamState
 from .summary import Counts, Summary
-from .targets.base import Target
+from .targets.base import CURSOR_COL, RUN_COL, Target
 
 log = logging.getLogger("hiwater")
 DELETED_AT = "deleted_at"
@@ -353,15 +354,7 @@ class Loader:
         # Apply: upserts, deletes, quarantine.
         up = np.flatnonzero((verdicts == D.Verdict.INSERT) | (verdicts == D.Verdict.UPDATE))
         if len(up):
-            cols = [c for c in tbl.column_names]
-            data = [_pylist(tbl.column(c), up) for c in cols]
-            if o.soft_delete:
-                flags = p.is_delete[up] if p.is_delete is not None else np.zeros(len(up), bool)
-                cur_text = data[cols.index(o.cursor)]
-                data.append([cur_text[j] if flags[j] else None for j in range(len(up))])
-                cols.append(DELETED_AT)
-            rows = list(zip(*data, p.cursor[up].tolist(), [self.run_id] * len(up)))
-            t.upsert(self.table, cols, rows, key)
+            t.upsert_arrow(self.table, self._rows_to_write(tbl, p, up), key)
             if o.soft_delete and p.is_delete is not None:
                 res.counts.deleted += int(p.is_delete[up].sum())
         dele = np.flatnonzero(verdicts == D.Verdict.DELETE)
@@ -391,6 +384,24 @@ class Loader:
         if late_mask.any():
             m = int(p.cursor[late_mask].min())
             res.min_late = m if res.min_late is None else min(res.min_late, m)
+
+    def _rows_to_write(self, tbl: pa.Table, p: Prepared, up: np.ndarray) -> pa.Table:
+        """The rows to upsert as one Arrow table: the user's columns as stored (nested values as
+        JSON text), then ``deleted_at`` with ``--soft-delete``, then the two hidden columns."""
+        o = self.opts
+        sub = tbl if len(up) == p.n else tbl.take(pa.array(up))
+        names, arrays = [], []
+        for c in sub.column_names:
+            names.append(c)
+            arrays.append(_storable(sub.column(c)))
+        if o.soft_delete:
+            flags = p.is_delete[up] if p.is_delete is not None else np.zeros(len(up), bool)
+            cur_text = _storable(sub.column(o.cursor)).cast(pa.string())
+            names.append(DELETED_AT)
+            arrays.append(pc.if_else(pa.array(flags), cur_text, pa.scalar(None, pa.string())))
+        names += [CURSOR_COL, RUN_COL]
+        arrays += [pa.array(p.cursor[up], pa.int64()), pa.array(np.full(len(up), self.run_id, np.int64))]
+        return pa.Table.from_arrays(arrays, names=names)
 
     def _ensure_columns(self, p: Prepared) -> None:
         t, o = self.target, self.opts
@@ -592,6 +603,20 @@ def _pylist(col, idx: np.ndarray) -> list:
     if pa.types.is_struct(t) or pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_map(t):
         return to_json_text(arr).to_pylist()
     return arr.to_pylist()
+
+
+def _storable(arr) -> pa.Array:
+    """A column as targets store it: nested values as JSON text, timestamps as ISO text."""
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    t = arr.type
+    if pa.types.is_struct(t) or pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_map(t):
+        return to_json_text(arr)
+    if pa.types.is_timestamp(t) or pa.types.is_date(t):
+        return pa.array([None if v is None else v.isoformat() for v in arr.to_pylist()], pa.string())
+    if pa.types.is_decimal(t):
+        return arr.cast(pa.float64())
+    return arr
 
 
 def _key_values(tbl: pa.Table, key: tuple, idx: np.ndarray) -> list:

@@ -157,6 +157,18 @@ class Target(ABC):
     def upsert(self, table: str, columns: list, rows: list, key: tuple) -> None:
         """Insert or replace rows; never replace a row holding a newer cursor."""
 
+    def upsert_arrow(self, table: str, data: pa.Table, key: tuple) -> None:
+        """Upsert an Arrow table whose last two columns are ``_hiwater_cursor`` and ``_hiwater_run``.
+
+        The default turns it into Python rows for :meth:`upsert`; a target with an Arrow bulk
+        path (DuckDB) overrides it and never builds Python objects.
+        """
+        if data.num_rows == 0:
+            return
+        columns = [c for c in data.column_names if c not in HIDDEN]
+        values = [data.column(c).to_pylist() for c in columns + [CURSOR_COL, RUN_COL]]
+        self.upsert(table, columns, list(zip(*values)), key)
+
     @abstractmethod
     def delete_keys(self, table: str, key: tuple, keys: list) -> int: ...
 

@@ -404,6 +404,39 @@ class DuckDBTarget(Target):
             run[idx] = np.asarray(got[RUN_COL], dtype=np.int64)
         return Lookup(exists, cursor, run)
 
+    def upsert_arrow(self, table: str, data: pa.Table, key: tuple) -> None:
+        """The Arrow bulk path: the batch is cast column by column to the target's types and
+        registered as it is; no Python objects are built. Falls back to rows if a cast refuses."""
+        if data.num_rows == 0:
+            return
+        types = self.sql_types(table) or {}
+        columns = [c for c in data.column_names if c not in (CURSOR_COL, RUN_COL)]
+        cursor_us = data.column(CURSOR_COL).combine_chunks()
+        arrays = {}
+        try:
+            for c in columns + [CURSOR_COL, RUN_COL]:
+                t = types.get(c, "BIGINT").upper()
+                arr = data.column(c).combine_chunks()
+                if c == self.cursor_column and t == "TIMESTAMP WITH TIME ZONE":
+                    arrays[c] = cursor_us.cast(pa.timestamp("us", tz="UTC"))
+                elif c == self.cursor_column and t == "DATE":
+                    days = pa.array(cursor_us.to_numpy() // V.US_PER_DAY, pa.int32())
+                    arrays[c] = days.cast(pa.date32())
+                elif t in INT_TYPES:
+                    arrays[c] = arr.cast(pa.int64())
+                elif t in ("DOUBLE", "FLOAT", "REAL") or t.startswith("DECIMAL"):
+                    arrays[c] = arr.cast(pa.float64())
+                elif t == "BOOLEAN":
+                    arrays[c] = arr.cast(pa.bool_())
+                elif t != "JSON" and (pa.types.is_string(arr.type) or pa.types.is_null(arr.type)):
+                    arrays[c] = arr.cast(pa.string())
+                else:
+                    raise pa.ArrowInvalid(f"{c}: {arr.type} into {t}")
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            return super().upsert_arrow(table, data, key)
+        with self._registered(pa.table(arrays)) as stage:
+            self.execute(upsert_sql(table, columns, key, stage), what=f"writing {table!r}")
+
     def upsert(self, table: str, columns: list, rows: list, key: tuple) -> None:
         if not rows:
             return

@@ -69,19 +69,31 @@ def _child(argv, env, out, err, start_at):  # runs in the forked process
     os._exit(code)
 
 
+LOST = -255  # the fork server lost a child's exit status (multiprocessing reports 255)
+INFRA = {"lost_status": 0}
+
+
 @dataclass
 class Proc:
     proc: object
     out: Path
     err: Path
     started: float
+    pidfd: int | None = None
 
     def kill(self) -> bool:
-        """SIGKILL; True if the process was still running when it got the signal."""
+        """SIGKILL; True if the process was still running when it got the signal.
+
+        The signal goes through a pidfd opened at start, so a finished process whose pid the
+        system gave to another one is never hit (pids wrap at 32768 here).
+        """
         if self.proc.exitcode is not None:
             return False
         try:
-            os.kill(self.proc.pid, signal.SIGKILL)
+            if self.pidfd is not None:
+                signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
+            else:
+                os.kill(self.proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             return False
         self.proc.join()
@@ -93,8 +105,15 @@ class Proc:
             self.proc.kill()
             self.proc.join()
             raise AssertionError(f"loader hung for {timeout}s")
+        if self.pidfd is not None:
+            os.close(self.pidfd)
+            self.pidfd = None
         read = lambda f: f.read_text(errors="replace") if f.exists() else ""  # noqa: E731
-        return Done(self.proc.exitcode, read(self.out), read(self.err), time.monotonic() - self.started)
+        code = self.proc.exitcode
+        if code == 255:  # no CLI path exits 255: the status was lost on its way back
+            INFRA["lost_status"] += 1
+            code = LOST
+        return Done(code, read(self.out), read(self.err), time.monotonic() - self.started)
 
 
 @dataclass
@@ -129,12 +148,19 @@ def start(argv, workdir: Path, env: dict | None = None, start_at: float | None =
     p = _ctx().Process(target=_child, args=(list(map(str, argv)), env, str(out), str(err), start_at))
     t0 = time.monotonic()
     p.start()
-    return Proc(p, out, err, t0)
+    try:
+        pidfd = os.pidfd_open(p.pid)
+    except (ProcessLookupError, AttributeError, OSError):
+        pidfd = None
+    return Proc(p, out, err, t0, pidfd)
 
 
 def run(argv, workdir: Path, env: dict | None = None) -> Done:
     proc = start(argv, workdir, env)
     done = proc.wait()
+    if done.code == LOST and not done.out and "HIWATER_FAULT_AT" not in (env or {}):
+        proc = start(argv, workdir, env)  # a lost status says nothing about the run: run it again
+        done = proc.wait()
     for f in (proc.out, proc.err):
         f.unlink(missing_ok=True)
     return done

@@ -23,7 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from .harness import NOW, check_after_fault, check_consistent, copy_db, env_int, run, same_data, snapshot, start
+from .harness import (INFRA, LOST, NOW, check_after_fault, check_consistent, copy_db, env_int, run, same_data,
+                      snapshot, start)
 
 pytestmark = pytest.mark.reliability
 
@@ -113,7 +114,7 @@ class Soak:
             if not p.kill():
                 with self.lock:
                     self.late_kills += 1  # it had finished: nothing to check but the result
-                assert p.wait().code == 0
+                assert p.wait().code in (0, LOST)  # LOST: see harness.INFRA; the rerun decides
                 break
             kills += 1
             mid = snapshot(db)
@@ -160,5 +161,6 @@ def test_kill_soak(tmp_path):
     s = soak(tmp_path, wanted, env_int("HIWATER_SOAK_JOBS", 2, 2))
     print(f"\nFIGURES kill-soak: {s.kills} SIGKILLs survived in {s.chains} chains "
           f"({s.late_kills} kills came after the run had finished and were not counted); "
-          f"rows lost 0, duplicates 0, integrity_check ok after every kill")
+          f"rows lost 0, duplicates 0, integrity_check ok after every kill; "
+          f"{INFRA['lost_status']} exit statuses lost by the fork server (the rerun checked those runs)")
     assert s.kills >= wanted

@@ -22,7 +22,7 @@ import pytest
 
 import hiwater
 
-from .harness import NOW, Snap, check_after_fault, check_consistent, env_int, run, same_data, start
+from .harness import LOST, NOW, Snap, check_after_fault, check_consistent, env_int, run, same_data, start
 from .test_kill_soak import CONFIGS, make_sources
 
 pytestmark = pytest.mark.reliability
@@ -113,7 +113,7 @@ class TargetSoak:
             p.proc.join(rnd.uniform(0, seconds * 1.2))
             if not p.kill():
                 self.late_kills += 1
-                assert p.wait().code == 0
+                assert p.wait().code in (0, LOST)  # LOST: see harness.INFRA; the rerun decides
                 break
             kills += 1
             check_after_fault(pre, snap(url), post, windowed=True,

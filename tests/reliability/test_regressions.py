@@ -83,3 +83,40 @@ def test_an_older_version_below_the_window_superseded_in_the_same_run_is_not_lat
     assert not any("late record" in w for w in s["warnings"])
     import hiwater
     assert hiwater.quarantine_list(db=str(db)) == []
+
+
+def test_switching_a_new_file_to_wal_retries_a_busy_answer(tmp_path, monkeypatch):
+    """SQLite answers 'database is locked' at once (no busy handler) when two connections
+    switch one new file to WAL together; the target must retry within its busy timeout."""
+    import sqlite3
+
+    from hiwater.targets.sqlite import SQLiteTarget
+    t = SQLiteTarget(str(tmp_path / "t.db"))
+    real, calls = SQLiteTarget._op, []
+
+    def flaky(self, sql, params=(), many=False):
+        if sql == "PRAGMA journal_mode=WAL" and len(calls) < 2:
+            calls.append(sql)
+            raise sqlite3.OperationalError("database is locked")
+        return real(self, sql, params, many)
+
+    monkeypatch.setattr(SQLiteTarget, "_op", flaky)
+    t.connect()
+    assert len(calls) == 2 and t.conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    t.close()
+
+
+@pytest.mark.slow
+def test_loaders_creating_one_new_file_together_all_wait_their_turn(tmp_path):
+    """Found by the concurrency trials: switching a new file to WAL could fail at once with
+    'database is locked' (SQLite skips the busy handler there), although --lock-timeout was 30s."""
+    import time
+
+    from .harness import start
+    for trial in range(6):
+        db = tmp_path / f"t{trial}.db"
+        at = time.time() + 0.2
+        procs = [start(["load", "--input", SAMPLE, "--db", db, "--now", NOW, "--lock-timeout", "30s"], tmp_path,
+                       start_at=at) for _ in range(8)]
+        results = [p.wait() for p in procs]
+        assert [r.code for r in results] == [0] * 8, [r.err for r in results if r.code]

@@ -89,13 +89,26 @@ class SQLiteTarget(Target):
             self.conn = sqlite3.connect(self.path, isolation_level=None,
                                         timeout=self.busy_timeout_s, check_same_thread=False)
             if not self.memory:
-                self._op("PRAGMA journal_mode=WAL")
+                self._wal()
                 self._op("PRAGMA synchronous=NORMAL")
                 self._op("PRAGMA cache_size=-65536")  # 64 MiB of page cache for bulk upserts
                 if self._faults is not None and (self._faults.action or "").startswith("torn-"):
                     self.conn.execute("PRAGMA wal_autocheckpoint=0")  # keep the WAL for the cut
         except sqlite3.DatabaseError as exc:
             raise TargetError(f"{self.path}: cannot open as a SQLite database: {exc}") from None
+
+    def _wal(self) -> None:
+        """Switch to WAL. Loaders that open a new file together can get SQLITE_BUSY here at once
+        (SQLite skips the busy handler to avoid a deadlock): retry within the busy timeout."""
+        deadline = time.monotonic() + self.busy_timeout_s
+        while True:
+            try:
+                self._op("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if ("locked" not in str(exc) and "busy" not in str(exc)) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.01)
 
     def close(self) -> None:
         if self.conn is not None:

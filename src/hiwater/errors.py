@@ -22,7 +22,8 @@ class HiwaterError(Exception):
 
     def __str__(self) -> str:
         text = f"{self.message} ({self.hint})" if self.hint else self.message
-        return text.replace("\r", "\\r").replace("\n", "\\n")  # one line, whatever a name holds
+        # One line, whatever a name holds: control characters (\n, \f, \x1e, ...) are escaped.
+        return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 class UsageError(HiwaterError):

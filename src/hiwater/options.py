@@ -103,6 +103,8 @@ class LoadOptions:
             raise UsageError("--window cannot be combined with --prune: pruning needs the whole source in one transaction")
         if self.batch_size < 1:
             raise UsageError("--batch-size must be at least 1")
+        if self.batch_size > 2**31 - 1:
+            raise UsageError(f"--batch-size must be at most {2**31 - 1}")
         if self.lock_timeout.micros is None:  # a bare number: only 0 needs no unit
             if self.lock_timeout.units != 0:
                 raise UsageError(f"--lock-timeout {self.lock_timeout.text!r}: give a unit",

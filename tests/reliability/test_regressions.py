@@ -120,3 +120,22 @@ def test_loaders_creating_one_new_file_together_all_wait_their_turn(tmp_path):
                        start_at=at) for _ in range(8)]
         results = [p.wait() for p in procs]
         assert [r.code for r in results] == [0] * 8, [r.err for r in results if r.code]
+
+
+def test_a_cursor_that_is_a_list_with_a_huge_integer_is_quarantined(hw, tmp_path):
+    f = tmp_path / "c.jsonl"
+    f.write_text('{"id": 0, "modified_at": [-9223372036854775809]}\n')
+    r = hw("load", "--input", f, "--db", tmp_path / "t.db", "--details")
+    assert r.code == 0 and "internal error" not in r.err
+    assert r.json["rejected"] == 1
+
+
+def test_a_batch_size_beyond_the_readers_range_is_bad_usage(hw, tmp_path):
+    r = hw("load", "--input", SAMPLE, "--db", tmp_path / "t.db", "--batch-size", "99999999999999999999")
+    assert r.code == 2 and r.err_lines == ["error: --batch-size must be at most 2147483647"]
+
+
+def test_control_characters_in_an_error_are_escaped(hw, tmp_path):
+    r = hw("load", "--input", SAMPLE, "--db", tmp_path / "t.db", "--cursor", "0\x0c0", "--key", "0\x0c0")
+    assert r.code == 2
+    assert r.err.splitlines() == ["error: --cursor 0\\x0c0: the cursor cannot also be part of --key"]

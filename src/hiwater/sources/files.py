@@ -215,7 +215,11 @@ def _rows_to_batch(rows: list, path: str, first_record: int, cursor: str) -> Raw
 
 
 def _cursor_text(v) -> str:
-    return orjson.dumps(v).decode()
+    try:
+        return orjson.dumps(v).decode()
+    except TypeError:  # an integer beyond 64 bits inside a list or object: the parser rejects it
+        import json
+        return json.dumps(v, default=str)
 
 
 def _json_error(exc: json.JSONDecodeError, name: str, line: int | None = None) -> InputError:

@@ -416,6 +416,17 @@ def markdown(results, chart_rel, results_path):
             if prof.get(target) and "error" not in prof[target]:
                 w(_profile_md(dict(prof[target], profiler=prof["profiler"]), cfg["n"], target))
     w("## Caveats\n")
+    lost = [f"{c['tool']}@{c['target']} N={_n(sec['n'])} {step}"
+            for sec in results["sections"] for c in sec["cells"]
+            for step, st in c["steps"].items()
+            if "lost the stream lock" in str(st.get("why") or "")]
+    if lost:
+        w(f"- {', '.join(lost)} FAILED with \"lost the stream lock (its connection ended)\": "
+          "something terminated the run's PostgreSQL connection mid-run, and hiwater then "
+          "committed nothing, as it should. The server is shared: the project's test suite "
+          "(`tests/db/test_postgres.py::test_losing_the_lock_mid_run_commits_nothing`) "
+          "terminates every idle-in-transaction `hiwater` backend holding an advisory lock, on "
+          "the whole server, and did run beside this benchmark.")
     w("- One machine, one run: the ratios are what counts, and they move by a few percent "
       "between runs (min – max shows the spread). Wall times include interpreter start-up "
       "(~0.1–0.3 s for hiwater, ~1 s for dlt's imports).\n"

@@ -167,17 +167,12 @@ def _parse_fast(column: pa.Array, kind: str, tz: dt.tzinfo) -> Parsed | None:
             vals = column.cast(pa.int64()).to_numpy(zero_copy_only=False)
             return Parsed(vals, np.ones(n, bool), np.zeros(n, bool), [None] * n)
         if kind == TIMESTAMP and (pa.types.is_string(t) or pa.types.is_large_string(t)):
-            # Only the plain naive shape "YYYY-MM-DDTHH:MM:SS[.ffffff]" takes this path; any
-            # offset, 'Z', date-only or odd value falls back to the exact per-value parser.
-            lengths = pc.utf8_length(column)
-            if not pc.all(pc.and_(pc.greater_equal(lengths, 19), pc.less_equal(lengths, 26))).as_py():
-                return None
-            if not pc.all(pc.match_substring_regex(
-                    column, r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d{1,6})?$")).as_py():
-                return None
+            # Arrow's ISO-8601 cast takes naive values only ("...T10:00:00[.ffffff]", a space for
+            # the T, a bare date as midnight); any offset, 'Z', 7+ fractional digits or odd value
+            # makes it refuse the whole column, and the exact per-value parser takes over.
             if tz is not dt.timezone.utc:
                 return None  # naive values in a zone with DST: the exact path handles them
-            ts = pc.cast(pc.replace_substring(column, " ", "T"), pa.timestamp("us"))
+            ts = pc.cast(column, pa.timestamp("us"))
             vals = ts.cast(pa.int64()).to_numpy(zero_copy_only=False)
             return Parsed(vals, np.ones(n, bool), np.ones(n, bool), [None] * n)
         if kind == TIMESTAMP and pa.types.is_timestamp(t):

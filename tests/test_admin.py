@@ -97,3 +97,12 @@ def test_quarantine_does_not_grow_when_the_same_file_is_loaded_again(hw, tmp_pat
     hw("load", "--input", tmp_path / "b.jsonl", "--db", db, "--table", "events", "--now", NOW)
     q = hiwater.quarantine_list(db=str(db))
     assert len(q) == 3 and {x["seen"] for x in q} == {2} and {x["last_run"] for x in q} == {3}
+
+
+def test_meta_query_builders_render_parameters_not_values():
+    from hiwater.targets.metaquery import history_query, quarantine_query
+    assert history_query("_hiwater_history", "?", "s1", 5) == (
+        "SELECT * FROM (SELECT * FROM _hiwater_history WHERE stream = ? ORDER BY run_id DESC, window_index DESC"
+        " LIMIT ?) AS h ORDER BY run_id, window_index", ["s1", 5])
+    assert quarantine_query('"x"."_hiwater_quarantine"', "%s", None, "late") == (
+        'SELECT * FROM "x"."_hiwater_quarantine" WHERE 1 = 1 AND reason = %s ORDER BY id', ["late"])

@@ -32,6 +32,7 @@ from .. import values as V
 from ..errors import LockTimeout, TargetError, UsageError
 from ..state import StreamState
 from ..urls import file_path, redact
+from .metaquery import history_query, quarantine_query
 from .base import ANY, BOOLEAN, CURSOR_COL, INTEGER, REAL, RUN_COL, TEXT, Lookup, Target
 
 SQL_TYPES = {INTEGER: "BIGINT", REAL: "DOUBLE", TEXT: "VARCHAR", BOOLEAN: "BOOLEAN", ANY: "JSON"}
@@ -290,18 +291,8 @@ class DuckDBTarget(Target):
     def read_history(self, stream: str | None = None, limit: int | None = None) -> list[dict]:
         if not self._has_meta():
             return []
-        sql = "SELECT * FROM _hiwater_history"
-        params: list = []
-        if stream is not None:
-            sql += " WHERE stream = ?"
-            params.append(stream)
-        if limit:
-            sql = (f"SELECT * FROM ({sql} ORDER BY run_id DESC, window_index DESC LIMIT ?)"
-                   f" ORDER BY run_id, window_index")
-            params.append(limit)
-        else:
-            sql += " ORDER BY run_id, window_index"
-        return self._dicts(sql, params)
+        return self._dicts(*history_query("_hiwater_history", "?", stream, limit))
+
 
     def write_quarantine(self, rows: list[dict]) -> None:
         if not rows:
@@ -327,19 +318,7 @@ class DuckDBTarget(Target):
                         limit: int | None = None) -> list[dict]:
         if not self._has_meta():
             return []
-        sql = "SELECT * FROM _hiwater_quarantine WHERE true"
-        params: list = []
-        if stream is not None:
-            sql += " AND stream = ?"
-            params.append(stream)
-        if reason is not None:
-            sql += " AND reason = ?"
-            params.append(reason)
-        sql += " ORDER BY id"
-        if limit:
-            sql += " LIMIT ?"
-            params.append(limit)
-        return self._dicts(sql, params)
+        return self._dicts(*quarantine_query("_hiwater_quarantine", "?", stream, reason, limit))
 
     def delete_quarantine(self, ids: list[int]) -> None:
         if ids:

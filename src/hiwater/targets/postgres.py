@@ -46,6 +46,7 @@ from .. import values as V
 from ..errors import ConfigError, LockTimeout, TargetError, UsageError
 from ..state import StreamState
 from ..urls import redact, scrub
+from .metaquery import history_query, quarantine_query
 from .base import ANY, BOOLEAN, CURSOR_COL, INTEGER, REAL, RUN_COL, TEXT, Lookup, Target
 
 SQL_TYPES = {INTEGER: "bigint", REAL: "double precision", TEXT: "text", BOOLEAN: "boolean", ANY: "jsonb"}
@@ -384,18 +385,8 @@ class PostgresTarget(Target):
     def read_history(self, stream: str | None = None, limit: int | None = None) -> list[dict]:
         if not self._has_meta():
             return []
-        sql = f"SELECT * FROM {self._m('_hiwater_history')}"
-        params: list = []
-        if stream is not None:
-            sql += " WHERE stream = %s"
-            params.append(stream)
-        if limit:
-            sql = (f"SELECT * FROM ({sql} ORDER BY run_id DESC, window_index DESC LIMIT %s) AS h"
-                   f" ORDER BY run_id, window_index")
-            params.append(limit)
-        else:
-            sql += " ORDER BY run_id, window_index"
-        return self._dicts(sql, params)
+        return self._dicts(*history_query(self._m("_hiwater_history"), "%s", stream, limit))
+
 
     def write_quarantine(self, rows: list[dict]) -> None:
         if not rows:
@@ -423,19 +414,7 @@ class PostgresTarget(Target):
                         limit: int | None = None) -> list[dict]:
         if not self._has_meta():
             return []
-        sql = f"SELECT * FROM {self._m('_hiwater_quarantine')} WHERE true"
-        params: list = []
-        if stream is not None:
-            sql += " AND stream = %s"
-            params.append(stream)
-        if reason is not None:
-            sql += " AND reason = %s"
-            params.append(reason)
-        sql += " ORDER BY id"
-        if limit:
-            sql += " LIMIT %s"
-            params.append(limit)
-        return self._dicts(sql, params)
+        return self._dicts(*quarantine_query(self._m("_hiwater_quarantine"), "%s", stream, reason, limit))
 
     def delete_quarantine(self, ids: list[int]) -> None:
         if ids:

@@ -23,6 +23,7 @@ import orjson
 
 from ..errors import LockTimeout, TargetError, UsageError
 from ..state import StreamState
+from .metaquery import history_query, quarantine_query
 from .base import ANY, BOOLEAN, CURSOR_COL, INTEGER, REAL, RUN_COL, TEXT, Lookup, Target
 
 SQL_TYPES = {INTEGER: "INTEGER", REAL: "REAL", TEXT: "TEXT", BOOLEAN: "BOOLEAN", ANY: ""}
@@ -241,19 +242,8 @@ class SQLiteTarget(Target):
     def read_history(self, stream: str | None = None, limit: int | None = None) -> list[dict]:
         if not self._has_meta():
             return []
-        sql = "SELECT * FROM _hiwater_history"
-        params: list = []
-        if stream is not None:
-            sql += " WHERE stream = ?"
-            params.append(stream)
-        sql += " ORDER BY run_id, window_index"
-        if limit:
-            sql = f"SELECT * FROM ({sql.replace(' ORDER BY run_id, window_index', '')}" \
-                  f" ORDER BY run_id DESC, window_index DESC LIMIT ?) ORDER BY run_id, window_index"
-            params.append(limit)
-        cur = self.execute(sql, params)
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, r)) for r in cur.fetchall()]
+        return self._dicts(*history_query("_hiwater_history", "?", stream, limit))
+
 
     def write_quarantine(self, rows: list[dict]) -> None:
         if not rows:
@@ -271,18 +261,9 @@ class SQLiteTarget(Target):
                         limit: int | None = None) -> list[dict]:
         if not self._has_meta():
             return []
-        sql = "SELECT * FROM _hiwater_quarantine WHERE 1=1"
-        params: list = []
-        if stream is not None:
-            sql += " AND stream = ?"
-            params.append(stream)
-        if reason is not None:
-            sql += " AND reason = ?"
-            params.append(reason)
-        sql += " ORDER BY id"
-        if limit:
-            sql += " LIMIT ?"
-            params.append(limit)
+        return self._dicts(*quarantine_query("_hiwater_quarantine", "?", stream, reason, limit))
+
+    def _dicts(self, sql: str, params) -> list[dict]:
         cur = self.execute(sql, params)
         names = [d[0] for d in cur.description]
         return [dict(zip(names, r)) for r in cur.fetchall()]

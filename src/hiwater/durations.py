@@ -53,8 +53,20 @@ class Duration:
         return self.micros / 1_000_000
 
 
+# Longer than this is a typo, and cursor arithmetic would leave 64 bits (10,000 years; 2**62 units).
+MAX_MICROS = 10_000 * 366 * 86_400_000_000
+MAX_UNITS = 2**62
+
+
 def parse_duration(text, option: str) -> Duration:
     """Parse a duration or raise :class:`UsageError` naming the option."""
+    d = _parse_duration(text, option)
+    if (d.micros is not None and abs(d.micros) > MAX_MICROS) or (d.units is not None and d.units > MAX_UNITS):
+        raise UsageError(f"{option} {d.text!r}: too long", hint="at most 10000 years, or 2**62 for integer cursors")
+    return d
+
+
+def _parse_duration(text, option: str) -> Duration:
     if isinstance(text, Duration):
         return text
     if isinstance(text, bool):

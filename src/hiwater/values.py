@@ -90,6 +90,18 @@ def _to_utc_us(value: dt.datetime, tz: dt.tzinfo) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
+# Timestamps are kept between 0001-01-02 and 9999-12-30 UTC, so that printing one back in any
+# zone stays inside the years Python's datetime can hold.
+MIN_US = -62135510400000000      # 0001-01-02T00:00:00Z
+MAX_US = 253402128000000000      # 9999-12-30T00:00:00Z
+
+
+def _in_range(us: int, value) -> int:
+    if not MIN_US <= us <= MAX_US:
+        raise ValueError(f"cursor {value!r} is out of range (0001-01-02 to 9999-12-30 UTC)")
+    return us
+
+
 def parse_one(value, kind: str, tz: dt.tzinfo) -> tuple[int, bool]:
     """Parse one cursor value; returns ``(normalised, naive)``; raises ValueError."""
     if value is None:
@@ -107,7 +119,7 @@ def parse_one(value, kind: str, tz: dt.tzinfo) -> tuple[int, bool]:
     if isinstance(value, dt.datetime):
         if kind == DATE:
             raise ValueError(f"cursor {value.isoformat()!r} is a date-time, the stream's cursor is a date")
-        return _to_utc_us(value, tz), value.tzinfo is None
+        return _in_range(_to_utc_us(value, tz), value), value.tzinfo is None
     if isinstance(value, dt.date):
         if kind != DATE:
             raise ValueError(f"cursor {value.isoformat()!r} is a date, the stream's cursor is a timestamp")
@@ -130,7 +142,7 @@ def parse_one(value, kind: str, tz: dt.tzinfo) -> tuple[int, bool]:
         parsed = dt.datetime.fromisoformat(text)
     except ValueError:
         raise ValueError(f"cursor {value!r} is not an ISO-8601 timestamp") from None
-    return _to_utc_us(parsed, tz), parsed.tzinfo is None
+    return _in_range(_to_utc_us(parsed, tz), value), parsed.tzinfo is None
 
 
 def parse_column(column: pa.Array, kind: str, tz: dt.tzinfo) -> Parsed:
@@ -174,10 +186,14 @@ def _parse_fast(column: pa.Array, kind: str, tz: dt.tzinfo) -> Parsed | None:
                 return None  # naive values in a zone with DST: the exact path handles them
             ts = pc.cast(column, pa.timestamp("us"))
             vals = ts.cast(pa.int64()).to_numpy(zero_copy_only=False)
+            if n and (vals.min() < MIN_US or vals.max() > MAX_US):
+                return None  # the exact path names the values out of range
             return Parsed(vals, np.ones(n, bool), np.ones(n, bool), [None] * n)
         if kind == TIMESTAMP and pa.types.is_timestamp(t):
             vals = column.cast(pa.timestamp("us", tz=t.tz)).cast(pa.int64()).to_numpy(zero_copy_only=False)
             if t.tz is None and tz is not dt.timezone.utc:
+                return None
+            if n and (vals.min() < MIN_US or vals.max() > MAX_US):
                 return None
             return Parsed(vals, np.ones(n, bool), np.full(n, t.tz is None), [None] * n)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OverflowError):

@@ -139,3 +139,23 @@ def test_control_characters_in_an_error_are_escaped(hw, tmp_path):
     r = hw("load", "--input", SAMPLE, "--db", tmp_path / "t.db", "--cursor", "0\x0c0", "--key", "0\x0c0")
     assert r.code == 2
     assert r.err.splitlines() == ["error: --cursor 0\\x0c0: the cursor cannot also be part of --key"]
+
+
+def test_a_timestamp_outside_the_printable_years_is_quarantined_not_a_crash(hw, tmp_path):
+    """'0001-01-01T00:30:00+01:00' is year 0 in UTC: printing it back used to overflow."""
+    f = write_jsonl(tmp_path / "a.jsonl", [{"id": 0, "modified_at": "0001-01-01T00:30:00+01:00"},
+                                           {"id": 1, "modified_at": "9999-12-31T23:00:00-05:00"},
+                                           {"id": 2, "modified_at": "2025-01-15T10:00:00"}])
+    for extra in ([], ["--window", "1h"]):
+        r = hw("load", "--input", f, "--db", tmp_path / f"t{len(extra)}.db", "--details", "--max-future", "none",
+               *extra)
+        assert r.code == 0 and "internal error" not in r.err
+        assert (r.json["rejected"], r.json["inserted"], r.json["new_watermark"]) == (2, 1, "2025-01-15T10:00:00")
+
+
+@pytest.mark.parametrize("option", ["--window", "--lookback", "--max-future", "--settle"])
+def test_a_duration_beyond_64_bit_cursor_arithmetic_is_bad_usage(hw, tmp_path, option):
+    r = hw("load", "--input", SAMPLE, "--db", tmp_path / "t.db", option, "99999999999999999999d")
+    assert r.code == 2
+    assert r.err_lines == [f"error: {option} '99999999999999999999d': too long "
+                           f"(at most 10000 years, or 2**62 for integer cursors)"]

@@ -69,7 +69,7 @@ class TargetSoak:
         self.first, self.now = make_sources(d)
         self.refs: dict = {}
         self.lock = threading.Lock()
-        self.kills = self.chains = self.late_kills = 0
+        self.kills = self.chains = self.late_kills = self.external = 0
         self.schemas: list = []
 
     def fresh(self) -> str:
@@ -119,6 +119,11 @@ class TargetSoak:
             check_after_fault(pre, snap(url), post, windowed=True,
                               where=f"{self.kind} chain {seed} config {ci} kill {kills}")
         done = run(self.argv(url, opts), self.dir)
+        while done.code == 1 and "lost the stream lock" in done.err and self.external < 20:
+            # Another suite on the shared server terminated this run's lock connection
+            # (tests/db/test_postgres.py does that on purpose); hiwater committed nothing.
+            self.external += 1
+            done = run(self.argv(url, opts), self.dir)
         assert done.code == 0, done.err
         final = snap(url)
         check_consistent(final)
@@ -157,4 +162,5 @@ def test_kill_soak_target(soak_target):
     wanted = env_int("HIWATER_SOAK_TARGET_KILLS", 20, 1000)
     _soak(soak_target, wanted)
     print(f"\nFIGURES kill-soak {soak_target.kind}: {soak_target.kills} SIGKILLs survived in "
-          f"{soak_target.chains} chains ({soak_target.late_kills} kills after the run had finished, not counted)")
+          f"{soak_target.chains} chains ({soak_target.late_kills} kills after the run had finished, not counted; "
+          f"{soak_target.external} reruns whose lock connection another suite terminated)")

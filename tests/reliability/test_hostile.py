@@ -3,7 +3,7 @@
 Every case must end in one of two ways: exit 0 with every bad record quarantined (and
 the counts adding up), or exit 1/2 with one clear ``error:`` line (never a traceback,
 never ``internal error``) and the target exactly as it was: rows, watermark, history,
-quarantine. ``HIWATER_FUZZ_EXAMPLES`` (CI default 150 per fuzzer; full run 2,000).
+quarantine. ``HIWATER_FUZZ_EXAMPLES`` (CI default 300 per fuzzer; full run 2,000).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ NOW = "2025-06-01T00:00:00Z"
 TRIED = {"n": 0}
 
 
-def _settings(ci=150, full=2000, smoke=False):
+def _settings(ci=300, full=2000, smoke=False):
     n = 15 if smoke else env_int("HIWATER_FUZZ_EXAMPLES", ci, full)
     return settings(max_examples=n, deadline=None, suppress_health_check=list(HealthCheck), derandomize=smoke)
 

@@ -9,7 +9,7 @@ committed slice boundary, every row either its old or its new version, no row th
 watermark has passed missing. After the last rerun: the target equals an uninterrupted
 run's (rows, watermark, quarantine), no key twice.
 
-``HIWATER_SOAK_KILLS`` sets how many kills (CI default 60; full run 1,000),
+``HIWATER_SOAK_KILLS`` sets how many kills (CI default 120; full run 1,000),
 ``HIWATER_SOAK_JOBS`` how many chains run side by side (default 2).
 """
 
@@ -157,7 +157,7 @@ def test_kill_soak_smoke(tmp_path):
 
 @pytest.mark.slow
 def test_kill_soak(tmp_path):
-    wanted = env_int("HIWATER_SOAK_KILLS", 60, 1000)
+    wanted = env_int("HIWATER_SOAK_KILLS", 120, 1000)
     s = soak(tmp_path, wanted, env_int("HIWATER_SOAK_JOBS", 2, 2))
     print(f"\nFIGURES kill-soak: {s.kills} SIGKILLs survived in {s.chains} chains "
           f"({s.late_kills} kills came after the run had finished and were not counted); "

@@ -7,7 +7,7 @@ the history chain, the watermark at a committed slice boundary, every row its ol
 a newer one no newer than the uninterrupted run's, no row the watermark has passed missing;
 after the chain: rows, watermark and quarantine equal to an uninterrupted run's.
 
-``HIWATER_SOAK_TARGET_KILLS`` per target (CI default 20; full run 1,000).
+``HIWATER_SOAK_TARGET_KILLS`` per target (CI default 40; full run 1,000).
 A PostgreSQL server that does not answer skips (fails under ``CI=true``), as in ``tests/db``.
 """
 
@@ -159,7 +159,7 @@ def _soak(s: TargetSoak, wanted: int) -> None:
 
 @pytest.mark.slow
 def test_kill_soak_target(soak_target):
-    wanted = env_int("HIWATER_SOAK_TARGET_KILLS", 20, 1000)
+    wanted = env_int("HIWATER_SOAK_TARGET_KILLS", 40, 1000)
     _soak(soak_target, wanted)
     print(f"\nFIGURES kill-soak {soak_target.kind}: {soak_target.kills} SIGKILLs survived in "
           f"{soak_target.chains} chains ({soak_target.late_kills} kills after the run had finished, not counted; "

@@ -9,7 +9,7 @@ random options (boundary, lookback, on-late, window, batch size, full load, JSON
 Lines), kills loads in the middle (SIGKILL at a random database operation) and after
 their last commit, and after every step compares the real SQLite target with the model.
 
-``HIWATER_MODEL_EXAMPLES`` (CI default 60; full run 2,000), ``HIWATER_MODEL_STEPS``
+``HIWATER_MODEL_EXAMPLES`` (CI default 120; full run 2,000), ``HIWATER_MODEL_STEPS``
 (default 12 steps per example).
 """
 
@@ -343,7 +343,7 @@ class LoaderMachine(RuleBasedStateMachine):
 
 
 LoaderMachine.TestCase.settings = settings(
-    max_examples=env_int("HIWATER_MODEL_EXAMPLES", 60, 2000),
+    max_examples=env_int("HIWATER_MODEL_EXAMPLES", 120, 2000),
     stateful_step_count=env_int("HIWATER_MODEL_STEPS", 12, 12),
     deadline=None, suppress_health_check=list(HealthCheck), derandomize=False)
 

@@ -125,7 +125,7 @@ class Reference:
         return out
 
 
-def run_case(ref: Reference, i: int, n: int, action: str, work: Path) -> None:
+def run_case(ref: Reference, i: int, n: int, action: str, work: Path, before_commit: dict | None = None):
     name, argv = ref.runs[i]
     db = ref.dir / "t.db"
     copy_db(ref.before[i], db)
@@ -140,6 +140,14 @@ def run_case(ref: Reference, i: int, n: int, action: str, work: Path) -> None:
         assert done.killed, (where, done.code, done.err)
     mid = snapshot(db)
     check_after_fault(pre, mid, post, windowed="--window" in argv, where=where)
+    if before_commit is not None:
+        if action == "kill":
+            before_commit[(i, n)] = mid
+        elif action.startswith("torn-") and (i, n) in before_commit:
+            # a commit cut inside its frames is no commit: the same state as a kill before it
+            k = before_commit[(i, n)]
+            assert (mid.rows, mid.watermark, len(mid.history), mid.quarantine_set()) == \
+                (k.rows, k.watermark, len(k.history), k.quarantine_set()), where
     again = run(argv, work)
     assert again.code == 0, (where, again.err)
     final = snapshot(db)
@@ -177,8 +185,9 @@ def test_fault_sample_every_run(ref, tmp_path):
                                             "full-prune"])
 def test_fault_sweep(ref, tmp_path, i):
     cases = ref.cases(i)
+    before_commit: dict = {}
     for n_op, action in cases:
-        run_case(ref, i, n_op, action, tmp_path)
+        run_case(ref, i, n_op, action, tmp_path, before_commit)
     kinds = {}
     for _, a in cases:
         kinds[a.split("-")[0] if a.startswith("torn") else a] = kinds.get(a.split("-")[0] if a.startswith("torn") else a, 0) + 1

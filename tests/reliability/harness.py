@@ -228,7 +228,9 @@ def snapshot(db: Path, table: str = "events", stream: str | None = None, key=("i
     stream = stream or table
     if not db.exists():
         return Snap({}, None, [], [], "ok", 0)
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    # Read-write, as the next loader would open it: after a kill the WAL index may need the
+    # recovery that a read-only connection cannot do ("attempt to write a readonly database").
+    con = sqlite3.connect(db)
     con.row_factory = sqlite3.Row
     try:
         integrity = con.execute("PRAGMA integrity_check").fetchone()[0]

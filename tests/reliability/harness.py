@@ -66,6 +66,8 @@ def _child(argv, env, out, err, start_at):  # runs in the forked process
     code = main([str(a) for a in argv])
     sys.stdout.flush()
     sys.stderr.flush()
+    with open(err + ".code", "w") as f:  # the fork server can lose the status (see Proc.wait)
+        f.write(str(code))
     os._exit(code)
 
 
@@ -112,7 +114,8 @@ class Proc:
         code = self.proc.exitcode
         if code == 255:  # no CLI path exits 255: the status was lost on its way back
             INFRA["lost_status"] += 1
-            code = LOST
+            saved = Path(str(self.err) + ".code")
+            code = int(saved.read_text()) if saved.exists() else LOST
         return Done(code, read(self.out), read(self.err), time.monotonic() - self.started)
 
 
@@ -161,7 +164,7 @@ def run(argv, workdir: Path, env: dict | None = None) -> Done:
     if done.code == LOST and not done.out and "HIWATER_FAULT_AT" not in (env or {}):
         proc = start(argv, workdir, env)  # a lost status says nothing about the run: run it again
         done = proc.wait()
-    for f in (proc.out, proc.err):
+    for f in (proc.out, proc.err, Path(str(proc.err) + ".code")):
         f.unlink(missing_ok=True)
     return done
 

@@ -29,7 +29,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 import hiwater
 
-from .harness import check_consistent, env_int, run, snapshot
+from .harness import LOST, check_consistent, env_int, run, snapshot
 
 pytestmark = pytest.mark.reliability
 
@@ -277,7 +277,7 @@ class LoaderMachine(RuleBasedStateMachine):
         expected.run(self.source, o)
         done = run(["load", "--input", path, *argv], self.dir,
                    {"HIWATER_FAULT_AT": f"{at}:{'kill-after' if after else 'kill'}"})
-        assert done.code in (0, -9), done.err
+        assert done.code in (0, -9, LOST), done.err  # LOST: see harness.INFRA; the rerun decides
         if self.db.exists():
             mid = snapshot(self.db)
             check_consistent(mid)

@@ -181,7 +181,7 @@ def watermark_candidate(places: np.ndarray, cursor: np.ndarray, verdicts: np.nda
     return int(cursor[mask].max())
 
 
-def count(verdicts: np.ndarray, late: np.ndarray, places: np.ndarray, window: Window) -> dict:
+def count(verdicts: np.ndarray, late: np.ndarray, places: np.ndarray) -> dict:
     """Counts of one batch's verdicts, under the names the summary uses."""
     bc = np.bincount(verdicts.astype(np.int64), minlength=9)
     out = {

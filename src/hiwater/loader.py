@@ -250,7 +250,6 @@ class Loader:
                                 "watermark": V.format_value(new_wm, self.kind, self.state.naive, self.tz)})
                 if o.dry_run is False:
                     log.info("committed window %d [%s, %s)", i, lo_t, hi_t)
-            self.prev_committed = new_wm
         total = t.count_rows(self.table)
         summary = self._summary(total_res, prev_text, new_wm, total, 0)
         summary.windows = windows
@@ -292,9 +291,8 @@ class Loader:
             if o.strict and not p.valid.all():
                 i = int(np.flatnonzero(~p.valid)[0])
                 raise StrictError(p.reasons[i], path=raw.path, row=raw.first_record + i)
-            if window is None or self.kind is not None and window_kind != self.kind:
-                window = self._window()
-                window_kind = self.kind
+            if window is None or window_kind != self.kind:
+                window, window_kind = self._window(), self.kind
             places = D.place(p.cursor, p.valid, window)
             if p.valid.any():
                 m = int(p.cursor[p.valid & (places != D.Place.FUTURE)].max(initial=np.iinfo(np.int64).min))
@@ -385,7 +383,7 @@ class Loader:
                 t.prune_seen(key, _key_values(tbl, key, seen))
 
         # Counts and the watermark candidate.
-        c = D.count(verdicts, late_applied, places, window)
+        c = D.count(verdicts, late_applied, places)
         for name, v in c.items():
             setattr(res.counts, name, getattr(res.counts, name) + v)
         cand = D.watermark_candidate(places, p.cursor, verdicts)

@@ -172,8 +172,9 @@ def prepare(raw: RawBatch, *, key: tuple, cursor: str, kind: str | None, tz: dt.
         elif pa.types.is_integer(col.type):
             is_delete = pc.fill_null(col, 0).to_numpy(zero_copy_only=False) != 0
         else:
-            is_delete = np.array([str(v).strip().lower() in TRUE_TEXT if v is not None else False
-                                  for v in col.to_pylist()], dtype=bool)
+            text = pc.utf8_lower(pc.utf8_trim_whitespace(col.cast(pa.string())))
+            is_delete = pc.fill_null(pc.is_in(text, pa.array(sorted(TRUE_TEXT))), False).to_numpy(
+                zero_copy_only=False).astype(bool)
 
     valid = np.array([r is None for r in reasons], dtype=bool) if n else np.zeros(0, bool)
     groups = key_groups(tbl, key, valid) if all(k in tbl.column_names for k in key) else np.arange(n)

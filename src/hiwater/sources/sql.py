@@ -222,11 +222,16 @@ class Postgres(Dialect):
         with self.conn.cursor(name=f"hiwater_src_{self._n}") as cur:
             cur.itersize = batch_size
             cur.execute(sql, params)
-            while True:
-                rows = cur.fetchmany(batch_size)
-                if not rows:
-                    return
-                yield rows
+            yield from fetch_batches(cur, batch_size)
+
+
+def fetch_batches(cur, batch_size: int):
+    """Rows of an executed DB-API cursor, ``batch_size`` at a time (server-side where it is one)."""
+    while True:
+        rows = cur.fetchmany(batch_size)
+        if not rows:
+            return
+        yield rows
 
 
 class MySQL(Dialect):
@@ -298,11 +303,7 @@ class MySQL(Dialect):
         cur = self.conn.cursor(pymysql.cursors.SSCursor)
         try:
             cur.execute(sql, params)
-            while True:
-                rows = cur.fetchmany(batch_size)
-                if not rows:
-                    return
-                yield rows
+            yield from fetch_batches(cur, batch_size)
         finally:
             cur.close()
 
@@ -356,11 +357,7 @@ class SQLite(Dialect):
     def stream(self, sql, params, batch_size):
         cur = self.conn.execute(sql, params)
         try:
-            while True:
-                rows = cur.fetchmany(batch_size)
-                if not rows:
-                    return
-                yield rows
+            yield from fetch_batches(cur, batch_size)
         finally:
             cur.close()
 

@@ -51,6 +51,15 @@ def fits(t: pa.DataType, logical: str) -> str:
     return "no"
 
 
+def table_definition(columns: dict, key: tuple, quote, type_of, int_type: str) -> str:
+    """The column list of a new data table (pure): the user's columns typed by ``type_of(name,
+    logical)``, the two hidden columns as ``int_type``, and the primary key."""
+    defs = [f"{quote(c)} {type_of(c, t)}".rstrip() for c, t in columns.items()]
+    defs += [f"{quote(CURSOR_COL)} {int_type} NOT NULL", f"{quote(RUN_COL)} {int_type} NOT NULL",
+             f"PRIMARY KEY ({', '.join(quote(k) for k in key)})"]
+    return ", ".join(defs)
+
+
 @dataclass
 class Lookup:
     """What the target holds for a list of keys (aligned with the request)."""

@@ -33,7 +33,7 @@ from ..errors import LockTimeout, TargetError, UsageError
 from ..state import StreamState
 from ..urls import file_path, redact
 from .metaquery import history_query, quarantine_query
-from .base import ANY, BOOLEAN, CURSOR_COL, INTEGER, REAL, RUN_COL, TEXT, Lookup, Target
+from .base import table_definition, ANY, BOOLEAN, CURSOR_COL, INTEGER, REAL, RUN_COL, TEXT, Lookup, Target
 
 SQL_TYPES = {INTEGER: "BIGINT", REAL: "DOUBLE", TEXT: "VARCHAR", BOOLEAN: "BOOLEAN", ANY: "JSON"}
 CURSOR_TYPES = {V.TIMESTAMP: "TIMESTAMP WITH TIME ZONE", V.DATE: "DATE", V.INT: "BIGINT"}
@@ -342,11 +342,8 @@ class DuckDBTarget(Target):
         return SQL_TYPES[logical_type]
 
     def create_table(self, table: str, columns: dict, key: tuple) -> None:
-        defs = [f"{quote(c)} {self._column_type(c, t)}" for c, t in columns.items()]
-        defs.append(f"{quote(CURSOR_COL)} BIGINT NOT NULL")
-        defs.append(f"{quote(RUN_COL)} BIGINT NOT NULL")
-        defs.append(f"PRIMARY KEY ({', '.join(quote(k) for k in key)})")
-        self.execute(f"CREATE TABLE {quote(table)} ({', '.join(defs)})", what=f"creating {table!r}")
+        defs = table_definition(columns, key, quote, self._column_type, "BIGINT")
+        self.execute(f"CREATE TABLE {quote(table)} ({defs})", what=f"creating {table!r}")
 
     def add_columns(self, table: str, columns: dict) -> None:
         for c, t in columns.items():

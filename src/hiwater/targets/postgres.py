@@ -47,7 +47,7 @@ from ..errors import ConfigError, LockTimeout, TargetError, UsageError
 from ..state import StreamState
 from ..urls import redact, scrub
 from .metaquery import history_query, quarantine_query
-from .base import ANY, BOOLEAN, CURSOR_COL, INTEGER, REAL, RUN_COL, TEXT, Lookup, Target
+from .base import table_definition, ANY, BOOLEAN, CURSOR_COL, INTEGER, REAL, RUN_COL, TEXT, Lookup, Target
 
 SQL_TYPES = {INTEGER: "bigint", REAL: "double precision", TEXT: "text", BOOLEAN: "boolean", ANY: "jsonb"}
 CURSOR_TYPES = {V.TIMESTAMP: "timestamp with time zone", V.DATE: "date", V.INT: "bigint"}
@@ -445,12 +445,9 @@ class PostgresTarget(Target):
         return SQL_TYPES[logical_type]
 
     def create_table(self, table: str, columns: dict, key: tuple) -> None:
-        defs = [f"{quote(c)} {self._column_type(c, t)}" for c, t in columns.items()]
-        defs.append(f"{quote(CURSOR_COL)} bigint NOT NULL")
-        defs.append(f"{quote(RUN_COL)} bigint NOT NULL")
-        defs.append(f"PRIMARY KEY ({', '.join(quote(k) for k in key)})")
+        defs = table_definition(columns, key, quote, self._column_type, "bigint")
         self._types.pop(table, None)
-        self.execute(f"CREATE TABLE {self._q(table)} ({', '.join(defs)})", what=f"creating {table!r}")
+        self.execute(f"CREATE TABLE {self._q(table)} ({defs})", what=f"creating {table!r}")
 
     def add_columns(self, table: str, columns: dict) -> None:
         if not columns:

@@ -24,7 +24,7 @@ import orjson
 from ..errors import LockTimeout, TargetError, UsageError
 from ..state import StreamState
 from .metaquery import history_query, quarantine_query
-from .base import ANY, BOOLEAN, CURSOR_COL, INTEGER, REAL, RUN_COL, TEXT, Lookup, Target
+from .base import table_definition, ANY, BOOLEAN, CURSOR_COL, INTEGER, REAL, RUN_COL, TEXT, Lookup, Target
 
 SQL_TYPES = {INTEGER: "INTEGER", REAL: "REAL", TEXT: "TEXT", BOOLEAN: "BOOLEAN", ANY: ""}
 LOGICAL = {v: k for k, v in SQL_TYPES.items()}
@@ -280,11 +280,8 @@ class SQLiteTarget(Target):
         return {r[1]: LOGICAL.get((r[2] or "").upper(), ANY) for r in rows}
 
     def create_table(self, table: str, columns: dict, key: tuple) -> None:
-        defs = [f"{quote(c)} {SQL_TYPES[t]}".rstrip() for c, t in columns.items()]
-        defs.append(f"{quote(CURSOR_COL)} INTEGER NOT NULL")
-        defs.append(f"{quote(RUN_COL)} INTEGER NOT NULL")
-        defs.append(f"PRIMARY KEY ({', '.join(quote(k) for k in key)})")
-        self.execute(f"CREATE TABLE {quote(table)} ({', '.join(defs)})")
+        defs = table_definition(columns, key, quote, lambda c, t: SQL_TYPES[t], "INTEGER")
+        self.execute(f"CREATE TABLE {quote(table)} ({defs})")
 
     def add_columns(self, table: str, columns: dict) -> None:
         for c, t in columns.items():

@@ -279,7 +279,7 @@ class Loader:
         if self.kind is not None and hasattr(self.source, "set_window"):
             w = self._window()  # a SQL source reads only the window (pushdown)
             self.source.set_window(w.lo, w.lo_inclusive, w.hi, self.kind)
-        for raw in prefetch(self.source.batches()):
+        for raw in prefetch(self.source.batches(), early=_store_early):
             if len(raw) == 0:
                 continue
             p = prepare(raw, key=tuple(o.key), cursor=o.cursor, kind=self.kind, tz=self.tz,
@@ -336,7 +336,7 @@ class Loader:
             p = Prepared(p.raw, len(idx), p.cursor[idx], p.naive[idx], p.valid[idx],
                          [p.reasons[i] for i in idx], p.groups[idx],
                          None if p.is_delete is None else p.is_delete[idx], p.data_columns, p.new_columns,
-                         p.kind, tbl)
+                         p.kind, tbl, {k: v.take(pa.array(idx)) for k, v in p.stored.items()})
             places = places[idx]
             superseded = None if superseded is None else superseded[idx]
             first_records = p.raw.first_record + idx
@@ -429,7 +429,11 @@ class Loader:
         names, arrays = [], []
         for c in sub.column_names:
             names.append(c)
-            arrays.append(_storable(sub.column(c)))
+            early = p.stored.get(c)  # made by the reader thread while the last batch was written
+            if early is None:
+                arrays.append(_storable(sub.column(c)))
+            else:
+                arrays.append(early if len(up) == p.n else early.take(pa.array(up)))
         if o.soft_delete:
             flags = p.is_delete[up] if p.is_delete is not None else np.zeros(len(up), bool)
             cur_text = _storable(sub.column(o.cursor)).cast(pa.string())
@@ -575,12 +579,13 @@ def _amount(delta: int, kind: str | None, option: bool = False) -> str:
     return out
 
 
-def prefetch(batches, depth: int = 2):
+def prefetch(batches, depth: int = 2, early=None):
     """Read the next batches in a background thread while this one is decided and written.
 
     Parsing (pyarrow, in C++) and SQLite both release the GIL for most of their work, so on
     two cores reading overlaps writing. At most ``depth`` batches wait, so memory stays
     bounded; an error in the reader is raised here, in order, after the batches before it.
+    ``early(batch)``, if given, runs in the reader thread on each batch before it is handed on.
     """
     import queue
     import threading
@@ -592,6 +597,8 @@ def prefetch(batches, depth: int = 2):
     def produce():
         try:
             for b in batches:
+                if early is not None:
+                    early(b)
                 while not stop.is_set():
                     try:
                         q.put(("batch", b), timeout=0.1)
@@ -639,6 +646,20 @@ def _pylist(col, idx: np.ndarray) -> list:
     if pa.types.is_struct(t) or pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_map(t):
         return to_json_text(arr).to_pylist()
     return arr.to_pylist()
+
+
+def _store_early(raw) -> None:
+    """In the reader thread: nested values as JSON text (Arrow kernels, which leave the GIL
+    to the writer), so the writer only picks rows. Best effort: a column that fails here is
+    converted later in the usual place, where its error is reported."""
+    tbl = raw.table
+    for name, col in zip(tbl.column_names, tbl.columns):
+        t = col.type
+        if pa.types.is_struct(t) or pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_map(t):
+            try:
+                raw.stored[name] = _storable(col)
+            except Exception:  # noqa: BLE001 - reported later, on the writer's path
+                pass
 
 
 def _storable(arr) -> pa.Array:

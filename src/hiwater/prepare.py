@@ -36,6 +36,7 @@ class Prepared:
     new_columns: dict = field(default_factory=dict)
     kind: str | None = None
     table: pa.Table | None = None  # the batch after mixed columns were given one type
+    stored: dict = field(default_factory=dict)  # column -> stored form, aligned with ``table``
 
 
 def _reason(reasons: list, mask: np.ndarray, text) -> None:
@@ -178,7 +179,9 @@ def prepare(raw: RawBatch, *, key: tuple, cursor: str, kind: str | None, tz: dt.
 
     valid = np.array([r is None for r in reasons], dtype=bool) if n else np.zeros(0, bool)
     groups = key_groups(tbl, key, valid) if all(k in tbl.column_names for k in key) else np.arange(n)
-    return Prepared(raw, n, cur, naive, valid, reasons, groups, is_delete, data_columns, new_columns, kind, tbl)
+    stored = {k: v for k, v in raw.stored.items() if k not in raw.mixed and k not in key}
+    return Prepared(raw, n, cur, naive, valid, reasons, groups, is_delete, data_columns, new_columns, kind, tbl,
+                    stored)
 
 
 _PY_LOGICAL = {bool: BOOLEAN, int: INTEGER, float: REAL, str: TEXT, dict: TEXT, list: TEXT}

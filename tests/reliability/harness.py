@@ -182,7 +182,7 @@ def run_real(argv, env: dict | None = None, timeout: float = 120):
 
 def copy_db(src: Path, dst: Path) -> None:
     """A consistent copy of a SQLite target (through the backup API, WAL included)."""
-    for suffix in ("", "-wal", "-shm", ".hwlock"):
+    for suffix in ("", "-wal", "-shm", "-journal", ".hwlock"):
         Path(str(dst) + suffix).unlink(missing_ok=True)
     if not src.exists():
         return
@@ -197,7 +197,7 @@ def copy_db(src: Path, dst: Path) -> None:
 
 def clone_files(src: Path, dst: Path) -> None:
     """A byte copy of a closed SQLite target (db and WAL), as a file restore would give."""
-    for suffix in ("", "-wal", "-shm"):
+    for suffix in ("", "-wal", "-shm", "-journal"):
         s, d = Path(str(src) + suffix), Path(str(dst) + suffix)
         d.unlink(missing_ok=True)
         if s.exists():

@@ -99,7 +99,7 @@ def base(tmp_path_factory):
 
 def fresh(base: Path, tmp: Path) -> Path:
     db = tmp / "t.db"
-    for suffix in ("", "-wal", "-shm"):
+    for suffix in ("", "-wal", "-shm", "-journal"):
         Path(str(db) + suffix).unlink(missing_ok=True)
     a, b = sqlite3.connect(base), sqlite3.connect(db)
     a.backup(b)
@@ -298,7 +298,7 @@ NAMES = dict(table=names, stream=names, key=names, cursor=names)
 
 def _fuzz_names(base, tmp, table, stream, key, cursor):
     db = tmp / "names.db"
-    for suffix in ("", "-wal", "-shm"):
+    for suffix in ("", "-wal", "-shm", "-journal"):
         Path(str(db) + suffix).unlink(missing_ok=True)
     src = tmp / "in.jsonl"
     rec = {key: 1, cursor: "2025-01-15T10:00:00", "v": 1} if key != cursor else {key: 1}

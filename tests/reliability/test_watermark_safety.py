@@ -73,7 +73,7 @@ def test_a_target_restored_from_an_older_copy_converges_in_one_run(hw, tmp_path)
     load(hw, write_jsonl(tmp_path / "s3.jsonl", full), db, "--window", "1h")
     live = snapshot(db)
     # the restore: the old copy replaces the target, state and data together
-    for p in ("", "-wal", "-shm"):
+    for p in ("", "-wal", "-shm", "-journal"):
         (tmp_path / f"t.db{p}").unlink(missing_ok=True)
         if (tmp_path / f"old.db{p}").exists():
             shutil.copyfile(tmp_path / f"old.db{p}", tmp_path / f"t.db{p}")

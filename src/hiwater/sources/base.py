@@ -24,6 +24,7 @@ class RawBatch:
     problems: dict = field(default_factory=dict)
     rows: int | None = None  # set when the table has no columns at all
     mixed: dict = field(default_factory=dict)  # column -> Python values of several types
+    stored: dict = field(default_factory=dict)  # column -> its stored form (JSON/ISO text), made early
 
     def __len__(self) -> int:
         return self.rows if self.rows is not None else self.table.num_rows

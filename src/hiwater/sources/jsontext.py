@@ -26,7 +26,7 @@ def to_json_text(arr) -> pa.Array:
     try:
         if pa.types.is_struct(arr.type):
             out = _encode(arr)
-            return pc.if_else(arr.is_valid(), out, pa.scalar(None, pa.string()))
+            return out if arr.null_count == 0 else pc.if_else(arr.is_valid(), out, pa.scalar(None, pa.string()))
     except (_Fallback, pa.ArrowInvalid, pa.ArrowNotImplementedError):
         pass
     return pa.array([None if v is None else orjson.dumps(v, option=orjson.OPT_NON_STR_KEYS).decode()
@@ -41,10 +41,11 @@ def _encode(arr: pa.Array) -> pa.Array:
         return pa.array(["null"] * len(arr), pa.string())
     if pa.types.is_string(t) or pa.types.is_large_string(t):
         s = arr.cast(pa.string())
-        if pc.any(pc.match_substring_regex(s, "[\\x00-\\x1f]")).as_py():
-            raise _Fallback
-        s = pc.replace_substring(s, "\\", "\\\\")
-        s = pc.replace_substring(s, '"', '\\"')
+        if pc.any(pc.match_substring_regex(s, '[\\x00-\\x1f"\\\\]')).as_py():  # one pass when none needs escaping
+            if pc.any(pc.match_substring_regex(s, "[\\x00-\\x1f]")).as_py():
+                raise _Fallback
+            s = pc.replace_substring(s, "\\", "\\\\")
+            s = pc.replace_substring(s, '"', '\\"')
         quoted = pc.binary_join_element_wise('"', s, '"', "")
         return pc.fill_null(quoted, null)
     if pa.types.is_boolean(t):
@@ -64,5 +65,5 @@ def _encode(arr: pa.Array) -> pa.Array:
             parts.append(_encode(child))
         parts.append(pa.scalar("}", pa.string()))
         text = pc.binary_join_element_wise(*parts, "")
-        return pc.if_else(arr.is_valid(), text, null)
+        return text if arr.null_count == 0 else pc.if_else(arr.is_valid(), text, null)
     raise _Fallback

@@ -20,11 +20,13 @@ from typing import Iterator
 
 import numpy as np
 import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..errors import LockTimeout, TargetError, UsageError
 from ..state import StreamState
 from .metaquery import history_query, quarantine_query
-from .base import table_definition, ANY, BOOLEAN, CURSOR_COL, INTEGER, REAL, RUN_COL, TEXT, Lookup, Target
+from .base import table_definition, ANY, BOOLEAN, CURSOR_COL, HIDDEN, INTEGER, REAL, RUN_COL, TEXT, Lookup, Target
 
 SQL_TYPES = {INTEGER: "INTEGER", REAL: "REAL", TEXT: "TEXT", BOOLEAN: "BOOLEAN", ANY: ""}
 LOGICAL = {v: k for k, v in SQL_TYPES.items()}
@@ -86,33 +88,51 @@ class SQLiteTarget(Target):
         if os.environ.get("HIWATER_FAULT_AT") or os.environ.get("HIWATER_FAULT_TRACE"):
             from . import faults
             self._faults = faults.from_env(None if self.memory else self.path + "-wal")
+        # A file that does not exist yet takes its first load with the rollback journal: no
+        # one can be reading it, and every page is then written once, not to the WAL and again
+        # by the checkpoint (~10% of a first load). close() switches it to WAL for later runs.
+        self._new_file = not self.memory and (not os.path.exists(self.path) or os.path.getsize(self.path) == 0)
         try:
             self.conn = sqlite3.connect(self.path, isolation_level=None,
                                         timeout=self.busy_timeout_s, check_same_thread=False)
-            if not self.memory:
+            if self._new_file:
+                self._op("PRAGMA synchronous=FULL")
+            elif not self.memory:
                 self._wal()
                 self._op("PRAGMA synchronous=NORMAL")
+            if not self.memory:
                 self._op("PRAGMA cache_size=-65536")  # 64 MiB of page cache for bulk upserts
                 if self._faults is not None and (self._faults.action or "").startswith("torn-"):
                     self.conn.execute("PRAGMA wal_autocheckpoint=0")  # keep the WAL for the cut
         except sqlite3.DatabaseError as exc:
             raise TargetError(f"{self.path}: cannot open as a SQLite database: {exc}") from None
 
-    def _wal(self) -> None:
+    def _wal(self, patience_s: float = 2.0) -> None:
         """Switch to WAL. Loaders that open a new file together can get SQLITE_BUSY here at once
-        (SQLite skips the busy handler to avoid a deadlock): retry within the busy timeout."""
-        deadline = time.monotonic() + self.busy_timeout_s
+        (SQLite skips the busy handler to avoid a deadlock): retry for a while. The journal mode
+        is speed, not safety: while another run holds the file (its first load, still in the
+        rollback journal), carry on in the file's current mode; a later run switches it."""
+        deadline = time.monotonic() + min(self.busy_timeout_s, patience_s)
         while True:
             try:
                 self._op("PRAGMA journal_mode=WAL")
                 return
             except sqlite3.OperationalError as exc:
-                if ("locked" not in str(exc) and "busy" not in str(exc)) or time.monotonic() >= deadline:
+                if "locked" not in str(exc) and "busy" not in str(exc):
                     raise
+                if time.monotonic() >= deadline:
+                    return
                 time.sleep(0.01)
 
     def close(self) -> None:
         if self.conn is not None:
+            if self._new_file:
+                self._new_file = False
+                try:
+                    self.conn.execute("PRAGMA synchronous=NORMAL")
+                    self._wal(patience_s=0.5)
+                except sqlite3.Error:
+                    pass  # the next run switches it
             self.conn.close()
             self.conn = None
 
@@ -383,6 +403,19 @@ class SQLiteTarget(Target):
             return
         self.executemany(upsert_sql(table, columns, key), rows, f"writing {table!r}")
 
+    def upsert_arrow(self, table: str, data: pa.Table, key: tuple) -> None:
+        """Rows go to ``executemany`` straight from the columns (an iterator, no row list), and
+        the run id, one value per batch, is written into the statement instead of bound per row."""
+        if data.num_rows == 0:
+            return
+        columns = [c for c in data.column_names if c not in HIDDEN]
+        runs = pc.unique(data.column(RUN_COL))
+        if len(runs) != 1:
+            return super().upsert_arrow(table, data, key)
+        values = [data.column(c).to_pylist() for c in columns + [CURSOR_COL]]
+        sql = upsert_sql(table, columns, key, run=int(runs[0].as_py()))
+        self.executemany(sql, zip(*values), f"writing {table!r}")
+
     def delete_keys(self, table: str, key: tuple, keys: list) -> int:
         if not keys:
             return 0
@@ -416,8 +449,11 @@ class SQLiteTarget(Target):
         return cur.rowcount
 
 
-def upsert_sql(table: str, columns: list, key: tuple) -> str:
-    """The upsert for one batch: newer cursors replace, older never do (pure builder)."""
+def upsert_sql(table: str, columns: list, key: tuple, run: int | None = None) -> str:
+    """The upsert for one batch: newer cursors replace, older never do (pure builder).
+
+    With ``run``, the run id is a literal of the statement and rows carry one value less.
+    """
     t = quote(table)
     cols = list(columns) + [CURSOR_COL, RUN_COL]
     sets = ", ".join(f"{quote(c)} = excluded.{quote(c)}" for c in cols if c not in key)
@@ -425,7 +461,7 @@ def upsert_sql(table: str, columns: list, key: tuple) -> str:
              f" (excluded.{quote(CURSOR_COL)} = {t}.{quote(CURSOR_COL)}"
              f" AND excluded.{quote(RUN_COL)} = {t}.{quote(RUN_COL)})")
     return (f"INSERT INTO {t} ({', '.join(quote(c) for c in cols)})"
-            f" VALUES ({', '.join('?' for _ in cols)})"
+            f" VALUES ({', '.join(['?'] * (len(cols) - 1) + ['?' if run is None else str(int(run))])})"
             f" ON CONFLICT ({', '.join(quote(k) for k in key)}) DO UPDATE SET {sets} WHERE {guard}")
 
 

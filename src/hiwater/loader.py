@@ -279,7 +279,11 @@ class Loader:
         if self.kind is not None and hasattr(self.source, "set_window"):
             w = self._window()  # a SQL source reads only the window (pushdown)
             self.source.set_window(w.lo, w.lo_inclusive, w.hi, self.kind)
-        for raw in prefetch(self.source.batches(), early=_store_early):
+        # Nested values are encoded for writing in the reader thread while most rows get
+        # written; a re-read that writes (almost) nothing stops paying for it.
+        self._encode_early = True
+        early = lambda raw: _store_early(raw) if self._encode_early else None  # noqa: E731
+        for raw in prefetch(self.source.batches(), early=early):
             if len(raw) == 0:
                 continue
             p = prepare(raw, key=tuple(o.key), cursor=o.cursor, kind=self.kind, tz=self.tz,
@@ -367,6 +371,7 @@ class Loader:
 
         # Apply: upserts, deletes, quarantine.
         up = np.flatnonzero((verdicts == D.Verdict.INSERT) | (verdicts == D.Verdict.UPDATE))
+        self._encode_early = len(up) * 4 >= p.n
         if len(up):
             t.upsert_arrow(self.table, self._rows_to_write(tbl, p, up), key)
             if o.soft_delete and p.is_delete is not None:

@@ -85,18 +85,13 @@ def test_an_older_version_below_the_window_superseded_in_the_same_run_is_not_lat
     assert hiwater.quarantine_list(db=str(db)) == []
 
 
-@pytest.mark.parametrize("new_file", [True, False])
-def test_switching_a_file_to_wal_retries_a_busy_answer(tmp_path, monkeypatch, new_file):
+def test_switching_a_new_file_to_wal_retries_a_busy_answer(tmp_path, monkeypatch):
     """SQLite answers 'database is locked' at once (no busy handler) when two connections
-    switch one file to WAL together; the target must retry. A new file takes its first load
-    with the rollback journal and switches when the run closes; an existing one on connect."""
+    switch one new file to WAL together; the target must retry within its busy timeout."""
     import sqlite3
 
     from hiwater.targets.sqlite import SQLiteTarget
-    db = tmp_path / "t.db"
-    if not new_file:
-        sqlite3.connect(db).execute("CREATE TABLE x (a)").connection.close()
-    t = SQLiteTarget(str(db))
+    t = SQLiteTarget(str(tmp_path / "t.db"))
     real, calls = SQLiteTarget._op, []
 
     def flaky(self, sql, params=(), many=False):
@@ -107,22 +102,20 @@ def test_switching_a_file_to_wal_retries_a_busy_answer(tmp_path, monkeypatch, ne
 
     monkeypatch.setattr(SQLiteTarget, "_op", flaky)
     t.connect()
-    mode = t.conn.execute("PRAGMA journal_mode").fetchone()[0]
-    assert mode == ("delete" if new_file else "wal")
+    assert len(calls) == 2 and t.conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
     t.close()
-    assert len(calls) == 2
-    assert sqlite3.connect(db).execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
-def test_a_first_load_into_a_new_file_leaves_it_in_wal_mode(tmp_path):
+def test_a_new_file_gets_large_pages_and_wal(tmp_path):
     import sqlite3
 
     import hiwater
     db = tmp_path / "t.db"
     hiwater.load(str(write_jsonl(tmp_path / "a.jsonl", [{"id": 1, "ts": "2024-01-01T00:00:00"}])),
                  db=str(db), key=["id"], cursor="ts")
-    assert sqlite3.connect(db).execute("PRAGMA journal_mode").fetchone() == ("wal",)
-    assert not (tmp_path / "t.db-journal").exists()
+    con = sqlite3.connect(db)
+    assert con.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    assert con.execute("PRAGMA page_size").fetchone() == (16384,)
 
 
 @pytest.mark.slow

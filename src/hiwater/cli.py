@@ -41,7 +41,27 @@ def json_option(f):
     return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(f)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class _Commands(click.Group):
+    """A group whose optional commands are imported when first named (a load does not pay
+    for importing the simulator)."""
+
+    lazy = {"simulate": ("hiwater.simulate.command", "simulate")}
+
+    def list_commands(self, ctx):
+        return sorted(set(super().list_commands(ctx)) | set(self.lazy))
+
+    def get_command(self, ctx, name):
+        if name in self.lazy and name not in self.commands:
+            module, attr = self.lazy[name]
+            try:
+                import importlib
+                self.add_command(getattr(importlib.import_module(module), attr), name)
+            except ImportError:
+                return None
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="hiwater")
 @click.option("-v", "--verbose", is_flag=True, help="Log what each step does on stderr.")
 def cli(verbose):
@@ -266,17 +286,6 @@ def _term_width() -> int:
         return os.get_terminal_size().columns
     except OSError:
         return 160
-
-
-def _register_optional() -> None:
-    try:
-        from .simulate.command import simulate
-    except ImportError:
-        return
-    cli.add_command(simulate)
-
-
-_register_optional()
 
 
 def main(argv=None) -> int:

@@ -112,7 +112,7 @@ class Loader:
             self._check_durations()
         self.columns = t.table_columns(self.table)
         # A table that is empty now can only hold what this run writes (see _fresh_keys).
-        self.empty_at_start = self.columns is None or t.count_rows(self.table) == 0
+        self.empty_at_start = self.columns is None or not t.has_rows(self.table)
         self.written_range = None
         if self.columns is not None:
             from .targets.base import CURSOR_COL

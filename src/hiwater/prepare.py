@@ -177,7 +177,10 @@ def prepare(raw: RawBatch, *, key: tuple, cursor: str, kind: str | None, tz: dt.
             is_delete = pc.fill_null(pc.is_in(text, pa.array(sorted(TRUE_TEXT))), False).to_numpy(
                 zero_copy_only=False).astype(bool)
 
-    valid = np.array([r is None for r in reasons], dtype=bool) if n else np.zeros(0, bool)
+    if reasons.count(None) == n:  # no record has a problem (a C-level scan of the list)
+        valid = np.ones(n, bool)
+    else:
+        valid = np.array([r is None for r in reasons], dtype=bool)
     groups = key_groups(tbl, key, valid) if all(k in tbl.column_names for k in key) else np.arange(n)
     stored = {k: v for k, v in raw.stored.items() if k not in raw.mixed and k not in key}
     return Prepared(raw, n, cur, naive, valid, reasons, groups, is_delete, data_columns, new_columns, kind, tbl,

@@ -23,7 +23,6 @@ import orjson
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.json as pajson
-import pyarrow.parquet as pq
 
 from ..errors import InputError, UsageError
 from .base import RawBatch
@@ -106,6 +105,7 @@ class FileSource:
         for path in self.paths:
             try:
                 if self.format_of(path) == "parquet":
+                    import pyarrow.parquet as pq
                     total += pq.ParquetFile(path).metadata.num_rows
                     continue
                 size = os.path.getsize(path)
@@ -477,6 +477,7 @@ def _first_bad_utf8(path: str) -> int:
 
 def _read_parquet(path: str, name: str, cursor: str, batch_size: int) -> Iterator[RawBatch]:
     try:
+        import pyarrow.parquet as pq
         pf = pq.ParquetFile(path)
     except (pa.ArrowInvalid, OSError) as exc:
         raise InputError(f"not a readable Parquet file: {exc}", path=name) from None

@@ -184,6 +184,10 @@ class Target(ABC):
     @abstractmethod
     def count_rows(self, table: str) -> int: ...
 
+    def has_rows(self, table: str) -> bool:
+        """Whether the table holds any row (a target whose count scans the table overrides it)."""
+        return self.count_rows(table) > 0
+
     @abstractmethod
     def prune_begin(self, key: tuple) -> None:
         """Start collecting the keys a full load saw."""

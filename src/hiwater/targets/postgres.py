@@ -552,6 +552,11 @@ class PostgresTarget(Target):
             return 0
         return int(self.execute(f"SELECT count(*) FROM {self._q(table)}").fetchone()[0])
 
+    def has_rows(self, table: str) -> bool:
+        if self.sql_types(table) is None:
+            return False
+        return self.execute(f"SELECT 1 FROM {self._q(table)} LIMIT 1").fetchone() is not None
+
     def prune_begin(self, key: tuple) -> None:
         # Seen keys are kept as text: the table may not exist yet when a full load starts.
         self._prune_cols = [f"k{i}" for i in range(len(key))]

@@ -438,6 +438,11 @@ class SQLiteTarget(Target):
             return 0
         return int(self.execute(f"SELECT count(*) FROM {quote(table)}").fetchone()[0])
 
+    def has_rows(self, table: str) -> bool:
+        if self.table_columns(table) is None:
+            return False
+        return self.execute(f"SELECT 1 FROM {quote(table)} LIMIT 1").fetchone() is not None
+
     def prune_begin(self, key: tuple) -> None:
         cols = ", ".join(quote(k) for k in key)
         self.execute("DROP TABLE IF EXISTS temp._hiwater_seen")

@@ -358,8 +358,13 @@ class Loader:
         target = D.Target.empty(p.n)
         fresh = self._fresh_keys(tbl, key, need)
         if len(need) and self.columns is not None and not fresh:
-            keys = _key_values(tbl, key, need)
-            found = t.lookup_versions(self.table, key, keys, p.cursor[need], self.run_id)
+            take = None if len(need) == p.n else pa.array(need)
+            arrays = [tbl.column(k).combine_chunks() if take is None else tbl.column(k).take(take).combine_chunks()
+                      for k in key]
+            found = t.lookup_arrow(self.table, key, arrays, p.cursor[need], self.run_id)
+            if found is None:
+                found = t.lookup_versions(self.table, key, _key_values(tbl, key, need), p.cursor[need],
+                                          self.run_id)
             target.exists[need] = found.exists
             target.cursor[need] = found.cursor
             target.this_run[need] = found.run == self.run_id

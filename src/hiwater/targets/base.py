@@ -162,6 +162,15 @@ class Target(ABC):
         """
         return self.lookup(table, key, keys)
 
+    def lookup_arrow(self, table: str, key: tuple, keys: list, cursors: np.ndarray,
+                     run_id: int) -> Lookup | None:
+        """:meth:`lookup_versions` with the keys as Arrow arrays, one per key column (no nulls).
+
+        A target that can use them as they are (no Python object per key) answers; the default
+        answers ``None`` and the caller passes Python keys to :meth:`lookup_versions` instead.
+        """
+        return None
+
     @abstractmethod
     def upsert(self, table: str, columns: list, rows: list, key: tuple) -> None:
         """Insert or replace rows; never replace a row holding a newer cursor."""

@@ -115,6 +115,7 @@ class DuckDBTarget(Target):
         self.conn: duckdb.DuckDBPyConnection | None = None
         self._locked = False
         self._seq = 0
+        self._types: dict = {}  # table -> {column: SQL type}, see sql_types
 
     # --- connection, locks, transactions ---------------------------------------------
     def connect(self) -> None:
@@ -185,10 +186,12 @@ class DuckDBTarget(Target):
     @contextmanager
     def transaction(self) -> Iterator[None]:
         conn = self._db()
+        self._types.clear()
         self.execute("BEGIN TRANSACTION")
         try:
             yield
         except BaseException:
+            self._types.clear()
             try:
                 conn.execute("ROLLBACK").fetchall()
             except duckdb.Error:
@@ -327,10 +330,17 @@ class DuckDBTarget(Target):
 
     # --- data ---------------------------------------------------------------------------------
     def sql_types(self, table: str) -> dict | None:
+        """``{column: SQL type}``, remembered for the transaction (one process holds a DuckDB
+        file at a time, so only this run changes it; creating or widening a table forgets it)."""
+        if table in self._types:
+            return self._types[table]
         rows = self.execute("SELECT column_name, data_type FROM duckdb_columns()"
                             " WHERE table_name = ? AND schema_name = current_schema() ORDER BY column_index",
                             [table])
-        return {r[0]: r[1] for r in rows} if rows else None
+        types = {r[0]: r[1] for r in rows} if rows else None
+        if types is not None:
+            self._types[table] = types
+        return types
 
     def table_columns(self, table: str) -> dict | None:
         types = self.sql_types(table)
@@ -342,10 +352,12 @@ class DuckDBTarget(Target):
         return SQL_TYPES[logical_type]
 
     def create_table(self, table: str, columns: dict, key: tuple) -> None:
+        self._types.pop(table, None)
         defs = table_definition(columns, key, quote, self._column_type, "BIGINT")
         self.execute(f"CREATE TABLE {quote(table)} ({defs})", what=f"creating {table!r}")
 
     def add_columns(self, table: str, columns: dict) -> None:
+        self._types.pop(table, None)
         for c, t in columns.items():
             self.execute(f"ALTER TABLE {quote(table)} ADD COLUMN {quote(c)} {self._column_type(c, t)}",
                          what=f"adding a column to {table!r}")
@@ -378,6 +390,42 @@ class DuckDBTarget(Target):
             exists[idx] = True
             cursor[idx] = np.asarray(got[CURSOR_COL], dtype=np.int64)
             run[idx] = np.asarray(got[RUN_COL], dtype=np.int64)
+        return Lookup(exists, cursor, run)
+
+    def lookup_arrow(self, table: str, key: tuple, keys: list, cursors, run_id: int) -> Lookup | None:
+        """The keys and their cursors registered as Arrow; DuckDB returns only the keys whose row
+        is missing, holds another cursor or was written by this run (see
+        :meth:`Target.lookup_versions`), so a re-read of unchanged data transfers nothing."""
+        types = self.sql_types(table) or {}
+        stage = {}
+        for i, (k, arr) in enumerate(zip(key, keys)):
+            t = types.get(k, "VARCHAR").upper()
+            if t in INT_TYPES and pa.types.is_integer(arr.type):
+                stage[f"k{i}"] = arr.cast(pa.int64())
+            elif t == "VARCHAR" and (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+                stage[f"k{i}"] = arr.cast(pa.string())
+            else:
+                return None  # other pairings convert per value: the Python path
+        n = len(keys[0])
+        cursors = np.asarray(cursors, dtype=np.int64)
+        stage["c"] = pa.array(cursors, pa.int64())
+        stage["i"] = pa.array(np.arange(n, dtype=np.int64))
+        on = " AND ".join(f"t.{quote(k)} = k.k{i}" for i, k in enumerate(key))
+        c, r, k0 = quote(CURSOR_COL), quote(RUN_COL), quote(key[0])
+        with self._registered(pa.table(stage)) as name:
+            res = self._run(f"SELECT k.i, t.{k0} IS NOT NULL AS found, coalesce(t.{c}, 0) AS c,"
+                            f" coalesce(t.{r}, 0) AS r FROM {name} AS k LEFT JOIN {quote(table)} AS t ON {on}"
+                            f" WHERE t.{k0} IS NULL OR t.{c} <> k.c OR t.{r} = ?", [run_id],
+                            what=f"looking up keys in {table!r}")
+            got = res.fetchnumpy()
+        exists = np.ones(n, dtype=bool)
+        cursor = cursors.copy()
+        run = np.zeros(n, dtype=np.int64)
+        idx = np.asarray(got["i"], dtype=np.int64)
+        if len(idx):
+            exists[idx] = np.asarray(got["found"], dtype=bool)
+            cursor[idx] = np.asarray(got["c"], dtype=np.int64)
+            run[idx] = np.asarray(got["r"], dtype=np.int64)
         return Lookup(exists, cursor, run)
 
     def upsert_arrow(self, table: str, data: pa.Table, key: tuple) -> None:

@@ -378,7 +378,7 @@ class Loader:
         up = np.flatnonzero((verdicts == D.Verdict.INSERT) | (verdicts == D.Verdict.UPDATE))
         self._encode_early = len(up) * 4 >= p.n
         if len(up):
-            t.upsert_arrow(self.table, self._rows_to_write(tbl, p, up), key)
+            t.upsert_arrow(self.table, self._rows_to_write(tbl, p, up), key, fresh=fresh)
             if o.soft_delete and p.is_delete is not None:
                 res.counts.deleted += int(p.is_delete[up].sum())
         dele = np.flatnonzero(verdicts == D.Verdict.DELETE)

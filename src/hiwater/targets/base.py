@@ -175,8 +175,11 @@ class Target(ABC):
     def upsert(self, table: str, columns: list, rows: list, key: tuple) -> None:
         """Insert or replace rows; never replace a row holding a newer cursor."""
 
-    def upsert_arrow(self, table: str, data: pa.Table, key: tuple) -> None:
+    def upsert_arrow(self, table: str, data: pa.Table, key: tuple, fresh: bool = False) -> None:
         """Upsert an Arrow table whose last two columns are ``_hiwater_cursor`` and ``_hiwater_run``.
+
+        ``fresh`` says no key of ``data`` can be in the table yet (a first load into an empty
+        table); a target may then insert without the conflict check.
 
         The default turns it into Python rows for :meth:`upsert`; a target with an Arrow bulk
         path (DuckDB) overrides it and never builds Python objects.

@@ -89,11 +89,18 @@ QUARANTINE_COLS = ("stream", "reason", "detail", "source", "record_no", "key", "
                    "record", "fingerprint", "first_run", "last_run", "seen")
 
 
-def upsert_sql(table: str, columns: list, key: tuple, stage: str = "_hiwater_stage") -> str:
-    """The merge of a registered batch: newer cursors replace, older never do (pure builder)."""
+def upsert_sql(table: str, columns: list, key: tuple, stage: str = "_hiwater_stage",
+               fresh: bool = False) -> str:
+    """The merge of a registered batch: newer cursors replace, older never do (pure builder).
+
+    ``fresh``: the caller knows none of the keys is in the table (a first load into an empty
+    one), so a plain INSERT does; a key that was there after all fails it, it never overwrites.
+    """
     t = quote(table)
     cols = list(columns) + [CURSOR_COL, RUN_COL]
     names = ", ".join(quote(c) for c in cols)
+    if fresh:
+        return f"INSERT INTO {t} ({names}) SELECT {names} FROM {stage}"
     sets = ", ".join(f"{quote(c)} = EXCLUDED.{quote(c)}" for c in cols if c not in key)
     cur, run = quote(CURSOR_COL), quote(RUN_COL)
     guard = f"EXCLUDED.{cur} > {t}.{cur} OR (EXCLUDED.{cur} = {t}.{cur} AND EXCLUDED.{run} = {t}.{run})"
@@ -428,7 +435,7 @@ class DuckDBTarget(Target):
             run[idx] = np.asarray(got["r"], dtype=np.int64)
         return Lookup(exists, cursor, run)
 
-    def upsert_arrow(self, table: str, data: pa.Table, key: tuple) -> None:
+    def upsert_arrow(self, table: str, data: pa.Table, key: tuple, fresh: bool = False) -> None:
         """The Arrow bulk path: the batch is cast column by column to the target's types and
         registered as it is; no Python objects are built. Falls back to rows if a cast refuses."""
         if data.num_rows == 0:
@@ -459,7 +466,7 @@ class DuckDBTarget(Target):
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             return super().upsert_arrow(table, data, key)
         with self._registered(pa.table(arrays)) as stage:
-            self.execute(upsert_sql(table, columns, key, stage), what=f"writing {table!r}")
+            self.execute(upsert_sql(table, columns, key, stage, fresh), what=f"writing {table!r}")
 
     def upsert(self, table: str, columns: list, rows: list, key: tuple) -> None:
         if not rows:

@@ -412,7 +412,7 @@ class SQLiteTarget(Target):
             return
         self.executemany(upsert_sql(table, columns, key), rows, f"writing {table!r}")
 
-    def upsert_arrow(self, table: str, data: pa.Table, key: tuple) -> None:
+    def upsert_arrow(self, table: str, data: pa.Table, key: tuple, fresh: bool = False) -> None:
         """Rows go to ``executemany`` straight from the columns (an iterator, no row list), and
         the run id, one value per batch, is written into the statement instead of bound per row."""
         if data.num_rows == 0:

@@ -31,7 +31,7 @@ EXTENSIONS = {
     ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv",
     ".parquet": "parquet", ".pq": "parquet", ".txt": None,
 }
-BLOCK_BYTES = 8 << 20
+BLOCK_BYTES = 4 << 20
 
 
 def _sniff(path: str) -> str:

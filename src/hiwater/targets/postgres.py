@@ -47,7 +47,7 @@ from ..errors import ConfigError, LockTimeout, TargetError, UsageError
 from ..state import StreamState
 from ..urls import redact, scrub
 from .metaquery import history_query, quarantine_query
-from .base import table_definition, ANY, BOOLEAN, CURSOR_COL, INTEGER, REAL, RUN_COL, TEXT, Lookup, Target
+from .base import table_definition, ANY, BOOLEAN, CURSOR_COL, HIDDEN, INTEGER, REAL, RUN_COL, TEXT, Lookup, Target
 
 SQL_TYPES = {INTEGER: "bigint", REAL: "double precision", TEXT: "text", BOOLEAN: "boolean", ANY: "jsonb"}
 CURSOR_TYPES = {V.TIMESTAMP: "timestamp with time zone", V.DATE: "date", V.INT: "bigint"}
@@ -468,6 +468,43 @@ class PostgresTarget(Target):
         names = ", ".join(f"k{i}" for i in range(len(key)))
         return f"unnest({', '.join(casts)}) WITH ORDINALITY AS k({names}, i)", params
 
+    def lookup_arrow(self, table: str, key: tuple, keys: list, cursors, run_id: int) -> Lookup | None:
+        """Integer keys and their cursors go as two array parameters; PostgreSQL returns only
+        the keys whose row is missing, holds another cursor or was written by this run (see
+        :meth:`Target.lookup_versions`), so a re-read of unchanged data transfers nothing."""
+        types = self.sql_types(table) or {}
+        if len(key) != 1 or types.get(key[0]) not in ("bigint", "integer", "smallint") \
+                or not pa.types.is_integer(keys[0].type):
+            return None
+        n = len(keys[0])
+        cursors = np.asarray(cursors, dtype=np.int64)
+        k, c, r = quote(key[0]), quote(CURSOR_COL), quote(RUN_COL)
+        literal = lambda a: "{" + ",".join(map(str, a.tolist())) + "}"  # noqa: E731
+        ids = keys[0].to_numpy(zero_copy_only=False)
+        lo, hi = int(ids.min()), int(ids.max())
+        held, params = self._q(table), [literal(ids), literal(cursors)]
+        if hi - lo < 4 * n + 64:
+            # Dense keys (ids that grow with time): give the planner the range, so it hashes
+            # the batch's slice of the table, not all of it.
+            held = f"(SELECT {k}, {c}, {r} FROM {self._q(table)} WHERE {k} BETWEEN %s AND %s)"
+            params += [lo, hi]
+        rows = self.execute(
+            f"SELECT k.i, t.{k} IS NOT NULL, coalesce(t.{c}, 0), coalesce(t.{r}, 0)"
+            f" FROM unnest(%s::bigint[], %s::bigint[]) WITH ORDINALITY AS k(k0, c, i)"
+            f" LEFT JOIN {held} AS t ON t.{k} = k.k0"
+            f" WHERE t.{k} IS NULL OR t.{c} <> k.c OR t.{r} = %s",
+            params + [run_id], what=f"looking up keys in {table!r}").fetchall()
+        exists = np.ones(n, dtype=bool)
+        cursor = cursors.copy()
+        run = np.zeros(n, dtype=np.int64)
+        if rows:
+            got = np.array(rows, dtype=np.int64)
+            idx = got[:, 0] - 1
+            exists[idx] = got[:, 1].astype(bool)
+            cursor[idx] = got[:, 2]
+            run[idx] = got[:, 3]
+        return Lookup(exists, cursor, run)
+
     def lookup(self, table: str, key: tuple, keys: list) -> Lookup:
         n = len(keys)
         exists = np.zeros(n, dtype=bool)
@@ -485,29 +522,65 @@ class PostgresTarget(Target):
             run[i - 1] = r
         return Lookup(exists, cursor, run)
 
-    def upsert(self, table: str, columns: list, rows: list, key: tuple) -> None:
-        if not rows:
-            return
+    def _staging(self, table: str, columns: list) -> tuple[dict, list, list]:
+        """For a batch of ``columns``: the columns computed in SQL (the cursor, from
+        ``_hiwater_cursor``: exact, whatever the text's zone), the staged ones and their types."""
         types = self.sql_types(table)
-        cols = list(columns) + [CURSOR_COL, RUN_COL]
         exprs = {}
         for c in columns:
             e = cursor_expr(types.get(c, "")) if c == self.cursor_column else None
             if e is not None:
-                exprs[c] = e  # computed from _hiwater_cursor: exact, whatever the text's zone
-        staged = [c for c in cols if c not in exprs]
-        data = list(zip(*rows))
-        pos = {c: i for i, c in enumerate(cols)}
-        columns_out = [_copy_values(data[pos[c]], types.get(c, "bigint")) for c in staged]
+                exprs[c] = e
+        staged = [c for c in list(columns) + [CURSOR_COL, RUN_COL] if c not in exprs]
         stage_types = [types.get(c, "bigint") if c not in (CURSOR_COL, RUN_COL) else "bigint" for c in staged]
+        return exprs, staged, stage_types
+
+    def _merge(self, table: str, columns: list, key: tuple, exprs: dict, staged: list, stage_types: list,
+               copy) -> None:
+        """Stage a batch (``copy(stage)`` fills it) and merge it with one guarded upsert."""
         with self._in_transaction():
             self.execute("DROP TABLE IF EXISTS pg_temp._hiwater_stage")
             self.execute("CREATE TEMP TABLE _hiwater_stage ("
                          + ", ".join(f"{quote(c)} {t}" for c, t in zip(staged, stage_types))
                          + ") ON COMMIT DROP", what="staging a batch")
-            self._copy_columns("_hiwater_stage", staged, columns_out, stage_types, f"writing {table!r}")
+            copy("_hiwater_stage")
             self.execute(upsert_sql(self._q(table), columns, key, exprs), what=f"writing {table!r}")
             self.execute("DROP TABLE pg_temp._hiwater_stage")
+
+    def upsert(self, table: str, columns: list, rows: list, key: tuple) -> None:
+        if not rows:
+            return
+        types = self.sql_types(table)
+        exprs, staged, stage_types = self._staging(table, columns)
+        data = list(zip(*rows))
+        pos = {c: i for i, c in enumerate(list(columns) + [CURSOR_COL, RUN_COL])}
+        columns_out = [_copy_values(data[pos[c]], types.get(c, "bigint")) for c in staged]
+        self._merge(table, columns, key, exprs, staged, stage_types, lambda stage: self._copy_columns(
+            stage, staged, columns_out, stage_types, f"writing {table!r}"))
+
+    def upsert_arrow(self, table: str, data: pa.Table, key: tuple, fresh: bool = False) -> None:
+        """The batch goes from Arrow to COPY (CSV written in C++) without a Python object per
+        value; a column that needs a per-value conversion (jsonb, text from numbers) takes
+        the row path."""
+        if data.num_rows == 0:
+            return
+        columns = [c for c in data.column_names if c not in HIDDEN]
+        exprs, staged, stage_types = self._staging(table, columns)
+        try:
+            arrays = {}
+            for i, (c, t) in enumerate(zip(staged, stage_types)):
+                arr = data.column(c)
+                if t not in ARROW_TYPES or t in ("jsonb", "json"):
+                    raise pa.ArrowInvalid(f"{t}: values are converted one by one")
+                if t == "text" and not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)
+                                        or pa.types.is_null(arr.type)):
+                    raise pa.ArrowInvalid("text from another type")
+                arrays[f"c{i}"] = arr.cast(ARROW_TYPES[t])  # safe casts: a fraction into bigint refuses
+            tbl = pa.table(arrays)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+            return super().upsert_arrow(table, data, key, fresh)
+        self._merge(table, columns, key, exprs, staged, stage_types, lambda stage: self._copy_table(
+            stage, staged, tbl, f"writing {table!r}"))
 
     def _copy_columns(self, stage: str, names: list, columns: list, sqltypes: list, what: str) -> None:
         """COPY whole columns: Arrow writes them as CSV in C++; odd values take the row path."""
@@ -518,6 +591,9 @@ class PostgresTarget(Target):
                             for i, (vals, t) in enumerate(zip(columns, sqltypes))})
         except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
             return self._copy(stage, names, zip(*columns), what)
+        self._copy_table(stage, names, tbl, what)
+
+    def _copy_table(self, stage: str, names: list, tbl: pa.Table, what: str) -> None:
         buf = io.BytesIO()
         pacsv.write_csv(tbl, buf, pacsv.WriteOptions(include_header=False, quoting_style="all_valid"))
         try:

@@ -797,6 +797,10 @@ def main(argv=None) -> int:
     ap.add_argument("--targets", default="sqlite,duckdb,postgres")
     ap.add_argument("--slow-at-full", action="store_true",
                     help="run the slow dlt variants at --n too, not only at --small-n")
+    ap.add_argument("--slow-full", default="dlt-sqlite-arrow@sqlite",
+                    help="slow variants (tool@target, comma-separated) that also run at --n, with "
+                         "--slow-full-reps repetitions: the SQLite goal against dlt is stated at --n")
+    ap.add_argument("--slow-full-reps", type=int, default=1)
     ap.add_argument("--pg-url", default=os.environ.get("BENCH_PG_URL", DEFAULT_PG))
     ap.add_argument("--data-dir", default=os.path.join(HERE, "data"))
     ap.add_argument("--work-dir", default=None, help="scratch space (default: a temp dir)")
@@ -876,6 +880,14 @@ def main(argv=None) -> int:
         d, meta = ensure_data(a.data_dir, n, a.seed)
         log(f"N={n:,}: {len(ts)} tool/target pairs × {a.reps} reps × 3 steps")
         cells = run_section(n, d, meta, ts, a.reps, work, a.pg_url, hw_pg_mode, a.timeout, log)
+        wanted = {x.strip() for x in a.slow_full.split(",") if x.strip()}
+        extra = [t for t in active if n == a.n and a.small_n and t.slow and t.key in wanted
+                 and t not in ts and a.slow_full_reps > 0]
+        if extra:
+            log(f"N={n:,}: {len(extra)} slow variant(s) × {a.slow_full_reps} rep(s) × 3 steps")
+            more = run_section(n, d, meta, extra, a.slow_full_reps, os.path.join(work, "slow-full"),
+                               a.pg_url, hw_pg_mode, a.timeout, log)
+            cells.update(more)
         sections.append({"n": n, "meta": {k: meta[k] for k in (
             "n", "seed", "n_new", "n_updates", "expected_rows_delta", "base_bytes",
             "delta_bytes")}, "cells": list(cells.values())})
@@ -931,7 +943,8 @@ def main(argv=None) -> int:
         "machine": info, "versions": versions,
         "config": {"n": a.n, "small_n": a.small_n, "seed": a.seed, "reps": a.reps,
                    "targets": targets, "tools": a.tools,
-                   "slow_at_full": a.slow_at_full},
+                   "slow_at_full": a.slow_at_full, "slow_full": a.slow_full,
+                   "slow_full_reps": a.slow_full_reps},
         "skipped": skipped, "sections": sections, "memory": memory, "sql_source": sql_source,
         "profile": profile,
     }

@@ -542,8 +542,8 @@ def summarize(samples):
     }
 
 
-def run_section(n, data_dir, meta, tools, reps, work, pg_url, hw_pg_mode, timeout, log):
-    """All tools for one data size; returns {tool.key: cell}."""
+def run_section(n, data_dir, meta, tools, reps, work, pg_url, hw_pg_mode, timeout, log, steps=STEPS):
+    """All tools for one data size (the ``steps`` named, in order); returns {tool.key: cell}."""
     cells = {t.key: {"tool": t.name, "label": t.label, "target": t.target, "family": t.family,
                      "n": n, "steps": {s: {"samples": [], "failures": []} for s in STEPS}}
              for t in tools}
@@ -559,7 +559,7 @@ def run_section(n, data_dir, meta, tools, reps, work, pg_url, hw_pg_mode, timeou
                 if t.name == "hiwater":
                     _pg_create_schema(pg_url, pl["schema"])
             broken = None
-            for step in STEPS:
+            for step in steps:
                 st = cells[t.key]["steps"][step]
                 if broken:
                     st["failures"].append({"rep": rep, "why": f"not run: {broken}"})
@@ -801,6 +801,9 @@ def main(argv=None) -> int:
                     help="slow variants (tool@target, comma-separated) that also run at --n, with "
                          "--slow-full-reps repetitions: the SQLite goal against dlt is stated at --n")
     ap.add_argument("--slow-full-reps", type=int, default=1)
+    ap.add_argument("--slow-full-steps", default="first",
+                    help="steps those variants run at --n (dlt's SQLite merge grows faster than "
+                         "linearly: its delta at N=1,000,000 ran over 14 CPU minutes unfinished)")
     ap.add_argument("--pg-url", default=os.environ.get("BENCH_PG_URL", DEFAULT_PG))
     ap.add_argument("--data-dir", default=os.path.join(HERE, "data"))
     ap.add_argument("--work-dir", default=None, help="scratch space (default: a temp dir)")
@@ -885,8 +888,9 @@ def main(argv=None) -> int:
                  and t not in ts and a.slow_full_reps > 0]
         if extra:
             log(f"N={n:,}: {len(extra)} slow variant(s) × {a.slow_full_reps} rep(s) × 3 steps")
+            steps = tuple(x for x in STEPS if x in a.slow_full_steps.split(","))
             more = run_section(n, d, meta, extra, a.slow_full_reps, os.path.join(work, "slow-full"),
-                               a.pg_url, hw_pg_mode, a.timeout, log)
+                               a.pg_url, hw_pg_mode, a.timeout, log, steps=steps)
             cells.update(more)
         sections.append({"n": n, "meta": {k: meta[k] for k in (
             "n", "seed", "n_new", "n_updates", "expected_rows_delta", "base_bytes",
@@ -944,7 +948,7 @@ def main(argv=None) -> int:
         "config": {"n": a.n, "small_n": a.small_n, "seed": a.seed, "reps": a.reps,
                    "targets": targets, "tools": a.tools,
                    "slow_at_full": a.slow_at_full, "slow_full": a.slow_full,
-                   "slow_full_reps": a.slow_full_reps},
+                   "slow_full_reps": a.slow_full_reps, "slow_full_steps": a.slow_full_steps},
         "skipped": skipped, "sections": sections, "memory": memory, "sql_source": sql_source,
         "profile": profile,
     }

@@ -269,12 +269,14 @@ def _read_jsonl(path: str, name: str, cursor: str, batch_size: int) -> Iterator[
     except _FAST_REFUSED:
         first = None
     if first is not None:
-        # pyarrow may still refuse a later block; probe the whole file before yielding.
+        # pyarrow may still refuse a later block: a file of up to one batch is probed whole
+        # before anything is yielded (one reader judges it all); a larger one starts streaming
+        # after its first batch, so writing begins early.
         batches = [first]
         try:
             for b in fast:
                 batches.append(b)
-                if sum(len(x) for x in batches) > 4 * batch_size:
+                if sum(len(x) for x in batches) >= batch_size:
                     break
             else:
                 yield from batches

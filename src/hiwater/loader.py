@@ -422,9 +422,13 @@ class Loader:
         if not pa.types.is_integer(col.type):
             self.empty_at_start = False
             return False
-        vals = col.to_numpy(zero_copy_only=False)[need] if col.null_count == 0 else None
-        if vals is None:
+        picked = col.take(pa.array(need))
+        if picked.null_count:  # cannot happen (these records are valid); stop tracking, look up
+            self.empty_at_start = False
             return False
+        # Only this batch's winners (``need``) can be written, and all of them are tracked: a
+        # null key elsewhere in the batch must not leave its written keys out of the range.
+        vals = picked.to_numpy(zero_copy_only=False)
         lo, hi = int(vals.min()), int(vals.max())
         seen = self.written_range
         fresh = seen is None or lo > seen[1] or hi < seen[0]

@@ -307,16 +307,25 @@ def _read_jsonl_fast(path: str, name: str, cursor: str, batch_size: int) -> Iter
     reader = pajson.open_json(path, read_options=pajson.ReadOptions(block_size=BLOCK_BYTES),
                               parse_options=parse)
     record = 1
-    schema = None
+    pending: list = []  # blocks (one schema: the reader enforces it) not yet handed on
     for rb in reader:
         tbl = pa.Table.from_batches([rb])
         _refuse_lossy_floats(tbl)
-        if schema is None:
-            schema = tbl.schema
+        pending.append(tbl)
+        if record > 1 and sum(t.num_rows for t in pending) < batch_size:
+            continue  # small blocks make batches of up to batch_size; the first goes at once
+        tbl = pa.concat_tables(pending) if len(pending) > 1 else pending[0]
+        pending = []
         for start in range(0, tbl.num_rows, batch_size):
             part = tbl.slice(start, batch_size)
+            if part.num_rows < batch_size and record > 1 and start > 0:
+                pending = [part]  # a remainder waits for the next block
+                break
             yield RawBatch(_json_columns(part), name, record, {})
             record += part.num_rows
+    if pending:
+        tbl = pa.concat_tables(pending) if len(pending) > 1 else pending[0]
+        yield RawBatch(_json_columns(tbl), name, record, {})
 
 
 def _refuse_lossy_floats(tbl: pa.Table) -> None:

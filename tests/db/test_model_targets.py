@@ -33,11 +33,15 @@ def _rows(url: str) -> dict:
     return {r["id"]: (r["modified_at"], r["name"]) for r in rows}
 
 
-@settings(max_examples=30, deadline=None,
+@settings(max_examples=40, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-@given(runs=st.lists(M.run_st, min_size=1, max_size=4), batch_size=st.sampled_from([65_536, 1, 3]))
-def test_the_target_matches_the_model_run_after_run(backend, runs, batch_size):
+@given(runs=st.lists(M.run_st, min_size=1, max_size=4), batch_size=st.sampled_from([65_536, 1, 3]),
+       spread=st.sampled_from([1, 1_000_003]))
+def test_the_target_matches_the_model_run_after_run(backend, runs, batch_size, spread):
+    """``spread`` makes the keys sparse, so the targets' other lookup path is played too."""
     kind, admin = backend
+    runs = [([{**r, "id": None if r["id"] is None else r["id"] * spread} for r in records], *rest)
+            for records, *rest in runs]
     model = M.Model()
     with tempfile.TemporaryDirectory() as d:
         if kind == "duckdb":

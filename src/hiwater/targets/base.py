@@ -69,6 +69,44 @@ class Lookup:
     run: np.ndarray
 
 
+def dense(keys: np.ndarray) -> bool:
+    """Whether integer keys span at most 4x their count (ids that grow with time): then one
+    scan of their key range reads at most 4 rows per key, cheaper than a probe per key."""
+    return len(keys) > 0 and int(keys.max()) - int(keys.min()) < 4 * len(keys) + 64
+
+
+def match_held(keys: np.ndarray, held: np.ndarray) -> Lookup:
+    """Pure: for each key, the ``(cursor, run)`` of its row among ``held`` (an ``(n, 3)`` array
+    of ``key, cursor, run`` read from a key range), or not found."""
+    n = len(keys)
+    exists = np.zeros(n, dtype=bool)
+    cursor = np.zeros(n, dtype=np.int64)
+    run = np.zeros(n, dtype=np.int64)
+    if len(held):
+        held = held[np.argsort(held[:, 0], kind="stable")]
+        pos = np.minimum(np.searchsorted(held[:, 0], keys), len(held) - 1)
+        hit = held[pos, 0] == keys
+        exists[hit] = True
+        cursor[hit] = held[pos[hit], 1]
+        run[hit] = held[pos[hit], 2]
+    return Lookup(exists, cursor, run)
+
+
+def parse_joined(n: int, texts) -> np.ndarray | None:
+    """Columns of integers a database joined into comma-separated texts (``group_concat``,
+    ``string_agg``), parsed by numpy into an ``(n, k)`` array; ``None`` if one does not parse
+    back to exactly ``n`` integers (the caller then fetches rows the plain way)."""
+    if n == 0:
+        return np.zeros((0, len(texts)), np.int64)
+    try:
+        cols = [np.fromstring(t, dtype=np.int64, sep=",") for t in texts]
+    except (ValueError, TypeError, DeprecationWarning):
+        return None
+    if any(len(c) != n for c in cols):
+        return None
+    return np.stack(cols, axis=1)
+
+
 class Target(ABC):
     """One database that holds streams' data and state."""
 

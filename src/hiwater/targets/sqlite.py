@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 from ..errors import LockTimeout, TargetError, UsageError
 from ..state import StreamState
 from .metaquery import history_query, quarantine_query
-from .base import table_definition, ANY, BOOLEAN, CURSOR_COL, HIDDEN, INTEGER, REAL, RUN_COL, TEXT, Lookup, Target
+from .base import dense, match_held, parse_joined, table_definition, ANY, BOOLEAN, CURSOR_COL, HIDDEN, INTEGER, REAL, RUN_COL, TEXT, Lookup, Target
 
 SQL_TYPES = {INTEGER: "INTEGER", REAL: "REAL", TEXT: "TEXT", BOOLEAN: "BOOLEAN", ANY: ""}
 LOGICAL = {v: k for k, v in SQL_TYPES.items()}
@@ -356,56 +356,32 @@ class SQLiteTarget(Target):
         return Lookup(exists, cursor, run)
 
     def _lookup_range(self, table: str, key: str, keys: list) -> Lookup | None:
-        """Dense integer keys: one range scan of the primary key instead of one probe per key.
-
-        Used when the batch's keys span at most 4x their count (ids that grow with time),
-        so the scan reads at most 4 rows per key; sparse keys take the JSON path.
-        """
+        """Dense integer keys: one range scan of the primary key instead of one probe per key
+        (sparse keys take the JSON path)."""
         try:
             arr = np.fromiter(keys, dtype=np.int64, count=len(keys))
         except (TypeError, OverflowError, ValueError):
             return None
-        lo, hi = int(arr.min()), int(arr.max())
-        if hi - lo >= 4 * len(keys) + 64:
+        if not dense(arr):
             return None
-        held = self._held_range(table, key, lo, hi)
-        n = len(keys)
-        exists = np.zeros(n, dtype=bool)
-        cursor = np.zeros(n, dtype=np.int64)
-        run = np.zeros(n, dtype=np.int64)
-        if len(held):
-            order = np.argsort(held[:, 0], kind="stable")
-            held = held[order]
-            pos = np.searchsorted(held[:, 0], arr)
-            pos_c = np.minimum(pos, len(held) - 1)
-            hit = held[pos_c, 0] == arr
-            exists[hit] = True
-            cursor[hit] = held[pos_c[hit], 1]
-            run[hit] = held[pos_c[hit], 2]
-        return Lookup(exists, cursor, run)
+        return match_held(arr, self._held_range(table, key, int(arr.min()), int(arr.max())))
 
     def _held_range(self, table: str, key: str, lo: int, hi: int) -> np.ndarray:
         """``(key, cursor, run)`` of every row with ``lo <= key <= hi``, as an ``(n, 3)`` array.
 
         SQLite joins each column into one text (``group_concat``) and numpy parses it: no
-        Python object per row, about half the time of fetching the rows. Rows whose text does
-        not parse back as integers (or count) are fetched the plain way.
+        Python object per row, about half the time of fetching the rows.
         """
         k, c, r = quote(key), quote(CURSOR_COL), quote(RUN_COL)
         where = f" FROM {quote(table)} WHERE {k} BETWEEN ? AND ? AND typeof({k}) = 'integer'"
-        n, ks, cs, rs = self.execute(
+        n, *texts = self.execute(
             f"SELECT count(*), group_concat({k}), group_concat({c}), group_concat({r})" + where,
             (lo, hi)).fetchone()
-        if n == 0:
-            return np.zeros((0, 3), np.int64)
-        try:
-            cols = [np.fromstring(text, dtype=np.int64, sep=",") for text in (ks, cs, rs)]
-        except (ValueError, TypeError, DeprecationWarning):
-            cols = []
-        if len(cols) == 3 and all(len(col) == n for col in cols):
-            return np.stack(cols, axis=1)
-        rows = self.execute(f"SELECT {k}, {c}, {r}" + where, (lo, hi)).fetchall()
-        return np.array(rows, dtype=np.int64).reshape(-1, 3)
+        held = parse_joined(n, texts)
+        if held is None:
+            rows = self.execute(f"SELECT {k}, {c}, {r}" + where, (lo, hi)).fetchall()
+            held = np.array(rows, dtype=np.int64).reshape(-1, 3)
+        return held
 
     def upsert(self, table: str, columns: list, rows: list, key: tuple) -> None:
         if not rows:

@@ -33,7 +33,7 @@ from ..errors import LockTimeout, TargetError, UsageError
 from ..state import StreamState
 from ..urls import file_path, redact
 from .metaquery import history_query, quarantine_query
-from .base import table_definition, ANY, BOOLEAN, CURSOR_COL, INTEGER, REAL, RUN_COL, TEXT, Lookup, Target
+from .base import dense, match_held, table_definition, ANY, BOOLEAN, CURSOR_COL, INTEGER, REAL, RUN_COL, TEXT, Lookup, Target
 
 SQL_TYPES = {INTEGER: "BIGINT", REAL: "DOUBLE", TEXT: "VARCHAR", BOOLEAN: "BOOLEAN", ANY: "JSON"}
 CURSOR_TYPES = {V.TIMESTAMP: "TIMESTAMP WITH TIME ZONE", V.DATE: "DATE", V.INT: "BIGINT"}
@@ -415,10 +415,20 @@ class DuckDBTarget(Target):
                 return None  # other pairings convert per value: the Python path
         n = len(keys[0])
         cursors = np.asarray(cursors, dtype=np.int64)
+        c, r = quote(CURSOR_COL), quote(RUN_COL)
+        if len(key) == 1 and pa.types.is_integer(stage["k0"].type):
+            ids = stage["k0"].to_numpy(zero_copy_only=False)
+            if dense(ids):  # ids that grow with time: read the key range's versions as columns
+                k = quote(key[0])
+                got = self._run(f"SELECT {k} AS k, {c} AS c, {r} AS r FROM {quote(table)}"
+                                f" WHERE {k} BETWEEN ? AND ?", [int(ids.min()), int(ids.max())],
+                                what=f"looking up keys in {table!r}").fetchnumpy()
+                held = np.stack([np.asarray(got[x], dtype=np.int64) for x in ("k", "c", "r")], axis=1)
+                return match_held(ids, held)
         stage["c"] = pa.array(cursors, pa.int64())
         stage["i"] = pa.array(np.arange(n, dtype=np.int64))
         on = " AND ".join(f"t.{quote(k)} = k.k{i}" for i, k in enumerate(key))
-        c, r, k0 = quote(CURSOR_COL), quote(RUN_COL), quote(key[0])
+        k0 = quote(key[0])
         with self._registered(pa.table(stage)) as name:
             res = self._run(f"SELECT k.i, t.{k0} IS NOT NULL AS found, coalesce(t.{c}, 0) AS c,"
                             f" coalesce(t.{r}, 0) AS r FROM {name} AS k LEFT JOIN {quote(table)} AS t ON {on}"

@@ -416,7 +416,8 @@ class DuckDBTarget(Target):
         n = len(keys[0])
         cursors = np.asarray(cursors, dtype=np.int64)
         c, r = quote(CURSOR_COL), quote(RUN_COL)
-        if len(key) == 1 and pa.types.is_integer(stage["k0"].type):
+        if len(key) == 1 and pa.types.is_integer(stage["k0"].type) \
+                and types.get(key[0], "").upper() in ("BIGINT", "INTEGER", "SMALLINT", "TINYINT"):
             ids = stage["k0"].to_numpy(zero_copy_only=False)
             if dense(ids):  # ids that grow with time: read the key range's versions as columns
                 k = quote(key[0])

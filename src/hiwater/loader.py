@@ -317,10 +317,11 @@ class Loader:
                 if not select.any():
                     continue
             # An older version below the window that a newer one of its key in this batch
-            # supersedes is unchanged, also when a --window slice applies the newer one later.
+            # supersedes is unchanged, also when a --window slice applies the newer one later
+            # (without slices, decide() sees both and says so itself).
             superseded = None
             below = places == D.Place.BELOW
-            if below.any() and o.on_late != "skip":
+            if lo_slice is not None and below.any() and o.on_late != "skip":
                 examined = D.needs_lookup(places, window)
                 superseded = below & ~D.winners(p.groups, p.cursor, examined)
             self._apply(p, places, window, select, res, superseded)
@@ -651,15 +652,8 @@ def _iso_now() -> str:
 
 
 def _pylist(col, idx: np.ndarray) -> list:
-    arr = col if len(idx) == len(col) else col.take(pa.array(idx))
-    t = arr.type
-    if pa.types.is_timestamp(t) or pa.types.is_date(t):
-        return [None if v is None else v.isoformat() for v in arr.to_pylist()]
-    if pa.types.is_decimal(t):
-        return [None if v is None else float(v) for v in arr.to_pylist()]
-    if pa.types.is_struct(t) or pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_map(t):
-        return to_json_text(arr).to_pylist()
-    return arr.to_pylist()
+    """The values of ``col`` at ``idx`` as Python values, in their stored form."""
+    return _storable(col if len(idx) == len(col) else col.take(pa.array(idx))).to_pylist()
 
 
 def _store_early(raw) -> None:
@@ -668,8 +662,7 @@ def _store_early(raw) -> None:
     converted later in the usual place, where its error is reported."""
     tbl = raw.table
     for name, col in zip(tbl.column_names, tbl.columns):
-        t = col.type
-        if pa.types.is_struct(t) or pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_map(t):
+        if _nested(col.type):
             try:
                 raw.stored[name] = _storable(col)
             except Exception:  # noqa: BLE001 - reported later, on the writer's path
@@ -681,13 +674,18 @@ def _storable(arr) -> pa.Array:
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
     t = arr.type
-    if pa.types.is_struct(t) or pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_map(t):
+    if _nested(t):
         return to_json_text(arr)
     if pa.types.is_timestamp(t) or pa.types.is_date(t):
         return pa.array([None if v is None else v.isoformat() for v in arr.to_pylist()], pa.string())
     if pa.types.is_decimal(t):
         return arr.cast(pa.float64())
     return arr
+
+
+def _nested(t: pa.DataType) -> bool:
+    """Values targets keep as JSON text."""
+    return pa.types.is_struct(t) or pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_map(t)
 
 
 def _key_values(tbl: pa.Table, key: tuple, idx: np.ndarray) -> list:

@@ -8,7 +8,6 @@ A few tests also start the real ``hiwater`` executable to prove the two behave a
 
 from __future__ import annotations
 
-import json
 import multiprocessing as mp
 import os
 import shutil
@@ -18,6 +17,8 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from conftest import Result
 
 ROOT = Path(__file__).resolve().parents[2]
 HIWATER = ROOT / ".venv" / "bin" / "hiwater"
@@ -120,23 +121,14 @@ class Proc:
 
 
 @dataclass
-class Done:
-    code: int
-    out: str
-    err: str
+class Done(Result):
+    """A finished loader process: the CLI's result, how long it took, whether it was killed."""
+
     seconds: float = 0.0
 
     @property
     def killed(self) -> bool:
         return self.code == -signal.SIGKILL
-
-    @property
-    def json(self):
-        return json.loads(self.out)
-
-    @property
-    def err_lines(self):
-        return [x for x in self.err.splitlines() if x.strip()]
 
 
 _SEQ = [0]

@@ -1,8 +1,8 @@
-"""The reference model of SPEC §3 (tests/test_decide_model.py) played against PostgreSQL and
-DuckDB. Their lookups send (key, cursor) and get back only the versions that differ, as Arrow
-or array parameters; after every run the target, the watermark and the counts must be the
-model's, with whole-file batches and with batches of one to three records (a key written by an
-earlier batch of the same run)."""
+"""The reference model of SPEC §3 (tests/test_decide_model.py) played against every target
+through its lookups: a key range read back for dense integer keys, (key, cursor) pairs sent
+and only differing versions returned for sparse ones. After every run the target, the
+watermark and the counts must be the model's, with whole-file batches and with batches of one
+to three records (a key written by an earlier batch of the same run)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import test_decide_model as M
 from .dbutil import PG_URL, fresh_name, read_table
 
 
-@pytest.fixture(scope="module", params=["postgresql", "duckdb"])
+@pytest.fixture(scope="module", params=["sqlite", "postgresql", "duckdb"])
 def backend(request):
     admin = request.getfixturevalue("pg_admin") if request.param == "postgresql" else None
     return request.param, admin
@@ -44,8 +44,8 @@ def test_the_target_matches_the_model_run_after_run(backend, runs, batch_size, s
             for records, *rest in runs]
     model = M.Model()
     with tempfile.TemporaryDirectory() as d:
-        if kind == "duckdb":
-            url = f"duckdb:///{d}/t.duckdb"
+        if kind in ("sqlite", "duckdb"):
+            url = f"{kind}:///{d}/t.{kind}"
         else:
             schema = fresh_name()
             url = f"{PG_URL}?schema={schema}"

@@ -92,6 +92,24 @@ def match_held(keys: np.ndarray, held: np.ndarray) -> Lookup:
     return Lookup(exists, cursor, run)
 
 
+def changed_versions(cursors: np.ndarray, idx, found, held_cursor, held_run) -> Lookup:
+    """Pure: the answer of a version-aware lookup (see :meth:`Target.lookup_versions`). Only
+    the keys at ``idx`` came back (``found`` says whether the target holds them, with
+    ``held_cursor`` and ``held_run``); every other key holds exactly its cursor from an
+    earlier run."""
+    n = len(cursors)
+    exists = np.ones(n, dtype=bool)
+    cursor = np.asarray(cursors, dtype=np.int64).copy()
+    run = np.zeros(n, dtype=np.int64)
+    idx = np.asarray(idx, dtype=np.int64)
+    if len(idx):
+        found = np.asarray(found, dtype=bool)
+        exists[idx] = found
+        cursor[idx] = np.where(found, np.asarray(held_cursor, dtype=np.int64), 0)
+        run[idx] = np.where(found, np.asarray(held_run, dtype=np.int64), 0)
+    return Lookup(exists, cursor, run)
+
+
 def parse_joined(n: int, texts) -> np.ndarray | None:
     """Columns of integers a database joined into comma-separated texts (``group_concat``,
     ``string_agg``), parsed by numpy into an ``(n, k)`` array; ``None`` if one does not parse
@@ -219,8 +237,8 @@ class Target(ABC):
         ``fresh`` says no key of ``data`` can be in the table yet (a first load into an empty
         table); a target may then insert without the conflict check.
 
-        The default turns it into Python rows for :meth:`upsert`; a target with an Arrow bulk
-        path (DuckDB) overrides it and never builds Python objects.
+        The default turns it into Python rows for :meth:`upsert`; the targets override it with
+        their own bulk path from Arrow.
         """
         if data.num_rows == 0:
             return

@@ -33,7 +33,7 @@ from ..errors import LockTimeout, TargetError, UsageError
 from ..state import StreamState
 from ..urls import file_path, redact
 from .metaquery import history_query, quarantine_query
-from .base import dense, match_held, table_definition, ANY, BOOLEAN, CURSOR_COL, INTEGER, REAL, RUN_COL, TEXT, Lookup, Target
+from .base import changed_versions, dense, match_held, table_definition, ANY, BOOLEAN, CURSOR_COL, INTEGER, REAL, RUN_COL, TEXT, Lookup, Target
 
 SQL_TYPES = {INTEGER: "BIGINT", REAL: "DOUBLE", TEXT: "VARCHAR", BOOLEAN: "BOOLEAN", ANY: "JSON"}
 CURSOR_TYPES = {V.TIMESTAMP: "TIMESTAMP WITH TIME ZONE", V.DATE: "DATE", V.INT: "BIGINT"}
@@ -416,8 +416,7 @@ class DuckDBTarget(Target):
         n = len(keys[0])
         cursors = np.asarray(cursors, dtype=np.int64)
         c, r = quote(CURSOR_COL), quote(RUN_COL)
-        if len(key) == 1 and pa.types.is_integer(stage["k0"].type) \
-                and types.get(key[0], "").upper() in ("BIGINT", "INTEGER", "SMALLINT", "TINYINT"):
+        if len(key) == 1 and types.get(key[0], "").upper() in ("BIGINT", "INTEGER", "SMALLINT", "TINYINT"):
             ids = stage["k0"].to_numpy(zero_copy_only=False)
             if dense(ids):  # ids that grow with time: read the key range's versions as columns
                 k = quote(key[0])
@@ -436,15 +435,7 @@ class DuckDBTarget(Target):
                             f" WHERE t.{k0} IS NULL OR t.{c} <> k.c OR t.{r} = ?", [run_id],
                             what=f"looking up keys in {table!r}")
             got = res.fetchnumpy()
-        exists = np.ones(n, dtype=bool)
-        cursor = cursors.copy()
-        run = np.zeros(n, dtype=np.int64)
-        idx = np.asarray(got["i"], dtype=np.int64)
-        if len(idx):
-            exists[idx] = np.asarray(got["found"], dtype=bool)
-            cursor[idx] = np.asarray(got["c"], dtype=np.int64)
-            run[idx] = np.asarray(got["r"], dtype=np.int64)
-        return Lookup(exists, cursor, run)
+        return changed_versions(cursors, got["i"], got["found"], got["c"], got["r"])
 
     def upsert_arrow(self, table: str, data: pa.Table, key: tuple, fresh: bool = False) -> None:
         """The Arrow bulk path: the batch is cast column by column to the target's types and

@@ -47,7 +47,7 @@ from ..errors import ConfigError, LockTimeout, TargetError, UsageError
 from ..state import StreamState
 from ..urls import redact, scrub
 from .metaquery import history_query, quarantine_query
-from .base import dense, match_held, parse_joined, table_definition, ANY, BOOLEAN, CURSOR_COL, HIDDEN, INTEGER, REAL, RUN_COL, TEXT, Lookup, Target
+from .base import changed_versions, dense, match_held, parse_joined, table_definition, ANY, BOOLEAN, CURSOR_COL, HIDDEN, INTEGER, REAL, RUN_COL, TEXT, Lookup, Target
 
 SQL_TYPES = {INTEGER: "bigint", REAL: "double precision", TEXT: "text", BOOLEAN: "boolean", ANY: "jsonb"}
 CURSOR_TYPES = {V.TIMESTAMP: "timestamp with time zone", V.DATE: "date", V.INT: "bigint"}
@@ -491,23 +491,15 @@ class PostgresTarget(Target):
             held = parse_joined(row[0], row[1:])
             if held is not None:
                 return match_held(ids, held)
-        literal = lambda a: "{" + ",".join(map(str, a.tolist())) + "}"  # noqa: E731
         rows = self.execute(
             f"SELECT k.i, t.{k} IS NOT NULL, coalesce(t.{c}, 0), coalesce(t.{r}, 0)"
             f" FROM unnest(%s::bigint[], %s::bigint[]) WITH ORDINALITY AS k(k0, c, i)"
             f" LEFT JOIN {self._q(table)} AS t ON t.{k} = k.k0"
             f" WHERE t.{k} IS NULL OR t.{c} <> k.c OR t.{r} = %s",
-            [literal(ids), literal(cursors), run_id], what=f"looking up keys in {table!r}").fetchall()
-        exists = np.ones(n, dtype=bool)
-        cursor = cursors.copy()
-        run = np.zeros(n, dtype=np.int64)
-        if rows:
-            got = np.array(rows, dtype=np.int64)
-            idx = got[:, 0] - 1
-            exists[idx] = got[:, 1].astype(bool)
-            cursor[idx] = got[:, 2]
-            run[idx] = got[:, 3]
-        return Lookup(exists, cursor, run)
+            [array_literal(ids, "bigint"), array_literal(cursors, "bigint"), run_id],
+            what=f"looking up keys in {table!r}").fetchall()
+        got = np.array(rows, dtype=np.int64).reshape(-1, 4)
+        return changed_versions(cursors, got[:, 0] - 1, got[:, 1], got[:, 2], got[:, 3])
 
     def lookup(self, table: str, key: tuple, keys: list) -> Lookup:
         n = len(keys)
@@ -661,7 +653,7 @@ class PostgresTarget(Target):
 def array_literal(values: list, sqltype: str) -> str:
     """A PostgreSQL array literal (``{1,2}`` / ``{"a","b"}``): one text parameter, cheap to send."""
     if sqltype in ("bigint", "integer", "smallint"):
-        return "{" + ",".join(str(int(v)) for v in values) + "}"
+        return "{" + ",".join(map(str, np.asarray(values, dtype=np.int64).tolist())) + "}"
     return "{" + ",".join('"' + _as_text(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
                           for v in values) + "}"
 

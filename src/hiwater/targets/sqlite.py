@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 from ..errors import LockTimeout, TargetError, UsageError
 from ..state import StreamState
 from .metaquery import history_query, quarantine_query
-from .base import dense, match_held, parse_joined, table_definition, ANY, BOOLEAN, CURSOR_COL, HIDDEN, INTEGER, REAL, RUN_COL, TEXT, Lookup, Target
+from .base import changed_versions, dense, match_held, parse_joined, table_definition, ANY, BOOLEAN, CURSOR_COL, HIDDEN, INTEGER, REAL, RUN_COL, TEXT, Lookup, Target
 
 SQL_TYPES = {INTEGER: "INTEGER", REAL: "REAL", TEXT: "TEXT", BOOLEAN: "BOOLEAN", ANY: ""}
 LOGICAL = {v: k for k, v in SQL_TYPES.items()}
@@ -327,33 +327,22 @@ class SQLiteTarget(Target):
         n = len(keys)
         if len(key) != 1 or n == 0:
             return self.lookup(table, key, keys)
-        if type(keys[0]) is int:
+        if type(keys[0]) is int:  # (a first load in key order skipped lookups: the loader's _fresh_keys)
             found = self._lookup_range(table, key[0], keys)
             if found is not None:
                 return found
-            arr = np.fromiter(keys, dtype=np.int64, count=n)
-            lo, hi = int(arr.min()), int(arr.max())
-            held = self.execute(f"SELECT count(*) FROM {quote(table)} WHERE {quote(key[0])} BETWEEN ? AND ?",
-                                (lo, hi)).fetchone()[0]
-            if held == 0:  # a first load: nothing to compare with
-                return Lookup(np.zeros(n, bool), np.zeros(n, np.int64), np.zeros(n, np.int64))
-        exists = np.ones(n, dtype=bool)
-        cursor = np.asarray(cursors, dtype=np.int64).copy()
-        run = np.zeros(n, dtype=np.int64)
         k, c, r = quote(key[0]), quote(CURSOR_COL), quote(RUN_COL)
-        sql = (f"SELECT j.key, t.{k} IS NOT NULL, t.{c}, t.{r} FROM json_each(?) AS j"
-               f" LEFT JOIN {quote(table)} AS t ON t.{k} = j.value ->> 0"
+        sql = (f"SELECT j.key, t.{k} IS NOT NULL, coalesce(t.{c}, 0), coalesce(t.{r}, 0)"
+               f" FROM json_each(?) AS j LEFT JOIN {quote(table)} AS t ON t.{k} = j.value ->> 0"
                f" WHERE t.{k} IS NULL OR t.{c} <> j.value ->> 1 OR t.{r} = ?")
-        cur_list = cursor.tolist()
+        cur_list = np.asarray(cursors, dtype=np.int64).tolist()
+        got = []
         for start in range(0, n, LOOKUP_CHUNK):
             pairs = list(zip(keys[start:start + LOOKUP_CHUNK], cur_list[start:start + LOOKUP_CHUNK]))
             payload = orjson.dumps(pairs, default=str).decode()
-            for idx, found, held_c, held_r in self.execute(sql, (payload, run_id)):
-                i = start + idx
-                exists[i] = bool(found)
-                cursor[i] = held_c if found else 0
-                run[i] = held_r if found else 0
-        return Lookup(exists, cursor, run)
+            got += [(start + i, f, hc, hr) for i, f, hc, hr in self.execute(sql, (payload, run_id))]
+        got = np.array(got, dtype=np.int64).reshape(-1, 4)
+        return changed_versions(cursors, got[:, 0], got[:, 1], got[:, 2], got[:, 3])
 
     def _lookup_range(self, table: str, key: str, keys: list) -> Lookup | None:
         """Dense integer keys: one range scan of the primary key instead of one probe per key

@@ -348,6 +348,28 @@ def test_nested_values_are_stored_as_json_text(hw, tmp_path):
     assert json.loads(con.execute("SELECT user FROM events").fetchone()[0]) == {"name": "ann", "tags": [1, 2]}
 
 
+def test_nested_values_stay_with_their_record_through_slices_and_reruns(hw, tmp_path):
+    """The reader thread encodes nested values ahead of the writer, for whole batches (and stops
+    while batches write little); a --window slice, a batch that writes some of its rows, and a
+    batch written after encoding stopped must each store every record's own value."""
+    db = tmp_path / "t.db"
+
+    def r(i, t):
+        return rec(i, t, user={"id": i, "name": f"u{i}"})
+
+    hours = [10, 12, 11, 13] * 3  # out of order: each --window slice picks rows across the batch
+    old = [r(i, f"{h}:00") for i, h in enumerate(hours)]
+    load(hw, write_jsonl(tmp_path / "a.jsonl", old), db, "--window", "1h")
+    new = [r(i, f"14:{i:02d}") for i in range(12, 18)]
+    mixed = [x for pair in zip(old[:4], new[:4]) for x in pair]  # batches of one unchanged, one new
+    rerun = mixed + old[4:] + new[4:]  # then only unchanged batches, then new ones again
+    s = load(hw, write_jsonl(tmp_path / "b.jsonl", rerun), db, "--batch-size", "2", "--lookback", "1d")
+    assert (s["unchanged"], s["inserted"]) == (12, 6)
+    con = sqlite3.connect(db)
+    stored = {i: json.loads(u) for i, u in con.execute("SELECT id, user FROM events")}
+    assert stored == {i: {"id": i, "name": f"u{i}"} for i in range(18)}
+
+
 def test_counts_always_sum(hw, tmp_path):
     db = tmp_path / "t.db"
     load(hw, write_jsonl(tmp_path / "a.jsonl", [rec(i, "10:00") for i in range(10)]), db)

@@ -36,7 +36,7 @@ class LoadOptions:
     until: object = None
     settle: Duration | None = None
     dry_run: bool = False
-    assume_tz: str = "UTC"
+    assume_tz: str | None = None  # None: the stream's own (UTC for a new stream)
     delete_field: str | None = None
     soft_delete: bool = False
     lock_timeout: Duration = field(default_factory=lambda: parse_duration("30s", "--lock-timeout"))
@@ -58,10 +58,12 @@ class LoadOptions:
             kw["max_future"] = None if mf is None or str(mf).lower() == "none" else parse_duration(mf, "--max-future")
         now = kw.get("now")
         if isinstance(now, str):
+            from .values import EPOCH, parse_iso
             try:
-                now = dt.datetime.fromisoformat(now.replace("Z", "+00:00"))
+                us, naive = parse_iso(now.strip(), dt.timezone.utc)
             except ValueError:
                 raise UsageError(f"--now {now!r}: not an ISO-8601 timestamp") from None
+            now = EPOCH + dt.timedelta(microseconds=us)
         if now is not None and now.tzinfo is None:
             now = now.replace(tzinfo=dt.timezone.utc)
         kw["now"] = now
@@ -79,8 +81,9 @@ class LoadOptions:
             raise UsageError(f"--key {','.join(self.key)}: a column is named twice")
         if not self.cursor:
             raise UsageError("--cursor: give a column name")
-        if self.cursor in self.key:
-            raise UsageError(f"--cursor {self.cursor}: the cursor cannot also be part of --key")
+        if self.cursor in self.key and self.key != (self.cursor,):
+            raise UsageError(f"--cursor {self.cursor}: the cursor can be the whole --key (an append-only id) "
+                             f"but not one part of a composite key")
         if self.boundary not in BOUNDARIES:
             raise UsageError(f"--boundary {self.boundary!r}: choose inclusive or exclusive")
         if self.on_late not in ON_LATE:
@@ -97,6 +100,13 @@ class LoadOptions:
             raise UsageError("--full-load cannot be combined with --since/--until: a full load reads everything")
         if self.full_load and self.lookback is not None:
             raise UsageError("--full-load cannot be combined with --lookback: a full load has no window")
+        if self.since is not None and self.until is not None:
+            from .values import parse_bound, zone
+            tz = zone(self.assume_tz or "UTC")
+            (lo, _), (hi, _) = parse_bound(self.since, None, tz, "--since"), parse_bound(self.until, None, tz, "--until")
+            if hi <= lo:
+                raise UsageError(f"--since {self.since} --until {self.until}: the range is empty "
+                                 f"(--until must be later than --since)")
         if self.window is not None and (self.window.micros or 0) <= 0 and (self.window.units or 0) <= 0:
             raise UsageError(f"--window {self.window.text!r}: must be greater than zero")
         if self.window is not None and self.prune:

@@ -62,7 +62,9 @@ class Parsed:
 
 
 def detect_kind(column: pa.Array) -> str | None:
-    """The cursor kind the first non-null value of ``column`` suggests."""
+    """The cursor kind a batch's cursor column shows, judged on all its values (not the first),
+    so the order of records never decides it: all dates -> date, all integers -> int, anything
+    else -> timestamp (a bare date in a timestamp stream is its midnight)."""
     t = column.type
     if pa.types.is_integer(t):
         return INT
@@ -71,21 +73,28 @@ def detect_kind(column: pa.Array) -> str | None:
     if pa.types.is_timestamp(t):
         return TIMESTAMP
     if pa.types.is_string(t) or pa.types.is_large_string(t):
-        for v in column.drop_null().slice(0, 1).to_pylist():
-            v = v.strip()
-            if _DATE_RE.match(v):
-                return DATE
-            if v.lstrip("-").isdigit():
-                return INT
-            return TIMESTAMP
-    if pa.types.is_floating(t) or pa.types.is_boolean(t):
-        return None
+        text = pc.utf8_trim_whitespace(column.drop_null())
+        if len(text) == 0:
+            return None
+        if pc.all(pc.match_substring_regex(text, r"^\d{4}-\d{2}-\d{2}$")).as_py():
+            return DATE
+        if pc.all(pc.match_substring_regex(text, r"^-?\d+$")).as_py():
+            return INT
+        return TIMESTAMP
     return None
 
 
-def _to_utc_us(value: dt.datetime, tz: dt.tzinfo) -> int:
+def _to_utc_us(value: dt.datetime, tz: dt.tzinfo, shown=None) -> int:
+    """Microseconds since the epoch. A naive value is a wall-clock time in ``tz``: one that the
+    zone skips (the spring-forward gap) is refused; one that it shows twice (fall-back) is the
+    first of the two instants (``fold=0``, the earlier one)."""
     if value.tzinfo is None:
-        value = value.replace(tzinfo=tz)
+        value = value.replace(tzinfo=tz, fold=0)
+        if not isinstance(tz, dt.timezone):  # a zone with transitions: check the wall time exists
+            back = value.astimezone(dt.timezone.utc).astimezone(tz)
+            if back.replace(tzinfo=None) != value.replace(tzinfo=None):
+                raise ValueError(f"cursor {shown if shown is not None else value.isoformat()!r} does not exist in "
+                                 f"{tz} (the clocks skipped that hour)")
     delta = value - EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
@@ -119,7 +128,7 @@ def parse_one(value, kind: str, tz: dt.tzinfo) -> tuple[int, bool]:
     if isinstance(value, dt.datetime):
         if kind == DATE:
             raise ValueError(f"cursor {value.isoformat()!r} is a date-time, the stream's cursor is a date")
-        return _in_range(_to_utc_us(value, tz), value), value.tzinfo is None
+        return _in_range(_to_utc_us(value, tz, value.isoformat()), value.isoformat()), value.tzinfo is None
     if isinstance(value, dt.date):
         if kind != DATE:
             raise ValueError(f"cursor {value.isoformat()!r} is a date, the stream's cursor is a timestamp")
@@ -135,14 +144,48 @@ def parse_one(value, kind: str, tz: dt.tzinfo) -> tuple[int, bool]:
         except ValueError:
             raise ValueError(f"cursor {value!r} is not a valid date") from None
         return (d - dt.date(1970, 1, 1)).days * US_PER_DAY, True
-    # A bare date in a timestamp stream is its midnight (in assume_tz), like fromisoformat reads it.
-    if text.endswith(("z", "Z")):
-        text = text[:-1] + "+00:00"
+    # A bare date in a timestamp stream is its midnight (in assume_tz).
+    return parse_iso(text, tz, value)
+
+
+# One ISO-8601 grammar on every Python version (3.10's fromisoformat is narrower than 3.11's,
+# and 3.11's also takes forms such as week dates that no export means as a timestamp):
+# YYYY-MM-DD, then optionally 'T' or ' ' and hh[:mm[:ss[.fraction]]], then optionally
+# Z, +hh:mm, +hhmm or +hh. Arrow's vectorised cast (the fast path) accepts a subset of it.
+_ISO_RE = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})"
+    r"(?:[T ](\d{2})(?::(\d{2})(?::(\d{2})(?:\.(\d+))?)?)?"
+    r"(Z|z|[+-]\d{2}(?::?\d{2})?)?)?")
+
+
+def parse_iso(text: str, tz: dt.tzinfo, original=None) -> tuple[int, bool]:
+    """Parse ISO-8601 text to ``(microseconds UTC, naive)``; raises ValueError with a reason."""
+    shown = original if original is not None else text
+    m = _ISO_RE.fullmatch(text)
+    if m is None:
+        raise ValueError(f"cursor {shown!r} is not an ISO-8601 timestamp")
+    y, mo, d, hh, mi, ss, frac, off = m.groups()
+    micro = 0
+    if frac:
+        if len(frac) > 6 and frac[6:].strip("0"):
+            raise ValueError(f"cursor {shown!r} is finer than a microsecond, which hiwater cannot compare "
+                             f"exactly (round it at the source, or cut it to 6 fractional digits)")
+        micro = int(frac[:6].ljust(6, "0"))
     try:
-        parsed = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError(f"cursor {value!r} is not an ISO-8601 timestamp") from None
-    return _in_range(_to_utc_us(parsed, tz), value), parsed.tzinfo is None
+        value = dt.datetime(int(y), int(mo), int(d), int(hh or 0), int(mi or 0), int(ss or 0), micro)
+    except ValueError as exc:
+        raise ValueError(f"cursor {shown!r} is not a valid timestamp ({exc})") from None
+    if off:
+        if off in ("Z", "z"):
+            offset = dt.timedelta(0)
+        else:
+            digits = off[1:].replace(":", "")
+            hours, minutes = int(digits[:2]), int(digits[2:4] or 0)
+            if hours > 23 or minutes > 59:
+                raise ValueError(f"cursor {shown!r} has an invalid UTC offset")
+            offset = dt.timedelta(hours=hours, minutes=minutes) * (-1 if off[0] == "-" else 1)
+        value = value.replace(tzinfo=dt.timezone(offset))
+    return _in_range(_to_utc_us(value, tz, shown), shown), value.tzinfo is None
 
 
 def parse_column(column: pa.Array, kind: str, tz: dt.tzinfo) -> Parsed:
@@ -150,6 +193,8 @@ def parse_column(column: pa.Array, kind: str, tz: dt.tzinfo) -> Parsed:
     n = len(column)
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks()
+    if pa.types.is_timestamp(column.type) and column.type.unit == "ns":
+        return _parse_ns(column, kind, tz)
     fast = _parse_fast(column, kind, tz)
     if fast is not None:
         return fast
@@ -190,15 +235,34 @@ def _parse_fast(column: pa.Array, kind: str, tz: dt.tzinfo) -> Parsed | None:
                 return None  # the exact path names the values out of range
             return Parsed(vals, np.ones(n, bool), np.ones(n, bool), [None] * n)
         if kind == TIMESTAMP and pa.types.is_timestamp(t):
-            vals = column.cast(pa.timestamp("us", tz=t.tz)).cast(pa.int64()).to_numpy(zero_copy_only=False)
             if t.tz is None and tz is not dt.timezone.utc:
                 return None
+            vals = column.cast(pa.timestamp("us", tz=t.tz)).cast(pa.int64()).to_numpy(zero_copy_only=False)
             if n and (vals.min() < MIN_US or vals.max() > MAX_US):
                 return None
             return Parsed(vals, np.ones(n, bool), np.full(n, t.tz is None), [None] * n)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OverflowError):
         return None
     return None
+
+
+def _parse_ns(column: pa.Array, kind: str, tz: dt.tzinfo) -> Parsed:
+    """A nanosecond timestamp column (pandas' default): whole microseconds compare exactly;
+    a value with a non-zero sub-microsecond part is refused, never rounded into another version."""
+    ns = pc.fill_null(column.cast(pa.int64()), 0).to_numpy(zero_copy_only=False)
+    fine = (ns % 1000 != 0) & column.is_valid().to_numpy(zero_copy_only=False)
+    us = pa.array(np.where(fine, 0, ns // 1000), pa.int64(), mask=column.is_null().to_numpy(zero_copy_only=False))
+    parsed = parse_column(us.cast(pa.timestamp("us", tz=column.type.tz)), kind, tz)
+    for i in np.flatnonzero(fine):
+        parsed.valid[i] = False
+        parsed.reasons[i] = (f"cursor {_ns_text(int(ns[i]))!r} is finer than a microsecond, which hiwater "
+                             f"cannot compare exactly (round it at the source)")
+    return parsed
+
+
+def _ns_text(ns: int) -> str:
+    us, rest = divmod(ns, 1000)
+    return (EPOCH + dt.timedelta(microseconds=us)).replace(tzinfo=None).isoformat(timespec="microseconds") + f"{rest:03d}"
 
 
 def format_value(value: int | None, kind: str | None, naive: bool, tz: dt.tzinfo):

@@ -6,6 +6,8 @@ import sqlite3
 
 import pytest
 
+import hiwater
+
 from conftest import SAMPLE, rec, write_jsonl
 
 
@@ -78,7 +80,10 @@ def test_csv_not_utf8(hw, tmp_path, db):
     (["--full-load", "--lookback", "1h"],
      "error: --full-load cannot be combined with --lookback: a full load has no window"),
     (["--key", "id,id"], "error: --key id,id: a column is named twice"),
-    (["--cursor", "id"], "error: --cursor id: the cursor cannot also be part of --key"),
+    (["--key", "id,x", "--cursor", "id"], "error: --cursor id: the cursor can be the whole --key (an append-only id) "
+                                          "but not one part of a composite key"),
+    (["--since", "42", "--until", "22"], "error: --since 42 --until 22: the range is empty (--until must be later "
+                                         "than --since)"),
     (["--window", "0s"], "error: --window '0s': must be greater than zero"),
     (["--lookback", "soon"], "error: --lookback 'soon': not a duration (use 30s, 15m, 2h, 1d, 1h30m, "
                              "ISO-8601 PT15M, or a plain integer for integer cursors)"),
@@ -94,8 +99,14 @@ def test_csv_not_utf8(hw, tmp_path, db):
     (["--boundary", "sideways"], "error: Invalid value for '--boundary': 'sideways' is not one of "
                                  "'inclusive', 'exclusive'."),
     (["--bogus"], "error: No such option '--bogus'."),
-    (["--key", "name"], "error: stream 'events' was loaded with --key id, not name "
-                        "(keep the key, or `hiwater state reset` the stream)"),
+    (["--key", "name"], "error: stream 'events' was created with --key id, not name (pass --key id, or start "
+                        "the stream over with `hiwater stream drop events --table` (deletes its data), or load "
+                        "into another --table)"),
+    (["--assume-tz", "Europe/Berlin"], "error: stream 'events' was created with --assume-tz UTC, not "
+                                       "Europe/Berlin: its stored cursors are instants read in UTC (leave "
+                                       "--assume-tz out (the stream's own is used), or start the stream over "
+                                       "with `hiwater stream drop events --table` (deletes its data), or load "
+                                       "into another --table)"),
 ])
 def test_bad_options_exit_2_and_change_nothing(hw, db, args, line):
     r = hw("load", "--input", SAMPLE, "--db", db, "--table", "events", *args)
@@ -128,11 +139,16 @@ def test_hostile_table_name_loads_and_is_quoted(hw, tmp_path):
 
 
 def test_a_source_field_named_like_hiwater_columns_is_refused(hw, tmp_path):
-    f = write_jsonl(tmp_path / "a.jsonl", [rec(1, "10:00", _hiwater_run=3)])
-    r = hw("load", "--input", f)
-    assert r.code == 2 and r.err_lines == [
-        f"error: {f}: the source has a field named '_hiwater_run', which hiwater keeps for itself "
-        f"(rename that field in the source)"]
+    for field in ("_hiwater_run", "_hiwater_note", "_HIWATER_Cursor"):
+        f = write_jsonl(tmp_path / "a.jsonl", [rec(1, "10:00", **{field: 3})])
+        r = hw("load", "--input", f, "--db", tmp_path / "t.db")
+        assert r.code == 2 and r.err_lines == [
+            f"error: {f}: the source has a field named {field!r}; names starting with _hiwater_ are reserved "
+            f"for hiwater's own columns (rename that field in the source)"]
+    # nothing was committed, and the stream keeps working for a source without it
+    assert not (tmp_path / "t.db").exists() or hiwater.state_show(db=str(tmp_path / "t.db")) == []
+    f = write_jsonl(tmp_path / "b.jsonl", [rec(1, "10:00")])
+    assert hw("load", "--input", f, "--db", tmp_path / "t.db", "--table", "a").code == 0
 
 
 def test_lock_timeout_fails_cleanly_while_another_run_holds_the_stream(hw, tmp_path, db):
@@ -161,3 +177,25 @@ def test_lock_timeout_fails_cleanly_while_another_run_holds_the_stream(hw, tmp_p
                     "(wait for it to finish, or raise --lock-timeout)", db)
     finally:
         os.close(fd)
+
+
+def test_the_hint_for_a_changed_key_works(hw, tmp_path):
+    """Issue 10 #18: `state reset` did not help; `stream drop --table` does, and so does another --table."""
+    db = tmp_path / "t.db"
+    f = write_jsonl(tmp_path / "events.jsonl", [rec(1, "10:00"), rec(2, "11:00")])
+    assert hw("load", "--input", f, "--db", db).code == 0
+    r = hw("load", "--input", f, "--db", db, "--key", "name")
+    assert r.code == 2 and "hiwater stream drop events --table" in r.err
+    assert hw("state", "reset", "--db", db, "--stream", "events").code == 0
+    assert hw("load", "--input", f, "--db", db, "--key", "name").code == 2  # reset keeps the stream's key
+    other = hw("load", "--input", f, "--db", db, "--key", "name", "--table", "by_name", "--details")
+    assert other.code == 0 and other.json["inserted"] == 2
+    r = hw("stream", "drop", "events", "--table", "--db", db, "--json")
+    assert r.code == 0 and r.json == [{"stream": "events", "table": "events", "table_dropped": True}]
+    s = hw("load", "--input", f, "--db", db, "--key", "name", "--details")
+    assert s.code == 0 and s.json["inserted"] == 2
+    assert [x["key"] for x in hiwater.state_show(db=str(db), stream="events")] == [["name"]]
+    assert sqlite3.connect(db).execute("SELECT count(*) FROM events").fetchone() == (2,)
+    r = hw("stream", "drop", "nope", "--db", db)
+    assert r.code == 2 and r.err_lines == [f"error: no stream named 'nope' in sqlite:///{db} "
+                                           f"(`hiwater state show` lists the streams)"]

@@ -262,7 +262,15 @@ def test_since_until_backfill_never_passes_until(hw, tmp_path):
     s = load(hw, write_jsonl(tmp_path / "a.jsonl", recs), db, "--since", "2025-01-15T09:00:00",
              "--until", "2025-01-15T11:00:00")
     assert (s["inserted"], s["below_window"], s["beyond_until"]) == (1, 2, 1)
-    assert s["new_watermark"] == "2025-01-15T10:00:00" and set(rows(db)) == {2}
+    # a backfill above an empty stream's (absent) watermark leaves a gap below --since: the
+    # watermark does not move, so the next incremental run still reads record 1 (SPEC §4, §8)
+    assert s["new_watermark"] is None and set(rows(db)) == {2}
+    s = load(hw, tmp_path / "a.jsonl", db)
+    assert (s["inserted"], s["unchanged"], s["new_watermark"]) == (2, 1, "2025-01-15T12:00:00")
+    # a backfill that starts at or below the watermark is contiguous: it may move it (never past --until)
+    s = load(hw, write_jsonl(tmp_path / "b.jsonl", [rec(4, "13:00"), rec(5, "15:00")]), db, "--since",
+             "2025-01-15T12:00:00", "--until", "2025-01-15T14:00:00")
+    assert (s["inserted"], s["new_watermark"]) == (1, "2025-01-15T13:00:00")
 
 
 def test_settle_keeps_the_watermark_behind_now(hw, tmp_path):
@@ -326,9 +334,9 @@ def test_delete_field_hard_and_soft(hw, tmp_path):
     load(hw, tmp_path / "a.jsonl", db2, "--delete-field", "gone", "--soft-delete")
     s = load(hw, tmp_path / "b.jsonl", db2, "--delete-field", "gone", "--soft-delete")
     con = sqlite3.connect(db2)
-    assert dict(con.execute("SELECT id, deleted_at FROM events")) == {
-        1: "2025-01-15T11:00:00", 2: None, 3: "2025-01-15T11:00:00"}
-    assert s["deleted"] == 2
+    # a delete record for a key the target never had changes nothing (SPEC §8): not inserted
+    assert dict(con.execute("SELECT id, deleted_at FROM events")) == {1: "2025-01-15T11:00:00", 2: None}
+    assert (s["deleted"], s["updated"], s["inserted"], s["unchanged"]) == (1, 1, 0, 1)
 
 
 def test_a_new_field_adds_a_column_and_is_logged(hw, tmp_path):

@@ -58,7 +58,7 @@ def load(input: str | None = None, *, db: str | None = None, target: str | None 
     if source_url is not None and source is None:
         from .sources.sql import default_table as sql_table, open_sql
         source = open_sql(source_url, table=source_table, query=query, key=opts.key, cursor=opts.cursor,
-                          batch_size=opts.batch_size, assume_tz=opts.assume_tz)
+                          batch_size=opts.batch_size, assume_tz=opts.assume_tz or "UTC")
         table = opts.table or sql_table(source_table)
     else:
         table = opts.table or default_table(input)
@@ -110,6 +110,16 @@ def state_set(*, stream, value, db=None, target=None) -> dict:
 def state_reset(*, stream, db=None, target=None) -> dict:
     """Forget a stream's watermark: the next run reads everything (the data stays)."""
     return state_set(stream=stream, value=None, db=db, target=target)
+
+
+def stream_drop(*, stream, table: bool = False, db=None, target=None) -> dict:
+    """Forget a stream: its state, history and quarantine rows; with ``table=True`` also drop
+    its data table. The next run starts the stream afresh (with any --key/--cursor/--assume-tz)."""
+    with _target(db, target) as tgt:
+        with tgt.stream_lock(stream, 30), tgt.transaction():
+            s = _stream_names(tgt, stream)[0]
+            tgt.drop_stream(stream, s.table if table else None)
+            return {"stream": stream, "table": s.table, "table_dropped": bool(table)}
 
 
 def state_rewind(*, stream, to_run: int, db=None, target=None) -> dict:

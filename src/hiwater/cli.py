@@ -218,6 +218,21 @@ def state_rewind(as_json, **kw):
     _print_rows([api.state_rewind(**kw)], as_json, ["stream", "watermark", "kind"])
 
 
+@cli.group()
+def stream():
+    """Manage whole streams."""
+
+
+@stream.command("drop")
+@target_options
+@click.argument("stream")
+@click.option("--table", "table", is_flag=True, help="Also drop the stream's data table (its rows are deleted).")
+@json_option
+def stream_drop(as_json, **kw):
+    """Forget STREAM (state, history, quarantine) so it can start over; --table drops its data too."""
+    _print_rows([api.stream_drop(**kw)], as_json, ["stream", "table", "table_dropped"])
+
+
 @cli.command()
 @target_options
 @click.option("--stream", help="One stream (default: all).")

@@ -159,13 +159,15 @@ def decide(places: np.ndarray, cursor: np.ndarray, groups: np.ndarray, target: T
     changes = would_insert | would_update
     verdict[win & ~changes] = Verdict.UNCHANGED
 
-    if is_delete is not None and not soft_delete:
+    if is_delete is not None:
         dele = changes & is_delete
-        # Deleting a key the target does not hold changes nothing.
+        # Deleting a key the target does not hold changes nothing (soft or hard).
         verdict[dele & ~exists] = Verdict.UNCHANGED
-        verdict[dele & exists] = Verdict.DELETE
         would_insert &= ~dele
-        would_update &= ~dele
+        changes &= ~(dele & ~exists)
+        if not soft_delete:  # a soft delete is an update that sets deleted_at
+            verdict[dele & exists] = Verdict.DELETE
+            would_update &= ~dele
     verdict[would_insert] = Verdict.INSERT
     verdict[would_update] = Verdict.UPDATE
 

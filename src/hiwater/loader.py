@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 
 from . import decide as D
 from . import values as V
-from .errors import StrictError, UsageError
+from .errors import HiwaterError, StrictError, UsageError
 from .options import LoadOptions
 from .prepare import Prepared, prepare
 from .sources.base import Source
@@ -66,7 +66,7 @@ class Loader:
         self.opts = opts
         self.table = table
         self.stream = opts.stream or table
-        self.tz = V.zone(opts.assume_tz)
+        self.tz = V.zone(opts.assume_tz or "UTC")
         self.now = V.now_us(opts.now)
         self.warnings: list[str] = []
         self.columns: dict | None = None
@@ -102,9 +102,11 @@ class Loader:
         t, o = self.target, self.opts
         state = t.read_state(self.stream)
         if state is None:
-            state = StreamState(self.stream, self.table, tuple(o.key), o.cursor, assume_tz=o.assume_tz)
+            state = StreamState(self.stream, self.table, tuple(o.key), o.cursor,
+                                assume_tz=_zone_name(o.assume_tz or "UTC"))
         else:
             self._check_state(state)
+        self.tz = V.zone(state.assume_tz)
         self.state = state
         self.prev = state.watermark
         self.kind = state.kind
@@ -135,16 +137,24 @@ class Loader:
         return summary
 
     def _check_state(self, s: StreamState) -> None:
+        """A stream keeps what it was created with: its table, key, cursor and time zone."""
         o = self.opts
         if s.table != self.table:
             raise UsageError(f"stream {self.stream!r} loads table {s.table!r}, not {self.table!r}",
                              hint="pass the same --table, or another --stream")
+        start_over = (f"or start the stream over with `hiwater stream drop {s.stream} --table` (deletes its "
+                      f"data), or load into another --table")
         if tuple(s.key) != tuple(o.key):
-            raise UsageError(f"stream {self.stream!r} was loaded with --key {','.join(s.key)}, "
-                             f"not {','.join(o.key)}", hint="keep the key, or `hiwater state reset` the stream")
+            raise UsageError(f"stream {self.stream!r} was created with --key {','.join(s.key)}, "
+                             f"not {','.join(o.key)}", hint=f"pass --key {','.join(s.key)}, {start_over}")
         if s.cursor != o.cursor:
-            raise UsageError(f"stream {self.stream!r} was loaded with --cursor {s.cursor}, not {o.cursor}",
-                             hint="keep the cursor, or `hiwater state reset` the stream")
+            raise UsageError(f"stream {self.stream!r} was created with --cursor {s.cursor}, not {o.cursor}",
+                             hint=f"pass --cursor {s.cursor}, {start_over}")
+        if o.assume_tz is not None and _zone_name(o.assume_tz) != _zone_name(s.assume_tz):
+            V.zone(o.assume_tz)  # an unknown zone is reported as such first
+            raise UsageError(f"stream {self.stream!r} was created with --assume-tz {s.assume_tz}, not "
+                             f"{o.assume_tz}: its stored cursors are instants read in {s.assume_tz}",
+                             hint=f"leave --assume-tz out (the stream's own is used), {start_over}")
 
     def _check_durations(self) -> None:
         """Each duration option must suit the cursor's kind (checked as soon as the kind is known)."""
@@ -180,8 +190,18 @@ class Loader:
     def _finish_watermark(self, candidate: int | None) -> int | None:
         o = self.opts
         wm = candidate
-        if wm is None:
+        if o.since is not None:
+            since, _ = V.parse_bound(o.since, self.kind, self.tz, "--since")
+            if self.prev is None or since > self.prev:
+                # A backfill that starts above the watermark leaves a gap below it: moving the
+                # watermark would skip the gap's records for good. It stays.
+                return self.prev
+        if o.full_load:
+            pass  # set from the data, even if lower (or None when no record was examined)
+        elif wm is None:
             return self.prev
+        if wm is None:
+            return None
         if o.settle is not None and self.kind is not None:
             wm = min(wm, self.now - o.settle.for_kind(self.kind, "--settle"))
         if o.until is not None:
@@ -202,6 +222,11 @@ class Loader:
                 t.prune_begin(tuple(o.key))
             res = self._pass(lo_slice=None, hi_slice=None, outside=True, write=True)
             pruned = 0
+            if o.prune and res.counts.source_records == 0:
+                raise HiwaterError(f"the source {self.source.description} has no records: --prune would delete "
+                                   f"every row of {self.table!r}; nothing was committed",
+                                   hint="check the export; to empty the table on purpose, "
+                                        f"`hiwater stream drop {self.stream} --table`")
             if o.prune and self.columns is not None:
                 pruned = t.prune_finish(self.table, tuple(o.key))
             new_wm = self._finish_watermark(res.candidate)
@@ -278,14 +303,16 @@ class Loader:
             expected = self.source.expected_records()
         if self.kind is not None and hasattr(self.source, "set_window"):
             w = self._window()  # a SQL source reads only the window (pushdown)
-            self.source.set_window(w.lo, w.lo_inclusive, w.hi, self.kind)
+            self.source.set_window(w.lo, w.lo_inclusive, w.hi, self.kind, self.tz)
         # Nested values are encoded for writing in the reader thread while most rows get
         # written; a re-read that writes (almost) nothing stops paying for it.
         self._encode_early = True
         early = lambda raw: _store_early(raw) if self._encode_early else None  # noqa: E731
+        fields: set = set()
         for raw in prefetch(self.source.batches(), early=early):
             if len(raw) == 0:
                 continue
+            fields.update(raw.table.column_names)
             p = prepare(raw, key=tuple(o.key), cursor=o.cursor, kind=self.kind, tz=self.tz,
                         columns=self.columns, delete_field=o.delete_field)
             if self.kind is None and p.kind is not None:
@@ -328,7 +355,24 @@ class Loader:
             if self.progress is not None:
                 done += p.n
                 self.progress(done, expected)
+        self._check_fields(fields)
         return res
+
+    def _check_fields(self, fields: set) -> None:
+        """A key or cursor that no record of the source has is a usage error (a typo, a wrong
+        column), not a run that quarantines every record."""
+        if not fields:
+            return
+        o = self.opts
+        for option, names in (("--key", o.key), ("--cursor", (o.cursor,))):
+            for name in names:
+                if name in fields:
+                    continue
+                alike = [f for f in sorted(fields) if f.lower() == name.lower()]
+                hint = f"did you mean {option} {alike[0]}?" if alike else None
+                shown = ", ".join(sorted(fields)[:20]) + (", …" if len(fields) > 20 else "")
+                raise UsageError(f"{option} {name}: no record of {self.source.description} has that field "
+                                 f"(its fields: {shown})", hint=hint)
 
     def _apply(self, p: Prepared, places: np.ndarray, window: D.Window, select: np.ndarray,
                res: PassResult, superseded: np.ndarray | None = None) -> None:
@@ -382,6 +426,22 @@ class Loader:
             t.upsert_arrow(self.table, self._rows_to_write(tbl, p, up), key, fresh=fresh)
             if o.soft_delete and p.is_delete is not None:
                 res.counts.deleted += int(p.is_delete[up].sum())
+        refreshed = 0
+        if o.full_load and self.columns is not None:
+            # A full load distrusts the cursor: a row whose cursor stayed the same is still
+            # written, and the target's guard replaces it only where its content differs.
+            same = ((verdicts == D.Verdict.UNCHANGED) & win & target.exists & ~target.this_run
+                    & (p.cursor == target.cursor) & (places == D.Place.IN))
+            if p.is_delete is not None:
+                same &= ~p.is_delete
+            idx = np.flatnonzero(same)
+            if len(idx):
+                t.refresh = True
+                try:
+                    t.upsert_arrow(self.table, self._rows_to_write(tbl, p, idx), key)
+                finally:
+                    t.refresh = False
+                refreshed = len(idx) if t.last_written is None else int(t.last_written)
         dele = np.flatnonzero(verdicts == D.Verdict.DELETE)
         if len(dele):
             t.delete_keys(self.table, key, _key_values(tbl, key, dele))
@@ -395,6 +455,8 @@ class Loader:
 
         # Counts and the watermark candidate.
         c = D.count(verdicts, late_applied, places)
+        c["updated"] += refreshed
+        c["unchanged"] -= refreshed
         for name, v in c.items():
             setattr(res.counts, name, getattr(res.counts, name) + v)
         cand = D.watermark_candidate(places, p.cursor, verdicts)
@@ -443,6 +505,8 @@ class Loader:
         sub = tbl if len(up) == p.n else tbl.take(pa.array(up))
         names, arrays = [], []
         for c in sub.column_names:
+            if c not in self.columns:
+                continue  # null in every record so far: its column comes with its first value
             names.append(c)
             early = p.stored.get(c)  # made by the reader thread while the last batch was written
             if early is None:
@@ -493,7 +557,11 @@ class Loader:
                 detail = (f"below the window ({V.format_value(window.lo, self.kind, self.state.naive, self.tz)})"
                           f" and not in the target")
             rec = records[j]
-            text = orjson.dumps(rec, default=str, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS).decode()
+            row = int(first_records[i]) - p.raw.first_record
+            for name, values in p.raw.mixed.items():  # the value as it arrived, not as it was judged
+                if name in rec:
+                    rec[name] = values[row]
+            text = record_text(rec)
             keyv = [rec.get(k) for k in o.key] if isinstance(rec, dict) else None
             rows.append({
                 "stream": self.stream, "reason": reason, "detail": detail, "source": p.raw.path,
@@ -512,7 +580,7 @@ class Loader:
             s.naive = self._cand_naive
         s.watermark = new_wm
         s.last_run = self.run_id
-        s.assume_tz = self.opts.assume_tz
+        s.assume_tz = s.assume_tz or "UTC"
         if s.kind is None and self.kind is not None:
             s.kind = self.kind
         self.target.write_state(s)
@@ -548,13 +616,16 @@ class Loader:
         if c.source_records == 0:
             s.stale_source = True
             self.warnings.append(f"the source {self.source.description} is empty; the watermark stays at {prev_text}")
+        elif c.rejected == c.source_records:
+            self.warnings.append(f"every record ({c.rejected}) was invalid and quarantined; the watermark stays at "
+                                 f"{prev_text} (see `hiwater quarantine list`)")
         elif c.loaded == 0:
             s.stale_source = True
             self.warnings.append(
                 f"every record was skipped: the source may be stale (newest source cursor "
                 f"{fmt(res.max_source)}, watermark {prev_text})")
         if (res.max_source is not None and self.prev is not None and res.max_source < self.prev
-                and o.mode == "incremental"):
+                and o.mode == "incremental" and not getattr(self.source, "replay", False)):
             self.warnings.append(
                 f"the newest record in the source ({fmt(res.max_source)}) is older than the watermark "
                 f"({prev_text}): was the source truncated, or restored from an older copy?")
@@ -568,7 +639,7 @@ class Loader:
         if c.future:
             self.warnings.append(f"{c.future} record(s) with a cursor in the future were quarantined"
                                  f" and did not move the watermark")
-        if c.rejected:
+        if c.rejected and c.rejected != c.source_records:
             self.warnings.append(f"{c.rejected} invalid record(s) were quarantined (see `hiwater quarantine list`)")
         return s
 
@@ -647,6 +718,30 @@ def prefetch(batches, depth: int = 2, early=None):
             t.join(0.05)
 
 
+def record_text(rec) -> str:
+    """A quarantined record as JSON text, exactly as it arrived: NaN and ±Infinity stay
+    (as the JSON extension tokens the replay reads back), datetimes as ISO text."""
+    from .prepare import _py_non_finite
+    if not _py_non_finite(rec):  # orjson would write NaN as null
+        try:
+            return orjson.dumps(rec, default=_json_default,
+                                option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS).decode()
+        except TypeError:  # an integer beyond 64 bits
+            pass
+    import json
+    return json.dumps(rec, default=_json_default, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _json_default(v):
+    if isinstance(v, (dt.date, dt.datetime)):
+        return v.isoformat()
+    return str(v)
+
+
+def _zone_name(name: str) -> str:
+    return "UTC" if name.upper() in ("UTC", "Z") else name
+
+
 def _iso_now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -678,9 +773,7 @@ def _storable(arr) -> pa.Array:
         return to_json_text(arr)
     if pa.types.is_timestamp(t) or pa.types.is_date(t):
         return pa.array([None if v is None else v.isoformat() for v in arr.to_pylist()], pa.string())
-    if pa.types.is_decimal(t):
-        return arr.cast(pa.float64())
-    return arr
+    return arr  # decimals stay exact: each target stores them in an exact type
 
 
 def _nested(t: pa.DataType) -> bool:

@@ -17,7 +17,10 @@ import pyarrow.compute as pc
 from . import values as V
 from .errors import UsageError
 from .sources.base import RawBatch
-from .targets.base import ANY, BOOLEAN, HIDDEN, INTEGER, REAL, TEXT, fits, logical_type
+from .targets.base import ANY, BOOLEAN, DECIMAL, INTEGER, REAL, TEXT, decimal_fits, fits, logical_type
+
+RESERVED = "_hiwater_"
+_DECIMAL_TEXT = r"^\s*[-+]?(\d+(\.\d*)?|\.\d+)\s*$"
 
 TRUE_TEXT = {"true", "1", "yes", "y", "t"}
 
@@ -82,9 +85,15 @@ def prepare(raw: RawBatch, *, key: tuple, cursor: str, kind: str | None, tz: dt.
     for i, why in raw.problems.items():
         reasons[i] = why
     for name in tbl.column_names:
-        if name in HIDDEN:
-            raise UsageError(f"{raw.path}: the source has a field named {name!r}, which hiwater keeps for itself",
+        if name.lower().startswith(RESERVED):
+            raise UsageError(f"{raw.path}: the source has a field named {name!r}; names starting with "
+                             f"{RESERVED} are reserved for hiwater's own columns",
                              hint="rename that field in the source")
+    if getattr(raw, "texts", None) and columns:
+        # CSV: a column that looks numeric in this batch goes to a TEXT column as the cells' text.
+        for name, text in raw.texts.items():
+            if columns.get(name) == TEXT and name in tbl.column_names:
+                tbl = tbl.set_column(tbl.column_names.index(name), name, text)
 
     if raw.mixed:
         tbl = _settle_mixed(tbl, raw.mixed, columns, reasons)
@@ -139,25 +148,33 @@ def prepare(raw: RawBatch, *, key: tuple, cursor: str, kind: str | None, tz: dt.
     for name in data_columns:
         col = tbl.column(name)
         t = col.type
+        if name != cursor:
+            # NaN and ±Infinity are refused in every batch, whether or not the column exists
+            # yet (no target keeps them the same way; JSON text cannot hold them at all).
+            bad = _non_finite(col)
+            if bad is not None:
+                _reason(reasons, bad, lambda i, name=name, col=col:
+                        f"field {name!r}: {_short(col[i].as_py())} is not a finite number")
         if columns is not None and name in columns:
             logical = columns[name]
         else:
             logical = logical_type(t) if name != cursor or kind != V.INT else INTEGER
             if name == cursor and kind in (V.TIMESTAMP, V.DATE):
                 logical = "text"
-            new_columns[name] = logical
+            if logical != ANY:  # a field null so far gets its column with its first value
+                new_columns[name] = logical
             continue
         if name == cursor:
             continue  # the cursor parser judged these values already
         verdict = fits(t, logical)
         if verdict == "yes":
-            if pa.types.is_floating(t) and logical in (REAL, ANY):
-                bad = pc.fill_null(pc.invert(pc.is_finite(col)), False).to_numpy(zero_copy_only=False)
-                _reason(reasons, bad, lambda i, name=name, col=col:
-                        f"field {name!r}: {col[i].as_py()!r} is not a finite number")
             continue
         nonnull = col.is_valid().to_numpy(zero_copy_only=False)
-        if verdict == "check":
+        if verdict == "check" and logical.startswith(DECIMAL):
+            bad = nonnull & ~pc.fill_null(pc.match_substring_regex(col, _DECIMAL_TEXT), False).to_numpy(
+                zero_copy_only=False)
+            bad |= nonnull & ~_decimal_text_fits(col, logical)
+        elif verdict == "check":
             whole = pc.fill_null(pc.equal(pc.floor(col), col), False).to_numpy(zero_copy_only=False)
             bad = nonnull & ~whole
         else:
@@ -203,6 +220,11 @@ def _settle_mixed(tbl: pa.Table, mixed: dict, columns: dict | None, reasons: lis
             logical = _PY_LOGICAL.get(type(first), TEXT)
         clean = []
         for i, v in enumerate(values):
+            if _py_non_finite(v):
+                if reasons[i] is None:
+                    reasons[i] = f"field {name!r}: {_short(v)} is not a finite number"
+                clean.append(None)
+                continue
             kind = _PY_LOGICAL.get(type(v))
             ok = v is None or kind == logical or (logical == REAL and kind == INTEGER) or \
                 (logical == INTEGER and kind == REAL and float(v).is_integer())
@@ -226,6 +248,57 @@ def _settle_mixed(tbl: pa.Table, mixed: dict, columns: dict | None, reasons: lis
             clean.append(v)
         tbl = tbl.set_column(tbl.column_names.index(name), name, pa.array(clean, _ARROW[logical]))
     return tbl
+
+
+def _non_finite(col) -> np.ndarray | None:
+    """Rows holding NaN or ±Infinity anywhere in the value (nested ones too), or None."""
+    t = col.type
+    if pa.types.is_floating(t):
+        if col.null_count == len(col):
+            return None
+        bad = pc.fill_null(pc.invert(pc.is_finite(col)), False).to_numpy(zero_copy_only=False)
+        return bad if bad.any() else None
+    if pa.types.is_struct(t) or pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_map(t):
+        if not _has_float(t):
+            return None
+        bad = np.array([_py_non_finite(v) for v in col.to_pylist()], dtype=bool)
+        return bad if bad.any() else None
+    return None
+
+
+def _has_float(t: pa.DataType) -> bool:
+    if pa.types.is_floating(t):
+        return True
+    if pa.types.is_struct(t):
+        return any(_has_float(t.field(i).type) for i in range(t.num_fields))
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return _has_float(t.value_type)
+    if pa.types.is_map(t):
+        return _has_float(t.item_type)
+    return False
+
+
+def _py_non_finite(v) -> bool:
+    if isinstance(v, float):
+        return v != v or v in (float("inf"), float("-inf"))
+    if isinstance(v, dict):
+        return any(_py_non_finite(x) for x in v.values())
+    if isinstance(v, (list, tuple)):
+        return any(_py_non_finite(x) for x in v)
+    return False
+
+
+def _decimal_text_fits(col, logical: str) -> np.ndarray:
+    """Decimal text whose digits fit a ``decimal(P,S)`` column without rounding."""
+    out = []
+    for v in col.to_pylist():
+        if v is None:
+            out.append(True)
+            continue
+        digits = v.strip().lstrip("+-")
+        whole, _, frac = digits.partition(".")
+        out.append(decimal_fits(len(whole.lstrip("0")) + len(frac), len(frac), logical))
+    return np.array(out, dtype=bool)
 
 
 def _short(v) -> str:

@@ -32,7 +32,10 @@ def test_builders_render_the_sql():
         ' SELECT s."id", s."v", s."_hiwater_cursor", s."_hiwater_run" FROM pg_temp._hiwater_stage AS s'
         ' ON CONFLICT ("id") DO UPDATE SET "v" = EXCLUDED."v", "_hiwater_cursor" = EXCLUDED."_hiwater_cursor",'
         ' "_hiwater_run" = EXCLUDED."_hiwater_run" WHERE EXCLUDED."_hiwater_cursor" > t."_hiwater_cursor"'
-        ' OR (EXCLUDED."_hiwater_cursor" = t."_hiwater_cursor" AND EXCLUDED."_hiwater_run" = t."_hiwater_run")')
+        ' OR (EXCLUDED."_hiwater_cursor" = t."_hiwater_cursor" AND (EXCLUDED."_hiwater_run" = t."_hiwater_run"))')
+    # a full load also replaces a row whose cursor stayed the same but whose content changed
+    assert upsert_sql('"s"."t"', ["id", "v"], ("id",), refresh=True).endswith(
+        ' AND (EXCLUDED."_hiwater_run" = t."_hiwater_run" OR t."v" IS DISTINCT FROM EXCLUDED."v"))')
     assert array_literal([1, 2.0], "bigint") == "{1,2}"
     assert array_literal(['a"b', "c\\d", ""], "text") == '{"a\\"b","c\\\\d",""}'
     assert quote('a"b') == '"a""b"'

@@ -14,6 +14,7 @@ from .files import _rows_to_batch
 
 class QuarantineSource:
     description = "quarantine"
+    replay = True  # the loader does not read a replay's old cursors as a truncated source
 
     def __init__(self, rows: list[dict], target, cursor: str | None = None):
         self.rows = rows
@@ -25,8 +26,17 @@ class QuarantineSource:
             return
         # Runs inside the loader's transaction: removing them here commits with the replay.
         self.target.delete_quarantine([r["id"] for r in self.rows])
-        records = [orjson.loads(r["record"]) for r in self.rows]
+        records = [_loads(r["record"]) for r in self.rows]
         yield _rows_to_batch(records, "quarantine", 1, cursor=self.cursor or "")
 
     def close(self) -> None:
         pass
+
+
+def _loads(text: str):
+    """orjson, or the standard parser for what orjson refuses (NaN, Infinity, huge integers)."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        import json
+        return json.loads(text)

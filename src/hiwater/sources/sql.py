@@ -455,8 +455,11 @@ class SqlSource:
         self._open = False
 
     # --- the loader's side -------------------------------------------------------------------
-    def set_window(self, lo: int | None, lo_inclusive: bool, hi: int | None, kind: str) -> None:
-        """Read only ``cursor >= lo`` (``>`` when not inclusive) and ``< hi`` from now on."""
+    def set_window(self, lo: int | None, lo_inclusive: bool, hi: int | None, kind: str, tz=None) -> None:
+        """Read only ``cursor >= lo`` (``>`` when not inclusive) and ``< hi`` from now on; naive
+        timestamps are wall-clock times in ``tz`` (the stream's zone)."""
+        if tz is not None:
+            self.dialect.tz = tz
         self.bounds = WindowBounds(lo, lo_inclusive, hi, kind)
 
     def batches(self) -> Iterator[RawBatch]:

@@ -7,6 +7,7 @@ knows nothing of SQL. Adding a database is one new module implementing
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,6 +20,9 @@ from ..state import StreamState
 
 # Logical column types. Each target maps them to its own SQL types.
 INTEGER, REAL, TEXT, BOOLEAN, ANY = "integer", "real", "text", "boolean", "any"
+# Exact decimals: "decimal" (any scale, PostgreSQL numeric) or "decimal(P,S)" (a fixed precision
+# and scale, DuckDB DECIMAL). SQLite keeps them as TEXT, the decimal's own digits.
+DECIMAL = "decimal"
 CURSOR_COL = "_hiwater_cursor"
 RUN_COL = "_hiwater_run"
 HIDDEN = (CURSOR_COL, RUN_COL)
@@ -30,7 +34,9 @@ def logical_type(t: pa.DataType) -> str:
         return BOOLEAN
     if pa.types.is_integer(t):
         return INTEGER
-    if pa.types.is_floating(t) or pa.types.is_decimal(t):
+    if pa.types.is_decimal(t):
+        return f"{DECIMAL}({min(t.precision, 38)},{t.scale})"
+    if pa.types.is_floating(t):
         return REAL
     if pa.types.is_null(t):
         return ANY
@@ -44,11 +50,52 @@ def fits(t: pa.DataType, logical: str) -> str:
     got = logical_type(t)
     if got == logical:
         return "yes"
+    if logical.startswith(DECIMAL):
+        if got == INTEGER:
+            return "yes"
+        if got.startswith(DECIMAL):
+            return "yes" if decimal_fits(t.precision, t.scale, logical) else "no"
+        return "check" if got == TEXT else "no"  # decimal text (a replayed record) is judged per value
+    if got.startswith(DECIMAL):
+        return "yes" if logical in (TEXT, REAL) else "no"  # TEXT: the decimal's digits (SQLite)
     if logical == REAL and got == INTEGER:
         return "yes"
     if logical == INTEGER and got == REAL:
         return "check"  # whole numbers fit, fractions do not
     return "no"
+
+
+def decimal_fits(precision: int, scale: int, logical: str) -> bool:
+    """Whether a decimal(precision, scale) fits the column ``logical`` without rounding."""
+    m = re.fullmatch(r"decimal\((\d+),(\d+)\)", logical)
+    if m is None:
+        return True  # unconstrained numeric
+    p, s = int(m.group(1)), int(m.group(2))
+    return scale <= s and precision - scale <= p - s
+
+
+def decimal_sql(logical: str, default: str = "DECIMAL(38,10)") -> str:
+    """``DECIMAL(P,S)`` for a constrained decimal logical type."""
+    m = re.fullmatch(r"decimal\((\d+),(\d+)\)", logical)
+    return f"DECIMAL({m.group(1)},{m.group(2)})" if m else default
+
+
+def guard_sql(new: str, old: str, refresh_columns: list | None = None, distinct: str = "IS DISTINCT FROM") -> str:
+    """The upsert's guard (pure): a row is replaced only by a newer cursor, or by the same
+    cursor written earlier in this run (the later record of a tie wins). With
+    ``refresh_columns`` (a full load) also by the same cursor with different content, so a
+    source that changes a row without growing its cursor is still applied; identical rows
+    are left alone. ``new``/``old`` are the row prefixes (``EXCLUDED.``, ``t.``)."""
+    cur, run = quote_plain(CURSOR_COL), quote_plain(RUN_COL)
+    same = f"{new}{cur} = {old}{cur}"
+    tie = f"{new}{run} = {old}{run}"
+    if refresh_columns:
+        tie += "".join(f" OR {old}{quote_plain(c)} {distinct} {new}{quote_plain(c)}" for c in refresh_columns)
+    return f"{new}{cur} > {old}{cur} OR ({same} AND ({tie}))"
+
+
+def quote_plain(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 def table_definition(columns: dict, key: tuple, quote, type_of, int_type: str) -> str:
@@ -132,6 +179,8 @@ class Target(ABC):
     description: str = "?"
     cursor_column: str | None = None
     cursor_kind: str | None = None
+    refresh: bool = False       # a full load: the same cursor with other content replaces a row
+    last_written: int | None = None  # rows the last upsert inserted or changed, where known
 
     def set_cursor(self, column: str, kind: str | None) -> None:
         """Name the stream's cursor column and its kind before tables are made or written.
@@ -171,6 +220,20 @@ class Target(ABC):
 
     @abstractmethod
     def delete_state(self, stream: str) -> None: ...
+
+    def drop_stream(self, stream: str, table: str | None) -> None:
+        """Forget a stream (state, history, quarantine rows) and, with ``table``, drop its data."""
+        self.delete_state(stream)
+        self.forget_stream(stream)
+        if table is not None:
+            self.drop_table(table)
+
+    @abstractmethod
+    def forget_stream(self, stream: str) -> None:
+        """Delete a stream's history and quarantine rows."""
+
+    @abstractmethod
+    def drop_table(self, table: str) -> None: ...
 
     @abstractmethod
     def list_states(self) -> list[StreamState]: ...

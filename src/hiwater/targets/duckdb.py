@@ -33,7 +33,7 @@ from ..errors import LockTimeout, TargetError, UsageError
 from ..state import StreamState
 from ..urls import file_path, redact
 from .metaquery import history_query, quarantine_query
-from .base import changed_versions, dense, match_held, table_definition, ANY, BOOLEAN, CURSOR_COL, INTEGER, REAL, RUN_COL, TEXT, Lookup, Target
+from .base import changed_versions, decimal_sql, dense, guard_sql, match_held, table_definition, ANY, BOOLEAN, CURSOR_COL, DECIMAL, INTEGER, REAL, RUN_COL, TEXT, Lookup, Target
 
 SQL_TYPES = {INTEGER: "BIGINT", REAL: "DOUBLE", TEXT: "VARCHAR", BOOLEAN: "BOOLEAN", ANY: "JSON"}
 CURSOR_TYPES = {V.TIMESTAMP: "TIMESTAMP WITH TIME ZONE", V.DATE: "DATE", V.INT: "BIGINT"}
@@ -51,7 +51,9 @@ def logical(sqltype: str) -> str:
     t = sqltype.upper()
     if t in INT_TYPES:
         return INTEGER
-    if t in ("DOUBLE", "FLOAT", "REAL") or t.startswith("DECIMAL"):
+    if t.startswith("DECIMAL"):
+        return DECIMAL + t[len("DECIMAL"):].replace(" ", "")
+    if t in ("DOUBLE", "FLOAT", "REAL"):
         return REAL
     if t == "BOOLEAN":
         return BOOLEAN
@@ -90,7 +92,7 @@ QUARANTINE_COLS = ("stream", "reason", "detail", "source", "record_no", "key", "
 
 
 def upsert_sql(table: str, columns: list, key: tuple, stage: str = "_hiwater_stage",
-               fresh: bool = False) -> str:
+               fresh: bool = False, refresh: bool = False) -> str:
     """The merge of a registered batch: newer cursors replace, older never do (pure builder).
 
     ``fresh``: the caller knows none of the keys is in the table (a first load into an empty
@@ -102,8 +104,7 @@ def upsert_sql(table: str, columns: list, key: tuple, stage: str = "_hiwater_sta
     if fresh:
         return f"INSERT INTO {t} ({names}) SELECT {names} FROM {stage}"
     sets = ", ".join(f"{quote(c)} = EXCLUDED.{quote(c)}" for c in cols if c not in key)
-    cur, run = quote(CURSOR_COL), quote(RUN_COL)
-    guard = f"EXCLUDED.{cur} > {t}.{cur} OR (EXCLUDED.{cur} = {t}.{cur} AND EXCLUDED.{run} = {t}.{run})"
+    guard = guard_sql("EXCLUDED.", f"{t}.", [c for c in columns if c not in key] if refresh else None)
     return (f"INSERT INTO {t} ({names}) SELECT {names} FROM {stage}"
             f" ON CONFLICT ({', '.join(quote(k) for k in key)}) DO UPDATE SET {sets} WHERE {guard}")
 
@@ -280,6 +281,14 @@ class DuckDBTarget(Target):
     def delete_state(self, stream: str) -> None:
         self.execute("DELETE FROM _hiwater_state WHERE stream = ?", [stream])
 
+    def forget_stream(self, stream: str) -> None:
+        for t in ("_hiwater_history", "_hiwater_quarantine"):
+            self.execute(f"DELETE FROM {t} WHERE stream = ?", [stream])
+
+    def drop_table(self, table: str) -> None:
+        self._types.pop(table, None)
+        self.execute(f"DROP TABLE IF EXISTS {quote(table)}", what=f"dropping {table!r}")
+
     def next_run_id(self) -> int:
         # One process writes a DuckDB file at a time (the file lock), so max + 1 is safe.
         return int(self.execute("SELECT COALESCE(MAX(run_id), 0) + 1 FROM _hiwater_history")[0][0])
@@ -356,6 +365,8 @@ class DuckDBTarget(Target):
     def _column_type(self, name: str, logical_type: str) -> str:
         if name == self.cursor_column and self.cursor_kind in CURSOR_TYPES:
             return CURSOR_TYPES[self.cursor_kind]
+        if logical_type.startswith(DECIMAL):
+            return decimal_sql(logical_type)
         return SQL_TYPES[logical_type]
 
     def create_table(self, table: str, columns: dict, key: tuple) -> None:
@@ -457,7 +468,10 @@ class DuckDBTarget(Target):
                     arrays[c] = days.cast(pa.date32())
                 elif t in INT_TYPES:
                     arrays[c] = arr.cast(pa.int64())
-                elif t in ("DOUBLE", "FLOAT", "REAL") or t.startswith("DECIMAL"):
+                elif t.startswith("DECIMAL"):
+                    p, s = (int(x) for x in t[t.index("(") + 1:-1].split(","))
+                    arrays[c] = arr.cast(pa.decimal128(p, s))  # safe: refuses to round
+                elif t in ("DOUBLE", "FLOAT", "REAL"):
                     arrays[c] = arr.cast(pa.float64())
                 elif t == "BOOLEAN":
                     arrays[c] = arr.cast(pa.bool_())
@@ -468,7 +482,8 @@ class DuckDBTarget(Target):
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             return super().upsert_arrow(table, data, key)
         with self._registered(pa.table(arrays)) as stage:
-            self.execute(upsert_sql(table, columns, key, stage, fresh), what=f"writing {table!r}")
+            rows = self.execute(upsert_sql(table, columns, key, stage, fresh, self.refresh), what=f"writing {table!r}")
+        self.last_written = int(rows[0][0]) if rows else None
 
     def upsert(self, table: str, columns: list, rows: list, key: tuple) -> None:
         if not rows:
@@ -487,7 +502,8 @@ class DuckDBTarget(Target):
             else:
                 arrays[c] = _arrow(data[i], t)
         with self._registered(pa.table(arrays)) as stage:
-            self.execute(upsert_sql(table, columns, key, stage), what=f"writing {table!r}")
+            rows = self.execute(upsert_sql(table, columns, key, stage, refresh=self.refresh), what=f"writing {table!r}")
+        self.last_written = int(rows[0][0]) if rows else None
 
     def delete_keys(self, table: str, key: tuple, keys: list) -> int:
         if not keys:

@@ -47,7 +47,7 @@ from ..errors import ConfigError, LockTimeout, TargetError, UsageError
 from ..state import StreamState
 from ..urls import redact, scrub
 from .metaquery import history_query, quarantine_query
-from .base import changed_versions, dense, match_held, parse_joined, table_definition, ANY, BOOLEAN, CURSOR_COL, HIDDEN, INTEGER, REAL, RUN_COL, TEXT, Lookup, Target
+from .base import changed_versions, dense, guard_sql, match_held, parse_joined, table_definition, ANY, BOOLEAN, CURSOR_COL, DECIMAL, HIDDEN, INTEGER, REAL, RUN_COL, TEXT, Lookup, Target
 
 SQL_TYPES = {INTEGER: "bigint", REAL: "double precision", TEXT: "text", BOOLEAN: "boolean", ANY: "jsonb"}
 CURSOR_TYPES = {V.TIMESTAMP: "timestamp with time zone", V.DATE: "date", V.INT: "bigint"}
@@ -73,7 +73,9 @@ def logical(sqltype: str) -> str:
     t = sqltype.lower()
     if t in ("bigint", "integer", "smallint"):
         return INTEGER
-    if t in ("double precision", "real") or t.startswith("numeric"):
+    if t.startswith("numeric"):
+        return DECIMAL
+    if t in ("double precision", "real"):
         return REAL
     if t == "boolean":
         return BOOLEAN
@@ -127,7 +129,7 @@ def meta_ddl(s: str) -> list[str]:
 
 
 def upsert_sql(table: str, columns: list, key: tuple, exprs: dict | None = None,
-               stage: str = "_hiwater_stage") -> str:
+               stage: str = "_hiwater_stage", refresh: bool = False) -> str:
     """The upsert of a staged batch: newer cursors replace, older never do (pure builder).
 
     ``table`` is already qualified and quoted; ``exprs`` maps a column to the SQL
@@ -137,8 +139,7 @@ def upsert_sql(table: str, columns: list, key: tuple, exprs: dict | None = None,
     cols = list(columns) + [CURSOR_COL, RUN_COL]
     select = ", ".join(exprs.get(c, f"s.{quote(c)}") for c in cols)
     sets = ", ".join(f"{quote(c)} = EXCLUDED.{quote(c)}" for c in cols if c not in key)
-    cur, run = quote(CURSOR_COL), quote(RUN_COL)
-    guard = f"EXCLUDED.{cur} > t.{cur} OR (EXCLUDED.{cur} = t.{cur} AND EXCLUDED.{run} = t.{run})"
+    guard = guard_sql("EXCLUDED.", "t.", [c for c in columns if c not in key] if refresh else None)
     return (f"INSERT INTO {table} AS t ({', '.join(quote(c) for c in cols)})"
             f" SELECT {select} FROM pg_temp.{stage} AS s"
             f" ON CONFLICT ({', '.join(quote(k) for k in key)}) DO UPDATE SET {sets} WHERE {guard}")
@@ -364,6 +365,14 @@ class PostgresTarget(Target):
     def delete_state(self, stream: str) -> None:
         self.execute(f"DELETE FROM {self._m('_hiwater_state')} WHERE stream = %s", (stream,))
 
+    def forget_stream(self, stream: str) -> None:
+        for t in ("_hiwater_history", "_hiwater_quarantine"):
+            self.execute(f"DELETE FROM {self._m(t)} WHERE stream = %s", (stream,))
+
+    def drop_table(self, table: str) -> None:
+        self._types.pop(table, None)
+        self.execute(f"DROP TABLE IF EXISTS {self._q(table)}", what=f"dropping {table!r}")
+
     def next_run_id(self) -> int:
         return int(self.execute(f"SELECT nextval(%s)", (self._m("_hiwater_run_id"),)).fetchone()[0])
 
@@ -442,6 +451,8 @@ class PostgresTarget(Target):
     def _column_type(self, name: str, logical_type: str) -> str:
         if name == self.cursor_column and self.cursor_kind in CURSOR_TYPES:
             return CURSOR_TYPES[self.cursor_kind]
+        if logical_type.startswith(DECIMAL):
+            return "numeric"  # exact, any scale: 1.50 stays 1.50
         return SQL_TYPES[logical_type]
 
     def create_table(self, table: str, columns: dict, key: tuple) -> None:
@@ -540,7 +551,9 @@ class PostgresTarget(Target):
                          + ", ".join(f"{quote(c)} {t}" for c, t in zip(staged, stage_types))
                          + ") ON COMMIT DROP", what="staging a batch")
             copy("_hiwater_stage")
-            self.execute(upsert_sql(self._q(table), columns, key, exprs), what=f"writing {table!r}")
+            cur = self.execute(upsert_sql(self._q(table), columns, key, exprs, refresh=self.refresh),
+                               what=f"writing {table!r}")
+            self.last_written = cur.rowcount
             self.execute("DROP TABLE pg_temp._hiwater_stage")
 
     def upsert(self, table: str, columns: list, rows: list, key: tuple) -> None:

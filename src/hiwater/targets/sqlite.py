@@ -26,9 +26,15 @@ import pyarrow.compute as pc
 from ..errors import LockTimeout, TargetError, UsageError
 from ..state import StreamState
 from .metaquery import history_query, quarantine_query
-from .base import changed_versions, dense, match_held, parse_joined, table_definition, ANY, BOOLEAN, CURSOR_COL, HIDDEN, INTEGER, REAL, RUN_COL, TEXT, Lookup, Target
+from .base import changed_versions, dense, guard_sql, match_held, parse_joined, table_definition, ANY, BOOLEAN, CURSOR_COL, DECIMAL, HIDDEN, INTEGER, REAL, RUN_COL, TEXT, Lookup, Target
 
 SQL_TYPES = {INTEGER: "INTEGER", REAL: "REAL", TEXT: "TEXT", BOOLEAN: "BOOLEAN", ANY: ""}
+
+
+def sql_type(logical: str) -> str:
+    """SQLite has no exact decimal: a decimal column is TEXT holding the decimal's digits
+    (a NUMERIC affinity would turn '1.50' into the double 1.5)."""
+    return "TEXT" if logical.startswith(DECIMAL) else SQL_TYPES[logical]
 LOGICAL = {v: k for k, v in SQL_TYPES.items()}
 LOOKUP_CHUNK = 65_536
 NEW_FILE_PAGE_SIZE = 16_384
@@ -238,6 +244,13 @@ class SQLiteTarget(Target):
     def delete_state(self, stream: str) -> None:
         self.execute("DELETE FROM _hiwater_state WHERE stream = ?", (stream,))
 
+    def forget_stream(self, stream: str) -> None:
+        for t in ("_hiwater_history", "_hiwater_quarantine"):
+            self.execute(f"DELETE FROM {t} WHERE stream = ?", (stream,))
+
+    def drop_table(self, table: str) -> None:
+        self.execute(f"DROP TABLE IF EXISTS {quote(table)}")
+
     def next_run_id(self) -> int:
         row = self.execute("SELECT COALESCE(MAX(run_id), 0) + 1 FROM _hiwater_history").fetchone()
         return int(row[0])
@@ -289,12 +302,12 @@ class SQLiteTarget(Target):
         return {r[1]: LOGICAL.get((r[2] or "").upper(), ANY) for r in rows}
 
     def create_table(self, table: str, columns: dict, key: tuple) -> None:
-        defs = table_definition(columns, key, quote, lambda c, t: SQL_TYPES[t], "INTEGER")
+        defs = table_definition(columns, key, quote, lambda c, t: sql_type(t), "INTEGER")
         self.execute(f"CREATE TABLE {quote(table)} ({defs})")
 
     def add_columns(self, table: str, columns: dict) -> None:
         for c, t in columns.items():
-            self.execute(f"ALTER TABLE {quote(table)} ADD COLUMN {quote(c)} {SQL_TYPES[t]}".rstrip())
+            self.execute(f"ALTER TABLE {quote(table)} ADD COLUMN {quote(c)} {sql_type(t)}".rstrip())
 
     def lookup(self, table: str, key: tuple, keys: list) -> Lookup:
         n = len(keys)
@@ -375,7 +388,8 @@ class SQLiteTarget(Target):
     def upsert(self, table: str, columns: list, rows: list, key: tuple) -> None:
         if not rows:
             return
-        self.executemany(upsert_sql(table, columns, key), rows, f"writing {table!r}")
+        cur = self.executemany(upsert_sql(table, columns, key, refresh=self.refresh), rows, f"writing {table!r}")
+        self.last_written = cur.rowcount
 
     def upsert_arrow(self, table: str, data: pa.Table, key: tuple, fresh: bool = False) -> None:
         """Rows go to ``executemany`` straight from the columns (an iterator, no row list), and
@@ -383,12 +397,16 @@ class SQLiteTarget(Target):
         if data.num_rows == 0:
             return
         columns = [c for c in data.column_names if c not in HIDDEN]
+        for i, c in enumerate(data.column_names):  # exact decimals are kept as their digits
+            if pa.types.is_decimal(data.schema.field(i).type):
+                data = data.set_column(i, c, data.column(i).cast(pa.string()))
         runs = pc.unique(data.column(RUN_COL))
         if len(runs) != 1:
             return super().upsert_arrow(table, data, key)
         values = [data.column(c).to_pylist() for c in columns + [CURSOR_COL]]
-        sql = upsert_sql(table, columns, key, run=int(runs[0].as_py()))
-        self.executemany(sql, zip(*values), f"writing {table!r}")
+        sql = upsert_sql(table, columns, key, run=int(runs[0].as_py()), refresh=self.refresh)
+        cur = self.executemany(sql, zip(*values), f"writing {table!r}")
+        self.last_written = cur.rowcount
 
     def delete_keys(self, table: str, key: tuple, keys: list) -> int:
         if not keys:
@@ -428,17 +446,16 @@ class SQLiteTarget(Target):
         return cur.rowcount
 
 
-def upsert_sql(table: str, columns: list, key: tuple, run: int | None = None) -> str:
+def upsert_sql(table: str, columns: list, key: tuple, run: int | None = None, refresh: bool = False) -> str:
     """The upsert for one batch: newer cursors replace, older never do (pure builder).
 
     With ``run``, the run id is a literal of the statement and rows carry one value less.
+    With ``refresh`` (a full load), the same cursor with other content replaces too.
     """
     t = quote(table)
     cols = list(columns) + [CURSOR_COL, RUN_COL]
     sets = ", ".join(f"{quote(c)} = excluded.{quote(c)}" for c in cols if c not in key)
-    guard = (f"excluded.{quote(CURSOR_COL)} > {t}.{quote(CURSOR_COL)} OR"
-             f" (excluded.{quote(CURSOR_COL)} = {t}.{quote(CURSOR_COL)}"
-             f" AND excluded.{quote(RUN_COL)} = {t}.{quote(RUN_COL)})")
+    guard = guard_sql("excluded.", f"{t}.", [c for c in columns if c not in key] if refresh else None, "IS NOT")
     return (f"INSERT INTO {t} ({', '.join(quote(c) for c in cols)})"
             f" VALUES ({', '.join(['?'] * (len(cols) - 1) + ['?' if run is None else str(int(run))])})"
             f" ON CONFLICT ({', '.join(quote(k) for k in key)}) DO UPDATE SET {sets} WHERE {guard}")

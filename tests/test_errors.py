@@ -199,3 +199,15 @@ def test_the_hint_for_a_changed_key_works(hw, tmp_path):
     r = hw("stream", "drop", "nope", "--db", db)
     assert r.code == 2 and r.err_lines == [f"error: no stream named 'nope' in sqlite:///{db} "
                                            f"(`hiwater state show` lists the streams)"]
+
+
+def test_output_to_a_missing_folder_fails_before_anything_is_committed(hw, tmp_path):
+    """Issue 10 #9: exit 2 used to come after the commit."""
+    db = tmp_path / "t.db"
+    out = tmp_path / "missing" / "summary.json"
+    r = hw("load", "--input", SAMPLE, "--db", db, "--output", out)
+    assert r.code == 2 and r.err_lines == [f"error: --output {out}: the folder {out.parent} does not exist; "
+                                           f"nothing was loaded"]
+    assert not db.exists() or hiwater.state_show(db=str(db)) == []
+    r = hw("load", "--input", SAMPLE, "--db", db, "--output", tmp_path)
+    assert r.code == 2 and "is a folder" in r.err

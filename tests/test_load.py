@@ -427,3 +427,23 @@ def test_target_url_from_the_environment_and_db_wins_over_it(hw, tmp_path, monke
     explicit = tmp_path / "explicit.db"
     r = hw("load", "--input", SAMPLE, "--db", explicit)
     assert r.code == 0 and r.json["loaded"] == 5 and explicit.exists()
+
+
+def test_cursor_can_be_the_key_for_an_append_only_table(hw, tmp_path):
+    """Issue 10 #15: an auto-increment id is both the key and the cursor (from a table and a file)."""
+    src = tmp_path / "app.db"
+    con = sqlite3.connect(src)
+    con.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, item TEXT)")
+    con.executemany("INSERT INTO orders VALUES (?, ?)", [(i, f"i{i}") for i in range(1, 6)])
+    con.commit()
+    db = tmp_path / "t.db"
+    args = ("--source", f"sqlite:///{src}", "--source-table", "orders", "--key", "id", "--cursor", "id",
+            "--db", db, "--details")
+    s = hw("load", *args).json
+    assert (s["inserted"], s["new_watermark"]) == (5, 5)
+    con.executemany("INSERT INTO orders VALUES (?, ?)", [(i, f"i{i}") for i in range(6, 9)])
+    con.commit()
+    s = hw("load", *args).json
+    # the window starts at the watermark (inclusive): id 5 is read again and found unchanged
+    assert (s["source_records"], s["inserted"], s["unchanged"], s["new_watermark"]) == (4, 3, 1, 8)
+    assert dict(sqlite3.connect(db).execute("SELECT id, item FROM orders")) == {i: f"i{i}" for i in range(1, 9)}

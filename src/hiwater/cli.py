@@ -121,6 +121,8 @@ def cli(verbose):
               help="A progress bar on stderr (rows, rate, ETA); auto: only when stderr is a terminal.")
 def load(input, output, details, **kw):
     """Load new and changed records from INPUT into the target."""
+    if output:
+        _check_writable(output)  # before the load: a failing exit must mean nothing was committed
     with _progress_bar(kw.pop("progress")) as progress:
         summary = api.load(input, progress=progress, **kw)
     for w in summary.warnings:
@@ -134,6 +136,17 @@ def load(input, output, details, **kw):
         except OSError as exc:
             raise UsageError(f"--output {output}: {exc.strerror}") from None
     click.echo(text)
+
+
+def _check_writable(path: str) -> None:
+    """``--output`` must be writable before anything is loaded."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise UsageError(f"--output {path}: the folder {folder} does not exist; nothing was loaded")
+    if os.path.isdir(path):
+        raise UsageError(f"--output {path}: is a folder; nothing was loaded")
+    if not os.access(path if os.path.exists(path) else folder, os.W_OK):
+        raise UsageError(f"--output {path}: not writable; nothing was loaded")
 
 
 @contextmanager

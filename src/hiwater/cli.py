@@ -109,7 +109,8 @@ def cli(verbose):
               "watermark never passes it.")
 @click.option("--settle", metavar="DURATION", help="The watermark never passes now - DURATION.")
 @click.option("--dry-run", is_flag=True, help="Decide and print the summary; write nothing.")
-@click.option("--assume-tz", default="UTC", show_default=True, help="Time zone of naive timestamps.")
+@click.option("--assume-tz", metavar="ZONE", help="Time zone of naive timestamps (default: the stream's own; UTC "
+              "for a new stream).")
 @click.option("--delete-field", metavar="NAME", help="A record whose NAME is true deletes its key.")
 @click.option("--soft-delete", is_flag=True, help="With --delete-field: keep the row, set deleted_at.")
 @click.option("--lock-timeout", default="30s", show_default=True, metavar="DURATION",

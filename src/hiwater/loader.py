@@ -558,7 +558,7 @@ class Loader:
                           f" and not in the target")
             rec = records[j]
             row = int(first_records[i]) - p.raw.first_record
-            for name, values in p.raw.mixed.items():  # the value as it arrived, not as it was judged
+            for name, values in (p.raw.mixed | p.raw.sent).items():  # the value as it arrived
                 if name in rec:
                     rec[name] = values[row]
             text = record_text(rec)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from decimal import Decimal
 
 import pytest
 
@@ -254,12 +253,12 @@ def test_the_reference_model_tells_the_story_it_is_meant_to():
     assert [e["counts"]["total_in_target"] for e in EXPECTED] == [16, 16, 19, 20]
 
 
-def _diff_tables(got: dict, want: dict, limit=6) -> list[str]:
+def _diff_tables(got: dict, want: dict, limit=6, want_name="want") -> list[str]:
     lines = []
     for k in sorted(set(got) | set(want), key=repr):
         if got.get(k) != want.get(k):
             if k not in got:
-                lines.append(f"    id {k}: missing (want {want[k]})")
+                lines.append(f"    id {k}: missing ({want_name} {want[k]})")
             elif k not in want:
                 lines.append(f"    id {k}: not expected (got {got[k]})")
             else:
@@ -268,7 +267,7 @@ def _diff_tables(got: dict, want: dict, limit=6) -> list[str]:
                     continue
                 for c, g, w in zip(KINDS, got[k], want[k]):
                     if g != w:
-                        lines.append(f"    id {k}: {c}: got {g!r}, want {w!r}")
+                        lines.append(f"    id {k}: {c}: got {g!r}, {want_name} {w!r}")
     return lines[:limit] + ([f"    … {len(lines) - limit} more"] if len(lines) > limit else [])
 
 
@@ -334,7 +333,7 @@ def test_every_format_and_target_ends_the_step_with_the_same_table(story, step):
             for n, (v, cs) in enumerate(groups[1:]):
                 report.append(f"  {'BCDEFGHIJKL'[n]} = {', '.join(cs)}")
                 if what in ("table", "typed"):
-                    report.extend("  " + line for line in _diff_tables(v, base, limit=4))
+                    report.extend("  " + line for line in _diff_tables(v, base, limit=4, want_name="A has"))
                 else:
                     report.append(f"      {v} vs A {base}")
     assert not report, f"after the {STEPS[step]}:\n" + "\n".join(report)

@@ -16,6 +16,8 @@ class RawBatch:
     ``path``, so an error can name "file: record N". ``problems`` maps a row
     index of the batch to a reason the reader already knows the row is invalid
     (for example a value of another type than the rest of its column).
+    ``texts`` keeps, for each CSV column the reader typed as a number, the cells as
+    they were written (empty = null), so a TEXT target column can store them as sent.
     """
 
     table: pa.Table
@@ -25,6 +27,8 @@ class RawBatch:
     rows: int | None = None  # set when the table has no columns at all
     mixed: dict = field(default_factory=dict)  # column -> Python values of several types
     stored: dict = field(default_factory=dict)  # column -> its stored form (JSON/ISO text), made early
+    sent: dict = field(default_factory=dict)  # column -> Python values as sent, where the table holds another form
+    texts: dict = field(default_factory=dict)  # CSV column read as a number -> its cells' text (pa.string)
 
     def __len__(self) -> int:
         return self.rows if self.rows is not None else self.table.num_rows

@@ -5,6 +5,11 @@ size). When a file is messier than they accept (a column whose type changes, a
 malformed line), the exact path takes over for that file: it reads with orjson or
 the csv module, names the line and column of a syntax error, and marks values of
 the wrong type per record instead of failing the file.
+
+Either path gives every value other than the cursor as the source carried it (SPEC §8):
+a JSON string stays that string whatever it looks like, a CSV cell is text unless the
+whole column reads as numbers that give the same text back (the cells go along in
+``RawBatch.texts``), a Parquet timestamp becomes ISO text at its full precision.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from typing import Iterator
 
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 
@@ -161,7 +167,11 @@ def _column(values: list):
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
         return None
     t = arr.type
+    if pa.types.is_floating(t) and any(isinstance(v, bool) for v in values):
+        return None  # pyarrow makes False after a float 0.0
     if pa.types.is_struct(t) or pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_map(t):
+        if _non_finite_or_beyond(arr, float("inf")):
+            return None  # JSON text cannot hold NaN or Infinity: prepare judges the values
         return pa.array([None if v is None else orjson.dumps(v).decode() for v in values], pa.string())
     return arr
 
@@ -196,7 +206,7 @@ def _rows_to_batch(rows: list, path: str, first_record: int, cursor: str) -> Raw
             continue
         for k in row:
             names.setdefault(k, None)
-    columns, fields, mixed = [], [], {}
+    columns, fields, mixed, sent = [], [], {}, {}
     for name in names:
         values = [row.get(name) if isinstance(row, dict) else None for row in rows]
         if name == cursor:
@@ -207,11 +217,14 @@ def _rows_to_batch(rows: list, path: str, first_record: int, cursor: str) -> Raw
         if arr is None:
             mixed[name] = values
             arr = pa.nulls(len(rows))
+        elif pa.types.is_string(arr.type) and any(isinstance(v, (dict, list)) for v in values):
+            sent[name] = values  # nested values, now JSON text: the quarantine keeps the objects
         columns.append(arr)
         fields.append(name)
     if not fields:
         return RawBatch(pa.table({}), path, first_record, problems, rows=len(rows))
-    return RawBatch(pa.Table.from_arrays(columns, names=fields), path, first_record, problems, mixed=mixed)
+    return RawBatch(pa.Table.from_arrays(columns, names=fields), path, first_record, problems, mixed=mixed,
+                    sent=sent)
 
 
 def _cursor_text(v) -> str:
@@ -298,19 +311,47 @@ def _read_jsonl(path: str, name: str, cursor: str, batch_size: int) -> Iterator[
     yield from _read_jsonl_exact(path, name, cursor, batch_size, skip=emitted)
 
 
+def _open_jsonl(path: str, cursor: str):
+    """pyarrow's JSON reader with every JSON string read as a string.
+
+    pyarrow turns strings that look like timestamps or dates into timestamps (at any depth), and
+    their text cannot be given back. Its schema comes from the first block (a later block with
+    another field is refused), so when that schema has one, the file is opened again with the
+    same schema where those are strings: only the first block is parsed twice.
+    """
+    def open_with(schema):
+        parse = pajson.ParseOptions(explicit_schema=schema, unexpected_field_behavior="infer")
+        return pajson.open_json(path, read_options=pajson.ReadOptions(block_size=BLOCK_BYTES),
+                                parse_options=parse)
+
+    reader = open_with(pa.schema([(cursor, pa.string())]))
+    text = pa.schema([f.with_type(_strings_for_times(f.type)) for f in reader.schema])
+    return reader if text.equals(reader.schema) else open_with(text)
+
+
+def _strings_for_times(t: pa.DataType) -> pa.DataType:
+    if pa.types.is_temporal(t):
+        return pa.string()
+    if pa.types.is_struct(t):
+        return pa.struct([t.field(i).with_type(_strings_for_times(t.field(i).type)) for i in range(t.num_fields)])
+    if pa.types.is_list(t):
+        return pa.list_(t.value_field.with_type(_strings_for_times(t.value_type)))
+    return t
+
+
 def _read_jsonl_fast(path: str, name: str, cursor: str, batch_size: int) -> Iterator[RawBatch]:
     with open(path, "rb") as f:
         if f.read(3) == b"\xef\xbb\xbf":
             raise pa.ArrowInvalid("BOM")
-    parse = pajson.ParseOptions(explicit_schema=pa.schema([(cursor, pa.string())]),
-                                unexpected_field_behavior="infer")
-    reader = pajson.open_json(path, read_options=pajson.ReadOptions(block_size=BLOCK_BYTES),
-                              parse_options=parse)
+    reader = _open_jsonl(path, cursor)
     record = 1
     pending: list = []  # blocks (one schema: the reader enforces it) not yet handed on
     for rb in reader:
         tbl = pa.Table.from_batches([rb])
-        _refuse_lossy_floats(tbl)
+        tbl.validate()  # pyarrow 26 builds a broken list from [null, "x"]: the exact reader takes it
+        for col in tbl.columns:
+            _refuse_inexact_floats(col)
+            _refuse_filled_fields(col)
         pending.append(tbl)
         if record > 1 and sum(t.num_rows for t in pending) < batch_size:
             continue  # small blocks make batches of up to batch_size; the first goes at once
@@ -321,37 +362,55 @@ def _read_jsonl_fast(path: str, name: str, cursor: str, batch_size: int) -> Iter
             if part.num_rows < batch_size and record > 1 and start > 0:
                 pending = [part]  # a remainder waits for the next block
                 break
-            yield RawBatch(_json_columns(part), name, record, {})
+            yield RawBatch(part, name, record, {})
             record += part.num_rows
     if pending:
         tbl = pa.concat_tables(pending) if len(pending) > 1 else pending[0]
-        yield RawBatch(_json_columns(tbl), name, record, {})
+        yield RawBatch(tbl, name, record, {})
 
 
-def _refuse_lossy_floats(tbl: pa.Table) -> None:
-    """Integers too large for int64 arrive from pyarrow as doubles, rounded. Refuse them here
-    so the exact reader judges those values instead of storing a silently rounded number."""
-    import pyarrow.compute as pc
-    for f in tbl.schema:
-        if pa.types.is_floating(f.type):
-            m = pc.max(pc.abs(tbl.column(f.name))).as_py()
-            if m is not None and m >= 2**53:
-                raise pa.ArrowInvalid(f"{f.name}: numbers beyond 2**53")
+def _refuse_inexact_floats(arr) -> None:
+    """Send a block to the exact reader when a number in it (at any depth) may not be the
+    source's: integers too large for int64 arrive from pyarrow as doubles, rounded; and pyarrow
+    reads ``NaN``/``Infinity`` (also ``-NaN`` and ``Inf``, which are not JSON), which the exact
+    reader keeps as Python floats for prepare to refuse, nested ones too."""
+    if _non_finite_or_beyond(arr, 2**53):
+        raise pa.ArrowInvalid("numbers beyond 2**53, NaN or Infinity")
 
 
-def _json_columns(tbl: pa.Table, cursor: str | None = None) -> pa.Table:
-    """Timestamps (other than the cursor) become ISO text. Nested values stay Arrow structs and
-    lists until a row is written (:func:`hiwater.sources.jsontext.to_json_text`), so records
-    that are never written are never encoded."""
-    for i, f in enumerate(tbl.schema):
-        t = f.type
-        if f.name == cursor:
-            continue
-        if pa.types.is_timestamp(t) or pa.types.is_date(t):
-            col = tbl.column(i)
-            text = pa.array([None if v is None else v.isoformat() for v in col.to_pylist()], pa.string())
-            tbl = tbl.set_column(i, f.name, text)
-    return tbl
+def _refuse_filled_fields(arr) -> None:
+    """pyarrow gives every object of a column every field any of them has, as null: ``{}``
+    would come back as ``{"a": null}``. Where a nested object holds a null field the reader
+    cannot say whether the source had it, so the exact reader takes the block."""
+    if isinstance(arr, pa.ChunkedArray):
+        for chunk in arr.chunks:
+            _refuse_filled_fields(chunk)
+        return
+    t = arr.type
+    if pa.types.is_struct(t):
+        import pyarrow.compute as pc
+        valid = arr.is_valid()
+        for i in range(t.num_fields):
+            child = arr.field(i)
+            if child.null_count and pc.any(pc.and_(valid, child.is_null())).as_py():
+                raise pa.ArrowInvalid("a nested object with a null or missing field")
+            _refuse_filled_fields(child)
+    elif pa.types.is_list(t) or pa.types.is_large_list(t):
+        _refuse_filled_fields(arr.flatten())
+
+
+def _non_finite_or_beyond(arr, limit: float) -> bool:
+    t = arr.type
+    if pa.types.is_floating(t):
+        m = pc.max(pc.abs(arr)).as_py()  # ignores NaN
+        return (m is not None and m >= limit) or pc.any(pc.is_nan(arr)).as_py() is True
+    if isinstance(arr, pa.ChunkedArray):
+        return any(_non_finite_or_beyond(chunk, limit) for chunk in arr.chunks)
+    if pa.types.is_struct(t):
+        return any(_non_finite_or_beyond(arr.field(i), limit) for i in range(t.num_fields))
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return _non_finite_or_beyond(arr.flatten(), limit)
+    return False
 
 
 def _read_jsonl_exact(path: str, name: str, cursor: str, batch_size: int, skip: int = 0) -> Iterator[RawBatch]:
@@ -388,50 +447,87 @@ def _read_csv(path: str, name: str, cursor: str, batch_size: int) -> Iterator[Ra
         return
     emitted = 0
     try:
-        reader = pacsv.open_csv(
-            path,
-            read_options=pacsv.ReadOptions(block_size=BLOCK_BYTES),
-            convert_options=pacsv.ConvertOptions(column_types={cursor: pa.string()},
-                                                 strings_can_be_null=False),
-        )
-        for rb in reader:
+        for rb in _open_csv(path):
             tbl = pa.Table.from_batches([rb])
-            if any(pa.types.is_binary(f.type) for f in tbl.schema):
-                raise pa.ArrowInvalid("not UTF-8")  # the exact reader names the byte
             for start in range(0, tbl.num_rows, batch_size):
                 part = tbl.slice(start, batch_size)
-                yield RawBatch(_json_columns(_csv_nulls(part)), name, emitted + 1, {})
+                yield _csv_batch(part, name, emitted + 1, cursor)
                 emitted += part.num_rows
         return
     except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError):
-        pass
+        pass  # the exact reader names the line (or the byte that is not UTF-8)
     yield from _read_csv_exact(path, name, cursor, batch_size, skip=emitted)
 
 
-def _csv_nulls(tbl: pa.Table) -> pa.Table:
-    """An empty CSV cell is a missing value (null), for strings too."""
-    import pyarrow.compute as pc
-    for i, f in enumerate(tbl.schema):
-        if pa.types.is_string(f.type):
-            col = tbl.column(i)
-            tbl = tbl.set_column(i, f.name, pc.if_else(pc.equal(col, ""), pa.scalar(None, pa.string()), col))
-    return tbl
+def _open_csv(path: str):
+    """pyarrow's CSV reader with every column read as text, an empty cell as null. It has no
+    option for "every column", so the header's names come from a first reading of the first block."""
+    read = pacsv.ReadOptions(block_size=BLOCK_BYTES)
+    try:
+        names = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 16)).schema.names
+    except pa.ArrowInvalid:  # a header (or first row) longer than that
+        names = pacsv.open_csv(path, read_options=read).schema.names
+    convert = pacsv.ConvertOptions(column_types={n: pa.string() for n in names},
+                                   strings_can_be_null=True, null_values=[""])
+    reader = pacsv.open_csv(path, read_options=read, convert_options=convert)
+    if any(f.type != pa.string() for f in reader.schema):
+        raise pa.ArrowInvalid("a CSV column was not read as text")
+    return reader
 
 
-def _csv_value(text: str):
-    if text == "":
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        pass
-    try:
-        f = float(text)
-        if f == f and f not in (float("inf"), float("-inf")):
-            return f
-    except ValueError:
-        pass
-    return text
+# A cell is a number only when the number gives the same text back: canonical integers
+# ("007", "+7" and "-0" are not), and reals in the form Python's repr() prints (fixed
+# notation with ".0" for 1e-4 <= |x| < 1e16, else d[.ddd]e±XX; no trailing zeros), with the
+# shortest digits that give the float back (checked against Arrow's own shortest text).
+_INT_TEXT = r"^(0|-?[1-9][0-9]*)$"
+_REAL_TEXT = (r"^-?([1-9][0-9]{0,15}\.(0|[0-9]*[1-9])|0\.(0|0{0,3}[1-9]([0-9]*[1-9])?))$"
+              r"|^-?[1-9](\.[0-9]*[1-9])?e(\+(1[6-9]|[2-9][0-9]|[1-9][0-9]{2})|-(0[5-9]|[1-9][0-9]|[1-9][0-9]{2}))$")
+
+
+def _csv_batch(tbl: pa.Table, path: str, first_record: int, cursor: str) -> RawBatch:
+    """A batch of CSV cells (text, empty = null) with each column typed where that loses nothing
+    (SPEC §8): int64 if every cell is canonical integer text within 64 bits, float64 if every
+    cell is the shortest text of a finite float, else text. The cells of a column typed as a
+    number go along in ``texts``; a column with no value at all has no type yet (like JSON's)."""
+    texts = {}
+    for i, name in enumerate(tbl.column_names):
+        if name == cursor:
+            continue
+        col = tbl.column(i).combine_chunks()
+        if col.null_count == len(col):
+            tbl = tbl.set_column(i, name, pa.nulls(len(col)))
+            continue
+        number = _csv_number(col)
+        if number is not None:
+            tbl = tbl.set_column(i, name, number)
+            texts[name] = col
+    return RawBatch(tbl, path, first_record, {}, texts=texts)
+
+
+def _csv_number(col: pa.Array):
+    if _all_match(col, _INT_TEXT):
+        try:
+            return pc.cast(col, pa.int64())
+        except pa.ArrowInvalid:
+            return None  # beyond 64 bits
+    if _all_match(col, _REAL_TEXT):
+        real = pc.cast(col, pa.float64())
+        shortest = real.cast(pa.string())  # Arrow's shortest text, often the cell itself ("306.16")
+        other = pc.invert(pc.fill_null(pc.equal(col, shortest), True))
+        if pc.all(pc.equal(_digits(col.filter(other)), _digits(shortest.filter(other)))).as_py() is not False:
+            return real
+    return None
+
+
+def _all_match(col: pa.Array, pattern: str) -> bool:
+    """Every cell matches; a look at the first ones first (where most text columns stop)."""
+    return all(pc.all(pc.match_substring_regex(part, pattern)).as_py() is not False
+               for part in (col.slice(0, 64), col))
+
+
+def _digits(text: pa.Array) -> pa.Array:
+    """The significant digits of decimal number text ("-1.50e+16" -> "15")."""
+    return pc.utf8_trim(pc.replace_substring_regex(text, r"^-|\.|e.*$", ""), "0")
 
 
 def _read_csv_exact(path: str, name: str, cursor: str, batch_size: int, skip: int = 0) -> Iterator[RawBatch]:
@@ -448,27 +544,31 @@ def _read_csv_exact(path: str, name: str, cursor: str, batch_size: int, skip: in
             first = skip + 1
             record = 0
             for row in reader:
+                if not row:
+                    continue  # a blank line (pyarrow skips them too)
                 record += 1
                 if record <= skip:
-                    continue
-                if not row:
                     continue
                 if len(row) != len(header):
                     raise InputError(f"expected {len(header)} fields, found {len(row)}", path=name,
                                      line=reader.line_num)
-                rows.append({h: (v if h == cursor else _csv_value(v)) if v != "" else None
-                             for h, v in zip(header, row)})
+                rows.append(row)
                 if len(rows) >= batch_size:
-                    yield _rows_to_batch(rows, name, first, cursor)
+                    yield _csv_batch(_csv_table(header, rows), name, first, cursor)
                     first += len(rows)
                     rows = []
             if rows:
-                yield _rows_to_batch(rows, name, first, cursor)
+                yield _csv_batch(_csv_table(header, rows), name, first, cursor)
     except csv.Error as exc:
         raise InputError(f"malformed CSV: {exc}", path=name, line=getattr(reader, "line_num", None)) from None
     except UnicodeDecodeError:
         raise InputError(f"not UTF-8 text at byte {_first_bad_utf8(path)}", path=name,
                          hint="convert the file to UTF-8") from None
+
+
+def _csv_table(header: list, rows: list) -> pa.Table:
+    return pa.Table.from_arrays([pa.array([v or None for v in col], pa.string()) for col in zip(*rows)],
+                                names=header)
 
 
 def _first_bad_utf8(path: str) -> int:
@@ -495,5 +595,29 @@ def _read_parquet(path: str, name: str, cursor: str, batch_size: int) -> Iterato
     record = 1
     for rb in pf.iter_batches(batch_size=batch_size):
         tbl = pa.Table.from_batches([rb])
-        yield RawBatch(_json_columns(tbl, cursor), name, record, {})
+        yield RawBatch(_iso_columns(tbl, cursor), name, record, {})
         record += tbl.num_rows
+
+
+def _iso_columns(tbl: pa.Table, cursor: str) -> pa.Table:
+    """Timestamps and dates (other than the cursor) become ISO 8601 text at their full
+    precision: as Python's isoformat() prints whole microseconds (no fraction for whole
+    seconds, else six digits; ``+00:00`` for an offset), nine digits for finer nanoseconds.
+    Decimals stay Arrow decimals: the targets store them exactly."""
+    for i, f in enumerate(tbl.schema):
+        t = f.type
+        if f.name == cursor or not (pa.types.is_timestamp(t) or pa.types.is_date(t)):
+            continue
+        col = tbl.column(i)
+        if pa.types.is_date(t):
+            text = col.cast(pa.string())
+        else:
+            if t.unit in ("s", "ms"):
+                col = col.cast(pa.timestamp("us", t.tz))
+            text = pc.strftime(col, "%Y-%m-%dT%H:%M:%S%z" if t.tz else "%Y-%m-%dT%H:%M:%S")  # 6 or 9 digits
+            text = pc.replace_substring_regex(text, r"(\.[0-9]{6})000", r"\1")
+            text = pc.replace_substring_regex(text, r"\.000000([+-]|$)", r"\1")
+            if t.tz:
+                text = pc.replace_substring_regex(text, r"([+-][0-9]{2})([0-9]{2})$", r"\1:\2")
+        tbl = tbl.set_column(i, f.name, text)
+    return tbl

@@ -281,7 +281,7 @@ def test_every_value_is_stored_as_sent(hw, target_url, tmp_path, fmt, records):
     check_format(hw, target_url, tmp_path, fmt, records)
 
 
-@FAST
+@settings(FAST, max_examples=6)  # eight loads an example
 @given(records=datasets(), order=st.permutations(FORMATS))
 @example(records=ISSUE_RECORDS, order=FORMATS)
 @example(records=ISSUE_TEXT_RECORDS, order=["csv", "parquet", "jsonl", "json"])

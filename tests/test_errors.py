@@ -82,8 +82,10 @@ def test_csv_not_utf8(hw, tmp_path, db):
     (["--key", "id,id"], "error: --key id,id: a column is named twice"),
     (["--key", "id,x", "--cursor", "id"], "error: --cursor id: the cursor can be the whole --key (an append-only id) "
                                           "but not one part of a composite key"),
-    (["--since", "42", "--until", "22"], "error: --since 42 --until 22: the range is empty (--until must be later "
-                                         "than --since)"),
+    (["--since", "2025-01-15T12:00:00", "--until", "2025-01-15T10:00:00"],
+     "error: --since 2025-01-15T12:00:00 --until 2025-01-15T10:00:00: the range is empty (--until must be later "
+     "than --since)"),
+    (["--since", "42", "--until", "22"], "error: --since '42': cursor '42' is not an ISO-8601 timestamp"),
     (["--window", "0s"], "error: --window '0s': must be greater than zero"),
     (["--lookback", "soon"], "error: --lookback 'soon': not a duration (use 30s, 15m, 2h, 1d, 1h30m, "
                              "ISO-8601 PT15M, or a plain integer for integer cursors)"),
@@ -100,17 +102,17 @@ def test_csv_not_utf8(hw, tmp_path, db):
                                  "'inclusive', 'exclusive'."),
     (["--bogus"], "error: No such option '--bogus'."),
     (["--key", "name"], "error: stream 'events' was created with --key id, not name (pass --key id, or start "
-                        "the stream over with `hiwater stream drop events --table` (deletes its data), or load "
-                        "into another --table)"),
+                        "the stream over with `hiwater stream drop events --table --db {db}` (deletes its data), "
+                        "or load into another --table)"),
     (["--assume-tz", "Europe/Berlin"], "error: stream 'events' was created with --assume-tz UTC, not "
                                        "Europe/Berlin: its stored cursors are instants read in UTC (leave "
                                        "--assume-tz out (the stream's own is used), or start the stream over "
-                                       "with `hiwater stream drop events --table` (deletes its data), or load "
-                                       "into another --table)"),
+                                       "with `hiwater stream drop events --table --db {db}` (deletes its data), "
+                                       "or load into another --table)"),
 ])
 def test_bad_options_exit_2_and_change_nothing(hw, db, args, line):
     r = hw("load", "--input", SAMPLE, "--db", db, "--table", "events", *args)
-    check(r, 2, line, db)
+    check(r, 2, line.replace("{db}", str(db)), db)
 
 
 def test_missing_input_option(hw, tmp_path):
@@ -185,7 +187,12 @@ def test_the_hint_for_a_changed_key_works(hw, tmp_path):
     f = write_jsonl(tmp_path / "events.jsonl", [rec(1, "10:00"), rec(2, "11:00")])
     assert hw("load", "--input", f, "--db", db).code == 0
     r = hw("load", "--input", f, "--db", db, "--key", "name")
-    assert r.code == 2 and "hiwater stream drop events --table" in r.err
+    hint = f"hiwater stream drop events --table --db {db}"
+    assert r.code == 2 and hint in r.err
+    # the hint works as printed (pasted into a shell)
+    import shlex
+    assert hw(*shlex.split(hint)[1:], "--json").code == 0
+    assert hw("load", "--input", f, "--db", db).code == 0  # the stream starts over
     assert hw("state", "reset", "--db", db, "--stream", "events").code == 0
     assert hw("load", "--input", f, "--db", db, "--key", "name").code == 2  # reset keeps the stream's key
     other = hw("load", "--input", f, "--db", db, "--key", "name", "--table", "by_name", "--details")
@@ -211,3 +218,11 @@ def test_output_to_a_missing_folder_fails_before_anything_is_committed(hw, tmp_p
     assert not db.exists() or hiwater.state_show(db=str(db)) == []
     r = hw("load", "--input", SAMPLE, "--db", db, "--output", tmp_path)
     assert r.code == 2 and "is a folder" in r.err
+
+
+def test_an_empty_since_until_range_on_a_new_integer_stream_is_a_usage_error(hw, tmp_path):
+    """Issue 10 #14: `--since 42 --until 22` ran (exit 0, a stale-source warning)."""
+    f = write_jsonl(tmp_path / "a.jsonl", [{"id": 1, "seq": 30}])
+    r = hw("load", "--input", f, "--db", tmp_path / "t.db", "--cursor", "seq", "--since", "42", "--until", "22")
+    assert r.code == 2 and r.err_lines == ["error: --since 42 --until 22: the range is empty (--until must be "
+                                           "later than --since)"]

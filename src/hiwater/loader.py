@@ -107,6 +107,7 @@ class Loader:
         else:
             self._check_state(state)
         self.tz = V.zone(state.assume_tz)
+        o.check_range(state.assume_tz, state.kind)
         self.state = state
         self.prev = state.watermark
         self.kind = state.kind
@@ -142,8 +143,8 @@ class Loader:
         if s.table != self.table:
             raise UsageError(f"stream {self.stream!r} loads table {s.table!r}, not {self.table!r}",
                              hint="pass the same --table, or another --stream")
-        start_over = (f"or start the stream over with `hiwater stream drop {s.stream} --table` (deletes its "
-                      f"data), or load into another --table")
+        start_over = (f"or start the stream over with `hiwater stream drop {s.stream} --table"
+                      f"{self.target.cli_flags()}` (deletes its data), or load into another --table")
         if tuple(s.key) != tuple(o.key):
             raise UsageError(f"stream {self.stream!r} was created with --key {','.join(s.key)}, "
                              f"not {','.join(o.key)}", hint=f"pass --key {','.join(s.key)}, {start_over}")
@@ -226,7 +227,7 @@ class Loader:
                 raise HiwaterError(f"the source {self.source.description} has no records: --prune would delete "
                                    f"every row of {self.table!r}; nothing was committed",
                                    hint="check the export; to empty the table on purpose, "
-                                        f"`hiwater stream drop {self.stream} --table`")
+                                        f"`hiwater stream drop {self.stream} --table{self.target.cli_flags()}`")
             if o.prune and self.columns is not None:
                 pruned = t.prune_finish(self.table, tuple(o.key))
             new_wm = self._finish_watermark(res.candidate)

@@ -100,13 +100,8 @@ class LoadOptions:
             raise UsageError("--full-load cannot be combined with --since/--until: a full load reads everything")
         if self.full_load and self.lookback is not None:
             raise UsageError("--full-load cannot be combined with --lookback: a full load has no window")
-        if self.since is not None and self.until is not None:
-            from .values import parse_bound, zone
-            tz = zone(self.assume_tz or "UTC")
-            (lo, _), (hi, _) = parse_bound(self.since, None, tz, "--since"), parse_bound(self.until, None, tz, "--until")
-            if hi <= lo:
-                raise UsageError(f"--since {self.since} --until {self.until}: the range is empty "
-                                 f"(--until must be later than --since)")
+        if self.assume_tz is not None:  # without it the stream's own zone decides (the loader checks)
+            self.check_range(self.assume_tz, None)
         if self.window is not None and (self.window.micros or 0) <= 0 and (self.window.units or 0) <= 0:
             raise UsageError(f"--window {self.window.text!r}: must be greater than zero")
         if self.window is not None and self.prune:
@@ -120,6 +115,17 @@ class LoadOptions:
                 raise UsageError(f"--lock-timeout {self.lock_timeout.text!r}: give a unit",
                                  hint="for example 30s or 2m; 0 fails at once")
             self.lock_timeout = Duration(self.lock_timeout.text, micros=0)
+
+    def check_range(self, tz_name: str, kind: str | None) -> None:
+        """``--until`` must be later than ``--since``, both read as the stream reads cursors."""
+        if self.since is None or self.until is None:
+            return
+        from .values import parse_bound, zone
+        tz = zone(tz_name)
+        (lo, _), (hi, _) = parse_bound(self.since, kind, tz, "--since"), parse_bound(self.until, kind, tz, "--until")
+        if hi <= lo:
+            raise UsageError(f"--since {self.since} --until {self.until}: the range is empty "
+                             f"(--until must be later than --since)")
 
     @property
     def mode(self) -> str:

@@ -65,6 +65,14 @@ def fits(t: pa.DataType, logical: str) -> str:
     return "no"
 
 
+def target_flag(url: str) -> str:
+    """`` --target URL`` for a hint ("" for an in-memory target; ``URL`` where a password was masked)."""
+    import shlex
+    if url.endswith("(memory)"):
+        return ""
+    return " --target " + (shlex.quote(url) if "***" not in url else "URL")
+
+
 def decimal_fits(precision: int, scale: int, logical: str) -> bool:
     """Whether a decimal(precision, scale) fits the column ``logical`` without rounding."""
     m = re.fullmatch(r"decimal\((\d+),(\d+)\)", logical)
@@ -181,6 +189,10 @@ class Target(ABC):
     cursor_kind: str | None = None
     refresh: bool = False       # a full load: the same cursor with other content replaces a row
     last_written: int | None = None  # rows the last upsert inserted or changed, where known
+
+    def cli_flags(self) -> str:
+        """How a command names this target, for hints a person can paste (never a password)."""
+        return target_flag(self.description)
 
     def set_cursor(self, column: str, kind: str | None) -> None:
         """Name the stream's cursor column and its kind before tables are made or written.

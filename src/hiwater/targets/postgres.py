@@ -47,7 +47,7 @@ from ..errors import ConfigError, LockTimeout, TargetError, UsageError
 from ..state import StreamState
 from ..urls import redact, scrub
 from .metaquery import history_query, quarantine_query
-from .base import changed_versions, dense, guard_sql, match_held, parse_joined, table_definition, ANY, BOOLEAN, CURSOR_COL, DECIMAL, HIDDEN, INTEGER, REAL, RUN_COL, TEXT, Lookup, Target
+from .base import changed_versions, dense, guard_sql, target_flag, match_held, parse_joined, table_definition, ANY, BOOLEAN, CURSOR_COL, DECIMAL, HIDDEN, INTEGER, REAL, RUN_COL, TEXT, Lookup, Target
 
 SQL_TYPES = {INTEGER: "bigint", REAL: "double precision", TEXT: "text", BOOLEAN: "boolean", ANY: "jsonb"}
 CURSOR_TYPES = {V.TIMESTAMP: "timestamp with time zone", V.DATE: "date", V.INT: "bigint"}
@@ -372,6 +372,9 @@ class PostgresTarget(Target):
     def drop_table(self, table: str) -> None:
         self._types.pop(table, None)
         self.execute(f"DROP TABLE IF EXISTS {self._q(table)}", what=f"dropping {table!r}")
+
+    def cli_flags(self) -> str:
+        return target_flag(redact(self.url))
 
     def next_run_id(self) -> int:
         return int(self.execute(f"SELECT nextval(%s)", (self._m("_hiwater_run_id"),)).fetchone()[0])

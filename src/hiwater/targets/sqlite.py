@@ -84,6 +84,10 @@ class SQLiteTarget(Target):
         self._lock_fd = None
         self._faults = None  # test-only fault injection (targets/faults.py); None unless asked for
 
+    def cli_flags(self) -> str:
+        import shlex
+        return "" if self.memory else f" --db {shlex.quote(self.path)}"
+
     # --- connection, locks, transactions ---------------------------------------------
     def connect(self) -> None:
         if self.conn is not None:

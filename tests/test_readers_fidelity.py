@@ -397,3 +397,11 @@ def test_a_nested_object_keeps_missing_and_null_fields_apart(tmp_path):
         for v in b.table.column("nest").to_pylist():
             got.append(json.loads(v) if isinstance(v, str) else v)
     assert got == [r["nest"] for r in recs]
+
+
+def test_csv_negative_zero_stays_text():
+    """-0.0 is the shortest text of its float, but SQLite stores 0.0: the cell stays text."""
+    import pyarrow as pa
+    from hiwater.sources.files import _csv_number
+    assert _csv_number(pa.array(["-0.0", "1.5"])) is None
+    assert _csv_number(pa.array(["0.0", "-1.5"])).to_pylist() == [0.0, -1.5]

@@ -476,11 +476,11 @@ def _open_csv(path: str):
 
 
 # A cell is a number only when the number gives the same text back: canonical integers
-# ("007", "+7" and "-0" are not), and reals in the form Python's repr() prints (fixed
+# ("007", "+7" and "-0" are not), and reals (not "-0.0": no target keeps a negative zero) in the form Python's repr() prints (fixed
 # notation with ".0" for 1e-4 <= |x| < 1e16, else d[.ddd]e±XX; no trailing zeros), with the
 # shortest digits that give the float back (checked against Arrow's own shortest text).
 _INT_TEXT = r"^(0|-?[1-9][0-9]*)$"
-_REAL_TEXT = (r"^-?([1-9][0-9]{0,15}\.(0|[0-9]*[1-9])|0\.(0|0{0,3}[1-9]([0-9]*[1-9])?))$"
+_REAL_TEXT = (r"^-?([1-9][0-9]{0,15}\.(0|[0-9]*[1-9])|0\.0{0,3}[1-9]([0-9]*[1-9])?)$|^0\.0$"  # not -0.0
               r"|^-?[1-9](\.[0-9]*[1-9])?e(\+(1[6-9]|[2-9][0-9]|[1-9][0-9]{2})|-(0[5-9]|[1-9][0-9]|[1-9][0-9]{2}))$")
 
 

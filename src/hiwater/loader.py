@@ -33,6 +33,7 @@ from .summary import Counts, Summary
 from .targets.base import CURSOR_COL, RUN_COL, Target
 
 log = logging.getLogger("hiwater")
+LATE_HELD = 50_000  # late records held per run to see whether a later batch supersedes them
 DELETED_AT = "deleted_at"
 
 
@@ -71,6 +72,8 @@ class Loader:
         self.warnings: list[str] = []
         self.columns: dict | None = None
         self.run_id: int | None = None
+        self._late: list | None = None  # late records held until the end of a one-transaction pass
+        self._late_min: int | None = None
 
     # --- the run ------------------------------------------------------------------------------
     def run(self) -> Summary:
@@ -310,6 +313,8 @@ class Loader:
         self._encode_early = True
         early = lambda raw: _store_early(raw) if self._encode_early else None  # noqa: E731
         fields: set = set()
+        self._late = [] if write and lo_slice is None else None
+        self._late_min = None
         for raw in prefetch(self.source.batches(), early=early):
             if len(raw) == 0:
                 continue
@@ -357,6 +362,10 @@ class Loader:
                 done += p.n
                 self.progress(done, expected)
         self._check_fields(fields)
+        if self._late is not None:
+            self._settle_late(res)
+        if self._late_min is not None:
+            res.min_late = self._late_min if res.min_late is None else min(res.min_late, self._late_min)
         return res
 
     def _check_fields(self, fields: set) -> None:
@@ -468,7 +477,7 @@ class Loader:
                 j = int(np.flatnonzero((p.cursor == cand) & (places == D.Place.IN))[0])
                 if res.candidate == cand:
                     self._cand_naive = bool(p.naive[j])
-        late_mask = (verdicts == D.Verdict.LATE) | late_applied
+        late_mask = late_applied if self._late is not None else (verdicts == D.Verdict.LATE) | late_applied
         if late_mask.any():
             m = int(p.cursor[late_mask].min())
             res.min_late = m if res.min_late is None else min(res.min_late, m)
@@ -564,15 +573,50 @@ class Loader:
                     rec[name] = values[row]
             text = record_text(rec)
             keyv = [rec.get(k) for k in o.key] if isinstance(rec, dict) else None
-            rows.append({
+            held = None
+            if v == D.Verdict.LATE and self._late is not None:
+                held = {}
+                self._late.append((held, _key_values(tbl, o.key, np.array([i]))[0], int(p.cursor[i])))
+            row_dict = {
                 "stream": self.stream, "reason": reason, "detail": detail, "source": p.raw.path,
                 "record_no": int(first_records[i]),
                 "key": orjson.dumps(keyv, default=str).decode(),
                 "cursor": None if not isinstance(rec, dict) or rec.get(o.cursor) is None else str(rec.get(o.cursor)),
                 "cursor_value": int(p.cursor[i]) if p.valid[i] else None,
                 "record": text, "fingerprint": hashlib.sha1(text.encode()).hexdigest(), "run": self.run_id,
-            })
+            }
+            if held is not None:
+                held.update(row_dict)  # held until the run has read every batch
+            else:
+                rows.append(row_dict)
         self.target.write_quarantine(rows)
+        if self._late is not None and len(self._late) > LATE_HELD:
+            self._settle_late(None)
+
+    def _settle_late(self, res: PassResult | None) -> None:
+        """Quarantine the held late records, except those a newer version of their key, applied
+        later in this run, has superseded: those are ``unchanged``, as they would be had both
+        versions come in one batch (SPEC §3.5, §8). With ``res`` None (too many held) the
+        held ones are quarantined as they are, and the counts stay as decided."""
+        held, self._late = self._late, ([] if res is None else None)
+        if not held:
+            return
+        superseded = np.zeros(len(held), bool)
+        if res is not None and self.columns is not None:
+            found = self.target.lookup(self.table, tuple(self.opts.key), [k for _, k, _ in held])
+            cursors = np.array([c for _, _, c in held], dtype=np.int64)
+            superseded = found.exists & (found.cursor >= cursors)
+            n = int(superseded.sum())
+            res.counts.late -= n
+            res.counts.unchanged += n
+        keep = [row for (row, _, _), s in zip(held, superseded) if not s]
+        self.target.write_quarantine(keep)
+        if res is not None:
+            left = [c for (_, _, c), s in zip(held, superseded) if not s]
+            if left:
+                res.min_late = min(left) if res.min_late is None else min(res.min_late, min(left))
+        else:
+            self._late_min = min([c for _, _, c in held] + ([self._late_min] if self._late_min is not None else []))
 
     # --- state, history, summary -------------------------------------------------------------
     def _save_state(self, new_wm, res) -> None:

@@ -383,3 +383,15 @@ def test_errors_never_show_the_password(hw, tmp_path, monkeypatch):
     with pytest.raises(HiwaterError) as e:
         hiwater.load(SAMPLE, target="postgresql://u:pa55word@127.0.0.1:1/test")
     assert "pa55word" not in str(e.value)
+
+
+def test_a_late_version_superseded_in_a_later_batch_is_unchanged(load, target_url):
+    """SPEC §8: the same verdict whatever the batch. An old version below the window followed,
+    in a later batch of the same run, by a newer one of its key is not late."""
+    load([rec(1, "12:00")])
+    s = load([rec(3, "11:00"), rec(5, "10:00"), rec(3, "13:00")], batch_size=1)
+    assert (s["inserted"], s["unchanged"], s["late"]) == (1, 1, 1)  # key 5 alone is late
+    assert [q["key"] for q in hiwater.quarantine_list(target=target_url)] == ["[5]"]
+    # the warning names the worst late record that stayed late (key 5, not the superseded key 3)
+    assert s["warnings"] == ["1 late record(s) quarantined: the worst was 2h behind the watermark; "
+                             "--lookback 2h would have caught them all"]

@@ -602,10 +602,20 @@ class Loader:
         if not held:
             return
         superseded = np.zeros(len(held), bool)
-        if res is not None and self.columns is not None:
-            found = self.target.lookup(self.table, tuple(self.opts.key), [k for _, k, _ in held])
-            cursors = np.array([c for _, _, c in held], dtype=np.int64)
-            superseded = found.exists & (found.cursor >= cursors)
+        if res is not None:
+            # Of several late versions of one key (from different batches), the newest wins
+            # (on a tie, the later one), as in one batch; the others are superseded.
+            newest: dict = {}
+            for j, (_, k, c) in enumerate(held):
+                k = tuple(k) if isinstance(k, list) else k
+                if k not in newest or c >= held[newest[k]][2]:
+                    newest[k] = j
+            superseded[:] = True
+            superseded[list(newest.values())] = False
+            if self.columns is not None:  # ... and so is one a newer version applied in this run holds
+                found = self.target.lookup(self.table, tuple(self.opts.key), [k for _, k, _ in held])
+                cursors = np.array([c for _, _, c in held], dtype=np.int64)
+                superseded |= found.exists & (found.cursor >= cursors)
             n = int(superseded.sum())
             res.counts.late -= n
             res.counts.unchanged += n

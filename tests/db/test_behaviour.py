@@ -395,3 +395,9 @@ def test_a_late_version_superseded_in_a_later_batch_is_unchanged(load, target_ur
     # the warning names the worst late record that stayed late (key 5, not the superseded key 3)
     assert s["warnings"] == ["1 late record(s) quarantined: the worst was 2h behind the watermark; "
                              "--lookback 2h would have caught them all"]
+    # two late versions of one key in two batches: the newer (on a tie, the later) is the late one
+    s = load([rec(7, "09:00", name="old"), rec(7, "09:30", name="new"), rec(8, "09:00", name="a"),
+              rec(8, "09:00", name="b")], batch_size=1)
+    assert (s["late"], s["unchanged"]) == (2, 2)
+    got = {(q["key"], json.loads(q["record"])["name"]) for q in hiwater.quarantine_list(target=target_url)}
+    assert got == {("[5]", "n5"), ("[7]", "new"), ("[8]", "b")}

@@ -74,8 +74,8 @@ class Model:
         self.rows: dict = {}        # id -> (cursor, name)
         self.wm: int | None = None
         self.quarantine: set = set()
-        # Known limitation (docs/reliability.md): an older version below the window that a
-        # newer version of its key supersedes in the same run, but in another batch
+        # Known limitation (docs/concepts.md): with --window, an older version below the window
+        # that a newer version of its key supersedes in the same run, but in another batch
         # (--batch-size), is quarantined as late as well. These entries may appear.
         self.superseded: set = set()
 
@@ -119,11 +119,14 @@ class Model:
             held = self.rows.get(r["id"])
             bs = o["batch_size"]
             if (not inside and b[1] != pos and (held is None or held[0] < c) and o["on_late"] == "detect"
-                    and pos // bs != b[1] // bs):
+                    and pos // bs != b[1] // bs and o["window"] is not None):
                 self.superseded.add(("late", r["id"], _cur(r), r.get("name")))
         new_rows = dict(self.rows)
         for k, (c, pos, r, inside) in best.items():
             held = self.rows.get(k)
+            if full and held is not None and held[0] == c and held[1] != r.get("name"):
+                new_rows[k] = (c, r.get("name"))  # a full load distrusts the cursor: content counts
+                continue
             if held is not None and held[0] >= c:
                 continue                      # unchanged: never regress
             if inside or o["on_late"] == "load":
@@ -132,7 +135,7 @@ class Model:
                 self.quarantine.add(("late", k, _cur(r), r.get("name")))
         self.rows = new_rows
         if full:
-            self.wm = in_window_max if in_window_max is not None else self.wm
+            self.wm = in_window_max           # set from the data (None when nothing was examined)
         elif in_window_max is not None:
             self.wm = in_window_max if self.wm is None else max(self.wm, in_window_max)
         return counts

@@ -56,6 +56,8 @@ def _encode(arr: pa.Array) -> pa.Array:
         if not pc.all(pc.fill_null(pc.is_finite(arr), True)).as_py():
             raise _Fallback
         return pc.fill_null(arr.cast(pa.string()), null)
+    if pa.types.is_struct(t) and t.num_fields == 0:  # {} (a join of scalars alone is a scalar)
+        return pc.if_else(arr.is_valid(), pa.scalar("{}", pa.string()), null)
     if pa.types.is_struct(t):
         parts = [pa.scalar("{", pa.string())]
         for i in range(t.num_fields):

@@ -553,7 +553,8 @@ class Loader:
 
     def _quarantine(self, tbl, p, verdicts, places, window, q, first_records) -> None:
         o = self.opts
-        records = tbl.take(pa.array(q)).to_pylist() if tbl.num_columns else [{} for _ in q]
+        from .sources.files import _iso_columns  # typed timestamps as ISO text, nanoseconds kept
+        records = _iso_columns(tbl.take(pa.array(q)), "").to_pylist() if tbl.num_columns else [{} for _ in q]
         rows = []
         for j, i in enumerate(q):
             v = D.Verdict(int(verdicts[i]))

@@ -362,11 +362,11 @@ def _read_jsonl_fast(path: str, name: str, cursor: str, batch_size: int) -> Iter
             if part.num_rows < batch_size and record > 1 and start > 0:
                 pending = [part]  # a remainder waits for the next block
                 break
-            yield RawBatch(part, name, record, {})
+            yield RawBatch(_without_phantom(part, cursor, path), name, record, {})
             record += part.num_rows
     if pending:
         tbl = pa.concat_tables(pending) if len(pending) > 1 else pending[0]
-        yield RawBatch(tbl, name, record, {})
+        yield RawBatch(_without_phantom(tbl, cursor, path), name, record, {})
 
 
 def _refuse_inexact_floats(arr) -> None:
@@ -376,6 +376,28 @@ def _refuse_inexact_floats(arr) -> None:
     reader keeps as Python floats for prepare to refuse, nested ones too."""
     if _non_finite_or_beyond(arr, 2**53):
         raise pa.ArrowInvalid("numbers beyond 2**53, NaN or Infinity")
+
+
+def _without_phantom(tbl: pa.Table, cursor: str, path: str) -> pa.Table:
+    """The reader is told the cursor's type, so it gives a cursor column even when no line has
+    the field. A column of nulls whose name the file never mentions is dropped: the field is
+    missing, which the loader reports as a usage error, not as every record being invalid."""
+    col = tbl.column(cursor)
+    if col.null_count < len(col) or _mentions(path, cursor):
+        return tbl
+    return tbl.drop_columns([cursor])
+
+
+def _mentions(path: str, name: str) -> bool:
+    """Whether the file holds ``"name"`` anywhere (a key written with escapes is not seen, and
+    then the column stays: the safe side)."""
+    import mmap
+    needle = json.dumps(name, ensure_ascii=False).encode()
+    with open(path, "rb") as f:
+        if os.fstat(f.fileno()).st_size == 0:
+            return False
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+            return m.find(needle) >= 0
 
 
 def _refuse_filled_fields(arr) -> None:

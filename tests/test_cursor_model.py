@@ -1010,9 +1010,6 @@ def test_small_batches_match_the_model(case, batch_size):
     play_timestamps(tz, runs, batch_size=batch_size)
 
 
-@pytest.mark.xfail(strict=False, reason="semantics.md judges the kind on the first *batch*; SPEC §8 wants "
-                   "the same verdict whatever the batch: with --batch-size 1 a date then a timestamp "
-                   "makes a date stream and rejects the timestamp")
 def test_the_kind_does_not_depend_on_the_batch_size(tmp_path):
     db = tmp_path / "t.db"
     s = load(write_jsonl(tmp_path / "a.jsonl", [R(1, "2025-01-15"), R(2, "2025-01-15T10:00:00")]), db,

@@ -126,3 +126,22 @@ def test_7_the_quarantine_keeps_the_bad_value_and_replay_does_not_load_null(hw, 
     r = hw("quarantine", "replay", "--db", db, "--stream", "t", "--now", NOW)
     assert r.code == 0 and (r.json["inserted"], r.json["rejected"]) == (0, 1)
     assert sqlite3.connect(db).execute("SELECT count(*) FROM t WHERE x IS NULL").fetchone() == (0,)
+
+
+def test_12_the_cursor_kind_does_not_depend_on_order_or_batches(hw, tmp_path):
+    """#12: a date then a timestamp gave 1 loaded + 1 rejected; the reverse loaded both."""
+    dates_first = write_jsonl(tmp_path / "a.jsonl", [rec(1, "2025-01-14"), rec(2, "2025-01-15T10:00:00")])
+    stamps_first = write_jsonl(tmp_path / "b.jsonl", [rec(2, "2025-01-15T10:00:00"), rec(1, "2025-01-14")])
+    for f in (dates_first, stamps_first):
+        for batch in ("65536", "1"):
+            db = tmp_path / f"{f.stem}-{batch}.db"
+            s = load(hw, "--input", f, "--db", db, "--batch-size", batch).json
+            assert (s["inserted"], s["rejected"], s["new_watermark"]) == (2, 0, "2025-01-15T10:00:00"), (f, batch)
+            assert hiwater.state_show(db=str(db))[0]["kind"] == "timestamp"
+    # with --window too (its scan pass finds the kind before anything commits)
+    s = load(hw, "--input", dates_first, "--db", tmp_path / "w.db", "--batch-size", "1", "--window", "1d").json
+    assert (s["inserted"], s["rejected"]) == (2, 0)
+    # a value of no kind does not decide it: an integer cursor with one "N/A" stays an integer stream
+    f = write_jsonl(tmp_path / "c.jsonl", [{"id": 1, "seq": "5"}, {"id": 2, "seq": "N/A"}, {"id": 3, "seq": "7"}])
+    s = load(hw, "--input", f, "--db", tmp_path / "i.db", "--cursor", "seq", "--batch-size", "1").json
+    assert (s["inserted"], s["rejected"], s["new_watermark"]) == (2, 1, 7)

@@ -72,6 +72,7 @@ class Loader:
         self.warnings: list[str] = []
         self.columns: dict | None = None
         self.run_id: int | None = None
+        self.forced_kind: str | None = None
         self._late: list | None = None  # late records held until the end of a one-transaction pass
         self._late_min: int | None = None
 
@@ -93,13 +94,28 @@ class Loader:
         with t.stream_lock(self.stream, self.opts.lock_timeout.seconds):
             with t.transaction():
                 t.ensure_meta()
-            if self.opts.dry_run:
-                try:
-                    with t.transaction():
-                        raise _Rollback(self._run_locked())
-                except _Rollback as done:
-                    return done.summary
-            return self._run_locked()
+            try:
+                return self._run_once()
+            except _KindChanged as change:
+                # The first run judged the cursor's kind on its first batch, and a later batch
+                # shows a wider one (a timestamp after dates): nothing was committed, so the run
+                # starts again with the kind that fits every batch, as if they had come as one.
+                if not getattr(self.source, "rereadable", True):
+                    raise UsageError(f"the cursor {self.opts.cursor!r} holds {change.seen} values after a first "
+                                     f"batch of {change.was} values; this source cannot be read twice",
+                                     hint="load it from a file, or put a record showing the kind first") from None
+                log.info("cursor kind is %s, not %s: the run starts again", change.kind, change.was)
+                self.forced_kind = change.kind
+                return self._run_once()
+
+    def _run_once(self) -> Summary:
+        if self.opts.dry_run:
+            try:
+                with self.target.transaction():
+                    raise _Rollback(self._run_locked())
+            except _Rollback as done:
+                return done.summary
+        return self._run_locked()
 
     def _run_locked(self) -> Summary:
         t, o = self.target, self.opts
@@ -113,7 +129,13 @@ class Loader:
         o.check_range(state.assume_tz, state.kind)
         self.state = state
         self.prev = state.watermark
+        self.warnings = []
+        self.new_columns_logged = []
+        self._cand_naive = None
+        if state.kind is None and self.forced_kind is not None:
+            state.kind = self.forced_kind
         self.kind = state.kind
+        self._kind_this_run = self.kind is None  # judged on this run's first batch
         if self.kind is not None:
             self._check_durations()
         self.columns = t.table_columns(self.table)
@@ -319,6 +341,10 @@ class Loader:
             if len(raw) == 0:
                 continue
             fields.update(raw.table.column_names)
+            if self._kind_this_run and self.kind in (V.DATE, V.INT) and o.cursor in raw.table.column_names:
+                seen = V.detect_kind(raw.table.column(o.cursor))
+                if seen is not None and seen != self.kind:
+                    raise _KindChanged(V.TIMESTAMP, self.kind, seen)
             p = prepare(raw, key=tuple(o.key), cursor=o.cursor, kind=self.kind, tz=self.tz,
                         columns=self.columns, delete_field=o.delete_field)
             if self.kind is None and p.kind is not None:
@@ -698,6 +724,14 @@ class Loader:
         if c.rejected and c.rejected != c.source_records:
             self.warnings.append(f"{c.rejected} invalid record(s) were quarantined (see `hiwater quarantine list`)")
         return s
+
+
+class _KindChanged(Exception):
+    """A later batch of a stream's first run shows a wider cursor kind than its first batch."""
+
+    def __init__(self, kind: str, was: str, seen: str):
+        super().__init__(kind)
+        self.kind, self.was, self.seen = kind, was, seen
 
 
 class _Rollback(Exception):

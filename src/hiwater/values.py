@@ -63,8 +63,10 @@ class Parsed:
 
 def detect_kind(column: pa.Array) -> str | None:
     """The cursor kind a batch's cursor column shows, judged on all its values (not the first),
-    so the order of records never decides it: all dates -> date, all integers -> int, anything
-    else -> timestamp (a bare date in a timestamp stream is its midnight)."""
+    so the order of records never decides it: all dates -> date, all integers -> int, any
+    timestamp (or dates mixed with integers) -> timestamp, where a bare date is its midnight.
+    Values of no kind do not vote; a batch of only those shows none (``None``). A later batch
+    of a stream's first run that shows a wider kind restarts the run (see the loader)."""
     t = column.type
     if pa.types.is_integer(t):
         return INT
@@ -73,14 +75,19 @@ def detect_kind(column: pa.Array) -> str | None:
     if pa.types.is_timestamp(t):
         return TIMESTAMP
     if pa.types.is_string(t) or pa.types.is_large_string(t):
+        # Values of no kind at all ("N/A") are invalid under any kind: they do not decide it.
         text = pc.utf8_trim_whitespace(column.drop_null())
-        if len(text) == 0:
-            return None
-        if pc.all(pc.match_substring_regex(text, r"^\d{4}-\d{2}-\d{2}$")).as_py():
+        dates = pc.match_substring_regex(text, r"^\d{4}-\d{2}-\d{2}$")
+        ints = pc.match_substring_regex(text, r"^-?\d+$")
+        stamps = pc.match_substring_regex(text, r"^\d{4}-\d{2}-\d{2}[T ]\d")
+        n_dates, n_ints, n_stamps = (pc.sum(m.cast(pa.int64())).as_py() or 0 for m in (dates, ints, stamps))
+        if n_stamps or (n_dates and n_ints):
+            return TIMESTAMP
+        if n_dates:
             return DATE
-        if pc.all(pc.match_substring_regex(text, r"^-?\d+$")).as_py():
+        if n_ints:
             return INT
-        return TIMESTAMP
+        return None
     return None
 
 

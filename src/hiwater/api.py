@@ -54,6 +54,8 @@ def load(input=None, *, db: str | None = None, target: str | None = None,
     from .sources.memory import DataSource, is_data
     opts = LoadOptions.build(**options)
     notices = []
+    if isinstance(input, dict):
+        raise UsageError("hiwater.load: got one dict; pass a list of records ([record])")
     if is_data(input):
         source, input = DataSource(input, cursor=opts.cursor, batch_size=opts.batch_size,
                                    keep=opts.window is not None), None

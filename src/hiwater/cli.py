@@ -376,8 +376,8 @@ def status_cmd(streams, as_json, **kw):
     """Every stream of the project (or of the target --db/--target): watermark, data age (now - watermark),
     load age (since the latest successful run), the latest run and the quarantine size."""
     rows = api.status(list(streams), **kw)
-    _print_rows(rows, as_json, ["stream", "watermark", "data_age", "load_age", "last_outcome", "last_run_at",
-                                "last_loaded", "last_rejected", "last_duration_s", "quarantined", "last_error"])
+    _print_rows(rows, as_json, ["stream", "watermark", "data_age", "load_age", "last_outcome", "last_loaded",
+                                "last_rejected", "last_duration_s", "quarantined", "last_error"])
 
 
 @cli.command("check")
@@ -483,8 +483,8 @@ def main(argv=None) -> int:
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # quiet on `| head`
     interrupted = "interrupted; nothing of the interrupted transaction was committed"
     try:
-        cli.main(args=argv, prog_name="hiwater", standalone_mode=False)
-        return EXIT_OK
+        code = cli.main(args=argv, prog_name="hiwater", standalone_mode=False)
+        return code if isinstance(code, int) else EXIT_OK  # a command's click Exit(code) comes back here
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except click.exceptions.Abort:

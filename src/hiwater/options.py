@@ -112,10 +112,14 @@ class LoadOptions:
         unknown = set(kw) - set(cls.__dataclass_fields__)
         if unknown:
             import difflib
-            hints = [f"{u} -> {m[0]}" for u in sorted(unknown)
-                     if (m := difflib.get_close_matches(u, list(cls.__dataclass_fields__), 1))]
-            raise UsageError(f"unknown option(s): {', '.join(sorted(unknown))}",
-                             hint=("did you mean " + ", ".join(hints) + "?") if hints else None)
+            close = {u: m[0] for u in sorted(unknown)
+                     if (m := difflib.get_close_matches(u, list(cls.__dataclass_fields__), 1))}
+            hint = None
+            if len(unknown) == 1 and close:
+                hint = f"did you mean {next(iter(close.values()))}?"
+            elif close:
+                hint = "did you mean " + ", ".join(f"{m} for {u}" for u, m in close.items()) + "?"
+            raise UsageError(f"unknown option(s): {', '.join(sorted(unknown))}", hint=hint)
         opts = cls(**{k: v for k, v in kw.items() if v is not None or k in ("max_future", "now")})
         opts.check()
         return opts

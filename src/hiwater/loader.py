@@ -455,13 +455,19 @@ class Loader:
                 m = int(p.cursor[p.valid & (places != D.Place.FUTURE)].max(initial=np.iinfo(np.int64).min))
                 if m != np.iinfo(np.int64).min:
                     res.max_source = m if res.max_source is None else max(res.max_source, m)
+            # --window: a record invalid only for a column's type (and in the window by its cursor)
+            # belongs to its slice, where the columns made by earlier slices judge it.
+            typed_in = np.zeros(p.n, bool)
+            if o.window is not None and not p.valid.all() and p.fixed_invalid is not None:
+                typed_in = ~p.valid & ~p.fixed_invalid & (D.place(p.cursor, np.ones(p.n, bool), window)
+                                                          == D.Place.IN)
             if not write:
                 res.records += p.n
                 bad = np.flatnonzero(~p.valid)
                 res.invalid += len(bad)
                 if len(bad) and self._first_reject is None:
                     self._first_reject = f"{raw.path}: record {raw.first_record + int(bad[0])}: {p.reasons[int(bad[0])]}"
-                inwin = places == D.Place.IN
+                inwin = (places == D.Place.IN) | typed_in
                 if o.window is not None and inwin.any() and self.kind is not None:
                     width = o.window.for_kind(self.kind, "--window")
                     res.slices.update(np.unique(p.cursor[inwin] // width).tolist())
@@ -469,7 +475,7 @@ class Loader:
                 continue
             select = np.ones(p.n, bool)
             if lo_slice is not None:
-                inwin = places == D.Place.IN
+                inwin = (places == D.Place.IN) | typed_in
                 in_slice = inwin & (p.cursor >= lo_slice) & (p.cursor < hi_slice)
                 select = in_slice | (~inwin if outside else np.zeros(p.n, bool))
                 if not select.any():

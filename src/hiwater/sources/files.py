@@ -71,6 +71,10 @@ def _refuse_compressed(path: str, name: str) -> None:
                                   f"or decompress it first")
 
 
+def _codec_available(codec: str) -> bool:
+    return pa.Codec.is_available(codec)
+
+
 def decompress(path: str, name: str, codec: str, dest: str) -> None:
     """Decompress ``path`` into the file ``dest``: pyarrow's codecs (gzip, bz2 and zstd are in
     the wheels on PyPI); else the standard library (gzip, bz2) or the ``zstandard`` package."""
@@ -79,7 +83,7 @@ def decompress(path: str, name: str, codec: str, dest: str) -> None:
     import zlib
     errors = (OSError, EOFError, ValueError, zlib.error, pa.ArrowInvalid, pa.ArrowIOError)
     try:
-        if pa.Codec.is_available(codec):
+        if _codec_available(codec):
             with pa.input_stream(path, compression=codec) as src, open(dest, "wb") as out:
                 while chunk := src.read(BLOCK_BYTES):
                     out.write(chunk)

@@ -13,7 +13,7 @@ import os
 from contextlib import contextmanager
 
 from . import values as V
-from .errors import UsageError
+from .errors import ConfigError, UsageError
 from .loader import Loader, dated_table_notice, default_table
 from .options import LoadOptions
 from .sources.files import open_files
@@ -370,8 +370,16 @@ def _probe(cfg) -> list[dict]:
     from .errors import HiwaterError
     problems = []
     try:
-        with _target(**cfg.target_kw):
-            pass
+        tgt = open_target(**cfg.target_kw)
+        path = getattr(tgt, "path", None)
+        if isinstance(path, str) and path != ":memory:" and not os.path.exists(path):
+            # A database file not made yet: the first run makes it; validating must not.
+            folder = os.path.dirname(os.path.abspath(path))
+            if not os.path.isdir(folder):
+                raise ConfigError(f"{path}: the folder {folder} does not exist")
+        else:
+            with _target(**cfg.target_kw):
+                pass
     except HiwaterError as exc:
         problems.append({"where": "target", **exc.to_dict()})
     load = cfg.load

@@ -445,7 +445,14 @@ def _print_rows(rows, as_json, columns) -> None:
         table.add_column(c)
     for r in rows:
         table.add_row(*["" if r.get(c) is None else str(r.get(c)) for c in columns])
-    Console(width=max(120, _term_width())).print(table)
+    _console().print(table)
+
+
+def _console():
+    """A rich console for stdout; ``NO_COLOR`` (any value) turns every colour and style off."""
+    from rich.console import Console
+    plain = bool(os.environ.get("NO_COLOR"))
+    return Console(width=max(120, _term_width()), **({"color_system": None} if plain else {}))
 
 
 def _term_width() -> int:

@@ -16,7 +16,7 @@ import pytest
 import hiwater
 from hiwater.project import load_project
 
-from conftest import NOW, ROOT, SAMPLE, rec, rows, watermark, write_jsonl
+from conftest import ROOT, SAMPLE, rec, rows, watermark, write_jsonl
 
 
 def project(tmp_path: Path, text: str) -> Path:
@@ -356,4 +356,3 @@ def test_docs_examples_orchestrator_functions_run_without_airflow_or_dagster(pro
     text = (ROOT / "docs" / "pipelines.md").read_text()
     for name in ("def load_streams", "def hiwater_streams", "def freshness_gate"):
         assert name in text  # the page shows the functions the tests call
-    del NOW

@@ -145,3 +145,18 @@ def test_12_the_cursor_kind_does_not_depend_on_order_or_batches(hw, tmp_path):
     f = write_jsonl(tmp_path / "c.jsonl", [{"id": 1, "seq": "5"}, {"id": 2, "seq": "N/A"}, {"id": 3, "seq": "7"}])
     s = load(hw, "--input", f, "--db", tmp_path / "i.db", "--cursor", "seq", "--batch-size", "1").json
     assert (s["inserted"], s["rejected"], s["new_watermark"]) == (2, 1, 7)
+
+
+def test_12_a_kind_restart_from_python_data(tmp_path):
+    """A list can be read again, so the run restarts with the wider kind; an iterator cannot,
+    and the run is refused (nothing committed) with a hint that works."""
+    import pytest
+    from hiwater.errors import UsageError
+    recs = [{"id": 1, "modified_at": "2025-01-14"}, {"id": 2, "modified_at": "2025-01-15T10:00:00"}]
+    s = hiwater.load(recs, db=str(tmp_path / "a.db"), table="t", batch_size=1, now=NOW)
+    assert (s.counts.inserted, s.counts.rejected) == (2, 0)
+    with pytest.raises(UsageError, match="cannot be read twice"):
+        hiwater.load(iter(recs), db=str(tmp_path / "b.db"), table="t", batch_size=1, now=NOW)
+    assert hiwater.state_show(db=str(tmp_path / "b.db")) == []
+    s = hiwater.load(iter(recs[::-1]), db=str(tmp_path / "b.db"), table="t", batch_size=1, now=NOW)
+    assert (s.counts.inserted, s.counts.rejected) == (2, 0)  # the hint: the timestamp first

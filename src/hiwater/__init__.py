@@ -1,20 +1,27 @@
 """hiwater: incremental loading with a high-water mark that does not lose records.
 
-The API mirrors the CLI: ``hiwater.load(...)`` is ``hiwater load``; the state,
-history and quarantine functions are the ``hiwater state|history|quarantine``
-commands.
+The API mirrors the CLI: ``hiwater.load(...)`` is ``hiwater load``; ``hiwater.run``,
+``status``, ``check`` and ``validate`` are the project commands; the state, history and
+quarantine functions are the ``hiwater state|history|quarantine`` commands.
+``hiwater.load`` also takes data in memory (a list or iterator of dicts, a pyarrow Table or
+RecordBatchReader, a pandas DataFrame). Every error is a :class:`HiwaterError` with
+``exit_code`` and ``retryable``.
 """
 
-from .api import (history, load, quarantine_list, quarantine_replay, state_reset, state_rewind,
-                  state_set, state_show)
-from .errors import HiwaterError, InputError, LockTimeout, StrictError, UsageError
+from .api import (check, history, load, quarantine_list, quarantine_replay, run, state_reset, state_rewind,
+                  state_set, state_show, status, stream_drop, validate)
+from .errors import (ConfigError, ConnectError, HiwaterError, InputError, LockTimeout, PipelineError, QualityError,
+                     StrictError, TargetError, UsageError)
 from .options import LoadOptions
+from .pipeline import PipelineResult, StreamResult
 from .summary import Counts, Summary
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "load", "state_show", "state_set", "state_reset", "state_rewind", "history",
-    "quarantine_list", "quarantine_replay", "LoadOptions", "Summary", "Counts",
-    "HiwaterError", "UsageError", "InputError", "StrictError", "LockTimeout", "__version__",
+    "load", "run", "status", "check", "validate", "state_show", "state_set", "state_reset", "state_rewind",
+    "stream_drop", "history", "quarantine_list", "quarantine_replay", "LoadOptions", "Summary", "Counts",
+    "PipelineResult", "StreamResult",
+    "HiwaterError", "UsageError", "ConfigError", "InputError", "StrictError", "QualityError", "LockTimeout",
+    "TargetError", "ConnectError", "PipelineError", "__version__",
 ]

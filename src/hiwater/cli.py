@@ -5,8 +5,12 @@ arguments. Errors become exit codes here, and only here:
 
 - 0: done
 - 1: the load failed and nothing of it was committed (with ``--window``: nothing of
-  the failed slice; earlier slices stand and a rerun resumes)
+  the failed slice; earlier slices stand and a rerun resumes); ``hiwater run``: a stream
+  failed (the others committed); ``hiwater check``: a stream is past ``--error-after``
 - 2: bad usage or configuration
+
+Warnings and progress go to stderr through the ``hiwater`` logger (:mod:`hiwater.events`):
+``warning: …`` lines, or one JSON object per event with ``--log-format json``.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from contextlib import contextmanager
 
 import click
 
-from . import api
+from . import api, events
 from .errors import HiwaterError, UsageError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -39,6 +43,25 @@ def target_options(f):
 
 def json_option(f):
     return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(f)
+
+
+def project_option(f):
+    return click.option("--project", "project", metavar="FILE", envvar="HIWATER_PROJECT",
+                        help="The project file (default: $HIWATER_PROJECT, else ./hiwater.toml).")(f)
+
+
+def _complete_streams(ctx, param, incomplete):
+    """Shell completion of stream names, from the project file (silently none if it has problems)."""
+    try:
+        from .project import load_project
+        names = list(load_project(ctx.params.get("project")).streams)
+    except Exception:  # noqa: BLE001 - completion must never fail loudly
+        return []
+    return [n for n in names if n.startswith(incomplete)]
+
+
+def streams_argument(f):
+    return click.argument("streams", nargs=-1, metavar="[STREAM]...", shell_complete=_complete_streams)(f)
 
 
 class _Commands(click.Group):
@@ -61,13 +84,26 @@ class _Commands(click.Group):
         return super().get_command(ctx, name)
 
 
-@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+EPILOG = """\b
+Shell completion (bash, zsh, fish), e.g. in ~/.bashrc:
+  eval "$(_HIWATER_COMPLETE=bash_source hiwater)"
+NO_COLOR=1 turns colour off."""
+
+
+@click.group(cls=_Commands, invoke_without_command=True, epilog=EPILOG,
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="hiwater")
 @click.option("-v", "--verbose", is_flag=True, help="Log what each step does on stderr.")
-def cli(verbose):
+@click.option("--log-format", type=click.Choice(events.FORMATS), default="text", show_default=True,
+              help="Warnings and events on stderr: text lines, or one JSON object per event (run started, "
+                   "slice committed, warning, run finished with counts and duration, error).")
+@click.pass_context
+def cli(ctx, verbose, log_format):
     """hiwater: incremental loading with a high-water mark that does not lose records."""
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
-                        format="hiwater: %(message)s")
+    events.configure(log_format, verbose=verbose)
+    if ctx.invoked_subcommand is None:
+        click.echo(ctx.get_help())
+        ctx.exit(0)
 
 
 @cli.command()
@@ -102,6 +138,8 @@ def cli(verbose):
 @click.option("--max-future", default="1d", show_default=True, metavar="DURATION",
               help="Quarantine cursors later than now + this; 'none' turns the guard off.")
 @click.option("--strict", is_flag=True, help="Fail the whole run on the first invalid record.")
+@click.option("--max-rejected", metavar="N|P%", help="Fail the run (nothing committed, exit 1) when more than N "
+              "records, or P% of them, are rejected as invalid.")
 @click.option("--window", metavar="DURATION", help="Apply in consecutive cursor slices, each committed "
               "with its own watermark.")
 @click.option("--since", metavar="VALUE", help="Bounded backfill: only records with cursor >= VALUE.")
@@ -125,9 +163,7 @@ def load(input, output, details, **kw):
     if output:
         _check_writable(output)  # before the load: a failing exit must mean nothing was committed
     with _progress_bar(kw.pop("progress")) as progress:
-        summary = api.load(input, progress=progress, **kw)
-    for w in summary.warnings:
-        click.echo(f"warning: {w}", err=True)
+        summary = api.load(input, progress=progress, **kw)  # its warnings go to stderr as it logs them
     data = summary.to_dict(details=True) if details else _short_summary(summary)
     text = json.dumps(data, indent=2)
     if output:
@@ -257,7 +293,7 @@ def history(as_json, **kw):
     rows = api.history(**kw)
     _print_rows(rows, as_json, ["run_id", "window_index", "stream", "finished_at", "mode", "outcome",
                                 "source_records", "inserted", "updated", "unchanged", "late", "future",
-                                "rejected", "watermark_before", "watermark_after"])
+                                "rejected", "watermark_before", "watermark_after", "duration_s", "error"])
 
 
 @cli.group()
@@ -288,9 +324,111 @@ def quarantine_list(as_json, **kw):
 def quarantine_replay(**kw):
     """Run quarantined records through the loader again; replayed ones leave the quarantine."""
     summary = api.quarantine_replay(**kw)
-    for w in summary.warnings:
-        click.echo(f"warning: {w}", err=True)
     click.echo(json.dumps(summary.to_dict(details=True), indent=2))
+
+
+@cli.command("run")
+@streams_argument
+@project_option
+@click.option("--jobs", "-j", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Streams loaded at once, each in its own process (streams into one SQLite or DuckDB file "
+                   "still run one after another).")
+@click.option("--fail-fast", is_flag=True, help="Start no further stream once one has failed.")
+@click.option("--dry-run", is_flag=True, help="Decide and report every stream; write nothing.")
+@json_option
+def run_cmd(streams, as_json, **kw):
+    """Load the project's streams (all, or each STREAM named): one summary per stream and a total.
+
+    Each stream commits on its own; exit 1 when any failed (the others still committed)."""
+    setup = events.current()
+    if setup is not None and setup[0] == "text":
+        events.configure("text", verbose=setup[1], with_stream=True)  # name the stream on each line
+    result = api.run(list(streams), raise_on_failure=False, **kw)
+    for r in result.streams:
+        if r.error is not None and (setup is None or setup[0] == "text"):
+            click.echo(f"error: [{r.stream}] {r.error}", err=True)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2, default=str))
+    else:
+        rows = []
+        for r in result.streams:
+            d = r.summary.to_dict() if r.summary is not None else {}
+            rows.append({"stream": r.stream, "status": r.status, "source_records": d.get("source_records"),
+                         "loaded": d.get("loaded"), "skipped": d.get("skipped"), "rejected": d.get("rejected"),
+                         "watermark": d.get("new_watermark"), "duration_s": r.duration_s})
+        t = result.total()
+        rows.append({"stream": "total", "status": f"{t['ok']}/{t['streams']} ok", "source_records": t["source_records"],
+                     "loaded": t["loaded"], "skipped": t["skipped"], "rejected": t["rejected"],
+                     "duration_s": t["duration_s"]})
+        _print_rows(rows, False, ["stream", "status", "source_records", "loaded", "skipped", "rejected",
+                                  "watermark", "duration_s"])
+    if not result.ok:
+        raise click.exceptions.Exit(EXIT_FAILED)
+
+
+@cli.command("status")
+@streams_argument
+@project_option
+@target_options
+@click.option("--now", metavar="TIMESTAMP", help="Pretend it is this instant (for tests and replays).")
+@json_option
+def status_cmd(streams, as_json, **kw):
+    """Every stream of the project (or of the target --db/--target): watermark, data age (now - watermark),
+    load age (since the latest successful run), the latest run and the quarantine size."""
+    rows = api.status(list(streams), **kw)
+    _print_rows(rows, as_json, ["stream", "watermark", "data_age", "load_age", "last_outcome", "last_loaded",
+                                "last_rejected", "last_duration_s", "quarantined", "last_error"])
+
+
+@cli.command("check")
+@streams_argument
+@project_option
+@target_options
+@click.option("--warn-after", metavar="DURATION", help="Warn about a stream older than this (default: the "
+              "project file's warn-after).")
+@click.option("--error-after", metavar="DURATION", help="Fail (exit 1) when a stream is older than this "
+              "(default: the project file's error-after).")
+@click.option("--by", type=click.Choice(["load", "data"]), default="load", show_default=True,
+              help="Judge the load age (since the latest successful run) or the data age (now - watermark).")
+@click.option("--now", metavar="TIMESTAMP", help="Pretend it is this instant (for tests and replays).")
+@json_option
+def check_cmd(streams, as_json, **kw):
+    """Freshness gate for a monitoring cron: each stream's verdict (ok, warn, error); exit 1 when any stream
+    is past --error-after."""
+    rows = api.check(list(streams), **kw)
+    import logging
+    for r in rows:
+        if r["verdict"] != "ok":
+            limit = r["error_after"] if r["verdict"] == "error" else r["warn_after"]
+            age = f"{r['by']} age {r['age']}" if r["age"] is not None else "never loaded"
+            events.emit("freshness", f"[{r['stream']}] {age}, past {r['verdict']}-after {limit}",
+                        level=logging.ERROR if r["verdict"] == "error" else logging.WARNING, **r)
+    _print_rows(rows, as_json, ["stream", "verdict", "by", "age", "warn_after", "error_after", "watermark",
+                                "last_outcome"])
+    if any(r["verdict"] == "error" for r in rows):
+        raise click.exceptions.Exit(EXIT_FAILED)
+
+
+@cli.command("validate")
+@project_option
+@click.option("--connect", is_flag=True, help="Also open each stream's target and source (the files exist, the "
+              "databases answer, the table and its key and cursor columns exist); nothing is written.")
+@json_option
+def validate_cmd(as_json, **kw):
+    """Check the project file (keys, values, ${VAR}s, option conflicts); exit 2 on the first problem."""
+    rows = api.validate(**kw)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, default=str))
+    else:
+        shown = [{"stream": r["stream"], "table": r["table"],
+                  "source": r.get("input") or " ".join(filter(None, (r.get("source_url"), r.get("source_table")))),
+                  "target": r.get("target") or r.get("db"),
+                  "problems": "; ".join(f"{p['where']}: {p['message']}" for p in r["problems"]) or "ok"}
+                 for r in rows]
+        _print_rows(shown, False, ["stream", "table", "source", "target", "problems"])
+    codes = [p["exit_code"] for r in rows for p in r["problems"]]
+    if codes:
+        raise click.exceptions.Exit(max(codes))
 
 
 def _print_rows(rows, as_json, columns) -> None:
@@ -307,7 +445,14 @@ def _print_rows(rows, as_json, columns) -> None:
         table.add_column(c)
     for r in rows:
         table.add_row(*["" if r.get(c) is None else str(r.get(c)) for c in columns])
-    Console(width=max(120, _term_width())).print(table)
+    _console().print(table)
+
+
+def _console():
+    """A rich console for stdout; ``NO_COLOR`` (any value) turns every colour and style off."""
+    from rich.console import Console
+    plain = bool(os.environ.get("NO_COLOR"))
+    return Console(width=max(120, _term_width()), **({"color_system": None} if plain else {}))
 
 
 def _term_width() -> int:
@@ -317,33 +462,51 @@ def _term_width() -> int:
         return 160
 
 
+def _json_logs(argv) -> bool:
+    """Whether ``--log-format json`` was asked for (known even when parsing failed)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    for i, a in enumerate(args):
+        if a == "--log-format=json" or (a == "--log-format" and args[i + 1:i + 2] == ["json"]):
+            return True
+    return False
+
+
+def _fail(argv, message: str, code: int, err: BaseException | None = None) -> int:
+    """The error the CLI exits with: one ``error:`` line, or one JSON ``error`` event."""
+    if _json_logs(argv):
+        info = err.to_dict() if isinstance(err, HiwaterError) else {
+            "error": type(err).__name__ if err is not None else "Interrupted", "exit_code": code, "retryable": False}
+        info.update(message=message, exit_code=code)
+        line = {"ts": events._iso(__import__("time").time()), "level": "error", "event": "error", **info}
+        click.echo(json.dumps(line, default=str, separators=(",", ":")), err=True)
+    else:
+        click.echo(f"error: {message}", err=True)
+    return code
+
+
 def main(argv=None) -> int:
     """Entry point: run the CLI and map every error to one stderr line and an exit code."""
     if hasattr(signal, "SIGPIPE"):
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # quiet on `| head`
+    interrupted = "interrupted; nothing of the interrupted transaction was committed"
     try:
-        cli.main(args=argv, prog_name="hiwater", standalone_mode=False)
-        return EXIT_OK
+        code = cli.main(args=argv, prog_name="hiwater", standalone_mode=False)
+        return code if isinstance(code, int) else EXIT_OK  # a command's click Exit(code) comes back here
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except click.exceptions.Abort:
-        click.echo("error: interrupted; nothing of the interrupted transaction was committed", err=True)
-        return EXIT_FAILED
+        return _fail(argv, interrupted, EXIT_FAILED)
     except click.UsageError as exc:
-        click.echo(f"error: {exc.format_message()}", err=True)
-        return EXIT_USAGE
+        return _fail(argv, exc.format_message(), EXIT_USAGE, exc)
     except HiwaterError as exc:
-        click.echo(f"error: {exc}", err=True)
-        return exc.exit_code
+        return _fail(argv, str(exc), exc.exit_code, exc)
     except KeyboardInterrupt:
-        click.echo("error: interrupted; nothing of the interrupted transaction was committed", err=True)
-        return EXIT_FAILED
+        return _fail(argv, interrupted, EXIT_FAILED)
     except Exception as exc:  # a bug: still one line, and the traceback on request
         if os.environ.get("HIWATER_DEBUG"):
             raise
-        click.echo(f"error: internal error: {type(exc).__name__}: {exc} (set HIWATER_DEBUG=1 for the "
-                   f"traceback, and please report it)", err=True)
-        return EXIT_FAILED
+        return _fail(argv, f"internal error: {type(exc).__name__}: {exc} (set HIWATER_DEBUG=1 for the "
+                           f"traceback, and please report it)", EXIT_FAILED, exc)
 
 
 def run() -> None:

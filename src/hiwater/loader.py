@@ -13,6 +13,8 @@ import hashlib
 import logging
 import os
 import re
+import secrets
+import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 
@@ -23,7 +25,8 @@ import pyarrow.compute as pc
 
 from . import decide as D
 from . import values as V
-from .errors import HiwaterError, StrictError, UsageError
+from .errors import HiwaterError, QualityError, StrictError, UsageError
+from .events import emit
 from .options import LoadOptions
 from .prepare import Prepared, prepare
 from .sources.base import Source
@@ -38,12 +41,30 @@ DELETED_AT = "deleted_at"
 
 
 def default_table(spec: str | None) -> str:
-    """A table named after a single input file's stem; ``records`` otherwise."""
+    """A table named after a single input file's stem (``events.jsonl.gz`` -> ``events``);
+    ``records`` otherwise."""
     if not spec or spec == "-" or any(ch in spec for ch in "*?[") or os.path.isdir(spec):
         return "records"
-    stem = os.path.splitext(os.path.basename(spec))[0]
+    from .sources.files import COMPRESSIONS
+    stem, ext = os.path.splitext(os.path.basename(spec))
+    if ext.lower() in COMPRESSIONS:
+        stem = os.path.splitext(stem)[0]
     name = re.sub(r"\W+", "_", stem).strip("_")
     return name or "records"
+
+
+# A date in a file name: 2025-01-15, 2025_01_15, 20250115, 2025-01 (a month's file).
+_DATED = re.compile(r"(?<!\d)(?:19|20)\d{2}(?:[-_.]?(?:0[1-9]|1[0-2])[-_.]?(?:0[1-9]|[12]\d|3[01])|[-_.](?:0[1-9]|1[0-2]))(?!\d)")
+
+
+def dated_table_notice(spec: str | None, table: str) -> str | None:
+    """A warning when the default table name comes from a file name holding a date: the next
+    day's file would load into another table (and another stream) without a word."""
+    if not spec or table == "records" or not _DATED.search(table):
+        return None
+    plain = re.sub(r"_+", "_", _DATED.sub("", table)).strip("_") or "records"
+    return (f"the table name {table!r} comes from the file name, which holds a date: the next file would "
+            f"load into another table; pass --table {plain} (or the name you want)")
 
 
 @dataclass
@@ -55,13 +76,21 @@ class PassResult:
     slices: set = field(default_factory=set)
     outside: int = 0
     new_columns: list = field(default_factory=list)
+    records: int = 0   # the scan (write=False): records read
+    invalid: int = 0   # the scan: records prepare already found invalid
 
 
 class Loader:
     """One run of one stream. Use :func:`hiwater.load` rather than this class directly."""
 
-    def __init__(self, source: Source, target: Target, opts: LoadOptions, *, table: str, progress=None):
+    def __init__(self, source: Source, target: Target, opts: LoadOptions, *, table: str, progress=None,
+                 notices: list | None = None):
         self.progress = progress  # called as progress(records_done, records_expected or None)
+        self.notices = list(notices or [])  # warnings known before the run (in-memory target, ...)
+        self.run_uuid = secrets.token_hex(6)  # shared by every event of this run
+        self.t0 = time.monotonic()
+        self._committed_index: int | None = None  # --window: the last committed slice's index
+        self._first_reject: str | None = None
         self.source = source
         self.target = target
         self.opts = opts
@@ -82,11 +111,34 @@ class Loader:
         # the cyclic GC only costs time here (5% of a first load). Reference counting still frees.
         gc_was = gc.isenabled()
         gc.disable()
+        self.t0 = time.monotonic()
+        emit("run_started", f"run of stream {self.stream!r} started", **self._ids(), table=self.table,
+             target=self.target.description, source=getattr(self.source, "description", None),
+             mode=self.opts.mode, dry_run=self.opts.dry_run)
         try:
-            return self._run()
+            summary = self._run()
+        except BaseException as exc:
+            self._emit_failure(exc)
+            raise
         finally:
             if gc_was:
                 gc.enable()
+        summary.duration_s = self._elapsed()
+        for w in summary.warnings:
+            emit("warning", w, level=logging.WARNING, **self._ids())
+        data = summary.to_dict(details=True)
+        data.pop("warnings", None)
+        data.pop("windows", None)
+        emit("run_finished", f"run {self.run_id} of stream {self.stream!r} finished: {summary.loaded} loaded, "
+             f"{summary.skipped} skipped, {summary.counts.rejected} rejected in {summary.duration_s:.3f}s",
+             **{**data, **self._ids()})
+        return summary
+
+    def _ids(self) -> dict:
+        return {"run": self.run_uuid, "run_id": self.run_id, "stream": self.stream}
+
+    def _elapsed(self) -> float:
+        return round(time.monotonic() - self.t0, 3)
 
     def _run(self) -> Summary:
         t = self.target
@@ -95,18 +147,22 @@ class Loader:
             with t.transaction():
                 t.ensure_meta()
             try:
-                return self._run_once()
-            except _KindChanged as change:
-                # The first run judged the cursor's kind on its first batch, and a later batch
-                # shows a wider one (a timestamp after dates): nothing was committed, so the run
-                # starts again with the kind that fits every batch, as if they had come as one.
-                if not getattr(self.source, "rereadable", True):
-                    raise UsageError(f"the cursor {self.opts.cursor!r} holds {change.seen} values after a first "
-                                     f"batch of {change.was} values; this source cannot be read twice",
-                                     hint="load it from a file, or put a record showing the kind first") from None
-                log.info("cursor kind is %s, not %s: the run starts again", change.kind, change.was)
-                self.forced_kind = change.kind
-                return self._run_once()
+                try:
+                    return self._run_once()
+                except _KindChanged as change:
+                    # The first run judged the cursor's kind on its first batch, and a later batch
+                    # shows a wider one (a timestamp after dates): nothing was committed, so the
+                    # run starts again with the kind that fits every batch, as if they were one.
+                    if not getattr(self.source, "rereadable", True):
+                        raise UsageError(f"the cursor {self.opts.cursor!r} holds {change.seen} values after a "
+                                         f"first batch of {change.was} values; this source cannot be read twice",
+                                         hint="load it from a file, or put a record showing the kind first") from None
+                    log.info("cursor kind is %s, not %s: the run starts again", change.kind, change.was)
+                    self.forced_kind = change.kind
+                    return self._run_once()
+            except Exception as exc:
+                self._record_failure(exc)  # after the rollback, in a transaction of its own
+                raise
 
     def _run_once(self) -> Summary:
         if self.opts.dry_run:
@@ -117,8 +173,60 @@ class Loader:
                 return done.summary
         return self._run_locked()
 
+    def _error_text(self, exc: BaseException) -> str:
+        """The error as one line, with any password of the source's or target's URL masked."""
+        from .urls import scrub
+        text = str(exc) if isinstance(exc, HiwaterError) else f"{type(exc).__name__}: {exc}"
+        for url in (getattr(self.source, "url", None), getattr(self.target, "url", None)):
+            if isinstance(url, str):
+                text = scrub(text, url)
+        return text
+
+    def _record_failure(self, exc: BaseException) -> None:
+        """A failed run leaves one history row (outcome ``failed``, the error, the duration), written
+        after its transaction was rolled back, in a transaction of its own. Its run id is a new one
+        unless ``--window`` slices of this run were committed (then the failed slice's index)."""
+        t = self.target
+        try:
+            with t.transaction():
+                if self._committed_index is None:
+                    self.run_id = t.next_run_id()
+                    index = 0
+                else:
+                    index = self._committed_index + 1
+                state = getattr(self, "state", None)
+                prev = getattr(self, "prev", None)
+                kind = getattr(self, "kind", None)
+                naive = state.naive if state is not None else True
+                left = prev if self._committed_index is None else self._committed_wm  # the watermark it left
+                row = {
+                    "run_id": self.run_id, "window_index": index, "stream": self.stream,
+                    "started_at": getattr(self, "_started_at", None) or _iso_now(), "finished_at": _iso_now(),
+                    "mode": self.opts.mode + ("/window" if self.opts.window else ""), "outcome": "failed",
+                    "watermark_before": V.format_value(prev, kind, naive, self.tz),
+                    "watermark_after": V.format_value(left, kind, naive, self.tz),
+                    "watermark_before_value": prev, "watermark_after_value": left,
+                    "duration_s": self._elapsed(), "error": self._error_text(exc),
+                    "detail": orjson.dumps({"error": type(exc).__name__,
+                                            "exit_code": getattr(exc, "exit_code", 1)}).decode(),
+                }
+                t.write_history(row)
+        except Exception as again:  # noqa: BLE001 - the run's own error is the one to report
+            log.debug("could not record the failed run in the history: %s", again)
+
+    def _emit_failure(self, exc: BaseException) -> None:
+        if isinstance(exc, HiwaterError):
+            info = exc.to_dict()
+        else:
+            info = {"error": type(exc).__name__, "message": str(exc), "exit_code": 1, "retryable": False}
+        info.pop("message", None)
+        info["error_message"] = self._error_text(exc)
+        emit("run_failed", f"run of stream {self.stream!r} failed: {info['error_message']}", level=logging.ERROR,
+             **{**info, **self._ids(), "duration_s": self._elapsed()})
+
     def _run_locked(self) -> Summary:
         t, o = self.target, self.opts
+        self._started_at = _iso_now()
         state = t.read_state(self.stream)
         if state is None:
             state = StreamState(self.stream, self.table, tuple(o.key), o.cursor,
@@ -129,7 +237,7 @@ class Loader:
         o.check_range(state.assume_tz, state.kind)
         self.state = state
         self.prev = state.watermark
-        self.warnings = []
+        self.warnings = list(self.notices)  # (again on a restart: a run's warnings are its own)
         self.new_columns_logged = []
         self._cand_naive = None
         if state.kind is None and self.forced_kind is not None:
@@ -247,6 +355,7 @@ class Loader:
             if o.prune:
                 t.prune_begin(tuple(o.key))
             res = self._pass(lo_slice=None, hi_slice=None, outside=True, write=True)
+            self._check_quality(res.counts.rejected, res.counts.source_records)
             pruned = 0
             if o.prune and res.counts.source_records == 0:
                 raise HiwaterError(f"the source {self.source.description} has no records: --prune would delete "
@@ -267,6 +376,8 @@ class Loader:
         started = _iso_now()
         # Scan: which slices hold records, and how many records are outside the window.
         scan = self._pass(lo_slice=None, hi_slice=None, outside=True, write=False)
+        # The quality gate on what the scan already knows to be invalid: nothing is committed.
+        self._check_quality(scan.invalid, scan.records)
         total_res = PassResult()
         windows = []
         width = None
@@ -278,14 +389,19 @@ class Loader:
             total_res.counts.add(res.counts)
             total_res.new_columns += res.new_columns
             self._merge_extremes(total_res, res)
+            self._check_quality(total_res.counts.rejected, scan.records)
             self._save_state(new_wm, res)
             self._history(0, started, res, new_wm, None, None, None)
+        self._committed_index, self._committed_wm = 0, new_wm
         if scan.slices:
             width = o.window.for_kind(self.kind, "--window")
         for i, s in enumerate(sorted(scan.slices), start=1):
             lo, hi = s * width, (s + 1) * width
             with (nullcontext() if o.dry_run else t.transaction()):
                 res = self._pass(lo_slice=lo, hi_slice=hi, outside=False, write=True)
+                # A value the columns made by an earlier slice cannot hold is found only now: past
+                # the limit, this slice fails (earlier slices stand, as for any failed slice).
+                self._check_quality(total_res.counts.rejected + res.counts.rejected, scan.records)
                 total_res.counts.add(res.counts)
                 total_res.new_columns += res.new_columns
                 self._merge_extremes(total_res, res)
@@ -299,8 +415,11 @@ class Loader:
                 windows.append({"window": i, "from": lo_t, "to": hi_t, "loaded": res.counts.loaded,
                                 "skipped": res.counts.skipped,
                                 "watermark": V.format_value(new_wm, self.kind, self.state.naive, self.tz)})
-                if o.dry_run is False:
-                    log.info("committed window %d [%s, %s)", i, lo_t, hi_t)
+            if o.dry_run is False:
+                self._committed_index, self._committed_wm = i, new_wm
+                emit("slice_committed", f"committed window {i} [{lo_t}, {hi_t})", **self._ids(), window=i,
+                     **{"from": lo_t, "to": hi_t}, loaded=res.counts.loaded, skipped=res.counts.skipped,
+                     watermark=windows[-1]["watermark"])
         total = t.count_rows(self.table)
         summary = self._summary(total_res, prev_text, new_wm, total, 0)
         summary.windows = windows
@@ -361,8 +480,19 @@ class Loader:
                 m = int(p.cursor[p.valid & (places != D.Place.FUTURE)].max(initial=np.iinfo(np.int64).min))
                 if m != np.iinfo(np.int64).min:
                     res.max_source = m if res.max_source is None else max(res.max_source, m)
+            # --window: a record invalid only for a column's type (and in the window by its cursor)
+            # belongs to its slice, where the columns made by earlier slices judge it.
+            typed_in = np.zeros(p.n, bool)
+            if o.window is not None and not p.valid.all() and p.fixed_invalid is not None:
+                typed_in = ~p.valid & ~p.fixed_invalid & (D.place(p.cursor, np.ones(p.n, bool), window)
+                                                          == D.Place.IN)
             if not write:
-                inwin = places == D.Place.IN
+                res.records += p.n
+                bad = np.flatnonzero(~p.valid)
+                res.invalid += len(bad)
+                if len(bad) and self._first_reject is None:
+                    self._first_reject = f"{raw.path}: record {raw.first_record + int(bad[0])}: {p.reasons[int(bad[0])]}"
+                inwin = (places == D.Place.IN) | typed_in
                 if o.window is not None and inwin.any() and self.kind is not None:
                     width = o.window.for_kind(self.kind, "--window")
                     res.slices.update(np.unique(p.cursor[inwin] // width).tolist())
@@ -370,7 +500,7 @@ class Loader:
                 continue
             select = np.ones(p.n, bool)
             if lo_slice is not None:
-                inwin = places == D.Place.IN
+                inwin = (places == D.Place.IN) | typed_in
                 in_slice = inwin & (p.cursor >= lo_slice) & (p.cursor < hi_slice)
                 select = in_slice | (~inwin if outside else np.zeros(p.n, bool))
                 if not select.any():
@@ -587,6 +717,8 @@ class Loader:
             reason = D.QUARANTINE[v]
             if v == D.Verdict.REJECTED:
                 detail = p.reasons[i]
+                if self._first_reject is None:
+                    self._first_reject = f"{p.raw.path}: record {int(first_records[i])}: {detail}"
             elif v == D.Verdict.FUTURE:
                 detail = (f"cursor is past now + --max-future "
                           f"({V.format_value(window.future_limit, self.kind, True, self.tz)})")
@@ -655,6 +787,21 @@ class Loader:
         else:
             self._late_min = min([c for _, _, c in held] + ([self._late_min] if self._late_min is not None else []))
 
+    # --- the quality gate ----------------------------------------------------------------------
+    def _check_quality(self, rejected: int, source_records: int) -> None:
+        """``--max-rejected``: past the limit the run fails inside its transaction (nothing of it
+        is committed), naming the count, the limit and the first rejected record."""
+        limit = self.opts.max_rejected
+        if limit is None or not limit.exceeded(rejected, source_records):
+            return
+        share = f" ({100 * rejected / source_records:.3g}%)" if source_records else ""
+        first = f"; the first: {self._first_reject}" if self._first_reject else ""
+        raise QualityError(
+            f"{rejected} of {source_records} record(s){share} were rejected, more than --max-rejected "
+            f"{limit.text}: nothing was committed{first}",
+            rejected=rejected, source_records=source_records, limit=limit.text,
+            hint="fix the source, or raise --max-rejected; --dry-run --details shows the counts")
+
     # --- state, history, summary -------------------------------------------------------------
     def _save_state(self, new_wm, res) -> None:
         s = self.state
@@ -684,6 +831,7 @@ class Loader:
                              if res.min_late is not None and self.prev is not None else None),
             "detail": orjson.dumps({"new_columns": getattr(self, "new_columns_logged", []),
                                     "warnings": self.warnings}).decode(),
+            "duration_s": self._elapsed(),
         })
 
     def _summary(self, res: PassResult, prev_text, new_wm, total, pruned) -> Summary:

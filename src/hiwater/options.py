@@ -17,6 +17,45 @@ ON_LATE = ("detect", "skip", "load")
 FORMATS = ("json", "jsonl", "csv", "parquet")
 
 
+@dataclass(frozen=True)
+class RejectLimit:
+    """``--max-rejected N`` (records) or ``P%`` (of the run's source records): a run that rejects
+    more fails, and nothing of it is committed."""
+
+    text: str
+    count: int | None = None
+    percent: float | None = None
+
+    @classmethod
+    def parse(cls, value) -> "RejectLimit":
+        if isinstance(value, RejectLimit):
+            return value
+        if isinstance(value, bool):
+            raise UsageError(f"--max-rejected {value!r}: give a number of records or a percentage")
+        if isinstance(value, int):
+            text = str(value)
+        else:
+            text = str(value).strip()
+        try:
+            if text.endswith("%"):
+                pct = float(text[:-1])
+                if not 0 <= pct <= 100:
+                    raise ValueError
+                return cls(text, percent=pct)
+            n = int(text)
+            if n < 0:
+                raise ValueError
+            return cls(text, count=n)
+        except ValueError:
+            raise UsageError(f"--max-rejected {text!r}: give a number of records (0 or more) or a "
+                             f"percentage (0% to 100%)", hint="for example 0, 100 or 2.5%") from None
+
+    def exceeded(self, rejected: int, source_records: int) -> bool:
+        if self.count is not None:
+            return rejected > self.count
+        return source_records > 0 and rejected * 100 > self.percent * source_records
+
+
 @dataclass
 class LoadOptions:
     key: tuple = ("id",)
@@ -42,6 +81,7 @@ class LoadOptions:
     lock_timeout: Duration = field(default_factory=lambda: parse_duration("30s", "--lock-timeout"))
     batch_size: int = 65_536
     now: dt.datetime | None = None
+    max_rejected: RejectLimit | None = None
 
     @classmethod
     def build(cls, **kw) -> "LoadOptions":
@@ -53,6 +93,8 @@ class LoadOptions:
         for name in ("lookback", "window", "settle", "lock_timeout"):
             if kw.get(name) is not None:
                 kw[name] = parse_duration(kw[name], "--" + name.replace("_", "-"))
+        if kw.get("max_rejected") is not None:
+            kw["max_rejected"] = RejectLimit.parse(kw["max_rejected"])
         if "max_future" in kw:
             mf = kw["max_future"]
             kw["max_future"] = None if mf is None or str(mf).lower() == "none" else parse_duration(mf, "--max-future")
@@ -69,7 +111,15 @@ class LoadOptions:
         kw["now"] = now
         unknown = set(kw) - set(cls.__dataclass_fields__)
         if unknown:
-            raise UsageError(f"unknown option(s): {', '.join(sorted(unknown))}")
+            import difflib
+            close = {u: m[0] for u in sorted(unknown)
+                     if (m := difflib.get_close_matches(u, list(cls.__dataclass_fields__), 1))}
+            hint = None
+            if len(unknown) == 1 and close:
+                hint = f"did you mean {next(iter(close.values()))}?"
+            elif close:
+                hint = "did you mean " + ", ".join(f"{m} for {u}" for u, m in close.items()) + "?"
+            raise UsageError(f"unknown option(s): {', '.join(sorted(unknown))}", hint=hint)
         opts = cls(**{k: v for k, v in kw.items() if v is not None or k in ("max_future", "now")})
         opts.check()
         return opts

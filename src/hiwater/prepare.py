@@ -40,6 +40,9 @@ class Prepared:
     kind: str | None = None
     table: pa.Table | None = None  # the batch after mixed columns were given one type
     stored: dict = field(default_factory=dict)  # column -> stored form, aligned with ``table``
+    # Invalid whatever the target's columns (key, cursor, NaN/Infinity); the other invalid
+    # records only miss a column's type, which a --window slice may have made since the scan.
+    fixed_invalid: np.ndarray | None = None
 
 
 def _reason(reasons: list, mask: np.ndarray, text) -> None:
@@ -142,6 +145,7 @@ def prepare(raw: RawBatch, *, key: tuple, cursor: str, kind: str | None, tz: dt.
                 if reasons[i] is None:
                     reasons[i] = parsed.reasons[i]
 
+    fixed = np.array([r is not None for r in reasons], dtype=bool)
     # Types: every value must fit its target column; new fields add columns.
     data_columns = [c for c in tbl.column_names]
     new_columns: dict = {}
@@ -153,6 +157,7 @@ def prepare(raw: RawBatch, *, key: tuple, cursor: str, kind: str | None, tz: dt.
             # yet (no target keeps them the same way; JSON text cannot hold them at all).
             bad = _non_finite(col)
             if bad is not None:
+                fixed |= bad
                 _reason(reasons, bad, lambda i, name=name, col=col:
                         f"field {name!r}: {_short(col[i].as_py())} is not a finite number")
         if columns is not None and name in columns:
@@ -201,7 +206,7 @@ def prepare(raw: RawBatch, *, key: tuple, cursor: str, kind: str | None, tz: dt.
     groups = key_groups(tbl, key, valid) if all(k in tbl.column_names for k in key) else np.arange(n)
     stored = {k: v for k, v in raw.stored.items() if k not in raw.mixed and k not in key}
     return Prepared(raw, n, cur, naive, valid, reasons, groups, is_delete, data_columns, new_columns, kind, tbl,
-                    stored)
+                    stored, fixed)
 
 
 _PY_LOGICAL = {bool: BOOLEAN, int: INTEGER, float: REAL, str: TEXT, dict: TEXT, list: TEXT}

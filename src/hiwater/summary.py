@@ -57,6 +57,7 @@ class Summary:
     windows: list = field(default_factory=list)
     pruned: int = 0
     new_columns: list = field(default_factory=list)
+    duration_s: float | None = None  # seconds from the start of the run to its end
 
     @property
     def source_records(self) -> int:
@@ -96,6 +97,7 @@ class Summary:
             "mode": self.mode,
             "run_id": self.run_id,
             "dry_run": self.dry_run,
+            "duration_s": self.duration_s,
         })
         if self.pruned:
             out["pruned"] = self.pruned

@@ -6,7 +6,7 @@ import pyarrow as pa
 import pytest
 
 import hiwater
-from hiwater.errors import ConfigError, TargetError, UsageError
+from hiwater.errors import ConfigError, ConnectError, TargetError, UsageError
 from hiwater.sources.base import RawBatch
 from hiwater.targets import open_target
 from hiwater.targets.postgres import array_literal, lock_key, quote, split_url, upsert_sql
@@ -136,7 +136,7 @@ def test_a_missing_driver_or_server_is_one_clear_error(monkeypatch):
                             "(pip install 'hiwater[postgres]')")
     monkeypatch.setattr(builtins, "__import__", real)
     t = open_target(target="postgresql://u:secret@127.0.0.1:1/db")
-    with pytest.raises(TargetError) as e:
+    with pytest.raises(ConnectError) as e:
         t.connect()
     assert str(e.value).startswith("postgresql://u:***@127.0.0.1:1/db: cannot connect:")
     assert "secret" not in str(e.value)

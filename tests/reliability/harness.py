@@ -15,7 +15,7 @@ import signal
 import sqlite3
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from conftest import Result
@@ -206,6 +206,7 @@ class Snap:
     quarantine: list      # rows of _hiwater_quarantine for the stream
     integrity: str
     dup_keys: int
+    failed: list = field(default_factory=list)  # history rows of failed runs (outcome "failed")
 
     @property
     def watermark(self):
@@ -245,7 +246,10 @@ def snapshot(db: Path, table: str = "events", stream: str | None = None, key=("i
                 "SELECT * FROM _hiwater_history WHERE stream = ? ORDER BY run_id, window_index", (stream,))]
             quar = [dict(r) for r in con.execute(
                 "SELECT * FROM _hiwater_quarantine WHERE stream = ? ORDER BY id", (stream,))]
-        return Snap(rows, state, history, quar, integrity, dup)
+        # A failed run's row (written after its rollback) is a note beside the chain of commits.
+        failed = [h for h in history if h["outcome"] == "failed"]
+        history = [h for h in history if h["outcome"] != "failed"]
+        return Snap(rows, state, history, quar, integrity, dup, failed)
     finally:
         con.close()
 
@@ -254,6 +258,8 @@ def check_consistent(s: Snap) -> None:
     """Invariants every committed state keeps, whatever happened before."""
     assert s.integrity == "ok", s.integrity
     assert s.dup_keys == 0
+    for f in s.failed:  # a failed run's note: its error, no counts, the watermark it left
+        assert f["error"] and f["source_records"] is None, f
     if s.state is None:
         return
     if not s.history:

@@ -139,6 +139,9 @@ def run_case(ref: Reference, i: int, n: int, action: str, work: Path, before_com
     else:
         assert done.killed, (where, done.code, done.err)
     mid = snapshot(db)
+    # A raised fault leaves at most one history row of the failure (none for a kill); it is
+    # written after the rollback, so it never carries data.
+    assert len(mid.failed) - len(pre.failed) in ((0, 1) if action == "raise" else (0,)), (where, mid.failed)
     check_after_fault(pre, mid, post, windowed="--window" in argv, where=where)
     if before_commit is not None:
         if action == "kill":

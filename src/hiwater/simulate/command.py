@@ -84,6 +84,9 @@ def simulate(scenario_name, runs, seed, strategies, source, interval, new, updat
         return
     if stream:
         raise click.UsageError("--stream goes with --from-history")
+    if plot_path or report_path:  # before simulating: a missing extra is one line, at once
+        from ..extras import require
+        require("matplotlib", "plot", "--plot" if plot_path else "--report")
     base = SCENARIOS[scenario_name]
     overrides = dict(runs=runs, new=new, updates=updates, late=late, ties=ties, disorder=disorder, skew=skew,
                      far_skew=far_skew, invalid=invalid, offsets=offsets, duplicates=duplicates,

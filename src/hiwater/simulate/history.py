@@ -56,7 +56,8 @@ def recommend_from_history(db: str, stream: str | None = None) -> Recommendation
         state = found[0]
     name, kind = state["stream"], state.get("kind")
     unit = 1 if kind == INT else US                       # normalised cursor units per second (or per 1)
-    runs = {r["run_id"]: r for r in hiwater.history(db=db, stream=name) if r.get("window_index", 0) == 0}
+    runs = {r["run_id"]: r for r in hiwater.history(db=db, stream=name) if r.get("window_index", 0) == 0
+            and r.get("outcome") != "failed"}
     late = hiwater.quarantine_list(db=db, stream=name, reason="late")
     lags = []
     for q in late:

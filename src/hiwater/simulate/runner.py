@@ -37,6 +37,7 @@ import time
 import orjson
 
 from ..errors import UsageError
+from ..events import muted
 from .generator import TIE, Feed, RunState, from_text, generate, to_text
 from .result import Recommendation, RunMetrics, SimulationResult, StrategyResult
 from .scenario import Scenario, format_seconds, scenario as make_scenario
@@ -286,7 +287,8 @@ def run_simulation(scenario: str | Scenario = "clean", *, seed: int = 1, strateg
     own = workdir is None
     folder = workdir or tempfile.mkdtemp(prefix="hiwater-simulate-", dir=_scratch())
     try:
-        results = [_play(feed, s, os.path.join(folder, s.slug), source, loader, progress) for s in chosen]
+        with muted():  # the runs' warnings (stale sources, late records) are the simulation's data
+            results = [_play(feed, s, os.path.join(folder, s.slug), source, loader, progress) for s in chosen]
     finally:
         if own and not keep:
             shutil.rmtree(folder, ignore_errors=True)

@@ -6,6 +6,13 @@ malformed line), the exact path takes over for that file: it reads with orjson o
 the csv module, names the line and column of a syntax error, and marks values of
 the wrong type per record instead of failing the file.
 
+A compressed file (``.gz``, ``.zst``, ``.bz2``) is decompressed by its extension, and the
+extension inside decides the format (``events.jsonl.gz`` is JSON Lines); its content is never
+sniffed while compressed. It is decompressed into a temporary file (one at a time, removed
+when read), so both paths, and a ``--window`` load that reads the source again, work on it as
+on any file. A file whose first bytes are a compressed stream but whose name does not say so
+is refused with a hint, never read as text.
+
 Either path gives every value other than the cursor as the source carried it (SPEC §8):
 a JSON string stays that string whatever it looks like, a CSV cell is text unless the
 whole column reads as numbers that give the same text back (the cells go along in
@@ -30,18 +37,79 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 
-from ..errors import InputError, UsageError
+from ..errors import ConfigError, InputError, UsageError
 from .base import RawBatch
 
 EXTENSIONS = {
     ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv",
     ".parquet": "parquet", ".pq": "parquet", ".txt": None,
 }
+# Compressed files, by extension: the codec (pyarrow's name for it).
+COMPRESSIONS = {".gz": "gzip", ".gzip": "gzip", ".zst": "zstd", ".zstd": "zstd", ".bz2": "bz2"}
+_MAGIC = ((b"\x1f\x8b", "gzip", ".gz"), (b"\x28\xb5\x2f\xfd", "zstd", ".zst"), (b"BZh", "bz2", ".bz2"))
 BLOCK_BYTES = 4 << 20
 
 
-def _sniff(path: str) -> str:
+def compression_of(path: str) -> str | None:
+    """The codec a file's extension names (``gzip``, ``zstd``, ``bz2``), or ``None``."""
+    return COMPRESSIONS.get(os.path.splitext(path)[1].lower())
+
+
+def _inner_name(path: str) -> str:
+    """``events.jsonl.gz`` -> ``events.jsonl``: the name whose extension gives the format."""
+    return os.path.splitext(path)[0] if compression_of(path) else path
+
+
+def _refuse_compressed(path: str, name: str) -> None:
+    """A file that starts like a compressed stream but is not named so is never read as text."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    for magic, codec, ext in _MAGIC:
+        if head.startswith(magic) and not (codec == "bz2" and not head[3:4].isdigit()):
+            raise InputError(f"the file is {codec}-compressed but its name does not end in {ext}", path=name,
+                             hint=f"rename it to end in {ext} (the extension before it gives the format), "
+                                  f"or decompress it first")
+
+
+def _codec_available(codec: str) -> bool:
+    return pa.Codec.is_available(codec)
+
+
+def decompress(path: str, name: str, codec: str, dest: str) -> None:
+    """Decompress ``path`` into the file ``dest``: pyarrow's codecs (gzip, bz2 and zstd are in
+    the wheels on PyPI); else the standard library (gzip, bz2) or the ``zstandard`` package."""
+    import bz2
+    import gzip
+    import zlib
+    errors = (OSError, EOFError, ValueError, zlib.error, pa.ArrowInvalid, pa.ArrowIOError)
+    try:
+        if _codec_available(codec):
+            with pa.input_stream(path, compression=codec) as src, open(dest, "wb") as out:
+                while chunk := src.read(BLOCK_BYTES):
+                    out.write(chunk)
+            return
+        if codec in ("gzip", "bz2"):
+            opener = gzip.open if codec == "gzip" else bz2.open
+            with opener(path, "rb") as src, open(dest, "wb") as out:
+                shutil.copyfileobj(src, out, BLOCK_BYTES)
+            return
+        try:
+            import zstandard
+        except ImportError:
+            raise ConfigError(f"{name}: reading a .zst file needs zstd support, which this pyarrow lacks and "
+                              f"the zstandard package is not installed",
+                              hint="pip install 'hiwater[zstd]'") from None
+        errors += (zstandard.ZstdError,)
+        with open(path, "rb") as raw, open(dest, "wb") as out:
+            zstandard.ZstdDecompressor().copy_stream(raw, out, read_size=BLOCK_BYTES)
+    except errors as exc:
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"not a readable {codec} file: {text}", path=name) from None
+
+
+def _sniff(path: str, name: str | None = None) -> str:
     """Guess a format from the first non-blank byte (for .txt files and stdin)."""
+    _refuse_compressed(path, name or path)
     with open(path, "rb") as f:
         head = f.read(4096)
     if head.startswith(b"PAR1"):
@@ -92,6 +160,7 @@ class FileSource:
         self.cursor = cursor
         self.batch_size = batch_size
         self._tmp = None
+        self._spool: str | None = None  # a folder for the decompressed copy of a compressed file
         paths = resolve_paths(spec)
         if paths == ["-"]:
             self._tmp = tempfile.NamedTemporaryFile(prefix="hiwater-stdin-", delete=False)
@@ -109,6 +178,8 @@ class FileSource:
         """An estimate of the number of records, for a progress bar's ETA (cheap: reads 1 MiB)."""
         total = 0
         for path in self.paths:
+            if compression_of(path):
+                return None  # a compressed file's record count cannot be guessed from its size
             try:
                 if self.format_of(path) == "parquet":
                     import pyarrow.parquet as pq
@@ -123,23 +194,44 @@ class FileSource:
                 return None
         return total
 
-    def format_of(self, path: str) -> str:
+    def format_of(self, path: str, data: str | None = None) -> str:
+        """The format of ``path``: ``--format``, else the extension (inside a compression
+        extension), else sniffed from ``data`` (the decompressed file) or the file itself."""
         if self.fmt:
             return self.fmt
-        ext = os.path.splitext(path)[1].lower()
+        ext = os.path.splitext(_inner_name(path))[1].lower()
         if ext in EXTENSIONS and EXTENSIONS[ext]:
             return EXTENSIONS[ext]
-        return _sniff(path)
+        return _sniff(data or path, self.names.get(path, path))
 
     def batches(self) -> Iterator[RawBatch]:
         for path in self.paths:
             name = self.names[path]
-            fmt = self.format_of(path)
-            reader = {"json": _read_json_array, "jsonl": _read_jsonl, "csv": _read_csv,
-                      "parquet": _read_parquet}[fmt]
-            yield from reader(path, name, self.cursor, self.batch_size)
+            codec = compression_of(path)
+            data = path
+            if codec is not None:
+                if self._spool is None:
+                    self._spool = tempfile.mkdtemp(prefix="hiwater-decompressed-")
+                data = os.path.join(self._spool, "data")
+                decompress(path, name, codec, data)
+            else:
+                _refuse_compressed(path, name)
+            try:
+                fmt = self.format_of(path, data)
+                reader = {"json": _read_json_array, "jsonl": _read_jsonl, "csv": _read_csv,
+                          "parquet": _read_parquet}[fmt]
+                yield from reader(data, name, self.cursor, self.batch_size)
+            finally:
+                if data != path:
+                    try:
+                        os.unlink(data)
+                    except OSError:
+                        pass
 
     def close(self) -> None:
+        if self._spool is not None:
+            shutil.rmtree(self._spool, ignore_errors=True)
+            self._spool = None
         if self._tmp is not None:
             try:
                 os.unlink(self._tmp.name)

@@ -36,7 +36,7 @@ import orjson
 import pyarrow as pa
 
 from .. import values as V
-from ..errors import ConfigError, InputError, UsageError
+from ..errors import ConfigError, ConnectError, InputError, UsageError
 from ..urls import expand, file_path, redact, scrub
 from .base import RawBatch
 
@@ -522,7 +522,7 @@ class SqlSource:
         try:
             d.connect()
         except d.errors() as exc:
-            raise InputError(f"cannot connect: {self._msg(exc)}", path=redact(self.url)) from None
+            raise ConnectError(f"{redact(self.url)}: cannot connect: {self._msg(exc)}") from None
         try:
             d.begin_snapshot()
             self.columns = d.describe(self.base())

@@ -23,6 +23,9 @@ INTEGER, REAL, TEXT, BOOLEAN, ANY = "integer", "real", "text", "boolean", "any"
 # Exact decimals: "decimal" (any scale, PostgreSQL numeric) or "decimal(P,S)" (a fixed precision
 # and scale, DuckDB DECIMAL). SQLite keeps them as TEXT, the decimal's own digits.
 DECIMAL = "decimal"
+# Columns the history gained after its first release (name -> logical type): each target adds
+# them to an older history table when it first opens it.
+HISTORY_ADDED = {"duration_s": "real", "error": "text"}
 CURSOR_COL = "_hiwater_cursor"
 RUN_COL = "_hiwater_run"
 HIDDEN = (CURSOR_COL, RUN_COL)
@@ -252,6 +255,23 @@ class Target(ABC):
 
     @abstractmethod
     def next_run_id(self) -> int: ...
+
+    placeholder = "?"  # the driver's parameter mark
+
+    def meta_name(self, name: str) -> str:
+        """A ``_hiwater_*`` table's name as this target's SQL writes it (qualified, quoted)."""
+        return name
+
+    def stream_facts(self, stream: str) -> dict:
+        """What ``hiwater status`` shows beside the state: the latest run's history rows, when the
+        latest successful run finished, and how many records are in the quarantine."""
+        from .metaquery import last_run_query, last_success_query, quarantine_count_query
+        if not self._has_meta():
+            return {"last_run": [], "last_success_at": None, "quarantined": 0}
+        h, q, ph = self.meta_name("_hiwater_history"), self.meta_name("_hiwater_quarantine"), self.placeholder
+        return {"last_run": self._dicts(*last_run_query(h, ph, stream)),
+                "last_success_at": self._dicts(*last_success_query(h, ph, stream))[0]["at"],
+                "quarantined": int(self._dicts(*quarantine_count_query(q, ph, stream))[0]["n"])}
 
     @abstractmethod
     def write_history(self, row: dict) -> None: ...

@@ -33,7 +33,7 @@ from ..errors import LockTimeout, TargetError, UsageError
 from ..state import StreamState
 from ..urls import file_path, redact
 from .metaquery import history_query, quarantine_query
-from .base import changed_versions, decimal_sql, dense, guard_sql, match_held, table_definition, ANY, BOOLEAN, CURSOR_COL, DECIMAL, INTEGER, REAL, RUN_COL, TEXT, Lookup, Target
+from .base import HISTORY_ADDED, changed_versions, decimal_sql, dense, guard_sql, match_held, table_definition, ANY, BOOLEAN, CURSOR_COL, DECIMAL, INTEGER, REAL, RUN_COL, TEXT, Lookup, Target
 
 SQL_TYPES = {INTEGER: "BIGINT", REAL: "DOUBLE", TEXT: "VARCHAR", BOOLEAN: "BOOLEAN", ANY: "JSON"}
 CURSOR_TYPES = {V.TIMESTAMP: "TIMESTAMP WITH TIME ZONE", V.DATE: "DATE", V.INT: "BIGINT"}
@@ -75,7 +75,8 @@ META_DDL = [
         updated BIGINT, unchanged BIGINT, late BIGINT, late_applied BIGINT, future BIGINT,
         below_window BIGINT, rejected BIGINT, deleted BIGINT, watermark_before VARCHAR,
         watermark_after VARCHAR, watermark_before_value BIGINT, watermark_after_value BIGINT,
-        window_lo VARCHAR, window_hi VARCHAR, max_lateness VARCHAR, detail VARCHAR,
+        window_lo VARCHAR, window_hi VARCHAR, max_lateness VARCHAR, detail VARCHAR, duration_s DOUBLE,
+        error VARCHAR,
         PRIMARY KEY (run_id, window_index))""",
     "CREATE SEQUENCE IF NOT EXISTS _hiwater_quarantine_id",
     """CREATE TABLE IF NOT EXISTS _hiwater_quarantine (
@@ -255,6 +256,12 @@ class DuckDBTarget(Target):
     def ensure_meta(self) -> None:
         for ddl in META_DDL:
             self.execute(ddl, what="creating the _hiwater_* tables")
+        have = {r[0] for r in self.execute("SELECT column_name FROM duckdb_columns() WHERE table_name ="
+                                           " '_hiwater_history' AND schema_name = current_schema()")}
+        for name, logical in HISTORY_ADDED.items():  # a file made before these columns existed
+            if name not in have:
+                self.execute(f"ALTER TABLE _hiwater_history ADD COLUMN {quote(name)} "
+                             f"{'DOUBLE' if logical == REAL else 'VARCHAR'}", what="adding a history column")
 
     def read_state(self, stream: str) -> StreamState | None:
         if not self._has_meta():

@@ -39,3 +39,21 @@ def quarantine_query(table: str, ph: str, stream: str | None = None, reason: str
         sql += f" LIMIT {ph}"
         params.append(limit)
     return sql, params
+
+
+def last_run_query(table: str, ph: str, stream: str):
+    """The rows (one per committed window, or the failed one) of a stream's latest run."""
+    return (f"SELECT * FROM {table} WHERE stream = {ph} AND run_id = "
+            f"(SELECT MAX(run_id) FROM {table} WHERE stream = {ph}) ORDER BY window_index", [stream, stream])
+
+
+def last_success_query(table: str, ph: str, stream: str):
+    """When a stream's latest successful run (committed, no failed slice) finished, as ``at``."""
+    return (f"SELECT MAX(finished_at) AS at FROM {table} WHERE stream = {ph} AND outcome = 'committed'"
+            f" AND run_id NOT IN (SELECT run_id FROM {table} WHERE stream = {ph} AND outcome = 'failed')",
+            [stream, stream])
+
+
+def quarantine_count_query(table: str, ph: str, stream: str):
+    """How many records of a stream are in the quarantine, as ``n``."""
+    return f"SELECT COUNT(*) AS n FROM {table} WHERE stream = {ph}", [stream]

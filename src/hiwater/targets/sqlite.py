@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 from ..errors import LockTimeout, TargetError, UsageError
 from ..state import StreamState
 from .metaquery import history_query, quarantine_query
-from .base import changed_versions, dense, guard_sql, match_held, parse_joined, table_definition, ANY, BOOLEAN, CURSOR_COL, DECIMAL, HIDDEN, INTEGER, REAL, RUN_COL, TEXT, Lookup, Target
+from .base import HISTORY_ADDED, changed_versions, dense, guard_sql, match_held, parse_joined, table_definition, ANY, BOOLEAN, CURSOR_COL, DECIMAL, HIDDEN, INTEGER, REAL, RUN_COL, TEXT, Lookup, Target
 
 SQL_TYPES = {INTEGER: "INTEGER", REAL: "REAL", TEXT: "TEXT", BOOLEAN: "BOOLEAN", ANY: ""}
 
@@ -61,7 +61,7 @@ META_DDL = [
         unchanged INTEGER, late INTEGER, late_applied INTEGER, future INTEGER, below_window INTEGER,
         rejected INTEGER, deleted INTEGER, watermark_before TEXT, watermark_after TEXT,
         watermark_before_value INTEGER, watermark_after_value INTEGER, window_lo TEXT, window_hi TEXT,
-        max_lateness TEXT, detail TEXT,
+        max_lateness TEXT, detail TEXT, duration_s REAL, error TEXT,
         PRIMARY KEY (run_id, window_index))""",
     """CREATE TABLE IF NOT EXISTS _hiwater_quarantine (
         id INTEGER PRIMARY KEY AUTOINCREMENT, stream TEXT NOT NULL, reason TEXT NOT NULL,
@@ -212,6 +212,11 @@ class SQLiteTarget(Target):
     def ensure_meta(self) -> None:
         for ddl in META_DDL:
             self.execute(ddl)
+        # Files made before the history had these columns get them (see base.HISTORY_ADDED).
+        have = {r[1] for r in self.execute("PRAGMA table_info(_hiwater_history)").fetchall()}
+        for name, logical in HISTORY_ADDED.items():
+            if name not in have:
+                self.execute(f"ALTER TABLE _hiwater_history ADD COLUMN {quote(name)} {sql_type(logical)}")
 
     def _has_meta(self) -> bool:
         row = self.execute("SELECT 1 FROM sqlite_master WHERE name='_hiwater_state'").fetchone()

@@ -1,0 +1,289 @@
+"""The project file, ``hiwater.toml``: many streams, each one ``hiwater.load`` call.
+
+::
+
+    [defaults]                       # applies to every stream; a stream's own keys win
+    target = "postgresql://etl@db/warehouse"
+    warn-after = "2h"
+
+    [streams.orders]                 # the stream's name: its state name and its table's
+    source = "postgresql://app:${APP_PASSWORD}@db/shop"
+    source-table = "orders"
+    cursor = "updated_at"
+
+Keys are the ``hiwater load`` options' long names without the dashes (``source-table``;
+``source_table`` is the same key), plus ``warn-after`` / ``error-after`` (for ``hiwater
+check``). Reading the file is pure: it parses, expands ``${VAR}``, resolves paths and
+checks every stream's options; it opens no database and reads no input.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+
+from .durations import Duration, parse_duration
+from .errors import UsageError
+from .options import LoadOptions
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+FILE_NAME = "hiwater.toml"
+ENV_VAR = "HIWATER_PROJECT"
+
+# Project key -> keyword of hiwater.load. The load options come from LoadOptions; the rest
+# name the source and the target.
+_SOURCE_KEYS = {"input": "input", "source": "source_url", "source-table": "source_table", "query": "query",
+                "target": "target", "db": "db"}
+_NOT_IN_FILE = {"dry_run", "now"}  # per invocation (`hiwater run --dry-run`), not per stream
+_LOAD_KEYS = {name.replace("_", "-"): name for name in LoadOptions.__dataclass_fields__
+              if name not in _NOT_IN_FILE}
+_CHECK_KEYS = {"warn-after": "warn_after", "error-after": "error_after"}
+KEYS = {**_SOURCE_KEYS, **_LOAD_KEYS, **_CHECK_KEYS}
+_FLAGS = {"full_load", "prune", "strict", "soft_delete"}
+_TOP = ("defaults", "streams")
+_VAR = re.compile(r"\$\$|\$\{([^}]*)\}")
+_URL_PATH_SCHEMES = ("sqlite", "duckdb")
+
+
+@dataclass
+class StreamConfig:
+    """One stream of a project: the keyword arguments of its ``hiwater.load`` call."""
+
+    name: str
+    load: dict                                   # hiwater.load(**load)
+    warn_after: Duration | None = None
+    error_after: Duration | None = None
+    options: LoadOptions | None = None          # the checked options (LoadOptions.build)
+
+    @property
+    def target_kw(self) -> dict:
+        return {"db": self.load.get("db"), "target": self.load.get("target")}
+
+    def describe(self) -> dict:
+        """The stream for people and JSON: sources and targets with passwords masked."""
+        from .urls import redact
+        out = {"stream": self.name, "table": self.load.get("table")}
+        for key in ("input", "source_url", "source_table", "query", "db", "target"):
+            v = self.load.get(key)
+            if v is not None:
+                out[key] = redact(v) if key in ("source_url", "target") else v
+        out["warn_after"] = self.warn_after.text if self.warn_after else None
+        out["error_after"] = self.error_after.text if self.error_after else None
+        return out
+
+
+@dataclass
+class Project:
+    path: str
+    streams: dict = field(default_factory=dict)  # name -> StreamConfig, in file order
+
+    def select(self, names=None) -> list[StreamConfig]:
+        """The named streams (all, in file order, when ``names`` is empty); an unknown name is a
+        usage error with a did-you-mean."""
+        if not names:
+            return list(self.streams.values())
+        out = []
+        for n in names:
+            if n not in self.streams:
+                raise UsageError(f"{self.path}: no stream named {n!r}" + _did_you_mean(n, self.streams),
+                                 hint=f"the streams: {', '.join(self.streams) or '(none)'}")
+            if self.streams[n] not in out:
+                out.append(self.streams[n])
+        return out
+
+
+def find(project: str | os.PathLike | None = None) -> str:
+    """The project file: ``project``, else ``$HIWATER_PROJECT``, else ``./hiwater.toml``."""
+    if project is not None:
+        path = os.fspath(project)
+        how = "--project"
+    elif os.environ.get(ENV_VAR):
+        path, how = os.environ[ENV_VAR], f"${ENV_VAR}"
+    else:
+        path, how = FILE_NAME, None
+    if os.path.isdir(path):
+        path = os.path.join(path, FILE_NAME)
+    if not os.path.isfile(path):
+        if how is None:
+            raise UsageError(f"no {FILE_NAME} in {os.getcwd()}",
+                             hint=f"run in the project's folder, or give --project FILE (or set {ENV_VAR})")
+        raise UsageError(f"{how} {path}: no such file")
+    return path
+
+
+def load_project(project: str | os.PathLike | None = None, *, environ=None) -> Project:
+    """Read, expand and check a project file (see the module's doc)."""
+    path = find(project)
+    try:
+        with open(path, "rb") as f:
+            doc = tomllib.load(f)
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{path}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise UsageError(f"{path}: {exc.strerror}") from None
+    return parse(doc, path, environ=os.environ if environ is None else environ)
+
+
+def parse(doc: dict, path: str, *, environ) -> Project:
+    for key in doc:
+        if key not in _TOP:
+            raise UsageError(f"{path}: unknown table [{key}]" + _did_you_mean(key, _TOP),
+                             hint="a project has [defaults] and [streams.NAME] tables")
+    defaults = doc.get("defaults", {})
+    if not isinstance(defaults, dict):
+        raise UsageError(f"{path}: defaults must be a table ([defaults])")
+    streams = doc.get("streams", {})
+    if not isinstance(streams, dict) or not all(isinstance(v, dict) for v in streams.values()):
+        raise UsageError(f"{path}: each stream must be a table ([streams.NAME])")
+    if not streams:
+        raise UsageError(f"{path}: no streams", hint="add a [streams.NAME] table with input = … or source = …")
+    base_dir = os.path.dirname(os.path.abspath(path))
+    where_defaults = f"{path} [defaults]"
+    common = _keys(defaults, where_defaults, environ)
+    project = Project(path)
+    for name, table in streams.items():
+        where = f"{path} [streams.{_toml_key(name)}]"
+        own = _keys(table, where, environ)
+        merged = {**common, **own}
+        project.streams[name] = _stream(name, merged, where, base_dir)
+    return project
+
+
+def _keys(table: dict, where: str, environ) -> dict:
+    """A table's keys as ``{python_name: value}``: known keys only, ``${VAR}`` expanded."""
+    out: dict = {}
+    spelled: dict = {}
+    for raw, value in table.items():
+        key = raw.replace("_", "-")
+        if key not in KEYS:
+            raise UsageError(f"{where}: unknown key {raw!r}" + _did_you_mean(key, KEYS),
+                             hint="keys are the `hiwater load` options without the dashes, and "
+                                  "warn-after / error-after")
+        if key in spelled:
+            raise UsageError(f"{where}: {spelled[key]!r} and {raw!r} are the same key; give one")
+        spelled[key] = raw
+        out[KEYS[key]] = _expand(value, where, raw, environ)
+    return out
+
+
+def _expand(value, where: str, key: str, environ):
+    if isinstance(value, str):
+        def sub(m):
+            if m.group(0) == "$$":
+                return "$"
+            var = m.group(1)
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", var):
+                raise UsageError(f"{where} {key}: ${{{var}}} is not a variable name")
+            if var not in environ:
+                raise UsageError(f"{where} {key}: the environment variable {var} is not set",
+                                 hint=f"export {var}=…, or write the value in the file")
+            return environ[var]
+        return _VAR.sub(sub, value)
+    if isinstance(value, list):
+        return [_expand(v, where, key, environ) for v in value]
+    if isinstance(value, dict):
+        raise UsageError(f"{where} {key}: a table is not a value here")
+    return value
+
+
+def _stream(name: str, kw: dict, where: str, base_dir: str) -> StreamConfig:
+    warn = kw.pop("warn_after", None)
+    error = kw.pop("error_after", None)
+    check = {}
+    for key, v in (("warn-after", warn), ("error-after", error)):
+        if v is None:
+            check[key] = None
+            continue
+        try:
+            d = parse_duration(v, key)
+        except UsageError as exc:
+            raise UsageError(f"{where}: {exc.message}", hint=exc.hint) from None
+        if d.micros is None:
+            raise UsageError(f"{where}: {key} {d.text!r}: give a unit", hint="for example 30m, 6h or 1d")
+        check[key] = d
+    if check["warn-after"] and check["error-after"] and check["warn-after"].micros > check["error-after"].micros:
+        raise UsageError(f"{where}: warn-after {check['warn-after'].text} is later than error-after "
+                         f"{check['error-after'].text}")
+    for flag in _FLAGS:
+        if flag in kw and not isinstance(kw[flag], bool):
+            raise UsageError(f"{where}: {flag.replace('_', '-')} must be true or false, not {kw[flag]!r}")
+    for key in ("input", "source_url", "source_table", "query", "target", "db", "table", "stream", "cursor"):
+        if key in kw and not isinstance(kw[key], str):
+            raise UsageError(f"{where}: {_file_key(key)} must be a string, not {kw[key]!r}")
+    if "input" in kw and "source_url" in kw:
+        raise UsageError(f"{where}: give input or source, not both")
+    if "input" not in kw and "source_url" not in kw:
+        raise UsageError(f"{where}: no input and no source", hint="give input = \"PATH\" or source = \"URL\"")
+    if "source_url" in kw and ("source_table" in kw) == ("query" in kw):
+        raise UsageError(f"{where}: a source needs exactly one of source-table or query")
+    if "input" in kw and ("source_table" in kw or "query" in kw):
+        raise UsageError(f"{where}: source-table and query read a database: give source, not input")
+    if "db" in kw and "target" in kw:
+        raise UsageError(f"{where}: give db or target, not both")
+    if "db" not in kw and "target" not in kw and not os.environ.get("HIWATER_TARGET_URL"):
+        raise UsageError(f"{where}: no target: a project's streams are kept somewhere",
+                         hint="give target = \"URL\" or db = \"PATH\" (in [defaults] or the stream)")
+    if kw.get("input") == "-":
+        raise UsageError(f"{where}: input = \"-\" (standard input) cannot be one of many streams")
+    # Paths are relative to the project file's folder, whatever the working directory (cron).
+    if "input" in kw:
+        kw["input"] = _resolve(kw["input"], base_dir)
+    if "db" in kw:
+        kw["db"] = _resolve(kw["db"], base_dir)
+    for key in ("target", "source_url"):
+        if key in kw:
+            kw[key] = _resolve_url(kw[key], base_dir)
+    kw.setdefault("table", name)
+    kw.setdefault("stream", name)
+    load = dict(kw)
+    opts_kw = {k: v for k, v in kw.items() if k in LoadOptions.__dataclass_fields__}
+    try:
+        options = LoadOptions.build(**opts_kw)
+    except UsageError as exc:
+        raise UsageError(f"{where}: {_file_words(exc.message)}", hint=exc.hint) from None
+    return StreamConfig(name, load, check["warn-after"], check["error-after"], options)
+
+
+def _resolve(path: str, base_dir: str) -> str:
+    return path if os.path.isabs(path) else os.path.normpath(os.path.join(base_dir, path))
+
+
+def _resolve_url(url: str, base_dir: str) -> str:
+    """``sqlite:///rel.db`` / ``duckdb:///rel.duckdb``: a relative path is the project folder's."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() not in _URL_PATH_SCHEMES:
+        return url
+    from .urls import file_path
+    path = file_path(url)
+    if path == ":memory:" or os.path.isabs(path):
+        return url
+    query = "?" + url.split("?", 1)[1] if "?" in url else ""
+    return f"{scheme}:///{_resolve(path, base_dir)}{query}"
+
+
+def _file_key(name: str) -> str:
+    for k, v in KEYS.items():
+        if v == name:
+            return k
+    return name.replace("_", "-")
+
+
+def _file_words(message: str) -> str:
+    """A LoadOptions message names command-line flags (``--on-late``): in a file they are keys."""
+    return re.sub(r"--([a-z][a-z-]*)", r"\1", message)
+
+
+def _toml_key(name: str) -> str:
+    return name if re.fullmatch(r"[A-Za-z0-9_-]+", name) else '"' + name.replace('"', '\\"') + '"'
+
+
+def _did_you_mean(word: str, choices) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""

@@ -16,9 +16,10 @@ import io
 import json
 import math
 import sqlite3
-from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
+
+from conftest import Result  # the suite's one CLI result type
 
 from .dbutil import column_types, pg_connect
 
@@ -27,15 +28,6 @@ FORMATS = ["json", "jsonl", "csv", "parquet"]
 
 # --- running the CLI outside a test's capsys (module-scoped fixtures) -----------------------
 
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-    @property
-    def json(self):
-        return json.loads(self.out)
 
 
 def cli(*args) -> Result:

@@ -102,6 +102,7 @@ class Loader:
         self.columns: dict | None = None
         self.run_id: int | None = None
         self.forced_kind: str | None = None
+        self.text_columns: set = set()  # CSV columns a later batch showed to be text (see _run_widening)
         self._late: list | None = None  # late records held until the end of a one-transaction pass
         self._late_min: int | None = None
 
@@ -148,7 +149,7 @@ class Loader:
                 t.ensure_meta()
             try:
                 try:
-                    return self._run_once()
+                    return self._run_widening()
                 except _KindChanged as change:
                     # The first run judged the cursor's kind on its first batch, and a later batch
                     # shows a wider one (a timestamp after dates): nothing was committed, so the
@@ -159,10 +160,21 @@ class Loader:
                                          hint="load it from a file, or put a record showing the kind first") from None
                     log.info("cursor kind is %s, not %s: the run starts again", change.kind, change.was)
                     self.forced_kind = change.kind
-                    return self._run_once()
+                    return self._run_widening()
             except Exception as exc:
                 self._record_failure(exc)  # after the rollback, in a transaction of its own
                 raise
+
+    def _run_widening(self) -> Summary:
+        """Run; while a later CSV batch shows a column this run made as a number to be text (a
+        `007` after `7`), start again with that column as text: nothing was committed, and the
+        column then gets the type the whole file would have given it."""
+        while True:
+            try:
+                return self._run_once()
+            except _CsvColumnIsText as change:
+                log.info("CSV column %r holds text after numbers: the run starts again", change.column)
+                self.text_columns.add(change.column)
 
     def _run_once(self) -> Summary:
         if self.opts.dry_run:
@@ -244,6 +256,7 @@ class Loader:
             state.kind = self.forced_kind
         self.kind = state.kind
         self._kind_this_run = self.kind is None  # judged on this run's first batch
+        self._csv_types: dict = {}  # CSV column -> the type its first batch in this run gave it
         if self.kind is not None:
             self._check_durations()
         self.columns = t.table_columns(self.table)
@@ -464,8 +477,10 @@ class Loader:
                 seen = V.detect_kind(raw.table.column(o.cursor))
                 if seen is not None and seen != self.kind:
                     raise _KindChanged(V.TIMESTAMP, self.kind, seen)
+            if raw.csv:
+                self._check_csv_types(raw)
             p = prepare(raw, key=tuple(o.key), cursor=o.cursor, kind=self.kind, tz=self.tz,
-                        columns=self.columns, delete_field=o.delete_field)
+                        columns=self.columns, delete_field=o.delete_field, text_columns=self.text_columns)
             if self.kind is None and p.kind is not None:
                 self.kind = p.kind
                 self.state.kind = p.kind
@@ -523,6 +538,22 @@ class Loader:
         if self._late_min is not None:
             res.min_late = self._late_min if res.min_late is None else min(res.min_late, self._late_min)
         return res
+
+    def _check_csv_types(self, raw) -> None:
+        """A CSV column's type is judged per batch; one that is a number in an earlier batch of
+        this run and text (or another number) in a later one is text for the whole file, as one
+        batch would have found. Only columns this run makes can still change type."""
+        for f in raw.table.schema:
+            if f.name in self.text_columns or (self.columns is not None and f.name in self.columns
+                                               and f.name not in self._csv_types):
+                continue
+            t = "int" if pa.types.is_integer(f.type) else "real" if pa.types.is_floating(f.type) else \
+                None if pa.types.is_null(f.type) else "text"
+            if t is None:
+                continue
+            was = self._csv_types.setdefault(f.name, t)
+            if was != t and was != "text":
+                raise _CsvColumnIsText(f.name)
 
     def _check_fields(self, fields: set) -> None:
         """A key or cursor that no record of the source has is a usage error (a typo, a wrong
@@ -872,6 +903,12 @@ class Loader:
         if c.rejected and c.rejected != c.source_records:
             self.warnings.append(f"{c.rejected} invalid record(s) were quarantined (see `hiwater quarantine list`)")
         return s
+
+
+class _CsvColumnIsText(Exception):
+    def __init__(self, column: str):
+        super().__init__(column)
+        self.column = column
 
 
 class _KindChanged(Exception):

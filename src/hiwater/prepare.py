@@ -80,7 +80,7 @@ def key_groups(tbl: pa.Table, key: tuple, valid: np.ndarray) -> np.ndarray:
 
 
 def prepare(raw: RawBatch, *, key: tuple, cursor: str, kind: str | None, tz: dt.tzinfo,
-            columns: dict | None, delete_field: str | None) -> Prepared:
+            columns: dict | None, delete_field: str | None, text_columns=frozenset()) -> Prepared:
     """Check one batch. ``columns`` is the target table's ``{name: logical type}`` (or None)."""
     tbl = raw.table
     n = len(raw)
@@ -92,10 +92,11 @@ def prepare(raw: RawBatch, *, key: tuple, cursor: str, kind: str | None, tz: dt.
             raise UsageError(f"{raw.path}: the source has a field named {name!r}; names starting with "
                              f"{RESERVED} are reserved for hiwater's own columns",
                              hint="rename that field in the source")
-    if getattr(raw, "texts", None) and columns:
-        # CSV: a column that looks numeric in this batch goes to a TEXT column as the cells' text.
+    if raw.texts:
+        # CSV: a column that looks numeric in this batch goes to a TEXT column as the cells' text
+        # (``text_columns``: CSV columns this run found to be text in another batch).
         for name, text in raw.texts.items():
-            if columns.get(name) == TEXT and name in tbl.column_names:
+            if ((columns or {}).get(name) == TEXT or name in text_columns) and name in tbl.column_names:
                 tbl = tbl.set_column(tbl.column_names.index(name), name, text)
 
     if raw.mixed:

@@ -339,9 +339,6 @@ def test_a_csv_zip_code_keeps_its_leading_zero(hw, target_url, tmp_path):
     assert {r["id"]: r["zip"] for r in fetch(target_url, "zips")[1]} == {1: "02134", 2: "90210"}
 
 
-@pytest.mark.xfail(strict=False, reason="known limit, left for the next round: a CSV column is typed per batch "
-                   "(with its cells' text kept for a TEXT column); one that is canonical integers in its first "
-                   "batch and '007' in a later one makes an integer column and rejects the later cells")
 def test_a_csv_column_is_judged_on_the_whole_file_not_on_its_first_batch(hw, target_url, tmp_path):
     """A zip column whose first batch holds only ``12345``: a later ``02134`` in the same file
     still keeps its leading zero (and is not rejected): the verdict does not depend on

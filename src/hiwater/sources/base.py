@@ -28,6 +28,7 @@ class RawBatch:
     mixed: dict = field(default_factory=dict)  # column -> Python values of several types
     stored: dict = field(default_factory=dict)  # column -> its stored form (JSON/ISO text), made early
     sent: dict = field(default_factory=dict)  # column -> Python values as sent, where the table holds another form
+    csv: bool = False  # cells that were text, typed by the reader (a column's type is a guess)
     texts: dict = field(default_factory=dict)  # CSV column read as a number -> its cells' text (pa.string)
 
     def __len__(self) -> int:

@@ -615,7 +615,7 @@ def _csv_batch(tbl: pa.Table, path: str, first_record: int, cursor: str) -> RawB
         if number is not None:
             tbl = tbl.set_column(i, name, number)
             texts[name] = col
-    return RawBatch(tbl, path, first_record, {}, texts=texts)
+    return RawBatch(tbl, path, first_record, {}, texts=texts, csv=True)
 
 
 def _csv_number(col: pa.Array):

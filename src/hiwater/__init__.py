@@ -16,7 +16,11 @@ from .options import LoadOptions
 from .pipeline import PipelineResult, StreamResult
 from .summary import Counts, Summary
 
-__version__ = "0.1.0"
+try:  # the version is written once, in pyproject.toml
+    from importlib.metadata import PackageNotFoundError, version as _version
+    __version__ = _version("hiwater")
+except PackageNotFoundError:  # pragma: no cover - running from a tree that was not installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "load", "run", "status", "check", "validate", "state_show", "state_set", "state_reset", "state_rewind",

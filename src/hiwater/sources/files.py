@@ -29,6 +29,7 @@ import os
 import shutil
 import sys
 import tempfile
+from dataclasses import dataclass
 from typing import Iterator
 
 import orjson
@@ -146,11 +147,59 @@ def resolve_paths(spec: str) -> list[str]:
     return [spec]
 
 
+@dataclass(frozen=True)
+class FileEntry:
+    """One listed file, as the manifest remembers it (SPEC §10): ``path`` is its identity
+    (an absolute local path, or the object's URL), ``size`` in bytes, and its version:
+    ``mtime_ns`` for a local file, ``etag`` for an object in object storage."""
+
+    path: str
+    size: int
+    mtime_ns: int | None = None
+    etag: str | None = None
+
+    def version(self) -> tuple:
+        return (self.size, self.mtime_ns, self.etag)
+
+
+@dataclass
+class FileSelection:
+    """What a run does with a tracked source's listing, given the manifest."""
+
+    listed: int
+    read: list           # FileEntry of the files this run opens (new or changed, or all)
+    skipped: int         # files the manifest already holds at this version
+    vanished: list       # manifest paths no longer listed
+
+    def to_dict(self) -> dict:
+        return {"listed": self.listed, "read": len(self.read), "skipped": self.skipped,
+                "vanished": len(self.vanished)}
+
+
+def is_tracked(spec: str) -> bool:
+    """A folder or a glob is tracked by the file manifest; one named file and stdin are not."""
+    return spec != "-" and (os.path.isdir(spec) or any(ch in spec for ch in "*?["))
+
+
+def local_entries(paths: list[str]) -> dict:
+    """``{path as read: FileEntry}`` for local files: one ``stat`` each, taken before reading (a
+    file rewritten while it is read then shows another version next run and is read again)."""
+    out = {}
+    for p in paths:
+        st = os.stat(p)
+        out[p] = FileEntry(os.path.abspath(p), st.st_size, st.st_mtime_ns)
+    return out
+
+
 class FileSource:
     """One or more files read as one source, in order.
 
     Standard input (``-``) is spooled to a temporary file first, so that a
     ``--window`` load can read it more than once.
+
+    A folder or a glob is *tracked* (SPEC §10): the listing is taken once, with each file's
+    size and modification time, and :meth:`select` narrows the files read to those the
+    stream's manifest does not hold at that version.
     """
 
     def __init__(self, spec: str, fmt: str | None = None, *, cursor: str = "modified_at",
@@ -173,6 +222,26 @@ class FileSource:
             self.paths = paths
             self.names = {p: p for p in paths}
         self.description = spec if spec != "-" else "<stdin>"
+        self.tracked = is_tracked(spec)
+        self.entries = local_entries(paths) if self.tracked else {}
+        self._listed = list(self.paths)
+
+    def select(self, known: dict, reread: bool = False) -> FileSelection:
+        """Read only the listed files that ``known`` (the manifest: ``{path: (size, mtime_ns,
+        etag)}``) does not hold at their listed version; all of them with ``reread``. Compared
+        in memory: one listing and one manifest read per run, whatever the number of files."""
+        read, skipped = [], 0
+        self.paths = []
+        for p in self._listed:
+            e = self.entries[p]
+            if not reread and known.get(e.path) == e.version():
+                skipped += 1
+                continue
+            self.paths.append(p)
+            read.append(e)
+        listed = {e.path for e in self.entries.values()}
+        vanished = sorted(p for p in known if p not in listed)
+        return FileSelection(len(self._listed), read, skipped, vanished)
 
     def expected_records(self) -> int | None:
         """An estimate of the number of records, for a progress bar's ETA (cheap: reads 1 MiB)."""

@@ -125,6 +125,8 @@ def cli(ctx, verbose, log_format):
               help="The column that grows when a record changes: timestamp, date or integer.")
 @click.option("--full-load", is_flag=True, help="Ignore the watermark, examine every record, then set "
               "the watermark from the data.")
+@click.option("--reread-files", is_flag=True, help="A folder or glob: read every file again, ignoring the "
+              "list of files earlier runs applied (the list is rewritten).")
 @click.option("--prune", is_flag=True, help="With --full-load: delete target rows whose key is absent "
               "from the source.")
 @click.option("--lookback", metavar="DURATION", help="Widen the window below the watermark (15m, 2h, 1d, "

@@ -101,6 +101,7 @@ class Loader:
         self.warnings: list[str] = []
         self.columns: dict | None = None
         self.run_id: int | None = None
+        self.files = None  # a tracked file source: this run's FileSelection
         self.forced_kind: str | None = None
         self.text_columns: set = set()  # CSV columns a later batch showed to be text (see _run_widening)
         self._late: list | None = None  # late records held until the end of a one-transaction pass
@@ -277,6 +278,7 @@ class Loader:
                 f"{V.format_value(self.now, V.TIMESTAMP, False, self.tz)}): records older than it are "
                 f"treated as late; check the source's clock, then `hiwater state set` or `state rewind`")
 
+        self._select_files()
         if o.window is not None:
             summary = self._run_windowed(prev_text)
         else:
@@ -379,6 +381,7 @@ class Loader:
                 pruned = t.prune_finish(self.table, tuple(o.key))
             new_wm = self._finish_watermark(res.candidate)
             self._save_state(new_wm, res)
+            self._record_files()
             total = t.count_rows(self.table)
             summary = self._summary(res, prev_text, new_wm, total, pruned)
             self._history(0, started, res, new_wm, summary, None, None)
@@ -404,6 +407,8 @@ class Loader:
             self._merge_extremes(total_res, res)
             self._check_quality(total_res.counts.rejected, scan.records)
             self._save_state(new_wm, res)
+            if not scan.slices:
+                self._record_files()
             self._history(0, started, res, new_wm, None, None, None)
         self._committed_index, self._committed_wm = 0, new_wm
         if scan.slices:
@@ -422,6 +427,10 @@ class Loader:
                     total_res.candidate = max(total_res.candidate or res.candidate, res.candidate)
                 new_wm = self._finish_watermark(total_res.candidate)
                 self._save_state(new_wm, res)
+                if i == len(scan.slices):
+                    # A file is applied when its last record is: the manifest commits with the last
+                    # slice (a run killed earlier reads the same files again; the target absorbs it).
+                    self._record_files()
                 lo_t = V.format_value(lo, self.kind, self.state.naive, self.tz)
                 hi_t = V.format_value(hi, self.kind, self.state.naive, self.tz)
                 self._history(i, _iso_now(), res, new_wm, None, lo_t, hi_t)
@@ -818,6 +827,32 @@ class Loader:
         else:
             self._late_min = min([c for _, _, c in held] + ([self._late_min] if self._late_min is not None else []))
 
+    # --- the file manifest (SPEC §10) ------------------------------------------------------------
+    def _select_files(self) -> None:
+        """A folder or glob source reads only the files the stream's manifest does not hold at
+        their listed version (all of them with ``--reread-files`` or ``--full-load``); files
+        the manifest holds that are no longer listed are reported, never an error."""
+        src, o = self.source, self.opts
+        self.files = None
+        if not getattr(src, "tracked", False):
+            return
+        known = self.target.read_files(self.stream)
+        self.files = src.select(known, reread=o.reread_files or o.full_load)
+        gone = self.files.vanished
+        if gone:
+            shown = ", ".join(gone[:3]) + (f" and {len(gone) - 3} more" if len(gone) > 3 else "")
+            self.warnings.append(f"{len(gone)} file(s) loaded by earlier runs are no longer in "
+                                 f"{src.description}: {shown} (their rows stay in the target; the file list "
+                                 f"forgets them)")
+
+    def _record_files(self) -> None:
+        """Record the files this run read (and forget the vanished ones), in the transaction that
+        commits the run's (or its last slice's) data."""
+        if self.files is None:
+            return
+        self.target.write_files(self.stream, self.files.read, self.run_id)
+        self.target.delete_files(self.stream, self.files.vanished)
+
     # --- the quality gate ----------------------------------------------------------------------
     def _check_quality(self, rejected: int, source_records: int) -> None:
         """``--max-rejected``: past the limit the run fails inside its transaction (nothing of it
@@ -861,9 +896,13 @@ class Loader:
             "max_lateness": (_amount(self.prev - res.min_late, self.kind, option=True)
                              if res.min_late is not None and self.prev is not None else None),
             "detail": orjson.dumps({"new_columns": getattr(self, "new_columns_logged", []),
-                                    "warnings": self.warnings}).decode(),
+                                    "warnings": self.warnings, **self._files_detail()}).decode(),
             "duration_s": self._elapsed(),
         })
+
+    def _files_detail(self) -> dict:
+        files = getattr(self, "files", None)
+        return {} if files is None else {"files": files.to_dict()}
 
     def _summary(self, res: PassResult, prev_text, new_wm, total, pruned) -> Summary:
         o = self.opts
@@ -872,11 +911,18 @@ class Loader:
         s = Summary(counts=c, previous_watermark=prev_text, new_watermark=new_text, total_in_target=total,
                     stream=self.stream, table=self.table, mode=o.mode, run_id=self.run_id,
                     dry_run=o.dry_run, warnings=self.warnings, pruned=pruned,
-                    new_columns=getattr(self, "new_columns_logged", []))
+                    new_columns=getattr(self, "new_columns_logged", []),
+                    files=self._files_detail().get("files"))
         fmt = lambda v: V.format_value(v, self.kind, self.state.naive, self.tz)  # noqa: E731
         if c.source_records == 0:
             s.stale_source = True
-            self.warnings.append(f"the source {self.source.description} is empty; the watermark stays at {prev_text}")
+            if self.files is not None and not self.files.read:
+                self.warnings.append(f"no new or changed file in {self.source.description} "
+                                     f"({self.files.skipped} file(s) already loaded); the watermark stays at "
+                                     f"{prev_text}")
+            else:
+                self.warnings.append(f"the source {self.source.description} is empty; the watermark stays at "
+                                     f"{prev_text}")
         elif c.rejected == c.source_records:
             self.warnings.append(f"every record ({c.rejected}) was invalid and quarantined; the watermark stays at "
                                  f"{prev_text} (see `hiwater quarantine list`)")

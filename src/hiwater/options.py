@@ -64,6 +64,7 @@ class LoadOptions:
     stream: str | None = None
     format: str | None = None
     full_load: bool = False
+    reread_files: bool = False  # a folder/glob source: ignore the file manifest for this run
     prune: bool = False
     lookback: Duration | None = None
     boundary: str = "inclusive"

@@ -46,7 +46,7 @@ _LOAD_KEYS = {name.replace("_", "-"): name for name in LoadOptions.__dataclass_f
               if name not in _NOT_IN_FILE}
 _CHECK_KEYS = {"warn-after": "warn_after", "error-after": "error_after"}
 KEYS = {**_SOURCE_KEYS, **_LOAD_KEYS, **_CHECK_KEYS}
-_FLAGS = {"full_load", "prune", "strict", "soft_delete"}
+_FLAGS = {"full_load", "reread_files", "prune", "strict", "soft_delete"}
 _TOP = ("defaults", "streams")
 _VAR = re.compile(r"\$\$|\$\{([^}]*)\}")
 _URL_PATH_SCHEMES = ("sqlite", "duckdb")

@@ -58,6 +58,7 @@ class Summary:
     pruned: int = 0
     new_columns: list = field(default_factory=list)
     duration_s: float | None = None  # seconds from the start of the run to its end
+    files: dict | None = None  # a folder/glob source: files listed, read, skipped, vanished
 
     @property
     def source_records(self) -> int:
@@ -103,6 +104,8 @@ class Summary:
             out["pruned"] = self.pruned
         if self.new_columns:
             out["new_columns"] = self.new_columns
+        if self.files is not None:
+            out["files"] = self.files
         if self.windows:
             out["windows"] = self.windows
         out["warnings"] = list(self.warnings)

@@ -29,6 +29,7 @@ import os
 import shutil
 import sys
 import tempfile
+from dataclasses import dataclass
 from typing import Iterator
 
 import orjson
@@ -37,7 +38,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 
-from ..errors import ConfigError, InputError, UsageError
+from ..errors import ConfigError, HiwaterError, InputError, UsageError
 from .base import RawBatch
 
 EXTENSIONS = {
@@ -146,11 +147,131 @@ def resolve_paths(spec: str) -> list[str]:
     return [spec]
 
 
+@dataclass(frozen=True)
+class FileEntry:
+    """One listed file, as the manifest remembers it (SPEC §10): ``path`` is its identity
+    (an absolute local path, or the object's URL), ``size`` in bytes, and its version:
+    ``mtime_ns`` for a local file, ``etag`` for an object in object storage."""
+
+    path: str
+    size: int
+    mtime_ns: int | None = None
+    etag: str | None = None
+
+    def version(self) -> tuple:
+        return (self.size, self.mtime_ns, self.etag)
+
+
+@dataclass
+class FileSelection:
+    """What a run does with a tracked source's listing, given the manifest."""
+
+    listed: int
+    read: list           # FileEntry of the files this run opens (new or changed, or all)
+    skipped: int         # files the manifest already holds at this version
+    vanished: list       # manifest paths no longer listed
+
+    def to_dict(self) -> dict:
+        return {"listed": self.listed, "read": len(self.read), "skipped": self.skipped,
+                "vanished": len(self.vanished)}
+
+
+def is_remote(spec: str) -> bool:
+    """An object-storage URL (``s3://``, ``gs://``, ``az://``…), read through fsspec."""
+    scheme, sep, _ = spec.partition("://")
+    return bool(sep) and scheme.isalnum() and scheme.lower() != "file"
+
+
+def is_tracked(spec: str) -> bool:
+    """A folder or a glob is tracked by the file manifest; one named file and stdin are not."""
+    if is_remote(spec):
+        return spec.endswith("/") or any(ch in spec for ch in "*?[")
+    return spec != "-" and (os.path.isdir(spec) or any(ch in spec for ch in "*?["))
+
+
+def remote_fs(spec: str):
+    """The fsspec filesystem for ``spec``'s scheme. Credentials come from the standard chains
+    (environment, profiles); for S3 the endpoint from ``AWS_ENDPOINT_URL`` (MinIO, moto…).
+    No listing cache: every run lists afresh."""
+    from ..extras import require
+    scheme = spec.partition("://")[0].lower()
+    package = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs", "abfs": "adlfs"}.get(scheme)
+    if package is None:
+        raise UsageError(f"{spec}: the scheme {scheme}:// is not supported", hint="use s3://, gs:// or az://")
+    require(package, "s3" if package == "s3fs" else scheme, f"reading {scheme}:// URLs")
+    import fsspec
+    kw: dict = {"skip_instance_cache": True, "use_listings_cache": False}
+    if package == "s3fs":
+        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        if endpoint:
+            kw["endpoint_url"] = endpoint
+    return fsspec.filesystem(scheme, **kw)
+
+
+def _remote_error(exc: BaseException, spec: str) -> HiwaterError:
+    """One line for a failure to list or fetch: a refused credential is a configuration error
+    (exit 2), never with the secret; anything else fails the run (exit 1)."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    for secret in (os.environ.get("AWS_SECRET_ACCESS_KEY"), os.environ.get("AWS_SESSION_TOKEN")):
+        if secret:
+            text = text.replace(secret, "***")
+    names = {type(exc).__name__, *(type(c).__name__ for c in (exc.__cause__, exc.__context__) if c)}
+    if isinstance(exc, PermissionError) or names & {"NoCredentialsError", "PartialCredentialsError",
+                                                    "ClientError", "InvalidAccessKeyId"}:
+        return ConfigError(f"{spec}: access refused: {text}",
+                           hint="check the credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE) "
+                                "and AWS_ENDPOINT_URL")
+    return InputError(f"cannot read from object storage: {text}", path=spec)
+
+
+def remote_entries(fs, spec: str) -> dict:
+    """One listing of a prefix or glob: ``{object URL: FileEntry}`` keyed by ETag, sorted."""
+    scheme = spec.partition("://")[0]
+    try:
+        if any(ch in spec for ch in "*?["):
+            found = fs.glob(spec, detail=True)
+        elif spec.endswith("/"):
+            found = fs.find(spec, detail=True)
+        else:
+            found = {spec: fs.info(spec)}
+    except FileNotFoundError:
+        raise InputError("no such object or prefix", path=spec) from None
+    except Exception as exc:  # noqa: BLE001 - botocore's and fsspec's errors, one line each
+        raise _remote_error(exc, spec) from None
+    out = {}
+    for key, info in sorted(found.items()):
+        if info.get("type") == "directory" or key.endswith("/"):
+            continue
+        url = key if "://" in key else f"{scheme}://{key}"
+        if os.path.basename(url).startswith("."):
+            continue
+        etag = info.get("ETag") or info.get("etag") or info.get("md5Hash")
+        out[url] = FileEntry(url, int(info.get("size") or 0), None, None if etag is None else str(etag).strip('"'))
+    if not out:
+        raise InputError("no object matches" if any(ch in spec for ch in "*?[") else "no object under this prefix",
+                         path=spec)
+    return out
+
+
+def local_entries(paths: list[str]) -> dict:
+    """``{path as read: FileEntry}`` for local files: one ``stat`` each, taken before reading (a
+    file rewritten while it is read then shows another version next run and is read again)."""
+    out = {}
+    for p in paths:
+        st = os.stat(p)
+        out[p] = FileEntry(os.path.abspath(p), st.st_size, st.st_mtime_ns)
+    return out
+
+
 class FileSource:
     """One or more files read as one source, in order.
 
     Standard input (``-``) is spooled to a temporary file first, so that a
     ``--window`` load can read it more than once.
+
+    A folder or a glob is *tracked* (SPEC §10): the listing is taken once, with each file's
+    size and modification time, and :meth:`select` narrows the files read to those the
+    stream's manifest does not hold at that version.
     """
 
     def __init__(self, spec: str, fmt: str | None = None, *, cursor: str = "modified_at",
@@ -161,7 +282,9 @@ class FileSource:
         self.batch_size = batch_size
         self._tmp = None
         self._spool: str | None = None  # a folder for the decompressed copy of a compressed file
-        paths = resolve_paths(spec)
+        self._fs = remote_fs(spec) if is_remote(spec) else None
+        remote = remote_entries(self._fs, spec) if self._fs is not None else None
+        paths = list(remote) if remote is not None else resolve_paths(spec)
         if paths == ["-"]:
             self._tmp = tempfile.NamedTemporaryFile(prefix="hiwater-stdin-", delete=False)
             stream = stdin if stdin is not None else sys.stdin.buffer
@@ -173,10 +296,35 @@ class FileSource:
             self.paths = paths
             self.names = {p: p for p in paths}
         self.description = spec if spec != "-" else "<stdin>"
+        self.tracked = is_tracked(spec)
+        if remote is not None:
+            self.entries = remote if self.tracked else {}
+        else:
+            self.entries = local_entries(paths) if self.tracked else {}
+        self._listed = list(self.paths)
+
+    def select(self, known: dict, reread: bool = False) -> FileSelection:
+        """Read only the listed files that ``known`` (the manifest: ``{path: (size, mtime_ns,
+        etag)}``) does not hold at their listed version; all of them with ``reread``. Compared
+        in memory: one listing and one manifest read per run, whatever the number of files."""
+        read, skipped = [], 0
+        self.paths = []
+        for p in self._listed:
+            e = self.entries[p]
+            if not reread and known.get(e.path) == e.version():
+                skipped += 1
+                continue
+            self.paths.append(p)
+            read.append(e)
+        listed = {e.path for e in self.entries.values()}
+        vanished = sorted(p for p in known if p not in listed)
+        return FileSelection(len(self._listed), read, skipped, vanished)
 
     def expected_records(self) -> int | None:
         """An estimate of the number of records, for a progress bar's ETA (cheap: reads 1 MiB)."""
         total = 0
+        if self._fs is not None:
+            return None  # sizing an object's records would fetch it
         for path in self.paths:
             if compression_of(path):
                 return None  # a compressed file's record count cannot be guessed from its size
@@ -204,27 +352,42 @@ class FileSource:
             return EXTENSIONS[ext]
         return _sniff(data or path, self.names.get(path, path))
 
+    def _fetch(self, url: str) -> str:
+        """An object downloaded whole into the spool folder (then read like a local file)."""
+        local = os.path.join(self._spool_dir(), "object")
+        try:
+            self._fs.get_file(url, local)
+        except FileNotFoundError:
+            raise InputError("the object vanished after it was listed", path=url) from None
+        except Exception as exc:  # noqa: BLE001 - one line, never a secret
+            raise _remote_error(exc, url) from None
+        return local
+
+    def _spool_dir(self) -> str:
+        if self._spool is None:
+            self._spool = tempfile.mkdtemp(prefix="hiwater-decompressed-")
+        return self._spool
+
     def batches(self) -> Iterator[RawBatch]:
         for path in self.paths:
             name = self.names[path]
             codec = compression_of(path)
-            data = path
+            local = self._fetch(path) if self._fs is not None else path
+            data = local
             if codec is not None:
-                if self._spool is None:
-                    self._spool = tempfile.mkdtemp(prefix="hiwater-decompressed-")
-                data = os.path.join(self._spool, "data")
-                decompress(path, name, codec, data)
+                data = os.path.join(self._spool_dir(), "data")
+                decompress(local, name, codec, data)
             else:
-                _refuse_compressed(path, name)
+                _refuse_compressed(local, name)
             try:
                 fmt = self.format_of(path, data)
                 reader = {"json": _read_json_array, "jsonl": _read_jsonl, "csv": _read_csv,
                           "parquet": _read_parquet}[fmt]
                 yield from reader(data, name, self.cursor, self.batch_size)
             finally:
-                if data != path:
+                for tmp in {data, local} - {path}:
                     try:
-                        os.unlink(data)
+                        os.unlink(tmp)
                     except OSError:
                         pass
 

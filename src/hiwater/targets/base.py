@@ -245,7 +245,20 @@ class Target(ABC):
 
     @abstractmethod
     def forget_stream(self, stream: str) -> None:
-        """Delete a stream's history and quarantine rows."""
+        """Delete a stream's history, quarantine rows and file manifest."""
+
+    # --- the file manifest (SPEC §10) ------------------------------------------------------
+    @abstractmethod
+    def read_files(self, stream: str) -> dict:
+        """The stream's manifest, ``{path: (size, mtime_ns, etag)}``, in one query."""
+
+    @abstractmethod
+    def write_files(self, stream: str, entries: list, run_id: int) -> None:
+        """Record ``entries`` (``FileEntry``) as applied by ``run_id``, in the caller's transaction."""
+
+    @abstractmethod
+    def delete_files(self, stream: str, paths: list) -> None:
+        """Forget manifest rows (files that vanished from the source)."""
 
     @abstractmethod
     def drop_table(self, table: str) -> None: ...

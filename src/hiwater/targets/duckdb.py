@@ -32,7 +32,7 @@ from .. import values as V
 from ..errors import LockTimeout, TargetError, UsageError
 from ..state import StreamState
 from ..urls import file_path, redact
-from .metaquery import history_query, quarantine_query
+from .metaquery import FILES_COLS, files_read_query, files_rows, history_query, manifest, quarantine_query
 from .base import HISTORY_ADDED, changed_versions, decimal_sql, dense, guard_sql, match_held, table_definition, ANY, BOOLEAN, CURSOR_COL, DECIMAL, INTEGER, REAL, RUN_COL, TEXT, Lookup, Target
 
 SQL_TYPES = {INTEGER: "BIGINT", REAL: "DOUBLE", TEXT: "VARCHAR", BOOLEAN: "BOOLEAN", ANY: "JSON"}
@@ -85,6 +85,10 @@ META_DDL = [
         cursor VARCHAR, cursor_value BIGINT, record VARCHAR NOT NULL, fingerprint VARCHAR NOT NULL,
         first_run BIGINT NOT NULL, last_run BIGINT NOT NULL, seen BIGINT NOT NULL DEFAULT 1,
         UNIQUE (stream, reason, fingerprint))""",
+    # The file manifest (SPEC §10): one row per file of a folder/glob source a run applied.
+    """CREATE TABLE IF NOT EXISTS _hiwater_files (
+        stream VARCHAR NOT NULL, path VARCHAR NOT NULL, size BIGINT NOT NULL, mtime_ns BIGINT, etag VARCHAR,
+        run_id BIGINT NOT NULL, PRIMARY KEY (stream, path))""",
 ]
 STATE_COLS = ("stream, table_name, key_columns, cursor_column, kind, watermark, naive, assume_tz,"
               " last_run, version")
@@ -289,8 +293,33 @@ class DuckDBTarget(Target):
         self.execute("DELETE FROM _hiwater_state WHERE stream = ?", [stream])
 
     def forget_stream(self, stream: str) -> None:
-        for t in ("_hiwater_history", "_hiwater_quarantine"):
+        for t in ("_hiwater_history", "_hiwater_quarantine", "_hiwater_files"):
             self.execute(f"DELETE FROM {t} WHERE stream = ?", [stream])
+
+    def read_files(self, stream: str) -> dict:
+        if not self._has_meta():
+            return {}
+        return manifest(self.execute(*files_read_query("_hiwater_files", "?", stream)))
+
+    def write_files(self, stream: str, entries: list, run_id: int) -> None:
+        """One set-based upsert from a registered Arrow table (DuckDB's executemany is per row)."""
+        if not entries:
+            return
+        cols = list(zip(*files_rows(stream, entries, run_id)))
+        types = (pa.string(), pa.string(), pa.int64(), pa.int64(), pa.string(), pa.int64())
+        tbl = pa.table({c: pa.array(v, t) for c, v, t in zip(FILES_COLS, cols, types)})
+        names = ", ".join(FILES_COLS)
+        with self._registered(tbl) as stage:
+            self.execute(f"INSERT INTO _hiwater_files ({names}) SELECT {names} FROM {stage}"
+                         " ON CONFLICT (stream, path) DO UPDATE SET size = EXCLUDED.size,"
+                         " mtime_ns = EXCLUDED.mtime_ns, etag = EXCLUDED.etag, run_id = EXCLUDED.run_id",
+                         what="writing the file manifest")
+
+    def delete_files(self, stream: str, paths: list) -> None:
+        if paths:
+            with self._registered(pa.table({"path": pa.array(list(paths), pa.string())})) as stage:
+                self.execute(f"DELETE FROM _hiwater_files WHERE stream = ? AND path IN (SELECT path FROM {stage})",
+                             [stream], what="writing the file manifest")
 
     def drop_table(self, table: str) -> None:
         self._types.pop(table, None)

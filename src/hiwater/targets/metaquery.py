@@ -57,3 +57,34 @@ def last_success_query(table: str, ph: str, stream: str):
 def quarantine_count_query(table: str, ph: str, stream: str):
     """How many records of a stream are in the quarantine, as ``n``."""
     return f"SELECT COUNT(*) AS n FROM {table} WHERE stream = {ph}", [stream]
+
+
+# --- the file manifest (SPEC §10) ---------------------------------------------------------------
+FILES_COLS = ("stream", "path", "size", "mtime_ns", "etag", "run_id")
+
+
+def files_read_query(table: str, ph: str, stream: str):
+    """A stream's whole manifest in one query (compared with the listing in memory)."""
+    return f"SELECT path, size, mtime_ns, etag FROM {table} WHERE stream = {ph}", [stream]
+
+
+def files_upsert_sql(table: str, ph: str) -> str:
+    """Record a file applied by a run (its version replaces the one held)."""
+    cols = ", ".join(FILES_COLS)
+    return (f"INSERT INTO {table} ({cols}) VALUES ({', '.join([ph] * len(FILES_COLS))})"
+            f" ON CONFLICT (stream, path) DO UPDATE SET size = EXCLUDED.size, mtime_ns = EXCLUDED.mtime_ns,"
+            f" etag = EXCLUDED.etag, run_id = EXCLUDED.run_id")
+
+
+def files_delete_sql(table: str, ph: str) -> str:
+    return f"DELETE FROM {table} WHERE stream = {ph} AND path = {ph}"
+
+
+def files_rows(stream: str, entries, run_id: int) -> list[tuple]:
+    """The manifest rows of ``entries`` (``FileEntry``), in :data:`FILES_COLS` order."""
+    return [(stream, e.path, e.size, e.mtime_ns, e.etag, run_id) for e in entries]
+
+
+def manifest(rows) -> dict:
+    """``{path: (size, mtime_ns, etag)}`` from the rows of :func:`files_read_query`."""
+    return {r[0]: (int(r[1]), None if r[2] is None else int(r[2]), r[3]) for r in rows}

@@ -46,7 +46,8 @@ from .. import values as V
 from ..errors import ConfigError, ConnectError, LockTimeout, TargetError, UsageError
 from ..state import StreamState
 from ..urls import redact, scrub
-from .metaquery import history_query, quarantine_query
+from .metaquery import (files_read_query, files_rows, files_upsert_sql, history_query,
+                        manifest, quarantine_query)
 from .base import HISTORY_ADDED, changed_versions, dense, guard_sql, target_flag, match_held, parse_joined, table_definition, ANY, BOOLEAN, CURSOR_COL, DECIMAL, HIDDEN, INTEGER, REAL, RUN_COL, TEXT, Lookup, Target
 
 SQL_TYPES = {INTEGER: "bigint", REAL: "double precision", TEXT: "text", BOOLEAN: "boolean", ANY: "jsonb"}
@@ -123,6 +124,10 @@ def meta_ddl(s: str) -> list[str]:
             cursor_value bigint, record text NOT NULL, fingerprint text NOT NULL, first_run bigint NOT NULL,
             last_run bigint NOT NULL, seen bigint NOT NULL DEFAULT 1,
             UNIQUE (stream, reason, fingerprint))""",
+        # The file manifest (SPEC §10): one row per file of a folder/glob source a run applied.
+        f"""CREATE TABLE IF NOT EXISTS {s}._hiwater_files (
+            stream text NOT NULL, path text NOT NULL, size bigint NOT NULL, mtime_ns bigint, etag text,
+            run_id bigint NOT NULL, PRIMARY KEY (stream, path))""",
         # Run ids come from a sequence: runs of different streams may commit concurrently.
         f"CREATE SEQUENCE IF NOT EXISTS {s}._hiwater_run_id",
     ]
@@ -330,7 +335,7 @@ class PostgresTarget(Target):
 
     def ensure_meta(self) -> None:
         needed = [self._m(n) for n in ("_hiwater_state", "_hiwater_history", "_hiwater_quarantine",
-                                       "_hiwater_run_id")]
+                                       "_hiwater_files", "_hiwater_run_id")]
         if all(self._exists(n) for n in needed) and self._schema_exists(self.schema):
             self._add_history_columns()
             return
@@ -384,8 +389,30 @@ class PostgresTarget(Target):
         self.execute(f"DELETE FROM {self._m('_hiwater_state')} WHERE stream = %s", (stream,))
 
     def forget_stream(self, stream: str) -> None:
-        for t in ("_hiwater_history", "_hiwater_quarantine"):
+        for t in ("_hiwater_history", "_hiwater_quarantine", "_hiwater_files"):
             self.execute(f"DELETE FROM {self._m(t)} WHERE stream = %s", (stream,))
+
+    def read_files(self, stream: str) -> dict:
+        if not self._has_meta() or not self._exists(self._m("_hiwater_files")):
+            return {}
+        return manifest(self.execute(*files_read_query(self._m("_hiwater_files"), "%s", stream)).fetchall())
+
+    def _many(self, sql: str, rows: list, what: str) -> None:
+        try:
+            with self.conn.cursor() as cur:
+                cur.executemany(sql, rows)
+        except psycopg.Error as exc:
+            raise TargetError(f"{self.description}: {what}: {self._msg(exc)}") from None
+
+    def write_files(self, stream: str, entries: list, run_id: int) -> None:
+        if entries:
+            self._many(files_upsert_sql(self._m("_hiwater_files"), "%s"), files_rows(stream, entries, run_id),
+                       "writing the file manifest")
+
+    def delete_files(self, stream: str, paths: list) -> None:
+        if paths:
+            self.execute(f"DELETE FROM {self._m('_hiwater_files')} WHERE stream = %s AND path = ANY(%s)",
+                         (stream, list(paths)), what="writing the file manifest")
 
     def drop_table(self, table: str) -> None:
         self._types.pop(table, None)

@@ -25,7 +25,8 @@ import pyarrow.compute as pc
 
 from ..errors import LockTimeout, TargetError, UsageError
 from ..state import StreamState
-from .metaquery import history_query, quarantine_query
+from .metaquery import (files_delete_sql, files_read_query, files_rows, files_upsert_sql, history_query,
+                        manifest, quarantine_query)
 from .base import HISTORY_ADDED, changed_versions, dense, guard_sql, match_held, parse_joined, table_definition, ANY, BOOLEAN, CURSOR_COL, DECIMAL, HIDDEN, INTEGER, REAL, RUN_COL, TEXT, Lookup, Target
 
 SQL_TYPES = {INTEGER: "INTEGER", REAL: "REAL", TEXT: "TEXT", BOOLEAN: "BOOLEAN", ANY: ""}
@@ -69,6 +70,10 @@ META_DDL = [
         record TEXT NOT NULL, fingerprint TEXT NOT NULL, first_run INTEGER NOT NULL,
         last_run INTEGER NOT NULL, seen INTEGER NOT NULL DEFAULT 1,
         UNIQUE (stream, reason, fingerprint))""",
+    # The file manifest (SPEC §10): one row per file of a folder/glob source a run applied.
+    """CREATE TABLE IF NOT EXISTS _hiwater_files (
+        stream TEXT NOT NULL, path TEXT NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER, etag TEXT,
+        run_id INTEGER NOT NULL, PRIMARY KEY (stream, path)) WITHOUT ROWID""",
 ]
 
 
@@ -254,8 +259,23 @@ class SQLiteTarget(Target):
         self.execute("DELETE FROM _hiwater_state WHERE stream = ?", (stream,))
 
     def forget_stream(self, stream: str) -> None:
-        for t in ("_hiwater_history", "_hiwater_quarantine"):
+        for t in ("_hiwater_history", "_hiwater_quarantine", "_hiwater_files"):
             self.execute(f"DELETE FROM {t} WHERE stream = ?", (stream,))
+
+    def read_files(self, stream: str) -> dict:
+        if not self._has_meta():
+            return {}
+        return manifest(self.execute(*files_read_query("_hiwater_files", "?", stream)).fetchall())
+
+    def write_files(self, stream: str, entries: list, run_id: int) -> None:
+        if entries:
+            self.executemany(files_upsert_sql("_hiwater_files", "?"), files_rows(stream, entries, run_id),
+                             "writing the file manifest")
+
+    def delete_files(self, stream: str, paths: list) -> None:
+        if paths:
+            self.executemany(files_delete_sql("_hiwater_files", "?"), [(stream, p) for p in paths],
+                             "writing the file manifest")
 
     def drop_table(self, table: str) -> None:
         self.execute(f"DROP TABLE IF EXISTS {quote(table)}")

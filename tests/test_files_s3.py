@@ -1,0 +1,105 @@
+"""The file manifest on object storage (SPEC §10): the same behaviour on an S3 API, served by
+moto on 127.0.0.1 (a free port; no other address is ever contacted). Objects are keyed by ETag."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import sys
+
+import pytest
+
+import hiwater
+from hiwater.errors import ConfigError
+
+pytest.importorskip("s3fs")
+moto_server = pytest.importorskip("moto.server")
+
+NOW = "2025-06-01T00:00:00Z"
+SECRET = "s3cr3t-never-printed"
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    srv = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    srv.start()
+    host, port = srv.get_host_and_port()
+    assert host == "127.0.0.1"
+    yield f"http://127.0.0.1:{port}"
+    srv.stop()
+
+
+@pytest.fixture
+def s3(s3_endpoint, monkeypatch, request):
+    """A fresh bucket; the environment points every client at the local endpoint."""
+    import boto3
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    client = boto3.client("s3", endpoint_url=s3_endpoint)
+    bucket = "b" + format(abs(hash(request.node.name)) % 10**10, "010d")
+    client.create_bucket(Bucket=bucket)
+    return client, bucket
+
+
+def put(client, bucket, key, ids, day=1, bump=0, gz=False):
+    body = "".join(json.dumps({"id": i, "modified_at": f"2025-01-{day:02d}T00:00:{(i % 50) + bump:02d}"}) + "\n"
+                   for i in ids).encode()
+    client.put_object(Bucket=bucket, Key=key, Body=gzip.compress(body) if gz else body)
+
+
+def load(url, db, **kw):
+    return hiwater.load(url, db=str(db), table="t", now=NOW, **kw).to_dict()
+
+
+def test_adding_one_object_reads_exactly_its_records(s3, tmp_path):
+    client, bucket = s3
+    for f in range(20):
+        put(client, bucket, f"land/part-{f:04d}.jsonl", range(f * 10, f * 10 + 10), day=1 + f)
+    db = tmp_path / "t.db"
+    assert load(f"s3://{bucket}/land/", db)["source_records"] == 200
+    put(client, bucket, "land/part-9999.jsonl.gz", range(1000, 1007), day=25, gz=True)
+    res = load(f"s3://{bucket}/land/", db)
+    assert res["source_records"] == 7 and res["files"] == {"listed": 21, "read": 1, "skipped": 20, "vanished": 0}
+    import sqlite3
+    con = sqlite3.connect(db)
+    paths = {p: e for p, e in con.execute("SELECT path, etag FROM _hiwater_files")}
+    con.close()
+    assert len(paths) == 21 and all(p.startswith(f"s3://{bucket}/land/") and e for p, e in paths.items())
+
+
+def test_changed_vanished_and_reread_objects(s3, tmp_path):
+    client, bucket = s3
+    for f in range(4):
+        put(client, bucket, f"land/p{f}.jsonl", range(f * 10, f * 10 + 10), day=1 + f)
+    db, url = tmp_path / "t.db", f"s3://{bucket}/land/*.jsonl"
+    load(url, db)
+    put(client, bucket, "land/p3.jsonl", range(30, 40), day=4, bump=1)  # same size, new content: new ETag
+    changed = load(url, db, on_late="load")  # its records sit below the watermark
+    assert changed["files"]["read"] == 1 and changed["source_records"] == 10 and changed["updated"] == 10
+    client.delete_object(Bucket=bucket, Key="land/p1.jsonl")
+    gone = load(url, db)
+    assert gone["files"]["vanished"] == 1 and any("land/p1.jsonl" in w for w in gone["warnings"])
+    assert load(url, db, reread_files=True)["source_records"] == 30
+
+
+def test_missing_credentials_are_one_line_exit_2_without_the_secret(s3, tmp_path, monkeypatch, capsys):
+    client, bucket = s3
+    put(client, bucket, "land/a.jsonl", [1])
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    from hiwater.cli import main
+    assert main(["load", "-i", f"s3://{bucket}/land/", "--db", str(tmp_path / "t.db")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "access refused" in err[0] and SECRET not in err[0]
+
+
+def test_a_missing_extra_names_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "s3fs", None)
+    with pytest.raises(ConfigError) as exc:
+        hiwater.load("s3://bucket/land/", table="t")
+    assert "hiwater[s3]" in str(exc.value.hint)

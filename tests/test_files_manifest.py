@@ -274,3 +274,18 @@ def test_a_kill_at_the_commits_and_the_manifest_write_then_a_rerun_gives_the_exa
 @pytest.mark.slow
 def test_a_kill_at_every_operation_of_a_window_run_then_a_rerun_gives_the_exact_target(tmp_path):
     _sweep(tmp_path, every=True)
+
+
+def test_two_runners_on_one_folder_read_each_file_once(tmp_path):
+    """Two runs of one folder stream at once: the stream lock orders them; the second sees the
+    first's manifest (committed with its data) and reads nothing again; the table is exact."""
+    src, db = make_folder(tmp_path / "land", n=40, per=50), tmp_path / "t.db"
+    args = [*HIWATER, "load", "--input", str(src), "--db", str(db), "--table", "t", "--now", NOW, "--details",
+            "--lock-timeout", "60s"]
+    procs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1] for o in outs]
+    got = [json.loads(o[0]) for o in outs]
+    assert sorted(s["files"]["read"] for s in got) == [0, 40]   # one read every file, the other none
+    assert sum(s["inserted"] for s in got) == 40 * 50           # no record twice, none lost
+    assert len(rows(db)) == 40 * 50 and len(manifest(db)) == 40

@@ -160,3 +160,17 @@ def test_12_a_kind_restart_from_python_data(tmp_path):
     assert hiwater.state_show(db=str(tmp_path / "b.db")) == []
     s = hiwater.load(iter(recs[::-1]), db=str(tmp_path / "b.db"), table="t", batch_size=1, now=NOW)
     assert (s.counts.inserted, s.counts.rejected) == (2, 0)  # the hint: the timestamp first
+
+
+def test_a_key_beyond_64_bits_is_quarantined_as_sent(hw, tmp_path):
+    """Found by the hostile-input fuzzer (CI): the quarantine's key column is JSON text too, and
+    an integer key beyond 64 bits made it an internal error once the record kept its raw values."""
+    f = tmp_path / "big.jsonl"
+    f.write_text('{"id": -9223372036854775809, "modified_at": "2025-01-15T10:00:00"}\n'
+                 '{"id": 1, "modified_at": "2025-01-15T10:00:00"}\n')
+    for extra in ([], ["--window", "1h"]):
+        db = tmp_path / f"t{len(extra)}.db"
+        r = load(hw, "--input", f, "--db", db, *extra)
+        assert r.code == 0 and (r.json["inserted"], r.json["rejected"]) == (1, 1), r.err
+        [q] = hiwater.quarantine_list(db=str(db))
+        assert q["key"] == "[-9223372036854775809]" and json.loads(q["record"])["id"] == -9223372036854775809

@@ -779,7 +779,7 @@ class Loader:
             row_dict = {
                 "stream": self.stream, "reason": reason, "detail": detail, "source": p.raw.path,
                 "record_no": int(first_records[i]),
-                "key": orjson.dumps(keyv, default=str).decode(),
+                "key": record_text(keyv),  # a key as sent, huge integers too
                 "cursor": None if not isinstance(rec, dict) or rec.get(o.cursor) is None else str(rec.get(o.cursor)),
                 "cursor_value": int(p.cursor[i]) if p.valid[i] else None,
                 "record": text, "fingerprint": hashlib.sha1(text.encode()).hexdigest(), "run": self.run_id,

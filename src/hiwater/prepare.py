@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 from . import values as V
 from .errors import UsageError
 from .sources.base import RawBatch
-from .targets.base import ANY, BOOLEAN, DECIMAL, INTEGER, REAL, TEXT, decimal_fits, fits, logical_type
+from .types import ANY, BOOLEAN, DECIMAL, INTEGER, REAL, TEXT, decimal_fits, fits, logical_type
 
 RESERVED = "_hiwater_"
 _DECIMAL_TEXT = r"^\s*[-+]?(\d+(\.\d*)?|\.\d+)\s*$"

@@ -35,7 +35,7 @@ def open_target(db: str | None = None, target: str | None = None, **kw) -> Targe
     loader = _REGISTRY.get(scheme)
     if loader is None:
         raise ConfigError(f"--target {redact(target)}: unknown database kind {scheme!r}",
-                          hint="use a SQLite path with --db, or a sqlite:///, postgresql:// or duckdb:/// URL")
+                          hint="use a SQLite path with --db, or a sqlite:///, postgresql://, duckdb:/// or delta:/// URL")
     return loader(target, **kw)
 
 
@@ -71,8 +71,15 @@ def _duckdb(url: str, **kw) -> Target:
     return DuckDBTarget(url, **kw)
 
 
+def _delta(url: str, **kw) -> Target:
+    from .delta import DeltaTarget
+    return DeltaTarget(url, **kw)
+
+
 register("postgresql", _postgres)
 register("postgres", _postgres)
 register("duckdb", _duckdb)
+register("delta", _delta)
+register("delta+s3", _delta)
 
 __all__ = ["Target", "open_target", "register"]

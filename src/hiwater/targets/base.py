@@ -1,13 +1,21 @@
-"""The interface every target implements, and the type rules they share.
+"""The interface every target implements. Storage-neutral: nothing here assumes SQL.
 
-A target knows its dialect (quoting, upsert form, types, locks); the loader
-knows nothing of SQL. Adding a database is one new module implementing
-:class:`Target`.
+What the loader and the API call, grouped (docs/architecture.md draws it):
+
+- connection, the one-runner-per-stream lock, and a transaction (all of a run or none);
+- the stream's state, history, quarantine and file manifest (SPEC §3, §6, §10);
+- the data table: its columns (create, add), **one** lookup (:meth:`Target.lookup`), one
+  guarded upsert, delete, count, prune.
+
+Two lookups and one upsert have faster variants with defaults here (``lookup_versions``,
+``lookup_arrow``, ``upsert_arrow``): a target overrides them only to go faster. SQL targets
+share their SQL in :mod:`.sql` (:class:`~.sql.SqlTarget`); Delta implements this class
+directly in one file (:mod:`.delta`). Logical types live in :mod:`hiwater.types`, the pure
+key-matching helpers in :mod:`.keys`.
 """
 
 from __future__ import annotations
 
-import re
 from abc import ABC, abstractmethod
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,55 +25,11 @@ import numpy as np
 import pyarrow as pa
 
 from ..state import StreamState
+from .keys import Lookup
 
-# Logical column types. Each target maps them to its own SQL types.
-INTEGER, REAL, TEXT, BOOLEAN, ANY = "integer", "real", "text", "boolean", "any"
-# Exact decimals: "decimal" (any scale, PostgreSQL numeric) or "decimal(P,S)" (a fixed precision
-# and scale, DuckDB DECIMAL). SQLite keeps them as TEXT, the decimal's own digits.
-DECIMAL = "decimal"
-# Columns the history gained after its first release (name -> logical type): each target adds
-# them to an older history table when it first opens it.
-HISTORY_ADDED = {"duration_s": "real", "error": "text"}
 CURSOR_COL = "_hiwater_cursor"
 RUN_COL = "_hiwater_run"
 HIDDEN = (CURSOR_COL, RUN_COL)
-
-
-def logical_type(t: pa.DataType) -> str:
-    """The logical type a new column gets from the first batch that shows it."""
-    if pa.types.is_boolean(t):
-        return BOOLEAN
-    if pa.types.is_integer(t):
-        return INTEGER
-    if pa.types.is_decimal(t):
-        return f"{DECIMAL}({min(t.precision, 38)},{t.scale})"
-    if pa.types.is_floating(t):
-        return REAL
-    if pa.types.is_null(t):
-        return ANY
-    return TEXT
-
-
-def fits(t: pa.DataType, logical: str) -> str:
-    """Whether values of Arrow type ``t`` fit a column: 'yes', 'no' or 'check' (per value)."""
-    if logical == ANY or pa.types.is_null(t):
-        return "yes"
-    got = logical_type(t)
-    if got == logical:
-        return "yes"
-    if logical.startswith(DECIMAL):
-        if got == INTEGER:
-            return "yes"
-        if got.startswith(DECIMAL):
-            return "yes" if decimal_fits(t.precision, t.scale, logical) else "no"
-        return "check" if got == TEXT else "no"  # decimal text (a replayed record) is judged per value
-    if got.startswith(DECIMAL):
-        return "yes" if logical in (TEXT, REAL) else "no"  # TEXT: the decimal's digits (SQLite)
-    if logical == REAL and got == INTEGER:
-        return "yes"
-    if logical == INTEGER and got == REAL:
-        return "check"  # whole numbers fit, fractions do not
-    return "no"
 
 
 def target_flag(url: str) -> str:
@@ -76,116 +40,24 @@ def target_flag(url: str) -> str:
     return " --target " + (shlex.quote(url) if "***" not in url else "URL")
 
 
-def decimal_fits(precision: int, scale: int, logical: str) -> bool:
-    """Whether a decimal(precision, scale) fits the column ``logical`` without rounding."""
-    m = re.fullmatch(r"decimal\((\d+),(\d+)\)", logical)
-    if m is None:
-        return True  # unconstrained numeric
-    p, s = int(m.group(1)), int(m.group(2))
-    return scale <= s and precision - scale <= p - s
+@dataclass(frozen=True)
+class Capabilities:
+    """What a target promises, as data (the loader and the docs read it).
 
+    ``lock``: ``"session"`` (a lock held for the run: a file lock, an advisory lock) or
+    ``"optimistic"`` (nothing held; the later of two commits of one stream fails).
+    ``meta_atomic``: history, quarantine and manifest rows commit in the data's transaction
+    (SQL), or are written first and count only once the data's commit reaches them (Delta).
+    """
 
-def decimal_sql(logical: str, default: str = "DECIMAL(38,10)") -> str:
-    """``DECIMAL(P,S)`` for a constrained decimal logical type."""
-    m = re.fullmatch(r"decimal\((\d+),(\d+)\)", logical)
-    return f"DECIMAL({m.group(1)},{m.group(2)})" if m else default
-
-
-def guard_sql(new: str, old: str, refresh_columns: list | None = None, distinct: str = "IS DISTINCT FROM") -> str:
-    """The upsert's guard (pure): a row is replaced only by a newer cursor, or by the same
-    cursor written earlier in this run (the later record of a tie wins). With
-    ``refresh_columns`` (a full load) also by the same cursor with different content, so a
-    source that changes a row without growing its cursor is still applied; identical rows
-    are left alone. ``new``/``old`` are the row prefixes (``EXCLUDED.``, ``t.``)."""
-    cur, run = quote_plain(CURSOR_COL), quote_plain(RUN_COL)
-    same = f"{new}{cur} = {old}{cur}"
-    tie = f"{new}{run} = {old}{run}"
-    if refresh_columns:
-        tie += "".join(f" OR {old}{quote_plain(c)} {distinct} {new}{quote_plain(c)}" for c in refresh_columns)
-    return f"{new}{cur} > {old}{cur} OR ({same} AND ({tie}))"
-
-
-def quote_plain(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def table_definition(columns: dict, key: tuple, quote, type_of, int_type: str) -> str:
-    """The column list of a new data table (pure): the user's columns typed by ``type_of(name,
-    logical)``, the two hidden columns as ``int_type``, and the primary key."""
-    defs = [f"{quote(c)} {type_of(c, t)}".rstrip() for c, t in columns.items()]
-    defs += [f"{quote(CURSOR_COL)} {int_type} NOT NULL", f"{quote(RUN_COL)} {int_type} NOT NULL",
-             f"PRIMARY KEY ({', '.join(quote(k) for k in key)})"]
-    return ", ".join(defs)
-
-
-@dataclass
-class Lookup:
-    """What the target holds for a list of keys (aligned with the request)."""
-
-    exists: np.ndarray
-    cursor: np.ndarray
-    run: np.ndarray
-
-
-def dense(keys: np.ndarray) -> bool:
-    """Whether integer keys span at most 4x their count (ids that grow with time): then one
-    scan of their key range reads at most 4 rows per key, cheaper than a probe per key."""
-    return len(keys) > 0 and int(keys.max()) - int(keys.min()) < 4 * len(keys) + 64
-
-
-def match_held(keys: np.ndarray, held: np.ndarray) -> Lookup:
-    """Pure: for each key, the ``(cursor, run)`` of its row among ``held`` (an ``(n, 3)`` array
-    of ``key, cursor, run`` read from a key range), or not found."""
-    n = len(keys)
-    exists = np.zeros(n, dtype=bool)
-    cursor = np.zeros(n, dtype=np.int64)
-    run = np.zeros(n, dtype=np.int64)
-    if len(held):
-        held = held[np.argsort(held[:, 0], kind="stable")]
-        pos = np.minimum(np.searchsorted(held[:, 0], keys), len(held) - 1)
-        hit = held[pos, 0] == keys
-        exists[hit] = True
-        cursor[hit] = held[pos[hit], 1]
-        run[hit] = held[pos[hit], 2]
-    return Lookup(exists, cursor, run)
-
-
-def changed_versions(cursors: np.ndarray, idx, found, held_cursor, held_run) -> Lookup:
-    """Pure: the answer of a version-aware lookup (see :meth:`Target.lookup_versions`). Only
-    the keys at ``idx`` came back (``found`` says whether the target holds them, with
-    ``held_cursor`` and ``held_run``); every other key holds exactly its cursor from an
-    earlier run."""
-    n = len(cursors)
-    exists = np.ones(n, dtype=bool)
-    cursor = np.asarray(cursors, dtype=np.int64).copy()
-    run = np.zeros(n, dtype=np.int64)
-    idx = np.asarray(idx, dtype=np.int64)
-    if len(idx):
-        found = np.asarray(found, dtype=bool)
-        exists[idx] = found
-        cursor[idx] = np.where(found, np.asarray(held_cursor, dtype=np.int64), 0)
-        run[idx] = np.where(found, np.asarray(held_run, dtype=np.int64), 0)
-    return Lookup(exists, cursor, run)
-
-
-def parse_joined(n: int, texts) -> np.ndarray | None:
-    """Columns of integers a database joined into comma-separated texts (``group_concat``,
-    ``string_agg``), parsed by numpy into an ``(n, k)`` array; ``None`` if one does not parse
-    back to exactly ``n`` integers (the caller then fetches rows the plain way)."""
-    if n == 0:
-        return np.zeros((0, len(texts)), np.int64)
-    try:
-        cols = [np.fromstring(t, dtype=np.int64, sep=",") for t in texts]
-    except (ValueError, TypeError, DeprecationWarning):
-        return None
-    if any(len(c) != n for c in cols):
-        return None
-    return np.stack(cols, axis=1)
+    lock: str = "session"
+    meta_atomic: bool = True
 
 
 class Target(ABC):
     """One database that holds streams' data and state."""
 
+    capabilities: Capabilities = Capabilities()
     dialect: str = "?"
     description: str = "?"
     cursor_column: str | None = None
@@ -269,22 +141,17 @@ class Target(ABC):
     @abstractmethod
     def next_run_id(self) -> int: ...
 
-    placeholder = "?"  # the driver's parameter mark
-
-    def meta_name(self, name: str) -> str:
-        """A ``_hiwater_*`` table's name as this target's SQL writes it (qualified, quoted)."""
-        return name
-
     def stream_facts(self, stream: str) -> dict:
         """What ``hiwater status`` shows beside the state: the latest run's history rows, when the
-        latest successful run finished, and how many records are in the quarantine."""
-        from .metaquery import last_run_query, last_success_query, quarantine_count_query
-        if not self._has_meta():
-            return {"last_run": [], "last_success_at": None, "quarantined": 0}
-        h, q, ph = self.meta_name("_hiwater_history"), self.meta_name("_hiwater_quarantine"), self.placeholder
-        return {"last_run": self._dicts(*last_run_query(h, ph, stream)),
-                "last_success_at": self._dicts(*last_success_query(h, ph, stream))[0]["at"],
-                "quarantined": int(self._dicts(*quarantine_count_query(q, ph, stream))[0]["n"])}
+        latest successful run finished, and how many records are in the quarantine. This default
+        reads them through the interface; a SQL target asks its tables directly."""
+        hist = self.read_history(stream)
+        last = max((h["run_id"] for h in hist), default=None)
+        failed = {h["run_id"] for h in hist if h["outcome"] == "failed"}
+        ok = [h["finished_at"] for h in hist if h["outcome"] == "committed" and h["run_id"] not in failed]
+        return {"last_run": [h for h in hist if h["run_id"] == last],
+                "last_success_at": max(ok) if ok else None,
+                "quarantined": len(self.read_quarantine(stream))}
 
     @abstractmethod
     def write_history(self, row: dict) -> None: ...

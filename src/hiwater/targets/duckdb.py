@@ -33,7 +33,10 @@ from ..errors import LockTimeout, TargetError, UsageError
 from ..state import StreamState
 from ..urls import file_path, redact
 from .metaquery import FILES_COLS, files_read_query, files_rows, history_query, manifest, quarantine_query
-from .base import HISTORY_ADDED, changed_versions, decimal_sql, dense, guard_sql, match_held, table_definition, ANY, BOOLEAN, CURSOR_COL, DECIMAL, INTEGER, REAL, RUN_COL, TEXT, Lookup, Target
+from ..types import ANY, BOOLEAN, DECIMAL, INTEGER, REAL, TEXT
+from .base import CURSOR_COL, RUN_COL
+from .keys import changed_versions, dense, match_held, Lookup
+from .sql import HISTORY_ADDED, decimal_sql, guard_sql, table_definition, SqlTarget
 
 SQL_TYPES = {INTEGER: "BIGINT", REAL: "DOUBLE", TEXT: "VARCHAR", BOOLEAN: "BOOLEAN", ANY: "JSON"}
 CURSOR_TYPES = {V.TIMESTAMP: "TIMESTAMP WITH TIME ZONE", V.DATE: "DATE", V.INT: "BIGINT"}
@@ -114,7 +117,7 @@ def upsert_sql(table: str, columns: list, key: tuple, stage: str = "_hiwater_sta
             f" ON CONFLICT ({', '.join(quote(k) for k in key)}) DO UPDATE SET {sets} WHERE {guard}")
 
 
-class DuckDBTarget(Target):
+class DuckDBTarget(SqlTarget):
     dialect = "duckdb"
 
     def __init__(self, url: str, *, busy_timeout_s: float = 30.0):

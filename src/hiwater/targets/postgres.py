@@ -48,7 +48,10 @@ from ..state import StreamState
 from ..urls import redact, scrub
 from .metaquery import (files_read_query, files_rows, files_upsert_sql, history_query,
                         manifest, quarantine_query)
-from .base import HISTORY_ADDED, changed_versions, dense, guard_sql, target_flag, match_held, parse_joined, table_definition, ANY, BOOLEAN, CURSOR_COL, DECIMAL, HIDDEN, INTEGER, REAL, RUN_COL, TEXT, Lookup, Target
+from ..types import ANY, BOOLEAN, DECIMAL, INTEGER, REAL, TEXT
+from .base import target_flag, CURSOR_COL, HIDDEN, RUN_COL
+from .keys import changed_versions, dense, match_held, parse_joined, Lookup
+from .sql import HISTORY_ADDED, guard_sql, table_definition, SqlTarget
 
 SQL_TYPES = {INTEGER: "bigint", REAL: "double precision", TEXT: "text", BOOLEAN: "boolean", ANY: "jsonb"}
 CURSOR_TYPES = {V.TIMESTAMP: "timestamp with time zone", V.DATE: "date", V.INT: "bigint"}
@@ -160,7 +163,7 @@ def cursor_expr(sqltype: str) -> str | None:
     return None
 
 
-class PostgresTarget(Target):
+class PostgresTarget(SqlTarget):
     dialect = "postgresql"
 
     def __init__(self, url: str, *, schema: str | None = None, state_schema: str | None = None,
@@ -349,7 +352,7 @@ class PostgresTarget(Target):
         self._add_history_columns()
 
     def _add_history_columns(self) -> None:
-        """A history table made before these columns existed gets them (see base.HISTORY_ADDED)."""
+        """A history table made before these columns existed gets them (see sql.HISTORY_ADDED)."""
         have = {r[0] for r in self.execute(
             "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attnum > 0 AND NOT attisdropped",
             (self._m("_hiwater_history"),)).fetchall()}

@@ -27,7 +27,10 @@ from ..errors import LockTimeout, TargetError, UsageError
 from ..state import StreamState
 from .metaquery import (files_delete_sql, files_read_query, files_rows, files_upsert_sql, history_query,
                         manifest, quarantine_query)
-from .base import HISTORY_ADDED, changed_versions, dense, guard_sql, match_held, parse_joined, table_definition, ANY, BOOLEAN, CURSOR_COL, DECIMAL, HIDDEN, INTEGER, REAL, RUN_COL, TEXT, Lookup, Target
+from ..types import ANY, BOOLEAN, DECIMAL, INTEGER, REAL, TEXT
+from .base import CURSOR_COL, HIDDEN, RUN_COL
+from .keys import changed_versions, dense, match_held, parse_joined, Lookup
+from .sql import HISTORY_ADDED, guard_sql, table_definition, SqlTarget
 
 SQL_TYPES = {INTEGER: "INTEGER", REAL: "REAL", TEXT: "TEXT", BOOLEAN: "BOOLEAN", ANY: ""}
 
@@ -77,7 +80,7 @@ META_DDL = [
 ]
 
 
-class SQLiteTarget(Target):
+class SQLiteTarget(SqlTarget):
     dialect = "sqlite"
 
     def __init__(self, path: str, *, busy_timeout_s: float = 30.0):
@@ -217,7 +220,7 @@ class SQLiteTarget(Target):
     def ensure_meta(self) -> None:
         for ddl in META_DDL:
             self.execute(ddl)
-        # Files made before the history had these columns get them (see base.HISTORY_ADDED).
+        # Files made before the history had these columns get them (see sql.HISTORY_ADDED).
         have = {r[1] for r in self.execute("PRAGMA table_info(_hiwater_history)").fetchall()}
         for name, logical in HISTORY_ADDED.items():
             if name not in have:

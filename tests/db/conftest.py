@@ -1,6 +1,6 @@
 """Fixtures for the database suites: a fresh schema or database per test, dropped after.
 
-``target_url`` is parametrised over every target (a SQLite file, PostgreSQL, DuckDB):
+``target_url`` is parametrised over every target (a SQLite file, PostgreSQL, DuckDB, a Delta folder):
 a test that takes it runs once per backend. ``pg_schema`` / ``mysql_db`` give a
 source test its own namespace on the real servers.
 
@@ -14,7 +14,7 @@ import pytest
 
 from .dbutil import MYSQL_URL, PG_URL, fresh_name, mysql_connect, pg_connect, server_or_skip
 
-TARGETS = ["sqlite", "postgresql", "duckdb"]
+TARGETS = ["sqlite", "postgresql", "duckdb", "delta"]
 
 
 @pytest.fixture(scope="session")
@@ -73,6 +73,8 @@ def target_for(kind: str, tmp_path, request) -> str:
         return f"sqlite:///{tmp_path / 'target.db'}"
     if kind == "duckdb":
         return f"duckdb:///{tmp_path / 'target.duckdb'}"
+    if kind == "delta":
+        return f"delta://{tmp_path / 'lake'}"
     admin = request.getfixturevalue("pg_admin")
     name = fresh_name()
 

@@ -77,6 +77,13 @@ def read_table(url: str, table: str, *, hidden: bool = False) -> list[dict]:
             rows = [dict(zip(names, (_sqlite_ts(v) for v in r))) for r in cur.fetchall()]
         finally:
             con.close()
+    elif kind.startswith("delta"):
+        # Delta keeps the cursor text as sent (like SQLite): read it as a UTC instant.
+        table = table.replace('""', '"')  # (the others paste the name into SQL quotes)
+        rows = [{k: _sqlite_ts(v) for k, v in r.items()} for r in delta_frame(url, table).to_dicts()]
+        if rows:
+            first = next(iter(rows[0]))
+            rows.sort(key=lambda r: (r[first] is None, str(type(r[first])), r[first]))
     elif kind == "duckdb":
         import duckdb
         con = duckdb.connect(url.split("duckdb:///", 1)[1])
@@ -102,9 +109,24 @@ def read_table(url: str, table: str, *, hidden: bool = False) -> list[dict]:
     return rows
 
 
+def delta_frame(url: str, table: str):
+    """A Delta table read by another engine (polars), never through hiwater."""
+    import os
+
+    import polars as pl
+    root = url.split("://", 1)[1]
+    from hiwater.targets.delta import folder_name
+    path = f"{root.rstrip('/')}/{folder_name(table)}"
+    if not os.path.isdir(os.path.join(path, "_delta_log")):
+        return pl.DataFrame()
+    return pl.read_delta(path)
+
+
 def column_types(url: str, table: str) -> dict:
     """``{column: declared SQL type}`` as the target database reports it."""
     kind = url.split(":", 1)[0]
+    if kind.startswith("delta"):
+        return {name: str(t) for name, t in delta_frame(url, table).schema.items()}
     if kind == "sqlite":
         con = sqlite3.connect(url.split("sqlite:///", 1)[1])
         try:

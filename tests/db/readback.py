@@ -130,6 +130,8 @@ def connect(url: str):
     elif kind == "duckdb":
         import duckdb
         con = duckdb.connect(url.split("duckdb:///", 1)[1])
+    elif kind.startswith("delta"):
+        con = delta_in_duckdb(url)
     else:
         base, schema = url.split("?schema=")
         con = pg_connect(base, options=f"-c search_path={schema}")
@@ -137,6 +139,25 @@ def connect(url: str):
         yield con
     finally:
         con.close()
+
+
+def delta_in_duckdb(url: str):
+    """DuckDB (in memory) with every Delta table of the folder as a view: another engine's view
+    of what hiwater wrote (through delta-rs's Arrow dataset; DuckDB's own delta extension
+    needs a download)."""
+    import os
+
+    import duckdb
+    from deltalake import DeltaTable
+
+    from hiwater.targets.delta import table_name
+    root = url.split("://", 1)[1]
+    con = duckdb.connect()
+    for name in sorted(os.listdir(root)) if os.path.isdir(root) else []:
+        path = os.path.join(root, name)
+        if not name.startswith("_hiwater_") and DeltaTable.is_deltatable(path):
+            con.register(table_name(name), DeltaTable(path).to_pyarrow_dataset())
+    return con
 
 
 def query(url: str, sql: str, params=()) -> list[tuple]:

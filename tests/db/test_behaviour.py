@@ -285,12 +285,15 @@ def test_column_types_follow_the_logical_mapping(load, target_url, target_kind):
                        "x": "double precision", "s": "text", "b": "boolean"},
         "duckdb": {"id": "bigint", "modified_at": "timestamp with time zone", "n": "bigint", "x": "double",
                    "s": "varchar", "b": "boolean"},
+        # Delta (as polars reads it): the cursor column keeps the text as sent, like SQLite.
+        "delta": {"id": "int64", "modified_at": "string", "n": "int64", "x": "float64", "s": "string",
+                  "b": "boolean"},
     }[target_kind]
     assert {k: v for k, v in types.items() if not k.startswith("_hiwater_")} == expected  # no "z" column yet
     # its first value gives it its type; a later value of another type is judged against it
     s = load([{"id": 2, "modified_at": "2025-01-15T11:00:00", "z": "text"}])
     assert s["inserted"] == 1 and s["rejected"] == 0
-    assert column_types(target_url, "events")["z"].lower() in ("text", "varchar")
+    assert column_types(target_url, "events")["z"].lower() in ("text", "varchar", "string")
     s = load([{"id": 3, "modified_at": "2025-01-15T11:00:00", "z": 5}])
     assert s["inserted"] == 0 and s["rejected"] == 1
     got = {r["id"]: r["z"] for r in read_table(target_url, "events")}
@@ -357,6 +360,8 @@ def _hold_lock(url):
 
 
 def test_a_second_run_waits_for_the_lock_then_fails_changing_nothing(hw, target_url, tmp_path):
+    if target_url.startswith("delta"):
+        pytest.skip("Delta holds no lock (optimistic): tests/db/test_delta.py races two writers instead")
     holder = _hold_lock(target_url)
     try:
         t0 = time.monotonic()
@@ -371,6 +376,8 @@ def test_a_second_run_waits_for_the_lock_then_fails_changing_nothing(hw, target_
 
 
 def test_a_killed_runners_lock_is_released_without_cleanup(hw, target_url):
+    if target_url.startswith("delta"):
+        pytest.skip("Delta holds no lock (optimistic): nothing to release")
     holder = _hold_lock(target_url)
     os.kill(holder.pid, signal.SIGKILL)
     holder.wait()

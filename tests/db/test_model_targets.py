@@ -19,7 +19,7 @@ import test_decide_model as M
 from .dbutil import PG_URL, fresh_name, read_table
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql", "duckdb"])
+@pytest.fixture(scope="module", params=["sqlite", "postgresql", "duckdb", "delta"])
 def backend(request):
     admin = request.getfixturevalue("pg_admin") if request.param == "postgresql" else None
     return request.param, admin
@@ -46,6 +46,8 @@ def test_the_target_matches_the_model_run_after_run(backend, runs, batch_size, s
     with tempfile.TemporaryDirectory() as d:
         if kind in ("sqlite", "duckdb"):
             url = f"{kind}:///{d}/t.{kind}"
+        elif kind == "delta":
+            url = f"delta://{d}/lake"
         else:
             schema = fresh_name()
             url = f"{PG_URL}?schema={schema}"

@@ -30,6 +30,12 @@ from .keys import Lookup
 CURSOR_COL = "_hiwater_cursor"
 RUN_COL = "_hiwater_run"
 HIDDEN = (CURSOR_COL, RUN_COL)
+# A history row's fields, in the order `hiwater history` shows them (SPEC §6).
+HISTORY_COLUMNS = (
+    "run_id", "window_index", "stream", "started_at", "finished_at", "mode", "outcome", "source_records",
+    "loaded", "skipped", "inserted", "updated", "unchanged", "late", "late_applied", "future", "below_window",
+    "rejected", "deleted", "watermark_before", "watermark_after", "watermark_before_value",
+    "watermark_after_value", "window_lo", "window_hi", "max_lateness", "detail", "duration_s", "error")
 
 
 def target_flag(url: str) -> str:

@@ -42,13 +42,12 @@ import pyarrow.compute as pc
 from ..errors import ConfigError, LockTimeout, TargetError, UsageError
 from ..state import StreamState
 from ..types import ANY, BOOLEAN, DECIMAL, INTEGER, REAL, TEXT, logical_type
-from .base import CURSOR_COL, HIDDEN, RUN_COL, Capabilities, Target
+from .base import CURSOR_COL, HIDDEN, HISTORY_COLUMNS, RUN_COL, Capabilities, Target
 from .keys import Lookup
 
 LOG = "_hiwater_log"
 OP = "_hiwater_op"
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
-_BAD_COLUMN = set(" ,;{}()\n\t=")
 LOG_SCHEMA = pa.schema([
     ("stream", pa.string()), ("txn", pa.int64()), ("prev", pa.int64()), ("anchor", pa.string()),
     ("seq", pa.int64()), ("table_name", pa.string()), ("run_id", pa.int64()), ("kind", pa.string()),
@@ -81,10 +80,26 @@ def _col(name: str, alias: str) -> str:
     return f"{alias}.`{name}`"
 
 
+def folder_name(table: str) -> str:
+    """The folder holding ``table`` under the root: the name itself when it is a plain one,
+    else each other character as ``~HH`` (UTF-8 bytes: ``we"ird`` → ``we~22ird``), so no
+    name can leave the root (delta-rs reads ``%`` in a path as a URL escape, hence ``~``)."""
+    if _NAME.match(table) and table not in (".", ".."):
+        return table
+    return "".join(ch if re.match(r"[A-Za-z0-9_\-]", ch) else "".join(f"~{b:02X}" for b in ch.encode())
+                   for ch in table)
+
+
+def table_name(folder: str) -> str:
+    """The table a folder under the root holds (inverse of :func:`folder_name`)."""
+    if "~" not in folder:
+        return folder
+    return re.sub(r"(?:~[0-9A-F]{2})+", lambda m: bytes.fromhex(m.group(0).replace("~", "")).decode(), folder)
+
+
 def _check_column(name: str) -> None:
-    if set(name) & _BAD_COLUMN:
-        raise UsageError(f"the field {name!r} cannot be a Delta column name without column mapping "
-                         f"(it holds one of ' ,;{{}}()=' or a tab/newline)",
+    if "`" in name:
+        raise UsageError(f"the field {name!r} holds a backquote, which a Delta merge cannot name",
                          hint="rename it in the source, or load into a SQL target")
 
 
@@ -115,10 +130,7 @@ class DeltaTarget(Target):
 
     # --- paths, tables ----------------------------------------------------------------------
     def _uri(self, table: str) -> str:
-        if not _NAME.match(table) or table.startswith("_hiwater_") and table != LOG:
-            raise UsageError(f"the table name {table!r} is not a folder name a Delta table can have",
-                             hint="use letters, digits, '_', '.', '-'")
-        return f"{self.root.rstrip('/')}/{table}"
+        return f"{self.root.rstrip('/')}/{folder_name(table)}"
 
     def _table(self, table: str):
         """The Delta table, or ``None`` when there is none."""
@@ -286,8 +298,8 @@ class DeltaTarget(Target):
         self._stage("history", row, row.get("run_id"))
 
     def read_history(self, stream: str | None = None, limit: int | None = None) -> list[dict]:
-        rows = [orjson.loads(r["payload"]) for rs in self._chains(stream).values() for r in rs
-                if r["kind"] == "history"]
+        rows = [{c: None for c in HISTORY_COLUMNS} | orjson.loads(r["payload"])
+                for rs in self._chains(stream).values() for r in rs if r["kind"] == "history"]
         rows.sort(key=lambda h: (h["run_id"], h.get("window_index", 0)))
         # One row per (run, window): a later write of the same pair replaces the earlier.
         uniq = {(h["stream"], h["run_id"], h.get("window_index", 0)): h for h in rows}
@@ -329,11 +341,15 @@ class DeltaTarget(Target):
         return out[:limit] if limit else out
 
     def read_files(self, stream: str) -> dict:
+        return {p: (size, mtime, etag) for p, (size, mtime, etag, _run) in self.manifest(stream).items()}
+
+    def manifest(self, stream: str) -> dict:
+        """``{path: (size, mtime_ns, etag, run_id)}``: the committed manifest, folded from the log."""
         files: dict = {}
         for r in self._committed(stream):
             if r["kind"] == "file":
                 p = orjson.loads(r["payload"])
-                files[p["path"]] = (p["size"], p["mtime_ns"], p["etag"])
+                files[p["path"]] = (p["size"], p["mtime_ns"], p["etag"], r["run_id"])
             elif r["kind"] == "file_gone":
                 files.pop(orjson.loads(r["payload"])["path"], None)
         return files
@@ -542,7 +558,7 @@ class DeltaTarget(Target):
         last = t2.group_by(list(key), use_threads=False).aggregate([("_seq", "max")]).column("_seq_max")
         if len(last) == t.num_rows:
             return t
-        latest = t.take(pc.sort_indices(last))
+        latest = t.take(pa.array(np.sort(last.to_numpy()), pa.int64()))
         tx.rows[table] = [latest]
         return latest
 
@@ -661,7 +677,10 @@ class DeltaTarget(Target):
             if staged is None or staged.num_rows == 0:
                 dt.create_write_transaction([], "append", dt.schema().to_arrow(), commit_properties=props)
                 return
+            full = schema if schema is not None else pa.schema(dt.schema().to_arrow())
             src = _order(staged, key)
+            nullable = pa.schema([f.with_nullable(True) for f in full])
+            src = _fill(src.drop_columns([OP]), nullable).append_column(OP, src.column(OP))
             on = " AND ".join(f"{_col(k, 't')} = {_col(k, 's')}" for k in key)
             newer = f"{_col(CURSOR_COL, 's')} > {_col(CURSOR_COL, 't')}"
             same = f"{_col(CURSOR_COL, 's')} = {_col(CURSOR_COL, 't')}"

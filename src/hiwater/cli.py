@@ -512,7 +512,17 @@ def main(argv=None) -> int:
 
 
 def run() -> None:
-    sys.exit(main())
+    code = main()
+    if "deltalake" in sys.modules:
+        # delta-rs's background threads can abort the interpreter's teardown ("terminate called
+        # without an active exception", exit 134: delta-io/delta-rs#2184). The exit code is part
+        # of the contract: once the output is flushed, end the process with the code decided.
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -109,6 +109,14 @@ class DeltaTarget(Target):
 
     def __init__(self, url: str, **_kw):
         self.url = url
+        url, _, query = url.partition("?")
+        self.file_size = TARGET_FILE_SIZE
+        for part in filter(None, query.split("&")):
+            name, _, value = part.partition("=")
+            if name != "file_size_mb" or not value.isdigit() or int(value) < 1:
+                raise ConfigError(f"--target {self.url}: unknown option {part!r}",
+                                  hint="the one option is ?file_size_mb=N (the size data files are written at)")
+            self.file_size = int(value) * 1024 * 1024
         rest = url.split(":", 1)[1]
         if url.lower().startswith("delta+s3:"):
             self.root = "s3:" + rest
@@ -616,6 +624,7 @@ class DeltaTarget(Target):
         anchored = dt is not None or bool(tx.rows.get(table)) or table in tx.created
         prev = None if tx.dropped else self._head_now(stream)
         txn = _txn_id()
+        _kill_point("before-log")
         if tx.log:
             seq = time.time_ns()
             rows = [{"stream": stream, "txn": txn, "prev": prev, "anchor": "data" if anchored else "self",
@@ -624,7 +633,9 @@ class DeltaTarget(Target):
             self._append_log(rows)
         if not anchored:
             return
+        _kill_point("after-log")
         self._commit_data(tx, stream, table, dt, txn)
+        _kill_point("after-data")
 
     def _stream_table(self, stream: str) -> str | None:
         rows = self._log_rows(stream)
@@ -666,7 +677,8 @@ class DeltaTarget(Target):
                     if schema is not None:
                         rows = _fill(rows, schema)
                 dl.write_deltalake(uri, rows, mode="error", storage_options=self.storage, commit_properties=props,
-                                   target_file_size=TARGET_FILE_SIZE)
+                                   target_file_size=self.file_size,
+                                   configuration={"delta.targetFileSize": str(self.file_size)})
                 return
             if table in tx.evolved:
                 have = set(pa.schema(dt.schema().to_arrow()).names)
@@ -726,6 +738,13 @@ class _Staged:
         self.table: str | None = None
         self.run_id: int | None = None
         self.dropped = False
+
+
+def _kill_point(name: str) -> None:
+    """Test-only: ``HIWATER_DELTA_KILL=<point>`` SIGKILLs this process there (tests/db/test_delta.py)."""
+    if os.environ.get("HIWATER_DELTA_KILL") == name:
+        import signal
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 # --- pure helpers -------------------------------------------------------------------------------
@@ -822,6 +841,10 @@ def _storage_options() -> dict:
         opts["AWS_REGION"] = opts["AWS_DEFAULT_REGION"]
     if opts.get("AWS_ENDPOINT_URL", "").startswith("http://"):
         opts.setdefault("AWS_ALLOW_HTTP", "true")
+    # A wrong endpoint or a store that does not answer fails in about half a minute, not the
+    # three minutes of the object store's default retry budget.
+    opts.setdefault("timeout", "20s")
+    opts.setdefault("retry_timeout", "30s")
     return opts
 
 

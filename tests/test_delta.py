@@ -1,0 +1,289 @@
+"""The Delta target's own promises (SPEC §11), beyond the cross-target suites in tests/db that
+run on a Delta folder too: the watermark rides in the data's commit (a no-op run included),
+a crash between the log and the data commit loses nothing, racing writers of one stream
+never duplicate, small merges rewrite only the files they touch, S3 through moto on
+127.0.0.1, and the CLI's exit code survives delta-rs's teardown.
+
+Every read-back goes through polars or deltalake's own reader, never through hiwater."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import hiwater
+
+deltalake = pytest.importorskip("deltalake")
+pl = pytest.importorskip("polars")
+
+NOW = "2025-06-01T00:00:00Z"
+
+
+def write(path, ids, minute, name="v", extra=None):
+    with open(path, "w") as f:
+        for i in ids:
+            rec = {"id": i, "modified_at": f"2025-01-15T10:{minute:02d}:00", "name": f"{name}{i}"}
+            rec.update(extra or {})
+            f.write(json.dumps(rec) + "\n")
+    return path
+
+
+def rows(root, table="events", storage=None):
+    """``{id: (modified_at, name)}`` as polars reads the Delta table."""
+    df = pl.read_delta(f"{root}/{table}", storage_options=storage)
+    assert df["id"].n_unique() == df.height, "a key is held twice"
+    return {r["id"]: (r["modified_at"], r["name"]) for r in df.to_dicts()}
+
+
+def cli(*args, env=None, timeout=120):
+    return subprocess.run([sys.executable, "-m", "hiwater.cli", *map(str, args)], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=timeout)
+
+
+def load(src, url, **kw):
+    return hiwater.load(str(src), target=url, table="events", key="id", cursor="modified_at", now=NOW, **kw).to_dict()
+
+
+def test_a_run_that_changes_nothing_still_commits_its_watermark(tmp_path):
+    root = tmp_path / "lake"
+    url = f"delta://{root}"
+    src = write(tmp_path / "a.jsonl", range(10), 5)
+    load(src, url)
+    dt = deltalake.DeltaTable(str(root / "events"))
+    v1, t1 = dt.version(), dt.transaction_version("hiwater:events")
+    again = load(src, url)
+    assert again["unchanged"] == 10 and again["loaded"] == 0
+    dt = deltalake.DeltaTable(str(root / "events"))
+    # one more commit holding only the app transaction: no file added or removed
+    assert dt.version() == v1 + 1 and dt.transaction_version("hiwater:events") not in (None, t1)
+    assert dt.get_add_actions().num_rows == deltalake.DeltaTable(str(root / "events"), version=v1).get_add_actions().num_rows
+    (state,) = hiwater.state_show(target=url)
+    assert state["last_run"] == again["run_id"] and state["watermark"] == "2025-01-15T10:05:00"
+    # `state set` (no data at all) commits the same way, and rewind reads it back
+    hiwater.state_set(stream="events", value="2025-01-15T09:00:00", target=url)
+    assert hiwater.state_show(target=url)[0]["watermark"] == "2025-01-15T09:00:00"
+    assert deltalake.DeltaTable(str(root / "events")).version() == v1 + 2
+
+
+@pytest.mark.parametrize("point", ["before-log", "after-log", "after-data"])
+def test_a_kill_around_the_commit_loses_nothing_and_a_rerun_is_exact(tmp_path, point):
+    root = tmp_path / "lake"
+    url = f"delta://{root}"
+    load(write(tmp_path / "a.jsonl", range(20), 5), url)
+    before = rows(root)
+    changed = write(tmp_path / "b.jsonl", range(10, 30), 6, name="w")
+    r = cli("load", "-i", changed, "--target", url, "--table", "events", "--key", "id", "--cursor", "modified_at",
+            env={"HIWATER_DELTA_KILL": point})
+    assert r.returncode == -signal.SIGKILL, r.stderr
+    state = hiwater.state_show(target=url)[0]
+    if point == "after-data":  # the data commit is the atomic point: the run happened
+        assert state["watermark"] == "2025-01-15T10:06:00" and rows(root) != before
+    else:                      # before it: nothing of the run is visible, the log rows are orphans
+        assert state["watermark"] == "2025-01-15T10:05:00" and rows(root) == before
+        assert [h["outcome"] for h in hiwater.history(target=url)] == ["committed"]
+    rerun = load(changed, url)
+    want = {**before, **{i: ("2025-01-15T10:06:00", f"w{i}") for i in range(10, 30)}}
+    assert rows(root) == want
+    assert rerun["total_in_target"] == 30
+    assert load(changed, url)["loaded"] == 0
+
+
+def test_a_failure_between_the_log_and_the_data_commit_leaves_only_ignored_rows(tmp_path, monkeypatch):
+    from hiwater.targets.delta import DeltaTarget
+    root = tmp_path / "lake"
+    url = f"delta://{root}"
+    load(write(tmp_path / "a.jsonl", range(5), 5), url)
+    boom = write(tmp_path / "q.jsonl", [99], 1)  # a new key below the watermark: late, quarantined
+    orig = DeltaTarget._commit_data
+
+    def fail(self, *a, **kw):
+        raise OSError("storage went away")
+    monkeypatch.setattr(DeltaTarget, "_commit_data", fail)
+    with pytest.raises(OSError):
+        load(boom, url, on_late="detect")
+    monkeypatch.setattr(DeltaTarget, "_commit_data", orig)
+    assert hiwater.quarantine_list(target=url) == []            # the failed run's quarantine row is not visible
+    assert hiwater.state_show(target=url)[0]["last_run"] == 1
+    s = load(boom, url, on_late="detect")
+    assert s["late"] == 1 and len(hiwater.quarantine_list(target=url)) == 1
+
+
+def _racer(url, folder, proc, runs):
+    code = f"""
+import json, os, sys
+from hiwater.cli import main
+codes = []
+for j in range({runs}):
+    path = os.path.join({str(folder)!r}, "p{proc}-%d.jsonl" % j)
+    minute = j * 3 + {proc}
+    with open(path, "w") as f:
+        for i in range(50):
+            f.write(json.dumps({{"id": i, "modified_at": "2025-01-15T10:%02d:00" % minute, "name": "p{proc}r%d" % j}}) + "\\n")
+    c = main(["load", "-i", path, "--target", {url!r}, "--table", "events", "--key", "id", "--cursor", "modified_at",
+              "--on-late", "detect"])
+    codes.append((minute, c))
+print(json.dumps(codes))
+"""
+    return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _race(tmp_path, procs, runs):
+    root = tmp_path / "lake"
+    url = f"delta://{root}"
+    folder = tmp_path / "in"
+    folder.mkdir()
+    ps = [_racer(url, folder, p, runs) for p in range(procs)]
+    results = []
+    for p in ps:
+        out, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err
+        results += json.loads(out.strip().splitlines()[-1])
+        for line in err.splitlines():  # a loser says so in one line; nothing else is printed
+            assert line.startswith("error: stream 'events' is being loaded by another run") or "warning" in line, line
+    assert {c for _, c in results} <= {0, 1}
+    won = [m for m, c in results if c == 0]
+    assert won, "no run committed"
+    got = rows(root)
+    newest = max(won)
+    assert set(got) == set(range(50))
+    assert {v[0] for v in got.values()} == {f"2025-01-15T10:{newest:02d}:00"}, "a committed newer version was lost"
+    assert hiwater.state_show(target=url)[0]["watermark"] == f"2025-01-15T10:{newest:02d}:00"
+    history = [h for h in hiwater.history(target=url) if h["outcome"] == "committed"]
+    assert len(history) == len(won)
+    return len(won), len(results)
+
+
+def test_racing_writers_of_one_stream_duplicate_and_lose_nothing(tmp_path):
+    _race(tmp_path, procs=3, runs=4)
+
+
+@pytest.mark.slow
+def test_racing_writers_of_one_stream_three_processes_twenty_runs(tmp_path):
+    won, total = _race(tmp_path, procs=3, runs=20)
+    print(f"race: {won} of {total} runs committed, the rest lost the race cleanly")
+
+
+@pytest.mark.slow
+def test_kills_at_random_moments_then_a_rerun_is_exact(tmp_path):
+    root = tmp_path / "lake"
+    url = f"delta://{root}"
+    rnd = random.Random(7)
+    want = {}
+    for step in range(8):
+        ids = rnd.sample(range(2000), 600)
+        src = write(tmp_path / f"s{step}.jsonl", ids, step + 1, name=f"s{step}-")
+        p = subprocess.Popen([sys.executable, "-m", "hiwater.cli", "load", "-i", str(src), "--target", url, "--table",
+                              "events", "--key", "id", "--cursor", "modified_at"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rnd.uniform(0.3, 2.5))
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        load(src, url)
+        want.update({i: (f"2025-01-15T10:{step + 1:02d}:00", f"s{step}-{i}") for i in ids})
+        assert rows(root) == want
+
+
+def test_a_small_merge_rewrites_only_the_files_it_touches(tmp_path):
+    root = tmp_path / "lake"
+    url = f"delta://{root}?file_size_mb=1"
+    with open(tmp_path / "big.jsonl", "w") as f:
+        for i in range(120_000):
+            f.write(json.dumps({"id": i, "modified_at": "2025-01-15T10:00:00", "name": "x" * 30, "v": i}) + "\n")
+    load(tmp_path / "big.jsonl", url)
+    files = len(deltalake.DeltaTable(str(root / "events")).file_uris())
+    assert files >= 3
+    s = load(write(tmp_path / "s.jsonl", range(0, 1000, 10), 1), url)
+    assert s["updated"] == 100
+    metrics = deltalake.DeltaTable(str(root / "events")).history(1)[0]["operationMetrics"]
+    assert metrics["num_target_files_removed"] == 1 < files
+
+
+def _exit_codes(tmp_path, n):
+    root = tmp_path / "lake"
+    url = f"delta://{root}"
+    src = write(tmp_path / "a.jsonl", range(2000), 5)
+    assert cli("load", "-i", src, "--target", url, "--table", "events", "--key", "id",
+               "--cursor", "modified_at").returncode == 0
+    codes = [cli("status", "--target", url).returncode for _ in range(n)]
+    codes += [cli("state", "show", "--target", url, "--stream", "nope").returncode for _ in range(n)]
+    assert codes == [0] * n + [2] * n
+
+
+def test_the_exit_code_is_the_one_decided_every_time(tmp_path):
+    """delta-rs can abort the interpreter's teardown (exit 134); the CLI ends the process itself."""
+    _exit_codes(tmp_path, 2)
+
+
+@pytest.mark.slow
+def test_the_exit_code_is_the_one_decided_every_time_in_a_loop(tmp_path):
+    _exit_codes(tmp_path, 15)
+
+
+# --- S3 through moto on 127.0.0.1 -------------------------------------------------------------
+@pytest.fixture(scope="module")
+def moto_process():
+    """moto in a process of its own: delta-rs holds the GIL during some S3 calls, so a moto
+    server on a thread of the test process would wait for it (and time out)."""
+    import socket
+    import urllib.request
+    pytest.importorskip("moto.server")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    p = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(url, timeout=1)
+            break
+        except OSError:
+            time.sleep(0.1)
+    yield url
+    p.terminate()
+    p.wait()
+
+
+@pytest.fixture
+def delta_s3(moto_process, monkeypatch, request):
+    import boto3
+    for name, value in {"AWS_ENDPOINT_URL": moto_process, "AWS_ACCESS_KEY_ID": "testing",
+                        "AWS_SECRET_ACCESS_KEY": "s3cr3t", "AWS_DEFAULT_REGION": "us-east-1",
+                        "AWS_EC2_METADATA_DISABLED": "true"}.items():
+        monkeypatch.setenv(name, value)
+    client = boto3.client("s3", endpoint_url=moto_process)
+    bucket = "d" + format(abs(hash(request.node.name)) % 10**10, "010d")
+    client.create_bucket(Bucket=bucket)
+    return client, bucket, moto_process
+
+
+def test_delta_on_s3_loads_reruns_and_is_read_by_polars(delta_s3, tmp_path):
+    import test_decide_model as M
+    client, bucket, endpoint = delta_s3
+    url = f"delta+s3://{bucket}/lake"
+    storage = {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing",
+               "AWS_SECRET_ACCESS_KEY": os.environ["AWS_SECRET_ACCESS_KEY"], "AWS_REGION": "us-east-1",
+               "AWS_ALLOW_HTTP": "true"}
+    model = M.Model()
+    rnd = random.Random(3)
+    for n in range(4):
+        records = [{"id": rnd.randrange(30), "m": rnd.randrange(0, 600), "name": f"r{n}-{k}"} for k in range(25)]
+        src = tmp_path / f"run{n}.jsonl"
+        M._write(src, records)
+        s = hiwater.load(str(src), target=url, table="events", now=M.iso(M.NOW_MIN) + "Z",
+                         boundary="inclusive", lookback="0m", on_late="load").to_dict()
+        expected = model.run(records, "inclusive", 0, "load")
+        assert s["total_in_target"] == len(model.rows)
+        got = rows(f"s3://{bucket}/lake", storage=storage)
+        assert got == {k: (M.iso(m), name) for k, (m, name) in model.rows.items()}, (n, expected)
+    assert len(hiwater.history(target=url)) == 4
+    keys = [o["Key"] for o in client.list_objects_v2(Bucket=bucket)["Contents"]]
+    assert any(k.startswith("lake/events/_delta_log/") for k in keys)
+    assert any(k.startswith("lake/_hiwater_log/") for k in keys)

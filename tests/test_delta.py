@@ -156,7 +156,7 @@ def _race(tmp_path, procs, runs):
     assert {v[0] for v in got.values()} == {f"2025-01-15T10:{newest:02d}:00"}, "a committed newer version was lost"
     assert hiwater.state_show(target=url)[0]["watermark"] == f"2025-01-15T10:{newest:02d}:00"
     history = [h for h in hiwater.history(target=url) if h["outcome"] == "committed"]
-    assert len(history) == len(won)
+    assert len(history) == len(won) and len({h["run_id"] for h in history}) == len(won)
     return len(won), len(results)
 
 

@@ -129,6 +129,7 @@ class DeltaTarget(Target):
         self.description = f"delta {self.root}"
         self.storage = _storage_options() if self.remote else None
         self._stream: str | None = None
+        self._pins: dict = {}  # table -> DeltaTable at the snapshot this run reads (see _table)
         self._tx: _Staged | None = None
         self._dl = _deltalake()
 
@@ -141,14 +142,26 @@ class DeltaTarget(Target):
         return f"{self.root.rstrip('/')}/{folder_name(table)}"
 
     def _table(self, table: str):
-        """The Delta table, or ``None`` when there is none."""
+        """The Delta table, or ``None`` when there is none.
+
+        Within a stream's run a data table is read at one snapshot (pinned at its first read):
+        the run's lookups, its state and its commit all see that version, so delta-rs's conflict
+        check covers every commit made since the run looked. The log is always read fresh."""
+        pin = table != LOG and self._stream is not None
+        if pin and table in self._pins:
+            return self._pins[table]
         uri = self._uri(table)
         try:
             if not self._dl.DeltaTable.is_deltatable(uri, storage_options=self.storage):
+                if pin:  # absent for the whole run: its commit then creates it, or fails if another did
+                    self._pins[table] = None
                 return None
-            return self._dl.DeltaTable(uri, storage_options=self.storage)
+            dt = self._dl.DeltaTable(uri, storage_options=self.storage)
         except Exception as exc:  # noqa: BLE001 - a storage error reads as one line
             raise TargetError(f"{self.description}: cannot open {table!r}: {_one_line(exc)}") from None
+        if pin:
+            self._pins[table] = dt
+        return dt
 
     # --- connection, locks, transactions -----------------------------------------------------
     def connect(self) -> None:
@@ -162,10 +175,12 @@ class DeltaTarget(Target):
     def stream_lock(self, stream: str, timeout_s: float) -> Iterator[None]:
         """Optimistic: nothing is held; the stream's app transaction makes the later commit fail."""
         was, self._stream = self._stream, stream
+        self._pins = {}
         try:
             yield
         finally:
             self._stream = was
+            self._pins = {}
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -176,6 +191,9 @@ class DeltaTarget(Target):
         try:
             yield
             self._commit(self._tx)
+        except BaseException:
+            self._pins = {}  # what follows (the failed run's history row) reads afresh
+            raise
         finally:
             self._tx = None
 
@@ -280,6 +298,7 @@ class DeltaTarget(Target):
             self.drop_table(table)
 
     def drop_table(self, table: str) -> None:
+        self._pins.pop(table, None)
         uri = self._uri(table)
         if self.remote:
             import fsspec
@@ -309,9 +328,6 @@ class DeltaTarget(Target):
         rows = [{c: None for c in HISTORY_COLUMNS} | orjson.loads(r["payload"])
                 for rs in self._chains(stream).values() for r in rs if r["kind"] == "history"]
         rows.sort(key=lambda h: (h["run_id"], h.get("window_index", 0)))
-        # One row per (run, window): a later write of the same pair replaces the earlier.
-        uniq = {(h["stream"], h["run_id"], h.get("window_index", 0)): h for h in rows}
-        rows = sorted(uniq.values(), key=lambda h: (h["run_id"], h.get("window_index", 0)))
         return rows[-limit:] if limit else rows
 
     def write_quarantine(self, rows: list[dict]) -> None:
@@ -635,6 +651,7 @@ class DeltaTarget(Target):
             return
         _kill_point("after-log")
         self._commit_data(tx, stream, table, dt, txn)
+        self._pins.pop(table, None)  # (a new table is read at its first version next)
         _kill_point("after-data")
 
     def _stream_table(self, stream: str) -> str | None:

@@ -640,6 +640,8 @@ class DeltaTarget(Target):
         anchored = dt is not None or bool(tx.rows.get(table)) or table in tx.created
         prev = None if tx.dropped else self._head_now(stream)
         txn = _txn_id()
+        if anchored and not tx.log:
+            tx.log.append(("commit", "{}", tx.run_id))  # every committed id has a row: the chain runs through it
         _kill_point("before-log")
         if tx.log:
             seq = time.time_ns()

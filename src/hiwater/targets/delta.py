@@ -444,6 +444,9 @@ class DeltaTarget(Target):
             ds = dt.to_pyarrow_dataset()
             first = want.column(key[0])
             filt = pc.field(key[0]).isin(pc.unique(first))
+            b = bucket_of(self._stream)
+            if b is not None and BUCKET_COL in pa.schema(dt.schema().to_arrow()).names:
+                filt = (pc.field(BUCKET_COL) == b) & filt
             got = ds.to_table(columns=cols, filter=filt)
         staged = self._staged_latest(table, key)
         if staged is not None and staged.num_rows:
@@ -615,7 +618,9 @@ class DeltaTarget(Target):
         dt = self._table(table) if table not in tx.created else None
         if dt is None:
             return 0
-        held = dt.to_pyarrow_dataset().to_table(columns=list(key))
+        b = bucket_of(self._stream)
+        only = (pc.field(BUCKET_COL) == b) if b is not None and BUCKET_COL in pa.schema(dt.schema().to_arrow()).names else None
+        held = dt.to_pyarrow_dataset().to_table(columns=list(key), filter=only)  # a bucket prunes only its own rows
         seen = [s.cast(pa.schema([held.schema.field(k) for k in key])) for s in tx.seen] if tx.seen else []
         gone = _anti(held, pa.concat_tables(seen) if seen else held.slice(0, 0), key)
         tx.seen = None
@@ -685,7 +690,24 @@ class DeltaTarget(Target):
         schema = tx.schemas.get(table)
         uri = self._uri(table)
 
+        bucket = bucket_of(stream)
+
         def apply():
+            nonlocal dt
+            if dt is None and bucket is not None:
+                # Buckets of one stream share the table, partitioned by bucket: the first to come
+                # creates it empty (creating it twice is harmless), then each merges into its own
+                # partition, so their commits do not conflict.
+                part = pa.schema(list(schema) + [pa.field(BUCKET_COL, pa.int64())])
+                dl.DeltaTable.create(uri, part, mode="ignore", partition_by=[BUCKET_COL], storage_options=self.storage,
+                                     configuration={"delta.targetFileSize": str(self.file_size)})
+                dt = dl.DeltaTable(uri, storage_options=self.storage)
+                have = set(pa.schema(dt.schema().to_arrow()).names)
+                missing = [f for f in part if f.name not in have]
+                if missing:
+                    dt.alter.add_columns([dl.schema.Field(f.name, dl.schema.PrimitiveType(_delta_type(f.type)),
+                                                          nullable=True) for f in missing])
+                tx.evolved.discard(table)
             if dt is None:
                 # The table's first commit: its schema and first rows (inserts only: nothing was held).
                 if staged is None:
@@ -708,11 +730,18 @@ class DeltaTarget(Target):
             if staged is None or staged.num_rows == 0:
                 dt.create_write_transaction([], "append", dt.schema().to_arrow(), commit_properties=props)
                 return
-            full = schema if schema is not None else pa.schema(dt.schema().to_arrow())
+            full = pa.schema(dt.schema().to_arrow())
+            if schema is not None:
+                full = pa.schema([schema.field(f.name) if f.name in schema.names else f for f in full]
+                                 + [f for f in schema if f.name not in full.names])
             src = _order(staged, key)
             nullable = pa.schema([f.with_nullable(True) for f in full])
             src = _fill(src.drop_columns([OP]), nullable).append_column(OP, src.column(OP))
             on = " AND ".join(f"{_col(k, 't')} = {_col(k, 's')}" for k in key)
+            if bucket is not None and BUCKET_COL in full.names:
+                i = src.column_names.index(BUCKET_COL)
+                src = src.set_column(i, BUCKET_COL, pa.array([bucket] * src.num_rows, pa.int64()))
+                on = f"t.`{BUCKET_COL}` = {bucket} AND " + on
             newer = f"{_col(CURSOR_COL, 's')} > {_col(CURSOR_COL, 't')}"
             same = f"{_col(CURSOR_COL, 's')} = {_col(CURSOR_COL, 't')}"
             (dt.merge(src, on, source_alias="s", target_alias="t", commit_properties=props)
@@ -767,6 +796,15 @@ def _kill_point(name: str) -> None:
 
 
 # --- pure helpers -------------------------------------------------------------------------------
+BUCKET_COL = "_hiwater_bucket"
+
+
+def bucket_of(stream: str) -> int | None:
+    """The bucket a bucketed stream's name says (``orders#2/4`` → 2), else ``None``."""
+    m = re.search(r"#(\d+)/(\d+)$", stream or "")
+    return int(m.group(1)) if m else None
+
+
 def _app_id(stream: str) -> str:
     return f"hiwater:{stream}"
 

@@ -33,7 +33,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 def target_options(f):
     """``--db`` / ``--target``: the shared way every command names its database."""
     f = click.option("--target", "target", metavar="URL",
-                     help="Target database URL (sqlite:///path, postgresql://…, duckdb:///…). "
+                     help="Target database URL (sqlite:///path, postgresql://…, duckdb:///…, delta:///folder, delta+s3://bucket/prefix). "
                           "Default: $HIWATER_TARGET_URL.")(f)
     f = click.option("--db", "db", metavar="PATH",
                      help="Target SQLite file (created if missing). Without --db or --target: an in-memory "

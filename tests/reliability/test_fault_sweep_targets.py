@@ -146,12 +146,10 @@ class TargetRef:
         return self.url(self.base)
 
     def cases(self, i: int, points: int) -> list:
-        out = [(int(line.split()[0]), a) for line in self.ops[i] for a in ACTIONS]
-        if points and len(out) > points:  # CI size: spread over the run, every action represented
-            step = len(out) / points
-            out = [out[int(j * step) + j % 3 if int(j * step) + j % 3 < len(out) else int(j * step)]
-                   for j in range(points)]
-        return out
+        ops = [int(line.split()[0]) for line in self.ops[i]]
+        if points and len(ops) * len(ACTIONS) > points:  # CI size: spread over the run, actions in turn
+            return [(ops[int(j * len(ops) / points)], ACTIONS[j % len(ACTIONS)]) for j in range(points)]
+        return [(n, a) for n in ops for a in ACTIONS]
 
     def drop(self) -> None:
         if self.admin is not None:

@@ -130,6 +130,7 @@ def test_target_backend_terminated_mid_run(pg_admin, schema, tmp_path, point):
     same_data(final, post)
 
 
+@pytest.mark.slow
 def test_a_run_waiting_for_the_lock_terminated_fails_at_once_and_leaves_no_trace(pg_admin, schema, tmp_path):
     from db.dbutil import PG_URL
 
@@ -215,6 +216,7 @@ def _kill_mid_stream(tmp_path, argv, target_db, find, kill) -> None:
     pytest.fail("the load always finished before the source connection could be killed")
 
 
+@pytest.mark.slow
 def test_a_postgresql_source_terminated_mid_stream(pg_admin, schema, tmp_path):
     from db.dbutil import PG_URL
     rows = _source_rows(60_000)
@@ -250,6 +252,7 @@ def maria(tmp_path):
     admin.close()
 
 
+@pytest.mark.slow
 def test_a_mariadb_source_killed_mid_stream(maria, tmp_path):
     from db.dbutil import MYSQL_URL
     admin, name = maria
@@ -354,6 +357,7 @@ def pg_proxy(pg_admin):
     p.close()
 
 
+@pytest.mark.slow
 def test_a_stalled_postgresql_target_fails_within_read_timeout(pg_proxy, schema, tmp_path):
     url = f"postgresql://postgres@127.0.0.1:{pg_proxy.port}/test?schema={schema}&read_timeout=2&connect_timeout=2"
     src = _write(tmp_path / "a.jsonl", _records(3000))
@@ -380,6 +384,7 @@ def test_a_stalled_postgresql_target_fails_within_read_timeout(pg_proxy, schema,
     assert len(final.rows) == 3000 and final.dup_keys == 0
 
 
+@pytest.mark.slow
 def test_a_server_that_never_answers_the_connection_fails_within_connect_timeout(pg_proxy, schema, tmp_path):
     pg_proxy.mode = "stall"
     url = f"postgresql://postgres@127.0.0.1:{pg_proxy.port}/test?schema={schema}&connect_timeout=2"
@@ -394,6 +399,7 @@ def test_a_server_that_never_answers_the_connection_fails_within_connect_timeout
     FIGURES["stalls"] += 1
 
 
+@pytest.mark.slow
 def test_a_postgresql_target_whose_stream_is_cut_mid_run(pg_proxy, schema, tmp_path):
     from db.dbutil import PG_URL
     url = f"postgresql://postgres@127.0.0.1:{pg_proxy.port}/test?schema={schema}&read_timeout=5"
@@ -423,6 +429,7 @@ def maria_proxy(maria):
     p.close()
 
 
+@pytest.mark.slow
 def test_a_stalled_mariadb_source_fails_within_read_timeout(maria, maria_proxy, tmp_path):
     admin, name = maria
     rows = _source_rows(20_000)
@@ -446,6 +453,7 @@ def test_a_stalled_mariadb_source_fails_within_read_timeout(maria, maria_proxy, 
     assert len(snap(f"sqlite:///{db}").rows) == 20_000
 
 
+@pytest.mark.slow
 def test_a_stalled_postgresql_source_fails_within_read_timeout(pg_admin, pg_proxy, schema, tmp_path):
     rows = _source_rows(20_000)
     pg_admin.execute(f'CREATE TABLE "{schema}".wt15_src (id bigint PRIMARY KEY, name text, modified_at timestamp)')

@@ -13,7 +13,7 @@ one rerun: the uninterrupted run's target exactly, no key twice.
 The starting state of each case is a copy of the reference's (PostgreSQL: a schema cloned
 table by table with its sequences; DuckDB: the file copied). A case costs ≈ 2 s (the faulted
 run, the rerun, the copy and three read-backs), so CI takes ``HIWATER_SWEEP_TARGET_POINTS``
-(default 8) fault points per run spread evenly over its operations × actions;
+(default 6) fault points per run spread evenly over its operations × actions;
 ``HIWATER_RELIABILITY=full`` (or the variable set to 0) takes every point of all four runs.
 """
 
@@ -32,7 +32,7 @@ from .test_fault_sweep import scenario
 from .test_kill_soak_targets import _us
 
 pytestmark = pytest.mark.reliability
-POINTS = env_int("HIWATER_SWEEP_TARGET_POINTS", 8, 0)  # per run; 0 = every operation × every action
+POINTS = env_int("HIWATER_SWEEP_TARGET_POINTS", 6, 0)  # per run; 0 = every operation × every action
 ACTIONS = ("raise", "kill", "kill-after")
 FIGURES: dict = {}
 

@@ -483,3 +483,17 @@ def test_a_stalled_postgresql_source_fails_within_read_timeout(pg_admin, pg_prox
     again = run(argv, tmp_path)
     assert again.code == 0, again.err
     assert len(snap(f"sqlite:///{db}").rows) == 20_000
+
+
+@pytest.mark.parametrize("value", ["0", "soon"])
+def test_a_bad_read_timeout_is_bad_usage_before_connecting(tmp_path, value):
+    src = _write(tmp_path / "a.jsonl", _records(3))
+    done = run(["load", "--input", src, "--target", f"postgresql://postgres@127.0.0.1:1/test?read_timeout={value}",
+                "--table", "events", "--now", NOW], tmp_path)
+    assert done.code == 2, (done.code, done.err)
+    line = one_error_line(done)
+    assert f"read_timeout={value!r}" in line and "positive number of seconds" in line, line
+    done = run(["load", "--source", f"mysql://root@127.0.0.1:1/test?read_timeout={value}", "--source-table", "t",
+                "--db", tmp_path / "t.db", "--table", "events", "--now", NOW], tmp_path)
+    assert done.code == 2, (done.code, done.err)
+    assert "read_timeout" in one_error_line(done)

@@ -497,3 +497,23 @@ def test_a_bad_read_timeout_is_bad_usage_before_connecting(tmp_path, value):
                 "--db", tmp_path / "t.db", "--table", "events", "--now", NOW], tmp_path)
     assert done.code == 2, (done.code, done.err)
     assert "read_timeout" in one_error_line(done)
+
+
+def test_a_source_connection_lost_while_describing_is_a_connection_error_not_bad_configuration(pg_admin, schema):
+    """Regression: the source's backend terminated between connecting and describing the table was
+    reported as a configuration error (exit 2, not retryable); it is a lost connection (exit 1)."""
+    from db.dbutil import PG_URL
+
+    from hiwater.errors import ConfigError, ConnectError
+    from hiwater.sources.sql import SqlSource
+    pg_admin.execute(f'CREATE TABLE "{schema}".wt15_src (id bigint PRIMARY KEY, modified_at timestamp)')
+    src = SqlSource(f"{PG_URL}?schema={schema}", table="wt15_src")
+    d = src.dialect
+    d.connect()
+    d.connect = lambda: None  # keep this connection: _ensure_open would open another
+    pg_admin.execute("SELECT pg_terminate_backend(%s, 5000)", (d.conn.info.backend_pid,))
+    with pytest.raises(ConnectError) as e:
+        src._ensure_open()
+    assert not isinstance(e.value, ConfigError) and e.value.exit_code == 1 and e.value.retryable
+    assert "connection was lost" in str(e.value), str(e.value)
+    src.close()

@@ -12,7 +12,9 @@
   ``KILL <connection id>``): exit 1 with one line, the target unchanged, the rerun exact.
 - A TCP proxy on 127.0.0.1 (threads, in this file) between hiwater and the server that
   stalls (keeps the sockets open, forwards nothing) or cuts the stream: a stalled server
-  fails the run within ``connect_timeout`` / ``read_timeout`` instead of hanging.
+  fails the run within ``connect_timeout`` / ``read_timeout`` instead of hanging. The time
+  bounds asserted (30 s for a 2 s limit) only tell a failure from a hang (the harness gives
+  up at 60 s): on a machine loaded by other suites the process teardown alone took 11 s.
 """
 
 from __future__ import annotations
@@ -158,7 +160,7 @@ def test_a_run_waiting_for_the_lock_terminated_fails_at_once_and_leaves_no_trace
         pg_admin.execute("SELECT pg_terminate_backend(%s, 5000)", (pid,))
         t0 = time.monotonic()
         done = p.wait(30)
-        assert time.monotonic() - t0 < 10
+        assert time.monotonic() - t0 < 30
     finally:
         holder.rollback()
         holder.close()
@@ -371,7 +373,7 @@ def test_a_stalled_postgresql_target_fails_within_read_timeout(pg_proxy, schema,
     assert done.code == 1, (done.code, done.err)
     line = one_error_line(done)
     assert "did not answer within read_timeout=2s" in line or "connect" in line, line
-    assert took < 15, took
+    assert took < 30, took
     FIGURES["stalls"] += 1
     pg_proxy.mode = "pass"
     from db.dbutil import PG_URL
@@ -395,7 +397,7 @@ def test_a_server_that_never_answers_the_connection_fails_within_connect_timeout
     assert done.code == 1, (done.code, done.err)
     line = one_error_line(done)
     assert "cannot connect" in line, line
-    assert took < 12, took
+    assert took < 30, took
     FIGURES["stalls"] += 1
 
 
@@ -445,7 +447,7 @@ def test_a_stalled_mariadb_source_fails_within_read_timeout(maria, maria_proxy, 
     done = run(argv, tmp_path)
     assert done.code == 1, (done.code, done.err)
     one_error_line(done)
-    assert time.monotonic() - t0 < 12
+    assert time.monotonic() - t0 < 30
     FIGURES["stalls"] += 1
     maria_proxy.mode = "pass"
     again = run(argv, tmp_path)
@@ -474,7 +476,7 @@ def test_a_stalled_postgresql_source_fails_within_read_timeout(pg_admin, pg_prox
         pytest.skip("the run finished before the stall")
     assert done.code == 1, (done.code, done.err)
     line = one_error_line(done)
-    assert time.monotonic() - t0 < 12
+    assert time.monotonic() - t0 < 30
     assert "read_timeout" in line or "cannot connect" in line, line
     FIGURES["stalls"] += 1
     mid = snap(f"sqlite:///{db}")

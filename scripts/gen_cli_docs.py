@@ -26,6 +26,17 @@ are one line on stderr; warnings are lines starting `warning:` on stderr (with
 `--log-format json`, one JSON object per event instead); the summary JSON is on stdout.
 `NO_COLOR=1` turns colour off. Shell completion: `eval "$(_HIWATER_COMPLETE=bash_source hiwater)"`
 in `~/.bashrc` (`zsh_source`, `fish_source` for the others). Projects: [pipelines.md](pipelines.md).
+
+**Timeouts** are URL parameters of the database they apply to (the same in `--target`,
+`--source`, a project file and the Python API, which take the same URLs), in seconds:
+`connect_timeout=N` bounds connecting (default 10; PostgreSQL and MariaDB/MySQL);
+`read_timeout=N` bounds every round trip once connected (PostgreSQL targets and sources,
+MariaDB/MySQL sources; default: none). A server that stops answering — a hung host, a stalled
+proxy — then fails the run with one line (`… did not answer within read_timeout=30s …`),
+exit 1, nothing committed, instead of blocking forever. Waiting for another run's stream lock
+is bounded by `--lock-timeout`, not by `read_timeout`. A server-side limit is a libpq option:
+`?options=-c%20statement_timeout%3D60s`. Example:
+`--target 'postgresql://loader@dwh/warehouse?schema=raw&connect_timeout=5&read_timeout=300'`.
 """
 
 

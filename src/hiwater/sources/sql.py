@@ -125,6 +125,10 @@ class Dialect:
                 pass
             self.conn = None
 
+    def broken(self) -> bool:
+        """Whether the connection itself was lost (a server gone, killed or silent), not a bad query."""
+        return False
+
     def errors(self) -> tuple:
         return ()
 
@@ -186,6 +190,8 @@ class Postgres(Dialect):
         parts = urlsplit(self.url)
         q = dict(parse_qsl(parts.query, keep_blank_values=True))
         schema = q.pop("schema", None)
+        from .. import netguard
+        self.read_timeout = netguard.parse_seconds(q.pop("read_timeout", None), "read_timeout", redact(self.url))
         from urllib.parse import urlencode, urlunsplit
         conninfo = urlunsplit(("postgresql", parts.netloc, parts.path, urlencode(q), ""))
         kw = {"application_name": "hiwater"}
@@ -194,11 +200,14 @@ class Postgres(Dialect):
         if schema:
             kw["options"] = f"-c search_path={schema}"
         self.conn = psycopg.connect(conninfo, **kw)
-        self.conn.execute("SET TIME ZONE 'UTC'")
-        self.conn.commit()
+        self._guard(lambda: self.conn.execute("SET TIME ZONE 'UTC'"))
+        self._guard(self.conn.commit)
         for name in ("json", "jsonb"):  # JSON arrives as its text
             self.conn.adapters.register_loader(name, TextLoader)
         self._n = 0
+
+    def broken(self) -> bool:
+        return self.conn is not None and (self.conn.broken or self.conn.closed)
 
     def begin_snapshot(self) -> None:
         from psycopg import IsolationLevel
@@ -209,8 +218,22 @@ class Postgres(Dialect):
         import psycopg
         return (psycopg.Error,)
 
+    def _guard(self, op):
+        """Run one round trip; with ``read_timeout``, it must be answered in time (netguard)."""
+        import psycopg
+
+        from .. import netguard
+        with netguard.deadline(self.conn.fileno, self.read_timeout) as fired:
+            try:
+                return op()
+            except psycopg.Error:
+                if fired:
+                    raise psycopg.OperationalError(
+                        f"the server did not answer within read_timeout={self.read_timeout:g}s") from None
+                raise
+
     def describe(self, base: str) -> list[Column]:
-        cur = self.conn.execute(f"SELECT * FROM {base} LIMIT 0")
+        cur = self._guard(lambda: self.conn.execute(f"SELECT * FROM {base} LIMIT 0"))
         out = []
         for d in cur.description:
             kind, arrow = self.OIDS.get(d.type_code, (OTHER, None))
@@ -219,10 +242,15 @@ class Postgres(Dialect):
 
     def stream(self, sql, params, batch_size):
         self._n += 1
+        guarded = self._guard
         with self.conn.cursor(name=f"hiwater_src_{self._n}") as cur:
             cur.itersize = batch_size
-            cur.execute(sql, params)
-            yield from fetch_batches(cur, batch_size)
+            guarded(lambda: cur.execute(sql, params))
+            while True:
+                rows = guarded(lambda: cur.fetchmany(batch_size))
+                if not rows:
+                    return
+                yield rows
 
 
 def fetch_batches(cur, batch_size: int):
@@ -251,12 +279,19 @@ class MySQL(Dialect):
                   password=unquote(parts.password) if parts.password else "",
                   database=unquote(parts.path.lstrip("/")) or None, charset=q.pop("charset", "utf8mb4"),
                   connect_timeout=int(q.pop("connect_timeout", 10)), autocommit=True)
+        from .. import netguard
+        read_timeout = netguard.parse_seconds(q.pop("read_timeout", None), "read_timeout", redact(self.url))
+        if read_timeout is not None:  # the driver's own socket timeout: each read must be answered in time
+            kw["read_timeout"] = kw["write_timeout"] = read_timeout
         if "unix_socket" in q:
             kw["unix_socket"] = q.pop("unix_socket")
         self.conn = pymysql.connect(**kw)
         with self.conn.cursor() as cur:
             # TIMESTAMP columns are instants: read them in UTC. Identifiers are quoted with backticks.
             cur.execute("SET time_zone = '+00:00'")
+
+    def broken(self) -> bool:
+        return self.conn is not None and not self.conn.open
 
     def begin_snapshot(self) -> None:
         with self.conn.cursor() as cur:
@@ -527,6 +562,8 @@ class SqlSource:
             d.begin_snapshot()
             self.columns = d.describe(self.base())
         except d.errors() as exc:
+            if d.broken():  # the connection was lost, not the table or query refused: retryable
+                raise ConnectError(f"{redact(self.url)}: the connection was lost: {self._msg(exc)}") from None
             what = f"--source-table {self.table}" if self.table is not None else "--query"
             raise ConfigError(f"{what}: {self._msg(exc)}") from None
         names = [c.name for c in self.columns]

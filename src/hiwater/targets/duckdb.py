@@ -132,6 +132,10 @@ class DuckDBTarget(SqlTarget):
         self._locked = False
         self._seq = 0
         self._types: dict = {}  # table -> {column: SQL type}, see sql_types
+        self._faults = None  # test-only fault injection (targets/faults.py); None unless asked for
+        if os.environ.get("HIWATER_FAULT_AT") or os.environ.get("HIWATER_FAULT_TRACE"):
+            from . import faults
+            self._faults = faults.from_env(None)
 
     # --- connection, locks, transactions ---------------------------------------------
     def connect(self) -> None:
@@ -209,16 +213,16 @@ class DuckDBTarget(SqlTarget):
         except BaseException:
             self._types.clear()
             try:
-                conn.execute("ROLLBACK").fetchall()
+                self._op("ROLLBACK", lambda: conn.execute("ROLLBACK").fetchall())
             except duckdb.Error:
                 pass  # the original error matters more than a failed rollback
             raise
         else:
             try:
-                conn.execute("COMMIT").fetchall()
+                self._op("COMMIT", lambda: conn.execute("COMMIT").fetchall())
             except duckdb.Error as exc:
                 try:
-                    conn.execute("ROLLBACK").fetchall()
+                    self._op("ROLLBACK", lambda: conn.execute("ROLLBACK").fetchall())
                 except duckdb.Error:
                     pass
                 raise TargetError(f"{self.description}: commit failed: {exc}") from None
@@ -227,10 +231,16 @@ class DuckDBTarget(SqlTarget):
         """Run one statement; the caller must consume its whole result (DuckDB requires it)."""
         conn = self._db()
         try:
-            return conn.execute(sql, params) if params is not None else conn.execute(sql)
+            return self._op(sql, lambda: conn.execute(sql, params) if params is not None else conn.execute(sql))
         except duckdb.Error as exc:
             where = f"{what}: " if what else ""
             raise TargetError(f"{self.description}: {where}{str(exc).splitlines()[0]}") from None
+
+    def _op(self, sql: str, run):
+        """Every statement goes through here: the one place a test can inject a fault."""
+        if self._faults is None:
+            return run()
+        return self._faults.run(run, sql, duckdb.IOException)
 
     def execute(self, sql: str, params=None, what: str | None = None) -> list:
         """Run one statement and return all its rows."""

@@ -9,6 +9,10 @@ below is set that method costs one attribute test, and nothing here is imported.
   ``raise``       an I/O error instead of the operation (as a full disk would give);
   ``kill``        SIGKILL of the process just before the operation;
   ``kill-after``  SIGKILL just after the operation returned (after ``COMMIT``: committed);
+  ``terminate``   PostgreSQL only: another session ends this run's data connection
+                  (``pg_terminate_backend``) just before the operation, which then meets
+                  the dead connection, as when an administrator or a failover cuts it;
+  ``terminate-lock``  the same for the connection that holds the stream's advisory lock;
   ``torn-<b>``    ``COMMIT`` of a SQLite file in WAL mode only: commit, cut the WAL back to
                   ``<b>`` bytes of what this commit appended, then SIGKILL. That is the file
                   state a kill *inside* the commit leaves (the frames reach the file in order).
@@ -46,6 +50,7 @@ class Faults:
             self.at, self.action = int(num), action or "raise"
         self.trace = trace
         self.wal = wal_path
+        self.terminate = None  # set by a target that can end its own connections (PostgreSQL)
 
     def run(self, op, sql: str, error=InjectedFault):
         """Run ``op()`` (the operation ``sql``), failing it if it is the chosen one."""
@@ -54,6 +59,8 @@ class Faults:
         is_commit = sql.strip().upper() == "COMMIT"
         if hit and self.action == "kill":
             _die()
+        if hit and self.action in ("terminate", "terminate-lock") and self.terminate is not None:
+            self.terminate("data" if self.action == "terminate" else "lock")
         if hit and self.action == "raise":
             raise error(f"disk I/O error (injected fault at operation {self.n})")
         wal_before = _wal_state(self.wal) if is_commit and (self.trace or hit) else None

@@ -5,6 +5,10 @@
   connection's ``current_schema()``, usually ``public``); ``state_schema`` holds
   ``_hiwater_state``, ``_hiwater_history`` and ``_hiwater_quarantine`` (default:
   ``schema``). Both are created if missing.
+- ``read_timeout=SECONDS`` (hiwater's own): every statement must get its answer
+  within that many seconds, or the run fails with one line and commits nothing
+  (:mod:`hiwater.netguard`; a server that stopped answering otherwise blocks forever).
+  ``connect_timeout=SECONDS`` (libpq's) bounds connecting; default 10.
 - One run per stream: a transaction-scoped advisory lock
   (``pg_advisory_xact_lock``) taken by a second, dedicated connection that keeps
   its transaction open for the whole run, so one runner holds the stream across
@@ -30,6 +34,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import io
+import os
 from contextlib import contextmanager
 from typing import Iterator
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -42,7 +47,7 @@ import pyarrow.csv as pacsv
 from psycopg import errors as pgerr
 from psycopg.pq import TransactionStatus
 
-from .. import values as V
+from .. import netguard, values as V
 from ..errors import ConfigError, ConnectError, LockTimeout, TargetError, UsageError
 from ..state import StreamState
 from ..urls import redact, scrub
@@ -59,7 +64,7 @@ NAMEDATALEN = 63
 ARROW_TYPES = {"bigint": pa.int64(), "integer": pa.int64(), "smallint": pa.int64(), "double precision": pa.float64(),
                "real": pa.float64(), "boolean": pa.bool_(), "text": pa.string(), "jsonb": pa.string(),
                "json": pa.string()}
-OWN_PARAMS = ("schema", "state_schema")
+OWN_PARAMS = ("schema", "state_schema", "read_timeout")
 
 
 def quote(name: str) -> str:
@@ -174,10 +179,16 @@ class PostgresTarget(SqlTarget):
         self.state_schema = state_schema or ours.get("state_schema") or None
         self.description = redact(url)
         self.connect_timeout_s = connect_timeout_s
+        self.read_timeout = netguard.parse_seconds(ours.get("read_timeout"), "read_timeout", redact(url))
         self.conn: psycopg.Connection | None = None
         self._lock_conn: psycopg.Connection | None = None
         self._types: dict = {}  # table -> {column: SQL type}; cleared on rollback
         self._prune_cols: list | None = None
+        self._faults = None  # test-only fault injection (targets/faults.py); None unless asked for
+        if os.environ.get("HIWATER_FAULT_AT") or os.environ.get("HIWATER_FAULT_TRACE"):
+            from . import faults
+            self._faults = faults.from_env(None)
+            self._faults.terminate = self._terminate_backend
 
     # --- connection, locks, transactions ---------------------------------------------
     def _open(self) -> psycopg.Connection:
@@ -186,7 +197,13 @@ class PostgresTarget(SqlTarget):
             kw["connect_timeout"] = max(1, int(self.connect_timeout_s))
         try:
             conn = psycopg.connect(self.conninfo, **kw)
-            conn.execute("SET TIME ZONE 'UTC'")
+            with netguard.deadline(conn.fileno, self.read_timeout) as fired:
+                try:
+                    conn.execute("SET TIME ZONE 'UTC'")
+                except psycopg.Error:
+                    if fired:
+                        raise psycopg.OperationalError(self._no_answer()) from None
+                    raise
             return conn
         except psycopg.Error as exc:
             raise ConnectError(f"{self.description}: cannot connect: {self._msg(exc)}") from None
@@ -220,17 +237,26 @@ class PostgresTarget(SqlTarget):
         self.connect()
         key = lock_key(self.state_schema, stream)
         lc = self._open()
-        try:
-            lc.execute("BEGIN")
-            # The holder must not be cut off by server-side idle or statement limits.
-            lc.execute("SET LOCAL idle_in_transaction_session_timeout = 0")
-            lc.execute("SET LOCAL statement_timeout = 0")
-            if timeout_s <= 0:
-                got = lc.execute("SELECT pg_try_advisory_xact_lock(%s)", (key,)).fetchone()[0]
-            else:
-                lc.execute(f"SET LOCAL lock_timeout = {max(1, int(timeout_s * 1000))}")
+
+        def lx(sql, params=None, extra: float = 0.0):  # read_timeout bounds the lock connection too
+            with netguard.deadline(lc.fileno, self.read_timeout and self.read_timeout + extra) as fired:
                 try:
-                    lc.execute("SELECT pg_advisory_xact_lock(%s)", (key,))
+                    return lc.execute(sql, params)
+                except psycopg.Error:
+                    if fired:
+                        raise psycopg.OperationalError(self._no_answer()) from None
+                    raise
+        try:
+            lx("BEGIN")
+            # The holder must not be cut off by server-side idle or statement limits.
+            lx("SET LOCAL idle_in_transaction_session_timeout = 0")
+            lx("SET LOCAL statement_timeout = 0")
+            if timeout_s <= 0:
+                got = lx("SELECT pg_try_advisory_xact_lock(%s)", (key,)).fetchone()[0]
+            else:
+                lx(f"SET LOCAL lock_timeout = {max(1, int(timeout_s * 1000))}")
+                try:
+                    lx("SELECT pg_advisory_xact_lock(%s)", (key,), extra=timeout_s)
                     got = True
                 except pgerr.LockNotAvailable:
                     got = False
@@ -249,7 +275,7 @@ class PostgresTarget(SqlTarget):
         finally:
             self._lock_conn = None
             try:
-                lc.execute("ROLLBACK")  # ends the transaction: releases the lock
+                lx("ROLLBACK")  # ends the transaction: releases the lock
             except psycopg.Error:
                 pass
             lc.close()
@@ -258,7 +284,8 @@ class PostgresTarget(SqlTarget):
         if self._lock_conn is None:
             return
         try:
-            self._lock_conn.execute("SELECT 1")
+            with netguard.deadline(self._lock_conn.fileno, self.read_timeout):
+                self._lock_conn.execute("SELECT 1")
         except psycopg.Error:
             raise TargetError(f"{self.description}: lost the stream lock (its connection ended); nothing of "
                               f"this transaction was committed", hint="run again", retryable=True) from None
@@ -278,18 +305,18 @@ class PostgresTarget(SqlTarget):
         except BaseException:
             self._types.clear()
             try:
-                conn.execute("ROLLBACK")
+                self._op("ROLLBACK", lambda: conn.execute("ROLLBACK"))
             except psycopg.Error:
                 pass  # the original error matters more than a failed rollback
             raise
         else:
             try:
                 self._check_lock()
-                conn.execute("COMMIT")
+                self._op("COMMIT", lambda: conn.execute("COMMIT"))
             except BaseException as exc:
                 self._types.clear()
                 try:
-                    conn.execute("ROLLBACK")
+                    self._op("ROLLBACK", lambda: conn.execute("ROLLBACK"))
                 except psycopg.Error:
                     pass
                 if isinstance(exc, psycopg.Error):
@@ -309,10 +336,37 @@ class PostgresTarget(SqlTarget):
         if self.conn is None:
             self.connect()
         try:
-            return self.conn.execute(sql, params)
+            return self._op(sql, lambda: self.conn.execute(sql, params))
         except psycopg.Error as exc:
             where = f"{what}: " if what else ""
             raise TargetError(f"{self.description}: {where}{self._msg(exc)}") from None
+
+    def _op(self, sql: str, run):
+        """Every statement of the data connection goes through here: the one place a test can
+        inject a fault (``targets/faults.py``)."""
+        if self.read_timeout is None or self.conn is None:
+            return run() if self._faults is None else self._faults.run(run, sql, psycopg.OperationalError)
+        with netguard.deadline(self.conn.fileno, self.read_timeout) as fired:
+            try:
+                return run() if self._faults is None else self._faults.run(run, sql, psycopg.OperationalError)
+            except psycopg.Error:
+                if fired:
+                    raise psycopg.OperationalError(self._no_answer()) from None
+                raise
+
+    def _no_answer(self) -> str:
+        return (f"the server did not answer within read_timeout={self.read_timeout:g}s"
+                " (the connection was closed; nothing of this transaction was committed)")
+
+    def _terminate_backend(self, which: str) -> None:
+        """Test-only (``terminate`` faults): end this run's data or lock connection from another
+        session, as an administrator's ``pg_terminate_backend`` would."""
+        conn = self.conn if which == "data" else self._lock_conn
+        if conn is None or conn.closed:
+            return
+        pid = conn.info.backend_pid
+        with psycopg.connect(self.conninfo, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s, 5000)", (pid,))
 
     def _q(self, table: str) -> str:
         return f"{quote(self.schema)}.{quote(table)}"
@@ -403,7 +457,7 @@ class PostgresTarget(SqlTarget):
     def _many(self, sql: str, rows: list, what: str) -> None:
         try:
             with self.conn.cursor() as cur:
-                cur.executemany(sql, rows)
+                self._op(sql, lambda: cur.executemany(sql, rows))
         except psycopg.Error as exc:
             raise TargetError(f"{self.description}: {what}: {self._msg(exc)}") from None
 
@@ -466,7 +520,7 @@ class PostgresTarget(SqlTarget):
                " record_no = EXCLUDED.record_no")
         try:
             with self.conn.cursor() as cur:
-                cur.executemany(sql, list(grouped.values()))
+                self._op(sql, lambda: cur.executemany(sql, list(grouped.values())))
         except psycopg.Error as exc:
             raise TargetError(f"{self.description}: writing quarantine: {self._msg(exc)}") from None
 
@@ -656,21 +710,25 @@ class PostgresTarget(SqlTarget):
     def _copy_table(self, stage: str, names: list, tbl: pa.Table, what: str) -> None:
         buf = io.BytesIO()
         pacsv.write_csv(tbl, buf, pacsv.WriteOptions(include_header=False, quoting_style="all_valid"))
-        try:
+        def run():
             with self.conn.cursor() as cur:
                 with cur.copy(f"COPY pg_temp.{quote(stage)} ({', '.join(quote(c) for c in names)})"
                               f" FROM STDIN (FORMAT csv)") as copy:
                     copy.write(buf.getbuffer())
+        try:
+            self._op(f"COPY {stage}", run)
         except psycopg.Error as exc:
             raise TargetError(f"{self.description}: {what}: {self._msg(exc)}") from None
 
     def _copy(self, stage: str, columns: list, rows, what: str) -> None:
-        try:
+        def run():
             with self.conn.cursor() as cur:
                 with cur.copy(f"COPY pg_temp.{quote(stage)} ({', '.join(quote(c) for c in columns)})"
                               f" FROM STDIN") as copy:
                     for row in rows:
                         copy.write_row(row)
+        try:
+            self._op(f"COPY {stage}", run)
         except psycopg.Error as exc:
             raise TargetError(f"{self.description}: {what}: {self._msg(exc)}") from None
 

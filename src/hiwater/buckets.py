@@ -277,15 +277,27 @@ def check_new_stream(names, stream: str) -> None:
 def run_bucket(name: str, load_kw: dict, b: int, n: int):
     """One bucket: one ``hiwater.load`` call in a worker (a process, or a Dask task)."""
     from .pipeline import run_stream
-    fault = os.environ.get("HIWATER_BUCKET_FAULT")  # test hook: "<b>:kill" SIGKILLs this bucket's worker
-    if fault and fault.partition(":")[0] == str(b):
-        kw = dict(load_kw)
-        os.environ["HIWATER_FAULT_AT"] = fault.partition(":")[2]
-        try:
-            return run_stream(name, {**kw, "_bucket": (b, n)}, {})
-        finally:
-            os.environ.pop("HIWATER_FAULT_AT", None)
-    return run_stream(name, {**load_kw, "_bucket": (b, n)}, {})
+    kw = {**load_kw, "_bucket": (b, n)}
+    fault = os.environ.get(ENV_FAULT, "")
+    if fault.partition(":")[0] == str(b):
+        kw["progress"] = _killer(int(fault.partition(":")[2] or 1))
+    return run_stream(name, kw, {})
+
+
+ENV_FAULT = "HIWATER_BUCKET_FAULT"  # test hook "<b>:<k>": SIGKILL bucket b's worker after its k-th batch
+
+
+def _killer(after: int):
+    """A progress callback that SIGKILLs its own process after ``after`` batches (mid-transaction:
+    the batches are written, nothing is committed)."""
+    seen = [0]
+
+    def progress(done, expected):
+        seen[0] += 1
+        if seen[0] >= after:
+            import signal
+            os.kill(os.getpid(), signal.SIGKILL)
+    return progress
 
 
 def execute(p: Plan, load_kw: dict) -> list:
@@ -362,7 +374,7 @@ class _executor:
             return client
         workers = max(1, min(p.n, os.cpu_count() or 1))
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                               dashboard_address=None)
+                               dashboard_address=":0")
         client = Client(cluster)
         self._close += [cluster.close, client.close]
         return client

@@ -79,9 +79,10 @@ def window_sql(base: str, cursor: str, key: list, bounds: list, placeholder: str
     sql = f"SELECT * FROM {base}"
     if bounds:
         cond = " AND ".join(f"{cursor} {op} {placeholder}" for op in bounds)
-        sql += f" WHERE ({cond}) OR {cursor} IS NULL"
-    if bucket:
-        sql += f" AND ({bucket})" if bounds else f" WHERE {bucket}"
+        sql += f" WHERE ({cond}) OR {cursor} IS NULL" if not bucket else \
+            f" WHERE (({cond}) OR {cursor} IS NULL) AND ({bucket})"
+    elif bucket:
+        sql += f" WHERE {bucket}"
     return sql + f" ORDER BY {', '.join([cursor] + key)}"
 
 

@@ -228,3 +228,22 @@ def test_bucket_source_passes_the_wrapped_sources_abilities_through(tmp_path):
     got = sum(len(r) for r in b.batches())
     assert got == sum(1 for i in range(1, 31) if bucket_of([i], 2) == 1)
     b.close()
+
+
+def test_a_project_stream_with_buckets_runs_reports_and_is_checked_as_one(tmp_path, hw, monkeypatch):
+    write_jsonl(tmp_path / "orders.jsonl", records(120))
+    (tmp_path / "hiwater.toml").write_text(
+        '[defaults]\ndb = "w.db"\nerror-after = "1h"\n\n'
+        '[streams.orders]\ninput = "orders.jsonl"\nbuckets = 3\nexecutor = "local"\n')
+    monkeypatch.chdir(tmp_path)
+    r = hw("run", "--json")
+    assert r.code == 0, r.err
+    assert {s["stream"] for s in hiwater.state_show(db=str(tmp_path / "w.db"))} == {f"orders#{b}/3" for b in range(3)}
+    rows = hiwater.status()
+    assert [x["stream"] for x in rows] == ["orders#0/3", "orders#1/3", "orders#2/3", "orders"]
+    assert rows[-1]["error_after"] == "1h" and rows[-1]["last_loaded"] == 119
+    assert [c["stream"] for c in hiwater.check()] == ["orders"]
+    (tmp_path / "hiwater.toml").write_text(
+        '[defaults]\ndb = "w.db"\n\n[streams.orders]\ninput = "orders.jsonl"\nbuckets = "many"\n')
+    r = hw("run")
+    assert r.code == 2 and "buckets 'many': give a whole number" in r.err

@@ -211,7 +211,7 @@ class Plan:
     executor: str                 # local | dask
     scheduler: object = None      # dask: an address, a distributed.Client, or None (a LocalCluster)
     serial: bool = False          # one SQLite/DuckDB file: one bucket at a time (its file lock)
-    first_alone: bool = False     # a new stream: bucket 0 makes the table, then the others run
+    first_alone: bool = False     # no table yet: bucket 0 makes it, then the others run
     names: list = field(default_factory=list)
 
 
@@ -239,13 +239,13 @@ def _file_target(db, target) -> bool:
     return url.split(":", 1)[0].lower() in ("sqlite", "duckdb", "")
 
 
-def plan(tgt, stream: str, n: int, executor, db, target) -> Plan:
+def plan(tgt, stream: str, table: str, n: int, executor, db, target) -> Plan:
     """Check the stream's bucket count against the target's state and say how to run."""
     names = [s.stream for s in tgt.list_states()]
     check_count(names, stream, n)
     kind, where = parse_executor(executor)
-    have = buckets_of(names, stream).get(n, [])
-    return Plan(stream, n, kind, where, serial=_file_target(db, target), first_alone=not have,
+    return Plan(stream, n, kind, where, serial=_file_target(db, target),
+                first_alone=tgt.table_columns(table) is None,
                 names=[bucket_name(stream, b, n) for b in range(n)])
 
 
@@ -446,7 +446,7 @@ def load_bucketed(input, opts, options: dict, *, db, target, source, source_url,
     tgt = open_target(db=db, target=target)
     try:
         tgt.connect()
-        p = plan(tgt, stream, n, opts.executor, db, target)
+        p = plan(tgt, stream, table, n, opts.executor, db, target)
         before = {s.stream: s for s in tgt.list_states()}
     finally:
         tgt.close()

@@ -80,7 +80,7 @@ def main() -> int:
     ap.add_argument("--configs", default="1,local:2,local:4,dask:2,dask:4",
                     help="comma-separated points: 1 (one run), EXECUTOR:N")
     ap.add_argument("--update", action="store_true",
-                    help="time the run after a first load: every source row changed (its cursor moved a day "
+                    help="time the run after a first load: every source row changed (its cursor moved 30 days "
                          "later), so every bucket runs in parallel from its watermark (a first load runs "
                          "bucket 0 alone first, to create the table)")
     ap.add_argument("--out", help="also write the results as JSON here")
@@ -114,7 +114,7 @@ def main() -> int:
         if args.update:
             for point, n, executor, target, kw in points:
                 hiwater.load(**src, **kw)  # the first load, untimed
-            conn.execute(f'UPDATE "{schema}".src SET name = name || \'!\', modified_at = modified_at + interval \'1 day\'')
+            conn.execute(f'UPDATE "{schema}".src SET name = name || \'!\', modified_at = modified_at + interval \'30 days\'')
             if args.source == "file":
                 schema, src = schema, make_file(conn, schema, tmp)
         for point, n, executor, target, kw in points:

@@ -230,6 +230,7 @@ def test_bucket_source_passes_the_wrapped_sources_abilities_through(tmp_path):
     b.close()
 
 
+@pytest.mark.slow
 def test_a_project_stream_with_buckets_runs_reports_and_is_checked_as_one(tmp_path, hw, monkeypatch):
     write_jsonl(tmp_path / "orders.jsonl", records(120))
     (tmp_path / "hiwater.toml").write_text(
@@ -247,3 +248,27 @@ def test_a_project_stream_with_buckets_runs_reports_and_is_checked_as_one(tmp_pa
         '[defaults]\ndb = "w.db"\n\n[streams.orders]\ninput = "orders.jsonl"\nbuckets = "many"\n')
     r = hw("run")
     assert r.code == 2 and "buckets 'many': give a whole number" in r.err
+
+
+@pytest.mark.slow
+def test_late_records_are_judged_by_the_buckets_own_watermark(tmp_path):
+    """A bucket's window starts at its own watermark: a record one run calls late (below the
+    stream's newest cursor) can be in its bucket's window and be applied. A superset, never less;
+    with --on-late load the tables are the same."""
+    a = next(i for i in range(1, 100) if bucket_of([i], 2) == 0)
+    c = next(i for i in range(1, 100) if bucket_of([i], 2) == 1)
+    src = tmp_path / "t.jsonl"
+    first = [{"id": a, "modified_at": "2025-01-15T10:00:00"}, {"id": c, "modified_at": "2025-01-15T12:00:00"}]
+    again = [{"id": a, "modified_at": "2025-01-15T11:00:00"}]  # below 12:00, above bucket 0's 10:00
+    for on_late, same in (("detect", False), ("load", True)):
+        one, two = tmp_path / f"one-{on_late}.db", tmp_path / f"two-{on_late}.db"
+        write_jsonl(src, first)
+        hiwater.load(str(src), db=str(one), table="t", now=NOW)
+        hiwater.load(str(src), db=str(two), table="t", now=NOW, buckets=2)
+        write_jsonl(src, again)
+        s1 = hiwater.load(str(src), db=str(one), table="t", now=NOW, on_late=on_late)
+        s2 = hiwater.load(str(src), db=str(two), table="t", now=NOW, buckets=2, on_late=on_late)
+        assert s2.counts.updated == 1 and s2.counts.late == 0
+        assert (s1.counts.late, s1.counts.updated) == ((1, 0) if on_late == "detect" else (0, 1))
+        assert (table_rows(one) == table_rows(two)) is same
+        assert ("2025-01-15T11:00:00", a) in table_rows(two)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The cost of the pushed-down bucket predicate on PostgreSQL, against reading every row (issue 13).
 
-    .venv/bin/python bench/buckets_pushdown.py      # 1M rows in a scratch schema wt13b_pd, dropped after
+    .venv/bin/python bench/buckets_pushdown.py      # 1M rows in a scratch schema bench_b13_pd, dropped after
 
 Prints a Markdown table (docs/benchmarks-buckets.md).
 """

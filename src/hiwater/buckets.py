@@ -315,7 +315,7 @@ def execute(p: Plan, load_kw: dict) -> list:
     with _executor(p) as submit:
         for b in head:
             results[b] = _result(submit(p.names[b], load_kw, b, p.n), p.names[b])
-        futures = {b: submit(p.names[b], load_kw, b, p.n, lazy=True) for b in todo}
+        futures = {b: submit(p.names[b], load_kw, b, p.n) for b in todo}
         for b, fut in futures.items():
             results[b] = _result(fut, p.names[b])
     return [results.get(b) or StreamResult(p.names[b], "not run") for b in range(p.n)]
@@ -350,9 +350,9 @@ class _executor:
             pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
                                        initializer=_worker_init, initargs=(events.current(),))
             self._close.append(lambda: pool.shutdown(wait=True, cancel_futures=True))
-            return lambda name, kw, b, n, lazy=False: pool.submit(run_bucket, name, kw, b, n)
+            return lambda name, kw, b, n: pool.submit(run_bucket, name, kw, b, n)
         client = self._dask_client()
-        return lambda name, kw, b, n, lazy=False: client.submit(
+        return lambda name, kw, b, n: client.submit(
             run_bucket, name, kw, b, n, key=f"hiwater-{name}-{time.time_ns()}", pure=False)
 
     def _dask_client(self):

@@ -8,7 +8,6 @@ executors; a Dask worker killed mid-run leaves its bucket all-or-nothing and a r
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 
@@ -20,7 +19,7 @@ from hiwater.errors import PipelineError
 
 from conftest import NOW, write_jsonl
 
-from .dbutil import MYSQL_URL, PG_URL, fresh_name, read_table
+from .dbutil import PG_URL, fresh_name, read_table
 
 KEYS = [1, 2, 3, 7, 42, 1000, 99999, 2**40, -5]
 TEXTS = ["a", "b", "007", "7", "é", "日本", "", "x y", "O'Neil"]
@@ -248,4 +247,3 @@ def test_a_big_stream_in_four_dask_buckets_into_postgresql_equals_one_run(reques
     assert s1.loaded == s4.loaded == n
     a, b = column_checksums(pg_admin, one, "t"), column_checksums(pg_admin, four, "t")
     assert a == b and a["count"] == n and len(a) == 6
-    json.dumps(a)

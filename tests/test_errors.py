@@ -100,7 +100,7 @@ def test_csv_not_utf8(hw, tmp_path, db):
                                    "(use an IANA name such as UTC or Europe/Berlin)"),
     (["--boundary", "sideways"], "error: Invalid value for '--boundary': 'sideways' is not one of "
                                  "'inclusive', 'exclusive'."),
-    (["--bogus"], "error: No such option '--bogus'."),
+    (["--bogus"], "error: No such option '--bogus'. Did you mean '--buckets'?"),  # click's suggestion
     (["--key", "name"], "error: stream 'events' was created with --key id, not name (pass --key id, or start "
                         "the stream over with `hiwater stream drop events --table --db {db}` (deletes its data), "
                         "or load into another --table)"),

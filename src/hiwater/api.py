@@ -33,7 +33,7 @@ def _target(db=None, target=None):
 
 def load(input=None, *, db: str | None = None, target: str | None = None,
          source=None, source_url: str | None = None, source_table: str | None = None,
-         query: str | None = None, stdin=None, progress=None, **options) -> Summary:
+         query: str | None = None, stdin=None, progress=None, _bucket=None, **options) -> Summary:
     """Load ``input`` into the target; return the run's summary.
 
     ``input`` is a file, folder, glob or ``-`` (standard input), or data in memory: a list or
@@ -49,6 +49,10 @@ def load(input=None, *, db: str | None = None, target: str | None = None,
     ``source`` may be any object with ``batches()``/``close()`` in place of ``input``.
     ``progress``, if given, is called as ``progress(records_done, records_expected)`` after each
     batch (``records_expected`` is an estimate, or ``None``).
+    ``buckets=N`` (N > 1) splits the stream into N key-hash buckets run in parallel by
+    ``executor`` (``"local"``: a process pool, the default; ``"dask"``: a Dask LocalCluster;
+    ``"dask:tcp://host:8786"`` or a ``distributed.Client``: an existing cluster); the summary is the
+    union's, with each bucket's in ``summary.buckets`` (docs/scale-out.md).
     Warnings go to the ``logging`` logger ``hiwater`` and into ``summary.warnings``.
     """
     from .sources.memory import DataSource, is_data
@@ -71,10 +75,14 @@ def load(input=None, *, db: str | None = None, target: str | None = None,
         raise UsageError("give --input PATH (a file, a folder, a glob, or - for standard input) or --source URL")
     if input is not None and not isinstance(input, str):
         input = os.fspath(input)
+    if opts.buckets > 1 and _bucket is None:
+        from .buckets import load_bucketed
+        return load_bucketed(input, opts, options, db=db, target=target, source=source, source_url=source_url,
+                             source_table=source_table, query=query, notices=notices)
     if source_url is not None and source is None:
         from .sources.sql import default_table as sql_table, open_sql
         source = open_sql(source_url, table=source_table, query=query, key=opts.key, cursor=opts.cursor,
-                          batch_size=opts.batch_size, assume_tz=opts.assume_tz or "UTC")
+                          batch_size=opts.batch_size, assume_tz=opts.assume_tz or "UTC", bucket=_bucket)
         table = opts.table or sql_table(source_table)
     else:
         table = opts.table or default_table(input)
@@ -91,6 +99,11 @@ def load(input=None, *, db: str | None = None, target: str | None = None,
     try:
         src = source or open_files(input, opts.format, cursor=opts.cursor, batch_size=opts.batch_size,
                                    stdin=stdin)
+        if _bucket is not None:  # one bucket of a bucketed stream: its own name, its own rows
+            from .buckets import BucketSource, bucket_name
+            opts.stream = bucket_name(opts.stream or table, *_bucket)
+            if source_url is None:
+                src = BucketSource(src, opts.key, *_bucket)
     except BaseException:
         tgt.close()
         raise
@@ -256,14 +269,22 @@ def status(streams=None, *, project=None, db=None, target=None, now=None) -> lis
     rows = []
     for kw, members in _project_groups(project, streams, db, target):
         with _target(**kw) as tgt:
+            from .buckets import buckets_of, status_rows
             states = {s.stream: s for s in tgt.list_states()}
             names = [(n, c) for n, c in members] if members is not None else [(n, None) for n in states]
             if members is not None and (db is not None or target is not None):
                 for n, _ in names:
-                    if n not in states:
+                    if n not in states and not buckets_of(states, n):
                         raise UsageError(f"no stream named {n!r} in {tgt.description}",
                                          hint="`hiwater status` lists the streams")
+            # A bucketed stream: one row for the stream (the least watermark of its buckets), then
+            # one row per bucket (docs/scale-out.md).
+            names = status_rows(names, states)
             for name, cfg in names:
+                if isinstance(name, tuple):
+                    from .buckets import aggregate_row
+                    rows.append(aggregate_row(name[0], name[1], rows, states, cfg, now_us))
+                    continue
                 s = states.get(name)
                 facts = tgt.stream_facts(name)
                 last = facts["last_run"]
@@ -318,9 +339,12 @@ def check(streams=None, *, project=None, db=None, target=None, warn_after=None, 
         if d is not None and d.micros is None:
             raise UsageError(f"{name} {d.text!r}: give a unit", hint="for example 30m, 6h or 1d")
         limits[name] = d
+    from .buckets import parse_name
     rows = status(streams, project=project, db=db, target=target, now=now)
     out, unlimited, no_data_age = [], [], []
     for r in rows:
+        if parse_name(r["stream"]) is not None:
+            continue  # a bucket: its stream's row judges the least watermark and the oldest load
         warn = limits["--warn-after"] or _dur(r.get("warn_after"), "warn-after")
         error = limits["--error-after"] or _dur(r.get("error_after"), "error-after")
         if warn is None and error is None:

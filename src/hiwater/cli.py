@@ -157,6 +157,12 @@ def cli(ctx, verbose, log_format):
               help="How long to wait for another run of the same stream.")
 @click.option("--batch-size", default=65536, show_default=True, type=int, help="Records per batch.")
 @click.option("--now", metavar="TIMESTAMP", help="Pretend it is this instant (for tests and replays).")
+@click.option("--buckets", default=1, show_default=True, type=click.IntRange(1, 4096),
+              help="Split the stream by a hash of its key into N buckets, each a stream NAME#B/N with its "
+                   "own watermark and commit, run in parallel (docs/scale-out.md).")
+@click.option("--executor", metavar="local|dask|dask:ADDRESS",
+              help="How --buckets run: local (a process pool, the default), dask (a Dask LocalCluster) or "
+                   "dask:tcp://HOST:8786 (an existing Dask cluster; needs hiwater[dask]).")
 @click.option("--details", is_flag=True, help="Print every count, not just the six-key summary.")
 @click.option("--progress", type=click.Choice(["auto", "always", "never"]), default="auto", show_default=True,
               help="A progress bar on stderr (rows, rate, ETA); auto: only when stderr is a terminal.")
@@ -378,8 +384,11 @@ def status_cmd(streams, as_json, **kw):
     """Every stream of the project (or of the target --db/--target): watermark, data age (now - watermark),
     load age (since the latest successful run), the latest run and the quarantine size."""
     rows = api.status(list(streams), **kw)
-    _print_rows(rows, as_json, ["stream", "watermark", "data_age", "load_age", "last_outcome", "last_loaded",
-                                "last_rejected", "last_duration_s", "quarantined", "last_error"])
+    cols = ["stream", "watermark", "data_age", "load_age", "last_outcome", "last_loaded",
+            "last_rejected", "last_duration_s", "quarantined", "last_error"]
+    if any("lag" in r for r in rows):  # a bucketed stream: each bucket's lag behind its most advanced bucket
+        cols.insert(2, "lag")
+    _print_rows(rows, as_json, cols)
 
 
 @cli.command("check")

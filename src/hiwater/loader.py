@@ -242,6 +242,8 @@ class Loader:
         self._started_at = _iso_now()
         state = t.read_state(self.stream)
         if state is None:
+            from .buckets import check_new_stream  # a stream keeps its bucket count
+            check_new_stream([s.stream for s in t.list_states()], self.stream)
             state = StreamState(self.stream, self.table, tuple(o.key), o.cursor,
                                 assume_tz=_zone_name(o.assume_tz or "UTC"))
         else:
@@ -496,7 +498,7 @@ class Loader:
                 self._check_durations()
             if o.strict and not p.valid.all():
                 i = int(np.flatnonzero(~p.valid)[0])
-                raise StrictError(p.reasons[i], path=raw.path, row=raw.first_record + i)
+                raise StrictError(p.reasons[i], path=raw.path, row=int(raw.record_nos([i])[0]))
             if window is None or window_kind != self.kind:
                 window, window_kind = self._window(), self.kind
             places = D.place(p.cursor, p.valid, window)
@@ -515,7 +517,7 @@ class Loader:
                 bad = np.flatnonzero(~p.valid)
                 res.invalid += len(bad)
                 if len(bad) and self._first_reject is None:
-                    self._first_reject = f"{raw.path}: record {raw.first_record + int(bad[0])}: {p.reasons[int(bad[0])]}"
+                    self._first_reject = f"{raw.path}: record {int(raw.record_nos([int(bad[0])])[0])}: {p.reasons[int(bad[0])]}"
                 inwin = (places == D.Place.IN) | typed_in
                 if o.window is not None and inwin.any() and self.kind is not None:
                     width = o.window.for_kind(self.kind, "--window")
@@ -594,9 +596,9 @@ class Loader:
                          p.kind, tbl, {k: v.take(pa.array(idx)) for k, v in p.stored.items()})
             places = places[idx]
             superseded = None if superseded is None else superseded[idx]
-            first_records = p.raw.first_record + idx
+            first_records = p.raw.record_nos(idx)
         else:
-            first_records = p.raw.first_record + np.arange(p.n)
+            first_records = p.raw.record_nos(np.arange(p.n))
 
         # The table and its columns, made or widened as the data shows them.
         if p.valid.any():
@@ -766,7 +768,7 @@ class Loader:
                 detail = (f"below the window ({V.format_value(window.lo, self.kind, self.state.naive, self.tz)})"
                           f" and not in the target")
             rec = records[j]
-            row = int(first_records[i]) - p.raw.first_record
+            row = p.raw.position(int(first_records[i]))
             for name, values in (p.raw.mixed | p.raw.sent).items():  # the value as it arrived
                 if name in rec:
                     rec[name] = values[row]

@@ -83,6 +83,8 @@ class LoadOptions:
     batch_size: int = 65_536
     now: dt.datetime | None = None
     max_rejected: RejectLimit | None = None
+    buckets: int = 1              # split the stream into N key-hash buckets (hiwater.buckets)
+    executor: object = None       # how buckets run: local | dask | dask:ADDRESS (or a distributed.Client)
 
     @classmethod
     def build(cls, **kw) -> "LoadOptions":
@@ -157,6 +159,14 @@ class LoadOptions:
             raise UsageError(f"--window {self.window.text!r}: must be greater than zero")
         if self.window is not None and self.prune:
             raise UsageError("--window cannot be combined with --prune: pruning needs the whole source in one transaction")
+        if isinstance(self.buckets, bool) or not isinstance(self.buckets, int) or not 1 <= self.buckets <= 4096:
+            raise UsageError(f"--buckets {self.buckets!r}: give a whole number from 1 to 4096")
+        if self.buckets > 1:
+            from .buckets import parse_executor
+            parse_executor(self.executor)
+            if self.prune:
+                raise UsageError("--prune cannot be combined with --buckets: a bucket sees only its own keys, "
+                                 "so it cannot tell which keys are gone", hint="prune with one run, without --buckets")
         if self.batch_size < 1:
             raise UsageError("--batch-size must be at least 1")
         if self.batch_size > 2**31 - 1:

@@ -59,6 +59,7 @@ class Summary:
     new_columns: list = field(default_factory=list)
     duration_s: float | None = None  # seconds from the start of the run to its end
     files: dict | None = None  # a folder/glob source: files listed, read, skipped, vanished
+    buckets: list | None = None  # a bucketed run: each bucket's stream, six-key summary and run id
 
     @property
     def source_records(self) -> int:
@@ -108,6 +109,8 @@ class Summary:
             out["files"] = self.files
         if self.windows:
             out["windows"] = self.windows
+        if self.buckets is not None:
+            out["buckets"] = self.buckets
         out["warnings"] = list(self.warnings)
         return out
 

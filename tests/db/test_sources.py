@@ -84,6 +84,10 @@ def my_orders(mysql, mysql_db):
 # --- the SQL builder ---------------------------------------------------------------------------
 
 def test_window_sql_renders_each_case():
+    # a bucketed stream's predicate is ANDed with the whole window (NULL cursors included)
+    assert window_sql('"t"', '"c"', ['"id"'], [">="], "%s", True, "B") == \
+        'SELECT * FROM "t" WHERE (("c" >= %s) OR "c" IS NULL) AND (B) ORDER BY "c", "id"'
+    assert window_sql('"t"', '"c"', ['"id"'], [], "?", False, "B") == 'SELECT * FROM "t" WHERE B ORDER BY "c", "id"'
     assert window_sql('"t"', '"c"', ['"id"'], [], "%s", True) == 'SELECT * FROM "t" ORDER BY "c", "id"'
     assert window_sql('"t"', '"c"', ['"a"', '"b"'], [">="], "?", False) == \
         'SELECT * FROM "t" WHERE ("c" >= ?) OR "c" IS NULL ORDER BY "c", "a", "b"'

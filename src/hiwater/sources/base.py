@@ -30,9 +30,23 @@ class RawBatch:
     sent: dict = field(default_factory=dict)  # column -> Python values as sent, where the table holds another form
     csv: bool = False  # cells that were text, typed by the reader (a column's type is a guess)
     texts: dict = field(default_factory=dict)  # CSV column read as a number -> its cells' text (pa.string)
+    numbers: object = None  # each row's record number when they are not consecutive (a bucket's rows)
 
     def __len__(self) -> int:
         return self.rows if self.rows is not None else self.table.num_rows
+
+    def record_nos(self, idx):
+        """The record numbers (1-based, within ``path``) of the rows at positions ``idx``."""
+        import numpy as np
+        idx = np.asarray(idx, dtype=np.int64)
+        return self.first_record + idx if self.numbers is None else np.asarray(self.numbers)[idx]
+
+    def position(self, record_no: int) -> int:
+        """The row of this batch that holds record ``record_no``."""
+        if self.numbers is None:
+            return record_no - self.first_record
+        import numpy as np
+        return int(np.searchsorted(self.numbers, record_no))
 
 
 class Source(Protocol):

@@ -66,19 +66,23 @@ class WindowBounds:
 
 
 def window_sql(base: str, cursor: str, key: list, bounds: list, placeholder: str,
-               escape_percent: bool) -> str:
+               escape_percent: bool, bucket: str | None = None) -> str:
     """The SELECT for one pass (pure builder).
 
     ``base`` is a quoted table name or ``(query) AS _hiwater_src``; ``cursor`` and
     ``key`` are quoted; ``bounds`` is a list of ``(operator, placeholder-count)``,
-    e.g. ``[(">=",), ("<",)]``.
+    e.g. ``[(">=",), ("<",)]``. ``bucket`` is a bucketed stream's predicate
+    (:func:`hiwater.buckets.bucket_sql`), ANDed with the window.
     """
     if escape_percent:  # psycopg / pymysql read % as a placeholder
         base, cursor, key = base.replace("%", "%%"), cursor.replace("%", "%%"), [k.replace("%", "%%") for k in key]
     sql = f"SELECT * FROM {base}"
     if bounds:
         cond = " AND ".join(f"{cursor} {op} {placeholder}" for op in bounds)
-        sql += f" WHERE ({cond}) OR {cursor} IS NULL"
+        sql += f" WHERE ({cond}) OR {cursor} IS NULL" if not bucket else \
+            f" WHERE (({cond}) OR {cursor} IS NULL) AND ({bucket})"
+    elif bucket:
+        sql += f" WHERE {bucket}"
     return sql + f" ORDER BY {', '.join([cursor] + key)}"
 
 
@@ -456,7 +460,7 @@ class SqlSource:
 
     def __init__(self, url: str, *, table: str | None = None, query: str | None = None,
                  key: tuple = ("id",), cursor: str = "modified_at", batch_size: int = 65_536,
-                 assume_tz: str = "UTC"):
+                 assume_tz: str = "UTC", bucket: tuple | None = None):
         if (table is None) == (query is None):
             raise UsageError("--source needs exactly one of --source-table TABLE or --query 'SELECT …'")
         self.url = expand(url)
@@ -487,6 +491,7 @@ class SqlSource:
         self.last_sql: str | None = None
         self.last_params: list | None = None
         self.exact: bool | None = None
+        self.bucket = bucket  # (b, n): read only bucket b of n (hiwater.buckets)
         self._open = False
 
     # --- the loader's side -------------------------------------------------------------------
@@ -541,8 +546,12 @@ class SqlSource:
                     ops.append("<" if exact else "<=")
                     params.append(p)
             self.exact = exact and len(params) == (b.lo is not None) + (b.hi is not None)
+        bucket = None
+        if self.bucket is not None:
+            from ..buckets import bucket_sql
+            bucket = bucket_sql(d.name, [d.quote(k) for k in self.key], self.bucket[1], self.bucket[0])
         sql = window_sql(self.base(), d.quote(self.cursor), [d.quote(k) for k in self.key], ops,
-                         d.placeholder, d.escape_percent)
+                         d.placeholder, d.escape_percent, bucket)
         return sql, params
 
     # --- internals ----------------------------------------------------------------------------
@@ -558,6 +567,9 @@ class SqlSource:
             d.connect()
         except d.errors() as exc:
             raise ConnectError(f"{redact(self.url)}: cannot connect: {self._msg(exc)}") from None
+        if self.bucket is not None and d.name == "sqlite":
+            from ..buckets import sqlite_bucket
+            d.conn.create_function("hiwater_bucket", -1, sqlite_bucket, deterministic=True)
         try:
             d.begin_snapshot()
             self.columns = d.describe(self.base())

@@ -1,0 +1,155 @@
+#!/usr/bin/env python3
+"""Bucketed streams: throughput against the number of buckets and the executor (issue 13, SPEC §11).
+
+    .venv/bin/python bench/buckets.py                          # 1M rows, PostgreSQL -> PostgreSQL
+    .venv/bin/python bench/buckets.py --rows 10000000          # the 10M point (long)
+    .venv/bin/python bench/buckets.py --source file            # a JSON Lines file -> PostgreSQL
+    .venv/bin/python bench/buckets.py --rows 20000 --configs 1,local:2   # a smoke run
+
+Every point is a first load of the whole source into a fresh PostgreSQL schema, timed in this
+process around ``hiwater.load`` (``--buckets 1`` is the plain single run, the reference; the
+others start their workers inside the timing: a spawn process pool, or a Dask LocalCluster with
+one single-threaded worker process per bucket up to the core count). Each point's table is
+checked against the reference (row count and an MD5 of every column). ``--target sqlite`` loads a
+SQLite file instead (its buckets run one after another: one file, one writer).
+Prints a Markdown table; ``--out`` writes JSON.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+import uuid
+
+PG = os.environ.get("HIWATER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+NOW = "2025-06-01T00:00:00Z"
+
+
+def admin():
+    import psycopg
+    return psycopg.connect(PG, autocommit=True)
+
+
+def make_source(conn, rows: int, kind: str, tmp: str):
+    schema = "bench_b13_" + uuid.uuid4().hex[:8]
+    conn.execute(f'CREATE SCHEMA "{schema}"')
+    conn.execute(
+        f'CREATE TABLE "{schema}".src AS SELECT i::bigint AS id, md5(i::text) AS name, (i % 1000)::int AS qty, '
+        f"(i % 997)::numeric(10,2) AS price, timestamp '2025-01-01' + (i % 500000) * interval '1 second' "
+        f"AS modified_at FROM generate_series(1, {rows}) i")
+    if kind == "sql":
+        return schema, dict(source_url=PG, source_table=f"{schema}.src")
+    return schema, make_file(conn, schema, tmp)
+
+
+def make_file(conn, schema: str, tmp: str) -> dict:
+    path = os.path.join(tmp, "src.jsonl")
+    with open(path, "w") as f, conn.cursor() as cur:
+        with cur.copy(f'COPY (SELECT json_build_object(\'id\', id, \'name\', name, \'qty\', qty, '
+                      f'\'price\', price::text, \'modified_at\', to_char(modified_at, '
+                      f'\'YYYY-MM-DD"T"HH24:MI:SS\')) FROM "{schema}".src) TO STDOUT') as cp:
+            for chunk in cp:
+                f.write(bytes(chunk).decode())
+    return dict(input=path)
+
+
+def checksum(conn, target: str, table: str = "t") -> dict:
+    if target.startswith("sqlite"):
+        import hashlib
+        import sqlite3
+        con = sqlite3.connect(target.split("sqlite:///", 1)[1])
+        rows = con.execute(f'SELECT id, name, qty, price, modified_at FROM "{table}" ORDER BY id').fetchall()
+        con.close()
+        return {"count": len(rows), "md5": hashlib.md5(repr(rows).encode()).hexdigest()}
+    schema = target.split("schema=", 1)[1]
+    out = {"count": conn.execute(f'SELECT count(*) FROM "{schema}"."{table}"').fetchone()[0]}
+    for c in ("id", "name", "qty", "price", "modified_at"):
+        out[c] = conn.execute(f'SELECT md5(string_agg(coalesce("{c}"::text, \'-\'), \',\' ORDER BY id)) '
+                              f'FROM "{schema}"."{table}"').fetchone()[0]
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--source", choices=["sql", "file"], default="sql")
+    ap.add_argument("--target", choices=["postgresql", "sqlite"], default="postgresql")
+    ap.add_argument("--configs", default="1,local:2,local:4,dask:2,dask:4",
+                    help="comma-separated points: 1 (one run), EXECUTOR:N")
+    ap.add_argument("--update", action="store_true",
+                    help="time the run after a first load: every source row changed (its cursor moved 30 days "
+                         "later), so every bucket runs in parallel from its watermark (a first load runs "
+                         "bucket 0 alone first, to create the table)")
+    ap.add_argument("--out", help="also write the results as JSON here")
+    args = ap.parse_args()
+    import hiwater
+    conn = admin()
+    tmp = tempfile.mkdtemp(prefix="bench_b13_")
+    made = []
+    t0 = time.perf_counter()
+    schema, src = make_source(conn, args.rows, args.source, tmp)
+    made.append(schema)
+    print(f"source: {args.rows:,} rows ({args.source}) made in {time.perf_counter() - t0:.1f}s; "
+          f"cpus={os.cpu_count()}; load average {os.getloadavg()[0]:.1f}", file=sys.stderr)
+    results, reference = [], None
+    points = []
+    try:
+        for point in args.configs.split(","):
+            executor, _, n = point.partition(":")
+            n = int(n or executor if executor.isdigit() else n)
+            executor = None if executor.isdigit() else executor
+            if args.target == "sqlite":
+                target = f"sqlite:///{os.path.join(tmp, f'{uuid.uuid4().hex[:6]}.db')}"
+            else:
+                ts = "bench_b13_" + uuid.uuid4().hex[:8]
+                made.append(ts)
+                target = f"{PG}?schema={ts}"
+            kw = dict(target=target, table="t", now=NOW)
+            if n > 1:
+                kw.update(buckets=n, executor=executor)
+            points.append((point, n, executor, target, kw))
+        if args.update:
+            for point, n, executor, target, kw in points:
+                hiwater.load(**src, **kw)  # the first load, untimed
+            conn.execute(f'UPDATE "{schema}".src SET name = name || \'!\', modified_at = modified_at + interval \'30 days\'')
+            if args.source == "file":
+                schema, src = schema, make_file(conn, schema, tmp)
+        for point, n, executor, target, kw in points:
+            load_avg = os.getloadavg()[0]
+            t = time.perf_counter()
+            s = hiwater.load(**src, **kw)
+            elapsed = time.perf_counter() - t
+            sums = checksum(conn, target)
+            if reference is None:
+                reference = (elapsed, sums)
+            same = sums == reference[1]
+            row = {"point": point, "buckets": n, "executor": executor or "-", "seconds": round(elapsed, 2),
+                   "rows_per_s": round(args.rows / elapsed), "speedup": round(reference[0] / elapsed, 2),
+                   "loaded": s.loaded, "same_as_single_run": same, "load_average_before": round(load_avg, 1)}
+            results.append(row)
+            print(json.dumps(row), file=sys.stderr)
+            if not same:
+                print(f"MISMATCH at {point}: {sums} != {reference[1]}", file=sys.stderr)
+    finally:
+        for sch in made:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{sch}" CASCADE')
+    what = "the run after every row changed" if args.update else "a first load"
+    print(f"\n{args.rows:,} rows, {args.source} source -> {args.target}, {what}\n")
+    print("| buckets | executor | seconds | rows/s | vs one run | same table | load avg before |")
+    print("| ---: | --- | ---: | ---: | ---: | --- | ---: |")
+    for r in results:
+        print(f"| {r['buckets']} | {r['executor']} | {r['seconds']} | {r['rows_per_s']:,} | {r['speedup']}x | "
+              f"{'yes' if r['same_as_single_run'] else 'NO'} | {r['load_average_before']} |")
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump({"rows": args.rows, "source": args.source, "target": args.target, "update": args.update,
+                   "cpus": os.cpu_count(),
+                       "results": results}, f, indent=2)
+    return 0 if all(r["same_as_single_run"] for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -30,6 +30,15 @@ class RawBatch:
     sent: dict = field(default_factory=dict)  # column -> Python values as sent, where the table holds another form
     csv: bool = False  # cells that were text, typed by the reader (a column's type is a guess)
     texts: dict = field(default_factory=dict)  # CSV column read as a number -> its cells' text (pa.string)
+    # The 1-based record number of each row, when the rows are not consecutive records (the
+    # records of a LightBatch that must be written); ``first_record`` is then numbers[0].
+    numbers: object = None
+
+    def record_numbers(self):
+        import numpy as np
+        if self.numbers is not None:
+            return self.numbers
+        return self.first_record + np.arange(len(self), dtype=np.int64)
 
     def __len__(self) -> int:
         return self.rows if self.rows is not None else self.table.num_rows

@@ -255,7 +255,7 @@ def _profile_md(prof, n, target="sqlite"):
     else:
         out.append("cProfile sees the main thread only and slows Python-level calls, so read the "
                    "shares, not the seconds.\n")
-    for step in ("first", "delta"):
+    for step in ("first", "delta", "rerun"):
         p = prof.get(step)
         if not p:
             continue

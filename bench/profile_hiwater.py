@@ -164,7 +164,7 @@ def _profile_target(data_dir, out_dir, target, log, n, profiler):
     where = (["--db", os.path.join(out_dir, "target.sqlite")] if target == "sqlite" else
              ["--target", "duckdb:///" + os.path.join(out_dir, "target.duckdb")])
     result = {}
-    for step, inp in (("first", "base"), ("delta", "delta")):
+    for step, inp in (("first", "base"), ("delta", "delta"), ("rerun", "delta")):
         load = [hw, "load", "--input", os.path.join(data_dir, inp + ".jsonl"), *where,
                 "--table", "events", "--key", "id", "--cursor", "modified_at"]
         if profiler == "py-spy":
@@ -192,7 +192,7 @@ def _print(res):
         if "error" in steps:
             print(f"\n== {target}: {steps['error']}")
             continue
-        for step in ("first", "delta"):
+        for step in ("first", "delta", "rerun"):
             r = steps.get(step)
             if not r:
                 continue

@@ -92,8 +92,9 @@ class Tool:
             if self.target == "duckdb":
                 return base + ["--target", "duckdb:///" + pl["db"]]
             return base + ["--target", pg_schema_url(pl["url"], pl["schema"])]
-        if self.name == "raw":
-            base = [MAIN_PY, os.path.join(HERE, "raw_limit.py"), "--input", inp, "--table", "events"]
+        if self.name in ("raw-upsert-all", "raw-incremental"):
+            script = "raw_limit.py" if self.name == "raw-upsert-all" else "raw_incremental.py"
+            base = [MAIN_PY, os.path.join(HERE, script), "--input", inp, "--table", "events"]
             if self.target == "sqlite":
                 return base + ["--db", pl["db"]]
             if self.target == "duckdb":
@@ -131,19 +132,27 @@ class Tool:
 def all_tools():
     return [
         Tool("hiwater", "hiwater", "sqlite", "hiwater"),
-        Tool("raw", "raw limit (sqlite3 executemany upsert)", "sqlite", "raw"),
+        Tool("raw-incremental", "raw incremental (watermark, orjson, executemany of the newer lines)",
+             "sqlite", "raw"),
+        Tool("raw-upsert-all", "raw upsert-all (sqlite3 executemany upsert of every line)", "sqlite",
+             "raw"),
         Tool("textbook", "textbook loop (sort + per-row INSERT OR REPLACE)", "sqlite", "textbook"),
         Tool("dlt-sqlite-arrow", "dlt, sqlalchemy→SQLite, Arrow batches", "sqlite", "dlt",
              slow=True, venv="bench"),
         Tool("dlt-sqlite-dicts", "dlt, sqlalchemy→SQLite, dict rows", "sqlite", "dlt",
              slow=True, venv="bench"),
         Tool("hiwater", "hiwater", "duckdb", "hiwater"),
-        Tool("raw", "raw limit (DuckDB read_json + INSERT … ON CONFLICT)", "duckdb", "raw"),
+        Tool("raw-incremental", "raw incremental (watermark, orjson, Arrow INSERT … ON CONFLICT)",
+             "duckdb", "raw"),
+        Tool("raw-upsert-all", "native floor (DuckDB read_json + INSERT … ON CONFLICT)", "duckdb",
+             "raw"),
         Tool("dlt-duckdb-arrow", "dlt, DuckDB, Arrow batches", "duckdb", "dlt", venv="bench"),
         Tool("dlt-duckdb-dicts", "dlt, DuckDB, dict rows", "duckdb", "dlt", slow=True,
              venv="bench"),
         Tool("hiwater", "hiwater", "postgres", "hiwater"),
-        Tool("raw", "raw limit (psycopg COPY + one upsert)", "postgres", "raw"),
+        Tool("raw-incremental", "raw incremental (watermark, orjson, COPY + one upsert)",
+             "postgres", "raw"),
+        Tool("raw-upsert-all", "raw upsert-all (psycopg COPY + one upsert)", "postgres", "raw"),
         Tool("dlt-postgres-arrow", "dlt, PostgreSQL, Arrow batches", "postgres", "dlt",
              venv="bench"),
         Tool("dlt-postgres-dicts", "dlt, PostgreSQL, dict rows", "postgres", "dlt", slow=True,
@@ -792,8 +801,9 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--tools", default="all",
-                    help="comma-separated tool names (hiwater, raw, textbook, dlt-duckdb-arrow, "
-                         "...; 'dlt' = every dlt variant) or 'all'")
+                    help="comma-separated tool names (hiwater, raw-incremental, raw-upsert-all, "
+                         "textbook, dlt-duckdb-arrow, ...; 'raw' = both raw variants, 'dlt' = "
+                         "every dlt variant) or 'all'")
     ap.add_argument("--targets", default="sqlite,duckdb,postgres")
     ap.add_argument("--slow-at-full", action="store_true",
                     help="run the slow dlt variants at --n too, not only at --small-n")
@@ -839,7 +849,8 @@ def main(argv=None) -> int:
         if t.target not in targets:
             continue
         if want is not None and t.name not in want and not (
-                "dlt" in want and t.name.startswith("dlt-")):
+                "dlt" in want and t.name.startswith("dlt-")) and not (
+                "raw" in want and t.name.startswith("raw-")):
             continue
         tools.append(t)
 

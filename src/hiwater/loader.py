@@ -28,8 +28,9 @@ from . import values as V
 from .errors import HiwaterError, QualityError, StrictError, UsageError
 from .events import emit
 from .options import LoadOptions
-from .prepare import Prepared, prepare
+from .prepare import Prepared, key_groups, prepare
 from .sources.base import Source
+from .sources.lightjson import LightBatch
 from .sources.jsontext import to_json_text
 from .state import StreamState
 from .summary import Counts, Summary
@@ -480,9 +481,22 @@ class Loader:
         fields: set = set()
         self._late = [] if write and lo_slice is None else None
         self._late_min = None
+        light = write and lo_slice is None and self._light_ok()
+        if hasattr(self.source, "light_key"):
+            self.source.light_key = tuple(o.key) if light else None
         for raw in prefetch(self.source.batches(), early=early):
             if len(raw) == 0:
                 continue
+            if isinstance(raw, LightBatch):
+                fields.update(raw.table.column_names)
+                n_light = len(raw)
+                raw = self._skip_current(raw, res)
+                if raw is None:
+                    if self.progress is not None:
+                        done += n_light
+                        self.progress(done, expected)
+                    continue
+                done += n_light - len(raw)
             fields.update(raw.table.column_names)
             if self._kind_this_run and self.kind in (V.DATE, V.INT) and o.cursor in raw.table.column_names:
                 seen = V.detect_kind(raw.table.column(o.cursor))
@@ -543,12 +557,74 @@ class Loader:
             if self.progress is not None:
                 done += p.n
                 self.progress(done, expected)
+        if hasattr(self.source, "light_key"):
+            self.source.light_key = None
         self._check_fields(fields)
         if self._late is not None:
             self._settle_late(res)
         if self._late_min is not None:
             res.min_late = self._late_min if res.min_late is None else min(res.min_late, self._late_min)
         return res
+
+    def _light_ok(self) -> bool:
+        """Whether this pass may read JSON Lines key and cursor first (see sources/lightjson.py):
+        the target holds the stream already, and no option needs every record in full."""
+        o = self.opts
+        return (self.kind is not None and self.columns is not None and not self.empty_at_start
+                and not o.full_load and not o.prune and not o.strict and o.delete_field is None
+                and o.on_late != "skip" and o.cursor not in o.key
+                and all(k in self.columns for k in o.key))
+
+    def _skip_current(self, raw: LightBatch, res: PassResult):
+        """Count ``unchanged`` the records of a key-and-cursor batch whose stored version is
+        already current (same key, same cursor, not written by this run, one record of its key in
+        the batch, inside or below the window); the others come back fully read (or None)."""
+        o, t = self.opts, self.target
+        key = tuple(o.key)
+        tbl = raw.table
+        n = len(raw)
+        ok = np.ones(n, bool)
+        for k in key:
+            col = tbl.column(k)
+            if col.null_count:
+                ok &= col.is_valid().to_numpy(zero_copy_only=False)
+        col = tbl.column(o.cursor).combine_chunks()
+        parsed = V.parse_column(col, self.kind, self.tz)
+        ok &= parsed.valid
+        window = self._window()
+        places = D.place(parsed.values, ok, window)
+        cand = ok & ((places == D.Place.IN) | (places == D.Place.BELOW))
+        if cand.any():
+            groups = key_groups(tbl, key, ok)
+            cand &= np.bincount(groups)[groups] == 1
+        idx = np.flatnonzero(cand)
+        drop = np.zeros(n, bool)
+        if len(idx):
+            take = None if len(idx) == n else pa.array(idx)
+            arrays = [tbl.column(k).combine_chunks() if take is None else tbl.column(k).take(take).combine_chunks()
+                      for k in key]
+            found = t.lookup_arrow(self.table, key, arrays, parsed.values[idx], self.run_id)
+            if found is None:
+                found = t.lookup_versions(self.table, key, _key_values(tbl, key, idx), parsed.values[idx],
+                                          self.run_id)
+            current = found.exists & (found.cursor == parsed.values[idx]) & (found.run != self.run_id)
+            drop[idx[current]] = True
+        if drop.any():
+            res.counts.unchanged += int(drop.sum())
+            cur = parsed.values[drop]
+            m = int(cur.max())
+            res.max_source = m if res.max_source is None else max(res.max_source, m)
+            inside = drop & (places == D.Place.IN)
+            if inside.any():
+                cand_wm = int(parsed.values[inside].max())
+                if res.candidate is None or cand_wm >= res.candidate:
+                    res.candidate = cand_wm
+                    j = int(np.flatnonzero(inside & (parsed.values == cand_wm))[0])
+                    self._cand_naive = bool(parsed.naive[j])
+        rest = np.flatnonzero(~drop)
+        if not len(rest):
+            return None
+        return raw.expand(rest)
 
     def _check_csv_types(self, raw) -> None:
         """A CSV column's type is judged per batch; one that is a number in an earlier batch of

@@ -68,7 +68,8 @@ def test_run_small_benchmark_verifies(tmp_path):
     (path,) = results.glob("*.json")
     res = json.loads(path.read_text())
     cells = {(c["tool"], c["target"]): c for s in res["sections"] for c in s["cells"]}
-    for must in (("hiwater", "sqlite"), ("raw", "sqlite"), ("textbook", "sqlite")):
+    for must in (("hiwater", "sqlite"), ("raw-incremental", "sqlite"), ("raw-upsert-all", "sqlite"),
+                 ("textbook", "sqlite"), ("raw-incremental", "duckdb")):
         assert must in cells, (must, res["skipped"])
     for (tool, target), c in cells.items():
         for step, st in c["steps"].items():

@@ -30,7 +30,16 @@ class RawBatch:
     sent: dict = field(default_factory=dict)  # column -> Python values as sent, where the table holds another form
     csv: bool = False  # cells that were text, typed by the reader (a column's type is a guess)
     texts: dict = field(default_factory=dict)  # CSV column read as a number -> its cells' text (pa.string)
-    numbers: object = None  # each row's record number when they are not consecutive (a bucket's rows)
+    # The 1-based record number of each row, when the rows are not consecutive records (a
+    # bucket's rows, or the records of a LightBatch that must be written); sorted ascending.
+    numbers: object = None
+
+    def record_numbers(self):
+        """Every row's record number."""
+        import numpy as np
+        if self.numbers is not None:
+            return np.asarray(self.numbers)
+        return self.first_record + np.arange(len(self), dtype=np.int64)
 
     def __len__(self) -> int:
         return self.rows if self.rows is not None else self.table.num_rows

@@ -302,6 +302,10 @@ class FileSource:
         else:
             self.entries = local_entries(paths) if self.tracked else {}
         self._listed = list(self.paths)
+        # Set by the loader for a run whose target already holds the stream: JSON Lines files are
+        # then read key and cursor first (LightBatch), and other fields only for the records the
+        # stored versions do not show to be current.
+        self.light_key: tuple | None = None
 
     def select(self, known: dict, reread: bool = False) -> FileSelection:
         """Read only the listed files that ``known`` (the manifest: ``{path: (size, mtime_ns,
@@ -381,6 +385,10 @@ class FileSource:
                 _refuse_compressed(local, name)
             try:
                 fmt = self.format_of(path, data)
+                if fmt == "jsonl" and self.light_key:
+                    from .lightjson import read_jsonl_light
+                    yield from read_jsonl_light(data, name, self.cursor, self.batch_size, self.light_key)
+                    continue
                 reader = {"json": _read_json_array, "jsonl": _read_jsonl, "csv": _read_csv,
                           "parquet": _read_parquet}[fmt]
                 yield from reader(data, name, self.cursor, self.batch_size)

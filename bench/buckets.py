@@ -57,6 +57,14 @@ def make_file(conn, schema: str, tmp: str) -> dict:
 
 
 def checksum(conn, target: str, table: str = "t") -> dict:
+    if target.startswith("delta"):
+        import hashlib
+        import polars as pl
+        df = pl.read_delta(f"{target.split('://', 1)[1]}/{table}").sort("id")
+        out = {"count": df.height}
+        for c in ("id", "name", "qty", "price", "modified_at"):
+            out[c] = hashlib.md5(",".join("-" if v is None else str(v) for v in df[c].to_list()).encode()).hexdigest()
+        return out
     if target.startswith("sqlite"):
         import hashlib
         import sqlite3
@@ -76,7 +84,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--source", choices=["sql", "file"], default="sql")
-    ap.add_argument("--target", choices=["postgresql", "sqlite"], default="postgresql")
+    ap.add_argument("--target", choices=["postgresql", "sqlite", "delta"], default="postgresql")
     ap.add_argument("--configs", default="1,local:2,local:4,dask:2,dask:4",
                     help="comma-separated points: 1 (one run), EXECUTOR:N")
     ap.add_argument("--update", action="store_true",
@@ -103,6 +111,8 @@ def main() -> int:
             executor = None if executor.isdigit() else executor
             if args.target == "sqlite":
                 target = f"sqlite:///{os.path.join(tmp, f'{uuid.uuid4().hex[:6]}.db')}"
+            elif args.target == "delta":
+                target = f"delta://{os.path.join(tmp, uuid.uuid4().hex[:6])}"
             else:
                 ts = "bench_b13_" + uuid.uuid4().hex[:8]
                 made.append(ts)

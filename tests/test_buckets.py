@@ -272,3 +272,20 @@ def test_late_records_are_judged_by_the_buckets_own_watermark(tmp_path):
         assert (s1.counts.late, s1.counts.updated) == ((1, 0) if on_late == "detect" else (0, 1))
         assert (table_rows(one) == table_rows(two)) is same
         assert ("2025-01-15T11:00:00", a) in table_rows(two)
+
+
+def test_the_columnar_hash_and_the_per_key_hash_agree():
+    """bucket_ids hashes a column in DuckDB when it can; the per-key Python MD5 must agree on
+    every kind of text (empty, unicode, separators, long)."""
+    import random
+
+    import pyarrow as pa
+
+    from hiwater.buckets import _md5_buckets, bucket_of_text
+    rnd = random.Random(5)
+    alphabet = "abcXYZ019 é東京😀\x1f-_"
+    texts = ["", "0", "-1", "9223372036854775807"] + [
+        "".join(rnd.choice(alphabet) for _ in range(rnd.randrange(0, 40))) for _ in range(3000)]
+    for n in (2, 3, 4, 7, 64):
+        fast = _md5_buckets(pa.array(texts, pa.string()), n)
+        assert [int(b) for b in fast] == [bucket_of_text(t, n) for t in texts]

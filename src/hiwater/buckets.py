@@ -92,14 +92,42 @@ def bucket_of(values, n: int) -> int:
     return bucket_of_text(SEP.join(canonical(v) for v in values), n)
 
 
-def _texts(col) -> list:
-    """A key column's canonical texts, vectorised where the type allows."""
+def _text_array(tbl: pa.Table, k, mixed: dict | None, rows: int) -> pa.Array:
+    """A key column's canonical texts as an Arrow string array (no Python object per row for
+    integer and string columns)."""
+    if mixed and k in mixed:
+        return pa.array([canonical(v) for v in mixed[k]], pa.string())
+    if k not in tbl.column_names:
+        return pa.array([""] * rows, pa.string())
+    col = tbl.column(k)
     if isinstance(col, pa.ChunkedArray):
         col = col.combine_chunks()
     t = col.type
     if pa.types.is_integer(t) or pa.types.is_string(t) or pa.types.is_large_string(t):
-        return pc.fill_null(col.cast(pa.string()), "").to_pylist()
-    return [canonical(v) for v in col.to_pylist()]
+        return pc.fill_null(col.cast(pa.string()), "")
+    return pa.array([canonical(v) for v in col.to_pylist()], pa.string())
+
+
+def _md5_buckets(texts: pa.Array, n: int) -> np.ndarray:
+    """The first 4 bytes of each text's MD5, big-endian, mod ``n``. DuckDB (when installed)
+    hashes the whole column in C (a million keys in ~0.1 s instead of ~1.5 s); the result is
+    the same number either way (tests/test_buckets.py pins both)."""
+    try:
+        import duckdb
+    except ImportError:
+        duckdb = None
+    if duckdb is not None and len(texts) > 1000:
+        con = duckdb.connect()
+        try:
+            con.register("hiwater_keys", pa.table({"t": texts}))
+            got = con.execute(f"SELECT (('0x' || substr(md5(t), 1, 8))::UBIGINT % {int(n)})::BIGINT AS b "
+                              f"FROM hiwater_keys").fetchnumpy()["b"]
+        finally:
+            con.close()
+        return np.asarray(got, dtype=np.int64)
+    md5 = hashlib.md5
+    return np.fromiter((int.from_bytes(md5(s.encode("utf-8")).digest()[:4], "big") % n for s in texts.to_pylist()),
+                       dtype=np.int64, count=len(texts))
 
 
 def bucket_ids(tbl: pa.Table, key, n: int, mixed: dict | None = None) -> np.ndarray:
@@ -108,19 +136,9 @@ def bucket_ids(tbl: pa.Table, key, n: int, mixed: dict | None = None) -> np.ndar
     ``mixed`` maps a column holding values of several types to their Python values (a
     :class:`~hiwater.sources.base.RawBatch` keeps them there)."""
     rows = tbl.num_rows
-    parts = []
-    for k in key:
-        if mixed and k in mixed:
-            parts.append([canonical(v) for v in mixed[k]])
-        elif k in tbl.column_names:
-            parts.append(_texts(tbl.column(k)))
-        else:
-            parts.append([""] * rows)
-    texts = parts[0] if len(parts) == 1 else [SEP.join(p) for p in zip(*parts)]
-    md5 = hashlib.md5
-    out = np.fromiter((int.from_bytes(md5(s.encode("utf-8")).digest()[:4], "big") for s in texts),
-                      dtype=np.int64, count=rows)
-    out %= n
+    parts = [_text_array(tbl, k, mixed, rows) for k in key]
+    texts = parts[0] if len(parts) == 1 else pc.binary_join_element_wise(*parts, SEP)
+    out = _md5_buckets(texts, n)
     if all(k not in tbl.column_names and not (mixed and k in mixed) for k in key):
         out[:] = 0  # no key at all: every record is invalid, and bucket 0 quarantines it
     return out

@@ -55,6 +55,8 @@ LOG_SCHEMA = pa.schema([
 ])
 # Rows past this many files in the log: compact it (one small file per commit otherwise).
 COMPACT_AFTER = 64
+# A run holds the keys, cursors and runs of a table up to this many rows in memory (~24 bytes each).
+HELD_IN_MEMORY = 20_000_000
 # A data file is written at about this size, so a small merge rewrites a small file.
 TARGET_FILE_SIZE = 32 * 1024 * 1024
 
@@ -130,6 +132,7 @@ class DeltaTarget(Target):
         self.storage = _storage_options() if self.remote else None
         self._stream: str | None = None
         self._pins: dict = {}  # table -> DeltaTable at the snapshot this run reads (see _table)
+        self._held_cache: dict = {}  # table -> its keys, cursors and runs at that snapshot (see _committed_keys)
         self._tx: _Staged | None = None
         self._dl = _deltalake()
 
@@ -175,12 +178,12 @@ class DeltaTarget(Target):
     def stream_lock(self, stream: str, timeout_s: float) -> Iterator[None]:
         """Optimistic: nothing is held; the stream's app transaction makes the later commit fail."""
         was, self._stream = self._stream, stream
-        self._pins = {}
+        self._pins, self._held_cache = {}, {}
         try:
             yield
         finally:
             self._stream = was
-            self._pins = {}
+            self._pins, self._held_cache = {}, {}
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -192,7 +195,7 @@ class DeltaTarget(Target):
             yield
             self._commit(self._tx)
         except BaseException:
-            self._pins = {}  # what follows (the failed run's history row) reads afresh
+            self._pins, self._held_cache = {}, {}  # what follows (the failed run's history row) reads afresh
             raise
         finally:
             self._tx = None
@@ -299,6 +302,7 @@ class DeltaTarget(Target):
 
     def drop_table(self, table: str) -> None:
         self._pins.pop(table, None)
+        self._held_cache.pop(table, None)
         uri = self._uri(table)
         if self.remote:
             import fsspec
@@ -441,13 +445,7 @@ class DeltaTarget(Target):
         got = None
         dt = self._table(table) if table not in self._need_tx_or_empty().created else None
         if dt is not None:
-            ds = dt.to_pyarrow_dataset()
-            first = want.column(key[0])
-            filt = pc.field(key[0]).isin(pc.unique(first))
-            b = bucket_of(self._stream)
-            if b is not None and BUCKET_COL in pa.schema(dt.schema().to_arrow()).names:
-                filt = (pc.field(BUCKET_COL) == b) & filt
-            got = ds.to_table(columns=cols, filter=filt)
+            got = self._committed_keys(table, key, dt, want)
         staged = self._staged_latest(table, key)
         if staged is not None and staged.num_rows:
             live = staged.filter(pc.not_equal(staged.column(OP), "delete")).select(cols)
@@ -463,6 +461,41 @@ class DeltaTarget(Target):
         got = got.cast(pa.schema([pa.field(k, want.schema.field(k).type) if k in key else got.schema.field(k)
                                   for k in got.column_names]), safe=False) if _castable(got, want, key) else got
         return want.join(got, keys=list(key), join_type="inner")
+
+    def _committed_keys(self, table: str, key: tuple, dt, want: pa.Table) -> pa.Table:
+        """``key…, _hiwater_cursor, _hiwater_run`` of the committed rows holding keys of ``want``.
+
+        The run reads these three columns of its snapshot once (its bucket's partition only) and
+        matches every batch in memory: one scan per run, not one per batch. A table past
+        ``HELD_IN_MEMORY`` rows is scanned per batch instead (a key filter)."""
+        cols = list(key) + [CURSOR_COL, RUN_COL]
+        b = bucket_of(self._stream)
+        part = (pc.field(BUCKET_COL) == b) if b is not None and BUCKET_COL in pa.schema(dt.schema().to_arrow()).names \
+            else None
+        first = want.column(key[0])
+        cache = self._held_cache.get(table)
+        if cache is None:
+            ds = dt.to_pyarrow_dataset()
+            if ds.count_rows(filter=part) > HELD_IN_MEMORY:
+                filt = pc.field(key[0]).isin(pc.unique(first))
+                return ds.to_table(columns=cols, filter=filt if part is None else part & filt)
+            held = ds.to_table(columns=cols, filter=part)
+            index = None
+            if len(key) == 1 and pa.types.is_integer(held.schema.field(key[0]).type):
+                k = held.column(key[0]).to_numpy()
+                order = np.argsort(k, kind="stable")
+                index = (k[order], held.take(pa.array(order)))
+            cache = (held, index)
+            if self._stream is not None:  # a run: its snapshot is pinned, so the cache stays true
+                self._held_cache[table] = cache
+        held, index = cache
+        if index is not None and pa.types.is_integer(first.type):
+            keys, rows = index
+            probe = np.asarray(pc.fill_null(first, 0).to_numpy(zero_copy_only=False), dtype=np.int64)
+            pos = np.minimum(np.searchsorted(keys, probe), max(len(keys) - 1, 0))
+            hit = np.flatnonzero(keys[pos] == probe) if len(keys) else np.zeros(0, np.int64)
+            return rows.take(pa.array(np.unique(pos[hit]), pa.int64()))
+        return held.filter(pc.is_in(held.column(key[0]), value_set=pc.unique(first.cast(held.schema.field(key[0]).type))))
 
     def _need_tx_or_empty(self) -> "_Staged":
         return self._tx if self._tx is not None else _Staged(None)
@@ -659,6 +692,7 @@ class DeltaTarget(Target):
         _kill_point("after-log")
         self._commit_data(tx, stream, table, dt, txn)
         self._pins.pop(table, None)  # (a new table is read at its first version next)
+        self._held_cache.pop(table, None)
         _kill_point("after-data")
 
     def _stream_table(self, stream: str) -> str | None:

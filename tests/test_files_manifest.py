@@ -191,6 +191,37 @@ def test_window_records_every_file_with_the_last_slice(tmp_path):
     assert again["source_records"] == 2 and again["files"]["read"] == 1
 
 
+def _count_reads(monkeypatch):
+    """Count each time a file is opened by a reader (one file: one call of its format's reader)."""
+    import collections
+    from hiwater.sources import files as F
+    counts = collections.Counter()
+    for name in ("_read_jsonl", "_read_csv", "_read_json_array", "_read_parquet"):
+        real = getattr(F, name)
+
+        def counting(path, name_, *a, _real=real, **kw):
+            counts[os.path.basename(name_)] += 1
+            return _real(path, name_, *a, **kw)
+        monkeypatch.setattr(F, name, counting)
+    return counts
+
+
+def test_window_reads_each_file_once_per_run_not_once_per_slice(tmp_path, monkeypatch):
+    import gzip
+    src, db = make_folder(tmp_path / "land", n=6), tmp_path / "t.db"
+    with gzip.open(src / "zz.jsonl.gz", "wt") as f:  # a compressed file is decompressed once too
+        f.write(json.dumps({"id": 700, "v": "x", "modified_at": "2025-01-09T00:00:00"}) + "\n")
+    counts = _count_reads(monkeypatch)
+    res = load(src, db, window="1d")
+    assert len(res["windows"]) == 7 and res["source_records"] == 61 and res["loaded"] == 61
+    assert dict(counts) == {f"part-{i:04d}.jsonl": 1 for i in range(6)} | {"zz.jsonl.gz": 1}
+    assert len(rows(db)) == 61 and len(manifest(db)) == 7
+    # the same target as a run without --window
+    plain = tmp_path / "plain.db"
+    load(src, plain)
+    assert rows(plain) == rows(db)
+
+
 def test_compressed_files_are_tracked(tmp_path):
     import gzip
     src, db = make_folder(tmp_path / "land", n=2), tmp_path / "t.db"

@@ -272,7 +272,12 @@ class FileSource:
     A folder or a glob is *tracked* (SPEC §10): the listing is taken once, with each file's
     size and modification time, and :meth:`select` narrows the files read to those the
     stream's manifest does not hold at that version.
+
+    A ``--window`` run reads the files once and replays them for each slice
+    (:mod:`hiwater.sources.spill`).
     """
+
+    spill_for_window = True
 
     def __init__(self, spec: str, fmt: str | None = None, *, cursor: str = "modified_at",
                  batch_size: int = 65_536, stdin=None):

@@ -69,6 +69,42 @@ def test_adding_one_file_reads_exactly_its_records(tmp_path):
     assert len(m) == 21 and m["part-9999.jsonl"][1] == second["run_id"] and m["part-0000.jsonl"][1] == 1
 
 
+def _statements_of_one_more_file(tmp_path, monkeypatch, n):
+    """The SQL statements (each row of an executemany counts) of the run after one new file, in a
+    folder of ``n`` files already loaded; and how many times the manifest was read."""
+    from hiwater.targets.sqlite import SQLiteTarget
+    src, db = make_folder(tmp_path / f"land{n}", n=n, per=2), tmp_path / f"t{n}.db"
+    load(src, db)
+    write_file(src / "part-9999.jsonl", [5000, 5001], day=25)
+    statements, reads = [], []
+    real_connect, real_read = sqlite3.connect, SQLiteTarget.read_files
+
+    def connect(*a, **kw):
+        con = real_connect(*a, **kw)
+        con.set_trace_callback(statements.append)
+        return con
+
+    def read_files(self, stream):
+        reads.append(stream)
+        return real_read(self, stream)
+    monkeypatch.setattr(sqlite3, "connect", connect)
+    monkeypatch.setattr(SQLiteTarget, "read_files", read_files)
+    res = load(src, db)
+    monkeypatch.undo()
+    assert res["source_records"] == 2 and res["files"]["skipped"] == n
+    return statements, reads
+
+
+def test_the_listing_is_compared_without_a_query_per_file(tmp_path, monkeypatch):
+    """One manifest read per run; the run after one new file issues as many statements in a folder
+    of 300 files as in one of 30 (a query per listed file would add 270)."""
+    small, small_reads = _statements_of_one_more_file(tmp_path, monkeypatch, 30)
+    large, large_reads = _statements_of_one_more_file(tmp_path, monkeypatch, 300)
+    assert small_reads == large_reads == ["t"]
+    assert len(large) == len(small), [s for s in large if "_hiwater_files" in s][:5]
+    assert sum("_hiwater_files" in s for s in large) <= 3, [s for s in large if "_hiwater_files" in s]
+
+
 def test_nothing_new_reads_nothing_and_says_so(tmp_path):
     src, db = make_folder(tmp_path / "land", n=3), tmp_path / "t.db"
     load(src, db)

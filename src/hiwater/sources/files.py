@@ -221,6 +221,11 @@ def _remote_error(exc: BaseException, spec: str) -> HiwaterError:
         return ConfigError(f"{spec}: access refused: {text}",
                            hint="check the credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE) "
                                 "and AWS_ENDPOINT_URL")
+    if names & {"EndpointConnectionError", "ConnectTimeoutError", "ConnectionClosedError", "ClientConnectorError",
+                "ServerDisconnectedError", "ConnectionRefusedError"}:
+        from ..errors import ConnectError
+        return ConnectError(f"{spec}: cannot reach the object store: {text}",
+                            hint="check AWS_ENDPOINT_URL (or the network); the run can be retried")
     return InputError(f"cannot read from object storage: {text}", path=spec)
 
 

@@ -189,16 +189,21 @@ def is_tracked(spec: str) -> bool:
     return spec != "-" and (os.path.isdir(spec) or any(ch in spec for ch in "*?["))
 
 
+# An object-storage scheme -> (the fsspec package that serves it, the hiwater extra that installs it).
+SCHEMES = {"s3": ("s3fs", "s3"), "s3a": ("s3fs", "s3"), "gs": ("gcsfs", "gcs"), "gcs": ("gcsfs", "gcs"),
+           "az": ("adlfs", "azure"), "abfs": ("adlfs", "azure"), "abfss": ("adlfs", "azure")}
+
+
 def remote_fs(spec: str):
     """The fsspec filesystem for ``spec``'s scheme. Credentials come from the standard chains
     (environment, profiles); for S3 the endpoint from ``AWS_ENDPOINT_URL`` (MinIO, moto…).
     No listing cache: every run lists afresh."""
     from ..extras import require
     scheme = spec.partition("://")[0].lower()
-    package = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs", "abfs": "adlfs"}.get(scheme)
+    package, extra = SCHEMES.get(scheme, (None, None))
     if package is None:
         raise UsageError(f"{spec}: the scheme {scheme}:// is not supported", hint="use s3://, gs:// or az://")
-    require(package, "s3" if package == "s3fs" else scheme, f"reading {scheme}:// URLs")
+    require(package, extra, f"reading {scheme}:// URLs")
     import fsspec
     kw: dict = {"skip_instance_cache": True, "use_listings_cache": False}
     if package == "s3fs":

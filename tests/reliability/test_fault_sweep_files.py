@@ -14,9 +14,10 @@ is traced once, then repeated from the same starting state with a fault at its o
   only once the run's data is all there;
 
 and after one rerun: the exact target of the uninterrupted run, the same manifest, and a third
-run that reads no file. Default suite: one sample point. ``-m slow``: every operation touching
-``_hiwater_files`` and every ``COMMIT`` with the operation after it, under every action (WAL cuts
-thinned as ``HIWATER_SWEEP_TORN``). ``HIWATER_RELIABILITY=full``: every operation.
+run that reads no file. Default suite: two points. ``-m slow``: every operation touching
+``_hiwater_files`` and the last slice's ``COMMIT`` under every action (WAL cuts thinned as
+``HIWATER_SWEEP_TORN``), and a kill just after each earlier ``COMMIT`` (between slices).
+``HIWATER_RELIABILITY=full``: every operation under every action.
 """
 
 from __future__ import annotations
@@ -93,13 +94,12 @@ class Files:
 
     def points(self, every: bool) -> list[tuple[int, str]]:
         numbered = [(int(n), rest.split()) for n, rest in (ln.split(" ", 1) for ln in self.ops)]
+        commits = [n for n, w in numbered if w[0] == "COMMIT"]
         if every:
             chosen = [n for n, _ in numbered]
-        else:
-            files = [n for n, w in numbered if "_hiwater_files" in w]
-            commits = [n for n, w in numbered if w[0] == "COMMIT"]
-            chosen = sorted({*files, *commits, *(n + 1 for n in commits if n < len(numbered))})
-        out = []
+        else:  # the manifest's operations and the last slice's COMMIT under every action
+            chosen = sorted({n for n, w in numbered if "_hiwater_files" in w} | {commits[-1]})
+        out = [(n, "kill-after") for n in commits[:-1] if n not in chosen and not every]  # between slices
         for n in chosen:
             words = numbered[n - 1][1]
             out += [(n, "raise"), (n, "kill"), (n, "kill-after")]

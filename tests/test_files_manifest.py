@@ -356,3 +356,21 @@ def test_two_runners_on_one_folder_read_each_file_once(tmp_path):
     assert sorted(s["files"]["read"] for s in got) == [0, 40]   # one read every file, the other none
     assert sum(s["inserted"] for s in got) == 40 * 50           # no record twice, none lost
     assert len(rows(db)) == 40 * 50 and len(manifest(db)) == 40
+
+
+def test_the_window_spill_holds_each_record_once_whatever_the_batch_size(tmp_path):
+    """The spill of a --window run writes a batch's own rows: a reader's batches are slices of its
+    blocks, and pickling a slice would write the whole block under it for every batch."""
+    from hiwater.sources.files import FileSource
+    from hiwater.sources.spill import Spilled
+    src = make_folder(tmp_path / "land", n=2, per=2000)
+    size = sum(p.stat().st_size for p in src.iterdir())
+    for batch_size in (3, 65_536):
+        spilled = Spilled(FileSource(str(src), batch_size=batch_size))
+        first = [b.table for b in spilled.batches()]
+        again = [b.table for b in spilled.batches()]
+        spilled_bytes = spilled._file.tell()
+        spilled.close_spill()
+        assert [t.to_pylist() for t in again] == [t.to_pylist() for t in first]
+        assert sum(t.num_rows for t in again) == 4000
+        assert spilled_bytes < 2 * size + 1400 * len(first), (batch_size, spilled_bytes, size)

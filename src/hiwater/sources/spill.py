@@ -19,7 +19,51 @@ import pickle
 import tempfile
 from typing import Iterator
 
+import io
+
+import pyarrow as pa
+
 from .base import RawBatch
+
+
+def _ipc(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as w:
+        w.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def _table(data: bytes) -> pa.Table:
+    return pa.ipc.open_stream(data).read_all()
+
+
+def _array(data: bytes) -> pa.Array:
+    return _table(data).column(0).combine_chunks()
+
+
+def _chunked(data: bytes) -> pa.ChunkedArray:
+    return _table(data).column(0)
+
+
+class _Pickler(pickle.Pickler):
+    """Arrow data through its IPC format, which writes a slice's own rows: pickling a slice of a
+    larger table writes every row of the table under it (a reader's batches are slices of its
+    blocks, so a small ``--batch-size`` would spill each block many times over)."""
+
+    def reducer_override(self, obj):
+        if isinstance(obj, pa.Table):
+            return _table, (_ipc(obj),)
+        if isinstance(obj, pa.ChunkedArray):
+            return _chunked, (_ipc(pa.table({"c": obj})),)
+        if isinstance(obj, pa.Array):
+            return _array, (_ipc(pa.table({"c": obj})),)
+        return NotImplemented
+
+
+def _dumps(raw: RawBatch) -> bytes:
+    buf = io.BytesIO()
+    _Pickler(buf, protocol=pickle.HIGHEST_PROTOCOL).dump(raw)
+    return buf.getvalue()
 
 
 class Spilled:
@@ -46,7 +90,7 @@ class Spilled:
         for raw in self.source.batches():
             # Pickled before it is handed on: the loader adds to a batch (its early-encoded
             # columns), and the replay must give the batch as the reader made it.
-            data = pickle.dumps(raw, protocol=pickle.HIGHEST_PROTOCOL)
+            data = _dumps(raw)
             self._file.write(data)
             self._index.append((offset, len(data)))
             offset += len(data)

@@ -69,6 +69,42 @@ def test_adding_one_file_reads_exactly_its_records(tmp_path):
     assert len(m) == 21 and m["part-9999.jsonl"][1] == second["run_id"] and m["part-0000.jsonl"][1] == 1
 
 
+def _statements_of_one_more_file(tmp_path, monkeypatch, n):
+    """The SQL statements (each row of an executemany counts) of the run after one new file, in a
+    folder of ``n`` files already loaded; and how many times the manifest was read."""
+    from hiwater.targets.sqlite import SQLiteTarget
+    src, db = make_folder(tmp_path / f"land{n}", n=n, per=2), tmp_path / f"t{n}.db"
+    load(src, db)
+    write_file(src / "part-9999.jsonl", [5000, 5001], day=25)
+    statements, reads = [], []
+    real_connect, real_read = sqlite3.connect, SQLiteTarget.read_files
+
+    def connect(*a, **kw):
+        con = real_connect(*a, **kw)
+        con.set_trace_callback(statements.append)
+        return con
+
+    def read_files(self, stream):
+        reads.append(stream)
+        return real_read(self, stream)
+    monkeypatch.setattr(sqlite3, "connect", connect)
+    monkeypatch.setattr(SQLiteTarget, "read_files", read_files)
+    res = load(src, db)
+    monkeypatch.undo()
+    assert res["source_records"] == 2 and res["files"]["skipped"] == n
+    return statements, reads
+
+
+def test_the_listing_is_compared_without_a_query_per_file(tmp_path, monkeypatch):
+    """One manifest read per run; the run after one new file issues as many statements in a folder
+    of 300 files as in one of 30 (a query per listed file would add 270)."""
+    small, small_reads = _statements_of_one_more_file(tmp_path, monkeypatch, 30)
+    large, large_reads = _statements_of_one_more_file(tmp_path, monkeypatch, 300)
+    assert small_reads == large_reads == ["t"]
+    assert len(large) == len(small), [s for s in large if "_hiwater_files" in s][:5]
+    assert sum("_hiwater_files" in s for s in large) <= 3, [s for s in large if "_hiwater_files" in s]
+
+
 def test_nothing_new_reads_nothing_and_says_so(tmp_path):
     src, db = make_folder(tmp_path / "land", n=3), tmp_path / "t.db"
     load(src, db)
@@ -191,6 +227,37 @@ def test_window_records_every_file_with_the_last_slice(tmp_path):
     assert again["source_records"] == 2 and again["files"]["read"] == 1
 
 
+def _count_reads(monkeypatch):
+    """Count each time a file is opened by a reader (one file: one call of its format's reader)."""
+    import collections
+    from hiwater.sources import files as F
+    counts = collections.Counter()
+    for name in ("_read_jsonl", "_read_csv", "_read_json_array", "_read_parquet"):
+        real = getattr(F, name)
+
+        def counting(path, name_, *a, _real=real, **kw):
+            counts[os.path.basename(name_)] += 1
+            return _real(path, name_, *a, **kw)
+        monkeypatch.setattr(F, name, counting)
+    return counts
+
+
+def test_window_reads_each_file_once_per_run_not_once_per_slice(tmp_path, monkeypatch):
+    import gzip
+    src, db = make_folder(tmp_path / "land", n=6), tmp_path / "t.db"
+    with gzip.open(src / "zz.jsonl.gz", "wt") as f:  # a compressed file is decompressed once too
+        f.write(json.dumps({"id": 700, "v": "x", "modified_at": "2025-01-09T00:00:00"}) + "\n")
+    counts = _count_reads(monkeypatch)
+    res = load(src, db, window="1d")
+    assert len(res["windows"]) == 7 and res["source_records"] == 61 and res["loaded"] == 61
+    assert dict(counts) == {f"part-{i:04d}.jsonl": 1 for i in range(6)} | {"zz.jsonl.gz": 1}
+    assert len(rows(db)) == 61 and len(manifest(db)) == 7
+    # the same target as a run without --window
+    plain = tmp_path / "plain.db"
+    load(src, plain)
+    assert rows(plain) == rows(db)
+
+
 def test_compressed_files_are_tracked(tmp_path):
     import gzip
     src, db = make_folder(tmp_path / "land", n=2), tmp_path / "t.db"
@@ -289,3 +356,21 @@ def test_two_runners_on_one_folder_read_each_file_once(tmp_path):
     assert sorted(s["files"]["read"] for s in got) == [0, 40]   # one read every file, the other none
     assert sum(s["inserted"] for s in got) == 40 * 50           # no record twice, none lost
     assert len(rows(db)) == 40 * 50 and len(manifest(db)) == 40
+
+
+def test_the_window_spill_holds_each_record_once_whatever_the_batch_size(tmp_path):
+    """The spill of a --window run writes a batch's own rows: a reader's batches are slices of its
+    blocks, and pickling a slice would write the whole block under it for every batch."""
+    from hiwater.sources.files import FileSource
+    from hiwater.sources.spill import Spilled
+    src = make_folder(tmp_path / "land", n=2, per=2000)
+    size = sum(p.stat().st_size for p in src.iterdir())
+    for batch_size in (3, 65_536):
+        spilled = Spilled(FileSource(str(src), batch_size=batch_size))
+        first = [b.table for b in spilled.batches()]
+        again = [b.table for b in spilled.batches()]
+        spilled_bytes = spilled._file.tell()
+        spilled.close_spill()
+        assert [t.to_pylist() for t in again] == [t.to_pylist() for t in first]
+        assert sum(t.num_rows for t in again) == 4000
+        assert spilled_bytes < 2 * size + 1400 * len(first), (batch_size, spilled_bytes, size)

@@ -106,6 +106,25 @@ def test_a_missing_extra_names_it(monkeypatch):
     assert "hiwater[s3]" in str(exc.value.hint)
 
 
+def test_window_downloads_each_object_once_per_run(s3, tmp_path, monkeypatch):
+    import collections
+    from hiwater.sources.files import FileSource
+    client, bucket = s3
+    for f in range(5):
+        put(client, bucket, f"land/p{f}.jsonl" + (".gz" if f == 4 else ""), range(f * 10, f * 10 + 10), day=1 + f,
+            gz=f == 4)
+    fetched = collections.Counter()
+    real = FileSource._fetch
+
+    def counting(self, url):
+        fetched[url.rsplit("/", 1)[1]] += 1
+        return real(self, url)
+    monkeypatch.setattr(FileSource, "_fetch", counting)
+    res = load(f"s3://{bucket}/land/", tmp_path / "t.db", window="1d")
+    assert len(res["windows"]) == 5 and res["loaded"] == 50
+    assert dict(fetched) == {"p0.jsonl": 1, "p1.jsonl": 1, "p2.jsonl": 1, "p3.jsonl": 1, "p4.jsonl.gz": 1}
+
+
 def test_a_run_killed_between_window_slices_on_s3_converges(s3, tmp_path):
     """SIGKILL at several points of a multi-object --window run (some after a slice committed):
     each rerun reads the same objects, the target is exact, and the manifest matches it."""

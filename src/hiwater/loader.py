@@ -283,7 +283,17 @@ class Loader:
 
         self._select_files()
         if o.window is not None:
-            summary = self._run_windowed(prev_text)
+            source = self.source
+            if getattr(source, "spill_for_window", False):
+                # Each file is read once per run, not once per slice: the scan spills what it reads.
+                from .sources.spill import Spilled
+                self.source = Spilled(source)
+            try:
+                summary = self._run_windowed(prev_text)
+            finally:
+                if self.source is not source:
+                    self.source.close_spill()
+                    self.source = source
         else:
             summary = self._run_single(prev_text)
         return summary

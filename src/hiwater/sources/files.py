@@ -189,16 +189,21 @@ def is_tracked(spec: str) -> bool:
     return spec != "-" and (os.path.isdir(spec) or any(ch in spec for ch in "*?["))
 
 
+# An object-storage scheme -> (the fsspec package that serves it, the hiwater extra that installs it).
+SCHEMES = {"s3": ("s3fs", "s3"), "s3a": ("s3fs", "s3"), "gs": ("gcsfs", "gcs"), "gcs": ("gcsfs", "gcs"),
+           "az": ("adlfs", "azure"), "abfs": ("adlfs", "azure"), "abfss": ("adlfs", "azure")}
+
+
 def remote_fs(spec: str):
     """The fsspec filesystem for ``spec``'s scheme. Credentials come from the standard chains
     (environment, profiles); for S3 the endpoint from ``AWS_ENDPOINT_URL`` (MinIO, moto…).
     No listing cache: every run lists afresh."""
     from ..extras import require
     scheme = spec.partition("://")[0].lower()
-    package = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs", "abfs": "adlfs"}.get(scheme)
+    package, extra = SCHEMES.get(scheme, (None, None))
     if package is None:
         raise UsageError(f"{spec}: the scheme {scheme}:// is not supported", hint="use s3://, gs:// or az://")
-    require(package, "s3" if package == "s3fs" else scheme, f"reading {scheme}:// URLs")
+    require(package, extra, f"reading {scheme}:// URLs")
     import fsspec
     kw: dict = {"skip_instance_cache": True, "use_listings_cache": False}
     if package == "s3fs":
@@ -221,6 +226,11 @@ def _remote_error(exc: BaseException, spec: str) -> HiwaterError:
         return ConfigError(f"{spec}: access refused: {text}",
                            hint="check the credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE) "
                                 "and AWS_ENDPOINT_URL")
+    if names & {"EndpointConnectionError", "ConnectTimeoutError", "ConnectionClosedError", "ClientConnectorError",
+                "ServerDisconnectedError", "ConnectionRefusedError"}:
+        from ..errors import ConnectError
+        return ConnectError(f"{spec}: cannot reach the object store: {text}",
+                            hint="check AWS_ENDPOINT_URL (or the network); the run can be retried")
     return InputError(f"cannot read from object storage: {text}", path=spec)
 
 
@@ -272,7 +282,12 @@ class FileSource:
     A folder or a glob is *tracked* (SPEC §10): the listing is taken once, with each file's
     size and modification time, and :meth:`select` narrows the files read to those the
     stream's manifest does not hold at that version.
+
+    A ``--window`` run reads the files once and replays them for each slice
+    (:mod:`hiwater.sources.spill`).
     """
+
+    spill_for_window = True
 
     def __init__(self, spec: str, fmt: str | None = None, *, cursor: str = "modified_at",
                  batch_size: int = 65_536, stdin=None):

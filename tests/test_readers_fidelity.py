@@ -20,7 +20,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from hiwater.errors import InputError
@@ -337,7 +337,8 @@ def _expected_csv_type(cells: list[str]) -> pa.DataType | None:
     if all(_INT.fullmatch(c) and -2**63 <= int(c) < 2**63 for c in full):
         return pa.int64()
     try:
-        if all(math.isfinite(float(c)) and repr(float(c)) == c for c in full):
+        # A negative zero stays text: no target keeps its sign (the reader's documented rule).
+        if all(math.isfinite(float(c)) and repr(float(c)) == c and c != "-0.0" for c in full):
             return pa.float64()
     except ValueError:
         pass
@@ -355,6 +356,7 @@ csv_columns_st = st.lists(csv_column, min_size=1, max_size=4)
 
 @settings(max_examples=25, deadline=None)
 @given(csv_columns_st)
+@example([["0.0", "", "", "-0.0"]])  # found by hypothesis: -0.0 keeps the column text
 def test_property_csv_cells_come_back_as_written(columns):
     columns = [[c.replace("\x00", "") for c in col] for col in columns]  # NUL is not CSV text
     header = [CURSOR] + [f"c{j}" for j in range(len(columns))]

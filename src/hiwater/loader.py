@@ -610,13 +610,7 @@ class Loader:
         idx = np.flatnonzero(cand)
         drop = np.zeros(n, bool)
         if len(idx):
-            take = None if len(idx) == n else pa.array(idx)
-            arrays = [tbl.column(k).combine_chunks() if take is None else tbl.column(k).take(take).combine_chunks()
-                      for k in key]
-            found = t.lookup_arrow(self.table, key, arrays, parsed.values[idx], self.run_id)
-            if found is None:
-                found = t.lookup_versions(self.table, key, _key_values(tbl, key, idx), parsed.values[idx],
-                                          self.run_id)
+            found = self._lookup(tbl, key, idx, parsed.values[idx])
             current = found.exists & (found.cursor == parsed.values[idx]) & (found.run != self.run_id)
             drop[idx[current]] = True
         if drop.any():
@@ -697,13 +691,7 @@ class Loader:
         target = D.Target.empty(p.n)
         fresh = self._fresh_keys(tbl, key, need)
         if len(need) and self.columns is not None and not fresh:
-            take = None if len(need) == p.n else pa.array(need)
-            arrays = [tbl.column(k).combine_chunks() if take is None else tbl.column(k).take(take).combine_chunks()
-                      for k in key]
-            found = t.lookup_arrow(self.table, key, arrays, p.cursor[need], self.run_id)
-            if found is None:
-                found = t.lookup_versions(self.table, key, _key_values(tbl, key, need), p.cursor[need],
-                                          self.run_id)
+            found = self._lookup(tbl, key, need, p.cursor[need])
             target.exists[need] = found.exists
             target.cursor[need] = found.cursor
             target.this_run[need] = found.run == self.run_id
@@ -765,6 +753,18 @@ class Loader:
         if late_mask.any():
             m = int(p.cursor[late_mask].min())
             res.min_late = m if res.min_late is None else min(res.min_late, m)
+
+    def _lookup(self, tbl, key, idx, cursors):
+        """What the target holds for the keys of rows ``idx`` (arriving with ``cursors``): its
+        Arrow lookup where it has one, else the one with Python keys."""
+        t = self.target
+        take = None if len(idx) == tbl.num_rows else pa.array(idx)
+        arrays = [tbl.column(k).combine_chunks() if take is None else tbl.column(k).take(take).combine_chunks()
+                  for k in key]
+        found = t.lookup_arrow(self.table, key, arrays, cursors, self.run_id)
+        if found is None:
+            found = t.lookup_versions(self.table, key, _key_values(tbl, key, idx), cursors, self.run_id)
+        return found
 
     def _fresh_keys(self, tbl: pa.Table, key: tuple, need: np.ndarray) -> bool:
         """True when the target cannot hold any of these keys, so the lookup can be skipped.

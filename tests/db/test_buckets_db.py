@@ -230,8 +230,8 @@ def column_checksums(pg_admin, url: str, table: str) -> dict:
     return out
 
 
-@pytest.mark.slow
-def test_a_big_stream_in_four_dask_buckets_into_postgresql_equals_one_run(request, pg_admin):
+def big_source(request, pg_admin):
+    """A PostgreSQL table of ``big_rows()`` rows in a fresh schema (dropped after): ``(n, schema)``."""
     n = big_rows()
     schema = fresh_name()
     request.addfinalizer(lambda: pg_admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
@@ -240,6 +240,12 @@ def test_a_big_stream_in_four_dask_buckets_into_postgresql_equals_one_run(reques
         f'CREATE TABLE "{schema}".src AS SELECT i::bigint AS id, md5(i::text) AS name, (i % 1000)::int AS qty, '
         f"(i % 997)::numeric(10,2) AS price, timestamp '2025-01-01' + (i % 500000) * interval '1 second' "
         f"AS modified_at FROM generate_series(1, {n}) i")
+    return n, schema
+
+
+@pytest.mark.slow
+def test_a_big_stream_in_four_dask_buckets_into_postgresql_equals_one_run(request, pg_admin):
+    n, schema = big_source(request, pg_admin)
     one, four = pg_target(request, pg_admin), pg_target(request, pg_admin)
     src = dict(source_url=PG_URL, source_table=f"{schema}.src", table="t", now=NOW)
     s1 = hiwater.load(target=one, **src)
@@ -267,14 +273,7 @@ def delta_checksums(url: str, table: str) -> dict:
 def test_a_big_stream_in_four_dask_buckets_into_delta_equals_one_run(request, pg_admin, tmp_path):
     """The same source loaded once and in four Dask buckets into Delta folders: every column equal."""
     pytest.importorskip("deltalake")
-    n = big_rows()
-    schema = fresh_name()
-    request.addfinalizer(lambda: pg_admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-    pg_admin.execute(f'CREATE SCHEMA "{schema}"')
-    pg_admin.execute(
-        f'CREATE TABLE "{schema}".src AS SELECT i::bigint AS id, md5(i::text) AS name, (i % 1000)::int AS qty, '
-        f"(i % 997)::numeric(10,2) AS price, timestamp '2025-01-01' + (i % 500000) * interval '1 second' "
-        f"AS modified_at FROM generate_series(1, {n}) i")
+    n, schema = big_source(request, pg_admin)
     one, four = f"delta://{tmp_path / 'one'}", f"delta://{tmp_path / 'four'}"
     src = dict(source_url=PG_URL, source_table=f"{schema}.src", table="t", now=NOW)
     s1 = hiwater.load(target=one, **src)

@@ -316,3 +316,35 @@ def test_bucket_streams_of_one_table_commit_side_by_side(tmp_path):
     assert (df["id"] % 4 == df["_hiwater_bucket"]).all()
     states = {s["stream"]: s["watermark"] for s in hiwater.state_show(target=url)}
     assert states == {f"events#{b}/4": "2025-01-15T10:02:00" for b in range(4)}
+
+
+def test_a_wrong_credential_on_delta_s3_is_one_line_exit_2_without_the_secret(tmp_path):
+    """Against a moto server that checks signatures (tests/test_files_s3_auth.py's fixture)."""
+    import test_files_s3_auth as A
+    gen = A.auth_s3.__wrapped__()
+    endpoint, key_id, secret = next(gen)
+    try:
+        src = write(tmp_path / "a.jsonl", range(3), 5)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "HIWATER_"))}
+        env.update(AWS_ENDPOINT_URL=endpoint, AWS_DEFAULT_REGION="us-east-1", AWS_EC2_METADATA_DISABLED="true")
+        args = ["load", "-i", src, "--target", "delta+s3://landing/lake", "--table", "events", "--key", "id",
+                "--cursor", "modified_at"]
+        wrong = "wrong-delta-s3cr3t"
+        r = subprocess.run([sys.executable, "-m", "hiwater.cli", *map(str, args)], capture_output=True, text=True,
+                           env={**env, "AWS_ACCESS_KEY_ID": key_id, "AWS_SECRET_ACCESS_KEY": wrong}, timeout=120)
+        assert r.returncode == 2, r.stderr
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and "access refused" in lines[0] and wrong not in r.stderr and "Traceback" not in r.stderr
+        ok = subprocess.run([sys.executable, "-m", "hiwater.cli", *map(str, args)], capture_output=True, text=True,
+                            env={**env, "AWS_ACCESS_KEY_ID": key_id, "AWS_SECRET_ACCESS_KEY": secret}, timeout=120)
+        assert ok.returncode == 0, ok.stderr
+    finally:
+        gen.close()
+
+
+def test_a_missing_deltalake_names_the_extra(monkeypatch, tmp_path, capsys):
+    from hiwater.cli import main
+    monkeypatch.setitem(sys.modules, "deltalake", None)  # import deltalake now raises ImportError
+    code = main(["state", "show", "--target", f"delta://{tmp_path}/lake"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "pip install 'hiwater[delta]'" in err[0]

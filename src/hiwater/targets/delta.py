@@ -161,7 +161,7 @@ class DeltaTarget(Target):
                 return None
             dt = self._dl.DeltaTable(uri, storage_options=self.storage)
         except Exception as exc:  # noqa: BLE001 - a storage error reads as one line
-            raise TargetError(f"{self.description}: cannot open {table!r}: {_one_line(exc)}") from None
+            raise self._storage_error(exc, f"cannot open {table!r}") from None
         if pin:
             self._pins[table] = dt
         return dt
@@ -802,7 +802,16 @@ class DeltaTarget(Target):
                 raise LockTimeout(f"stream {stream!r} is being loaded by another run: its commit to "
                                   f"{self.description} lost the race (nothing of this run was applied)",
                                   hint="run again after it finishes; hiwater serialises one stream per target") from None
-            raise TargetError(f"{self.description}: {what}: {text}") from None
+            raise self._storage_error(exc, what) from None
+
+    def _storage_error(self, exc: BaseException, what: str):
+        """A refused credential is bad configuration (exit 2, the secret never printed); anything
+        else fails the run (exit 1)."""
+        text = _one_line(exc)
+        if self.remote and _REFUSED.search(text):
+            return ConfigError(f"{self.description}: {what}: access refused: {text}",
+                               hint="check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) and AWS_ENDPOINT_URL")
+        return TargetError(f"{self.description}: {what}: {text}")
 
 
 class _Staged:
@@ -848,8 +857,17 @@ def _sql_text(s: str) -> str:
 
 
 def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+    """delta-rs's error chain (one cause per line, with ANSI colours) as one plain line."""
+    parts = [re.sub(r"\x1b\[[0-9;]*m|^[\s↳]+", "", line).strip() for line in str(exc).strip().splitlines()]
+    text = ": ".join(p for p in parts if p) or type(exc).__name__
+    for name in ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        if os.environ.get(name):
+            text = text.replace(os.environ[name], "***")
+    return text
+
+
+_REFUSED = re.compile(r"InvalidAccessKeyId|SignatureDoesNotMatch|AccessDenied|Forbidden|403|"
+                      r"ExpiredToken|InvalidToken|credential", re.I)
 
 
 def _logical(t: pa.DataType) -> str:

@@ -348,3 +348,22 @@ def test_a_missing_deltalake_names_the_extra(monkeypatch, tmp_path, capsys):
     code = main(["state", "show", "--target", f"delta://{tmp_path}/lake"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "pip install 'hiwater[delta]'" in err[0]
+
+
+@pytest.mark.parametrize("fmt", ["json", "jsonl", "csv", "parquet"])
+def test_every_value_is_stored_as_sent_on_delta_over_s3(delta_s3, hw, tmp_path, fmt):
+    """The fidelity property of tests/db/test_fidelity.py on a Delta folder in (moto) S3: the
+    issue-10 records plus a few generated ones, read back through the S3 API by DuckDB."""
+    from hypothesis import HealthCheck, given, settings
+
+    from db import test_fidelity as F
+    _, bucket, _ = delta_s3
+    url = f"delta+s3://{bucket}/lake"
+    F.check_format(hw, url, tmp_path, fmt, F.ISSUE_RECORDS)
+
+    @settings(max_examples=2, deadline=None, database=None,
+              suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+    @given(records=F.datasets(max_size=5))
+    def generated(records):
+        F.check_format(hw, url, tmp_path, fmt, records)
+    generated()

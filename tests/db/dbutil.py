@@ -117,6 +117,14 @@ def delta_frame(url: str, table: str):
     root = url.split("://", 1)[1]
     from hiwater.targets.delta import folder_name
     path = f"{root.rstrip('/')}/{folder_name(table)}"
+    if url.startswith("delta+s3://"):
+        from deltalake import DeltaTable
+        opts = {k: os.environ[k] for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+                if k in os.environ} | {"AWS_REGION": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
+                                       "AWS_ALLOW_HTTP": "true"}
+        if not DeltaTable.is_deltatable("s3://" + path, storage_options=opts):
+            return pl.DataFrame()
+        return pl.read_delta("s3://" + path, storage_options=opts)
     if not os.path.isdir(os.path.join(path, "_delta_log")):
         return pl.DataFrame()
     return pl.read_delta(path)

@@ -151,8 +151,21 @@ def delta_in_duckdb(url: str):
     from deltalake import DeltaTable
 
     from hiwater.targets.delta import table_name
-    root = url.split("://", 1)[1]
     con = duckdb.connect()
+    if url.startswith("delta+s3://"):  # object storage: the same tables through the S3 API (env settings)
+        import s3fs
+        root = "s3://" + url.split("://", 1)[1].rstrip("/")
+        opts = {k: os.environ[k] for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+                if k in os.environ} | {"AWS_REGION": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
+                                       "AWS_ALLOW_HTTP": "true"}
+        fs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": os.environ.get("AWS_ENDPOINT_URL")})
+        for path in sorted(fs.ls(root, refresh=True)) if fs.exists(root) else []:
+            name = path.rstrip("/").rsplit("/", 1)[-1]
+            uri = f"{root}/{name}"
+            if not name.startswith("_hiwater_") and DeltaTable.is_deltatable(uri, storage_options=opts):
+                con.register(table_name(name), DeltaTable(uri, storage_options=opts).to_pyarrow_table())
+        return con
+    root = url.split("://", 1)[1]
     for name in sorted(os.listdir(root)) if os.path.isdir(root) else []:
         path = os.path.join(root, name)
         if not name.startswith("_hiwater_") and DeltaTable.is_deltatable(path):

@@ -298,7 +298,7 @@ def _many_examples(hw, url, tmp_path, records, order):
 @pytest.fixture
 def sql_target_url(target_url):
     if target_url.startswith("delta"):
-        pytest.skip("Delta: test_every_value_is_stored_as_sent_many_examples_on_delta (fewer examples, ~1 s a load)")
+        pytest.skip("Delta: test_every_value_is_stored_as_sent_many_examples_on_delta (5 examples: ~10 s each)")
     return target_url
 
 
@@ -310,7 +310,7 @@ def test_every_value_is_stored_as_sent_many_examples(hw, sql_target_url, tmp_pat
 
 
 @pytest.mark.slow
-@settings(SLOW, max_examples=20)
+@settings(SLOW, max_examples=5)  # a Delta example is ~10 s (8 loads and their read-backs)
 @given(records=datasets(max_size=20), order=st.permutations(FORMATS))
 def test_every_value_is_stored_as_sent_many_examples_on_delta(hw, tmp_path, records, order):
     pytest.importorskip("deltalake")

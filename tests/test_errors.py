@@ -226,3 +226,15 @@ def test_an_empty_since_until_range_on_a_new_integer_stream_is_a_usage_error(hw,
     r = hw("load", "--input", f, "--db", tmp_path / "t.db", "--cursor", "seq", "--since", "42", "--until", "22")
     assert r.code == 2 and r.err_lines == ["error: --since 42 --until 22: the range is empty (--until must be "
                                            "later than --since)"]
+
+
+def test_main_in_process_leaves_sigpipe_alone(tmp_path):
+    """Only the command-line process takes the default SIGPIPE (quiet on `| head`). main() called
+    in-process must not: a later write to a closed socket would kill the caller (exit 141); it
+    killed the slow suite once."""
+    import signal
+
+    from hiwater.cli import main
+    before = signal.getsignal(signal.SIGPIPE)
+    main(["state", "show", "--db", str(tmp_path / "x.db")])
+    assert signal.getsignal(signal.SIGPIPE) == before

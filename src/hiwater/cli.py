@@ -497,8 +497,6 @@ def _fail(argv, message: str, code: int, err: BaseException | None = None) -> in
 
 def main(argv=None) -> int:
     """Entry point: run the CLI and map every error to one stderr line and an exit code."""
-    if hasattr(signal, "SIGPIPE"):
-        signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # quiet on `| head`
     interrupted = "interrupted; nothing of the interrupted transaction was committed"
     try:
         code = cli.main(args=argv, prog_name="hiwater", standalone_mode=False)
@@ -521,6 +519,11 @@ def main(argv=None) -> int:
 
 
 def run() -> None:
+    # Quiet on `| head`: only the command-line process takes the default SIGPIPE. A program that
+    # calls main() in-process (the tests, an orchestrator) keeps Python's own handling, or a
+    # write to a closed socket anywhere in it would kill it silently (exit 141).
+    if hasattr(signal, "SIGPIPE"):
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     code = main()
     if "deltalake" in sys.modules:
         # delta-rs's background threads can abort the interpreter's teardown ("terminate called

@@ -589,7 +589,7 @@ class Loader:
         """Count ``unchanged`` the records of a key-and-cursor batch whose stored version is
         already current (same key, same cursor, not written by this run, one record of its key in
         the batch, inside or below the window); the others come back fully read (or None)."""
-        o, t = self.opts, self.target
+        o = self.opts
         key = tuple(o.key)
         tbl = raw.table
         n = len(raw)

@@ -41,7 +41,7 @@ import pyarrow.compute as pc
 
 from ..errors import ConfigError, LockTimeout, TargetError, UsageError
 from ..state import StreamState
-from ..types import ANY, BOOLEAN, DECIMAL, INTEGER, REAL, TEXT, logical_type
+from ..types import BOOLEAN, INTEGER, REAL, TEXT, logical_type
 from .base import CURSOR_COL, HIDDEN, HISTORY_COLUMNS, RUN_COL, Capabilities, Target
 from .keys import Lookup
 

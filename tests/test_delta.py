@@ -115,6 +115,28 @@ def test_a_failure_between_the_log_and_the_data_commit_leaves_only_ignored_rows(
     assert s["late"] == 1 and len(hiwater.quarantine_list(target=url)) == 1
 
 
+def test_a_first_log_append_that_loses_the_creation_race_appends_again(tmp_path, monkeypatch):
+    """Two first runs racing to create ``_hiwater_log``: the loser's blind append is retried, not
+    reported as a storage failure (CI once saw "Metadata changed since last commit" here)."""
+    from deltalake.exceptions import CommitFailedError
+    root = tmp_path / "lake"
+    url = f"delta://{root}"
+    real = deltalake.write_deltalake
+    lost = []
+
+    def racing(uri, data, *a, **kw):
+        if str(uri).endswith("_hiwater_log") and not lost:
+            lost.append(uri)
+            real(uri, data.slice(0, 0), *a, **kw)  # the other run created the log first
+            raise CommitFailedError("Failed to commit transaction: Metadata changed since last commit.")
+        return real(uri, data, *a, **kw)
+    monkeypatch.setattr(deltalake, "write_deltalake", racing)
+    s = load(write(tmp_path / "a.jsonl", range(5), 5), url)
+    assert lost and s["inserted"] == 5
+    assert set(rows(root)) == set(range(5))
+    assert hiwater.state_show(target=url)[0]["watermark"] == "2025-01-15T10:05:00"
+
+
 def _racer(url, folder, proc, runs):
     code = f"""
 import json, os, sys

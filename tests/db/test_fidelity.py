@@ -34,6 +34,9 @@ import pytest
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
+from sizes import env_int
+
+from .conftest import target_for
 from .dbutil import column_types
 from .readback import FORMATS, csv_cell, export, fetch, is_number, query, sqlite_bool, strict_eq, table_exists
 
@@ -44,7 +47,8 @@ NOW = "2025-06-01T00:00:00Z"
 FAST = settings(max_examples=10, deadline=None, derandomize=True,
                 phases=[Phase.explicit, Phase.reuse, Phase.generate],
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-SLOW = settings(FAST, max_examples=100)
+EXAMPLES = env_int("HIWATER_FIDELITY_EXAMPLES", 100, 400)  # per SQL target in -m slow
+SLOW = settings(FAST, max_examples=EXAMPLES)
 
 
 # --- the records ------------------------------------------------------------------------------
@@ -295,11 +299,11 @@ def _many_examples(hw, url, tmp_path, records, order):
     check_one_table(hw, url, tmp_path, order, records)
 
 
-@pytest.fixture
-def sql_target_url(target_url):
-    if target_url.startswith("delta"):
-        pytest.skip("Delta: test_every_value_is_stored_as_sent_many_examples_on_delta (5 examples: ~10 s each)")
-    return target_url
+@pytest.fixture(params=["sqlite", "postgresql"])
+def sql_target_url(request, tmp_path):
+    """The SQL targets whose examples are cheap; DuckDB (~4 s an example: eight loads, each opening
+    the file) and Delta (~10 s) have their own, smaller runs below."""
+    return target_for(request.param, tmp_path, request)
 
 
 @pytest.mark.slow
@@ -307,6 +311,13 @@ def sql_target_url(target_url):
 @given(records=datasets(max_size=20), order=st.permutations(FORMATS))
 def test_every_value_is_stored_as_sent_many_examples(hw, sql_target_url, tmp_path, records, order):
     _many_examples(hw, sql_target_url, tmp_path, records, order)
+
+
+@pytest.mark.slow
+@settings(SLOW, max_examples=max(5, EXAMPLES // 4))
+@given(records=datasets(max_size=20), order=st.permutations(FORMATS))
+def test_every_value_is_stored_as_sent_many_examples_on_duckdb(hw, tmp_path, request, records, order):
+    _many_examples(hw, target_for("duckdb", tmp_path, request), tmp_path, records, order)
 
 
 @pytest.mark.slow

@@ -19,17 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from conftest import Result
+from sizes import env_int  # noqa: F401 - the suites import it from here
 
 ROOT = Path(__file__).resolve().parents[2]
 HIWATER = ROOT / ".venv" / "bin" / "hiwater"
 NOW = "2025-06-01T00:00:00Z"
-
-
-def env_int(name: str, ci: int, full: int) -> int:
-    """A count from ``$name``; ``HIWATER_RELIABILITY=full`` picks the full-run default."""
-    if os.environ.get(name):
-        return int(os.environ[name])
-    return full if os.environ.get("HIWATER_RELIABILITY") == "full" else ci
 
 
 # --- loader processes -------------------------------------------------------------------------

@@ -157,7 +157,7 @@ def test_kill_soak_smoke(tmp_path):
 
 @pytest.mark.slow
 def test_kill_soak(tmp_path):
-    wanted = env_int("HIWATER_SOAK_KILLS", 120, 1000)
+    wanted = env_int("HIWATER_SOAK_KILLS", 80, 1000)
     s = soak(tmp_path, wanted, env_int("HIWATER_SOAK_JOBS", 2, 2))
     print(f"\nFIGURES kill-soak: {s.kills} SIGKILLs survived in {s.chains} chains "
           f"({s.late_kills} kills came after the run had finished and were not counted); "

@@ -358,7 +358,7 @@ class LoaderMachine(RuleBasedStateMachine):
 
 
 LoaderMachine.TestCase.settings = settings(
-    max_examples=env_int("HIWATER_MODEL_EXAMPLES", 120, 2000),
+    max_examples=env_int("HIWATER_MODEL_EXAMPLES", 60, 2000),
     stateful_step_count=env_int("HIWATER_MODEL_STEPS", 12, 12),
     deadline=None, suppress_health_check=list(HealthCheck), derandomize=False)
 

@@ -706,8 +706,18 @@ class DeltaTarget(Target):
     def _append_log(self, rows: list[dict]) -> None:
         uri = self._uri(LOG)
         data = pa.Table.from_pylist(rows, schema=LOG_SCHEMA)
-        self._run(lambda: self._dl.write_deltalake(uri, data, mode="append", storage_options=self.storage),
-                  "writing the log")
+        # The log is append-only, and a blind append conflicts with nothing but the log's own
+        # creation: two first runs racing to create it. The loser's commit wrote nothing, so it
+        # simply appends again to the table the winner created.
+        for attempt in range(LOG_APPEND_TRIES):
+            try:
+                self._dl.write_deltalake(uri, data, mode="append", storage_options=self.storage)
+                break
+            except Exception as exc:  # noqa: BLE001 - delta-rs raises its own classes
+                if attempt + 1 < LOG_APPEND_TRIES and _is_conflict(exc):
+                    time.sleep(0.05 * (attempt + 1))
+                    continue
+                self._run(lambda: _reraise(exc), "writing the log")
         dt = self._table(LOG)
         if dt is not None and dt.version() % COMPACT_AFTER == 0 and dt.version() > 0:
             try:
@@ -795,10 +805,7 @@ class DeltaTarget(Target):
         try:
             return fn()
         except Exception as exc:  # noqa: BLE001 - delta-rs raises its own classes; each becomes one line
-            name = type(exc).__name__
-            text = _one_line(exc)
-            if stream is not None and ("CommitFailed" in name or "Concurrent" in text or "conflict" in text.lower()
-                                       or "already exists" in text.lower()):
+            if stream is not None and _is_conflict(exc):
                 raise LockTimeout(f"stream {stream!r} is being loaded by another run: its commit to "
                                   f"{self.description} lost the race (nothing of this run was applied)",
                                   hint="run again after it finishes; hiwater serialises one stream per target") from None
@@ -812,6 +819,20 @@ class DeltaTarget(Target):
             return ConfigError(f"{self.description}: {what}: access refused: {text}",
                                hint="check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) and AWS_ENDPOINT_URL")
         return TargetError(f"{self.description}: {what}: {text}")
+
+
+LOG_APPEND_TRIES = 5
+
+
+def _is_conflict(exc: BaseException) -> bool:
+    """Did a Delta commit lose a race with another writer (rather than fail)?"""
+    text = _one_line(exc).lower()
+    return ("CommitFailed" in type(exc).__name__ or "concurrent" in text or "conflict" in text
+            or "already exists" in text or "metadata changed since last commit" in text)
+
+
+def _reraise(exc: BaseException):
+    raise exc
 
 
 class _Staged:

@@ -1,0 +1,80 @@
+"""The SQLite range lookup's shortcuts (targets/sqlite.py ``_held_range``) answer exactly what a
+plain per-row read answers: a real key inside the range (possible in a table the user created
+with an untyped or NUMERIC key column; hiwater's own INTEGER key is the rowid) falls back to the
+typed read, and the run column is skipped only when no row in the range is from the asking run."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hiwater.targets.sqlite import SQLiteTarget
+
+
+def reference(path, lo, hi):
+    con = sqlite3.connect(path)
+    rows = con.execute("SELECT id, _hiwater_cursor, _hiwater_run FROM t WHERE id BETWEEN ? AND ?"
+                       " AND typeof(id) = 'integer' ORDER BY id", (lo, hi)).fetchall()
+    con.close()
+    return rows
+
+
+def build(path, rows, decl=""):
+    con = sqlite3.connect(path)
+    con.execute(f'CREATE TABLE t (id {decl}, v TEXT, "_hiwater_cursor" INTEGER NOT NULL,'
+                ' "_hiwater_run" INTEGER NOT NULL, PRIMARY KEY (id))')
+    con.executemany("INSERT INTO t VALUES (?, 'x', ?, ?)", rows)
+    con.commit()
+    con.close()
+
+
+def held(path, lo, hi, run_id):
+    t = SQLiteTarget(str(path))
+    t.connect()
+    try:
+        got = t._held_range("t", "id", lo, hi, run_id)
+    finally:
+        t.close()
+    return sorted(map(tuple, got.tolist()))
+
+
+keys = st.one_of(st.integers(-50, 50), st.sampled_from([5.5, -0.25, 1e20, "7", "abc", b"\x01"]))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(st.tuples(keys, st.integers(0, 10**12), st.integers(1, 5)), unique_by=lambda r: r[0],
+                     max_size=30),
+       lo=st.integers(-60, 0), hi=st.integers(0, 60), run_id=st.integers(1, 6))
+def test_the_range_read_agrees_with_a_plain_read(tmp_path_factory, rows, lo, hi, run_id):
+    path = tmp_path_factory.mktemp("r") / "t.db"
+    build(path, rows)
+    want = reference(path, lo, hi)
+    got = held(path, lo, hi, run_id)
+    newest = max((r for _, _, r in want), default=0)
+    if newest >= run_id:  # the asking run's rows must be recognised as its own
+        assert got == want
+    else:  # no row is the asking run's: its run is not needed (read as 0)
+        assert [(k, c) for k, c, _ in got] == [(k, c) for k, c, _ in want]
+        assert all(r != run_id for _, _, r in got)
+    assert held(path, lo, hi, None) == want
+
+
+def test_a_real_key_in_the_range_takes_the_typed_read(tmp_path):
+    path = tmp_path / "t.db"
+    build(path, [(1, 10, 1), (5.5, 20, 1), (9, 30, 2)])
+    for run_id in (2, 3):
+        assert [(k, c, r == run_id) for k, c, r in held(path, 0, 10, run_id)] == \
+            [(1, 10, False), (9, 30, run_id == 2)]
+    assert held(path, 0, 10, None) == [(1, 10, 1), (9, 30, 2)]
+
+
+@pytest.mark.parametrize("decl", ["INTEGER", "NUMERIC", ""])
+def test_a_row_of_the_asking_run_is_seen_as_its_own(tmp_path, decl):
+    path = tmp_path / "t.db"
+    build(path, [(1, 10, 4), (2, 20, 7)], decl)
+    assert held(path, 0, 10, 7) == [(1, 10, 4), (2, 20, 7)]
+    assert held(path, 0, 10, 8) == [(1, 10, 0), (2, 20, 0)]

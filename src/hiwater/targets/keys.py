@@ -33,9 +33,12 @@ def match_held(keys: np.ndarray, held: np.ndarray) -> Lookup:
     cursor = np.zeros(n, dtype=np.int64)
     run = np.zeros(n, dtype=np.int64)
     if len(held):
-        held = held[np.argsort(held[:, 0], kind="stable")]
-        pos = np.minimum(np.searchsorted(held[:, 0], keys), len(held) - 1)
-        hit = held[pos, 0] == keys
+        held_keys = held[:, 0]
+        if not (held_keys[1:] >= held_keys[:-1]).all():  # a range scan usually comes back in key order
+            held = held[np.argsort(held_keys, kind="stable")]
+            held_keys = held[:, 0]
+        pos = np.minimum(np.searchsorted(held_keys, keys), len(held) - 1)
+        hit = held_keys[pos] == keys
         exists[hit] = True
         cursor[hit] = held[pos[hit], 1]
         run[hit] = held[pos[hit], 2]

@@ -23,3 +23,17 @@ def test_each_key_gets_its_own_row_or_nothing(held, keys, shuffle):
             assert found.exists[i] and (found.cursor[i], found.run[i]) == want[k]
         else:
             assert not found.exists[i] and found.cursor[i] == 0 and found.run[i] == 0
+
+
+@given(cols=st.integers(2, 6).flatmap(lambda k: st.lists(
+    st.lists(st.integers(-1, 6), min_size=k, max_size=k), max_size=60)), big=st.booleans())
+def test_composite_key_numbering_is_the_row_wise_unique(cols, big):
+    """prepare._combine numbers key tuples exactly as numpy's row-wise unique does."""
+    from hiwater.prepare import _combine
+    if not cols:
+        return
+    codes = np.array(cols, dtype=np.int64)
+    if big:  # codes near 2**31 make the mixed radix overflow without the dense renumbering
+        codes = np.where(codes >= 0, codes * (2**31 - 7) // 7, -1)
+    want = np.unique(codes, axis=0, return_inverse=True)[1].reshape(-1)
+    assert _combine([codes[:, j] for j in range(codes.shape[1])]).tolist() == want.tolist()

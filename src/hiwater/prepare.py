@@ -70,13 +70,28 @@ def key_groups(tbl: pa.Table, key: tuple, valid: np.ndarray) -> np.ndarray:
     if len(codes) == 1:
         g = codes[0]
     else:
-        _, g = np.unique(np.stack(codes, axis=1), axis=0, return_inverse=True)
-        g = g.reshape(-1).astype(np.int64)
+        g = _combine(codes)
     g = g.copy()
     bad = ~valid
     if bad.any():
         g[bad] = g.max(initial=0) + 1 + np.arange(int(bad.sum()))
     return g
+
+
+def _combine(codes: list) -> np.ndarray:
+    """One number per distinct tuple of per-column codes (each >= -1), numbered in the tuples'
+    lexicographic order, as ``np.unique(np.stack(codes, 1), axis=0, return_inverse=True)``
+    numbers them, but one column at a time as mixed-radix integers: a 1-D unique instead of a
+    row-wise one (six key columns: 0.75 s -> 0.05 s for 336,776 rows)."""
+    g = codes[0] + 1
+    for c in codes[1:]:
+        base = int(c.max(initial=-1)) + 2
+        if int(g.max(initial=0)) >= (1 << 62) // base:  # would overflow: renumber densely first
+            _, g = np.unique(g, return_inverse=True)
+            g = g.reshape(-1).astype(np.int64)
+        g = g * base + (c + 1)
+    _, g = np.unique(g, return_inverse=True)
+    return g.reshape(-1).astype(np.int64)
 
 
 def prepare(raw: RawBatch, *, key: tuple, cursor: str, kind: str | None, tz: dt.tzinfo,

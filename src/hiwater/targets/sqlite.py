@@ -389,6 +389,117 @@ class SQLiteTarget(SqlTarget):
         got = np.array(got, dtype=np.int64).reshape(-1, 4)
         return changed_versions(cursors, got[:, 0], got[:, 1], got[:, 2], got[:, 3])
 
+    def lookup_arrow(self, table: str, key: tuple, keys: list, cursors, run_id: int) -> Lookup | None:
+        """A composite key of integer and text columns (flights: year, month, day, carrier,
+        flight, origin): one read of the primary-key range the batch spans, matched by an Arrow
+        hash join, instead of a ``json_each`` probe and a Python loop per key. ``None`` (the
+        probe path) whenever that could answer differently: another column type, a key column
+        whose stored values are not of the batch's type, a collation other than BINARY, or a
+        range holding far more rows than the batch (sparse keys)."""
+        if len(key) < 2 or not len(keys[0]):
+            return None
+        cols = []
+        for arr in keys:
+            if arr.null_count:
+                return None
+            if pa.types.is_integer(arr.type):
+                try:
+                    arr = arr.cast(pa.int64())
+                except (pa.ArrowInvalid, OverflowError):
+                    return None
+            elif pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
+                arr = arr.cast(pa.string())
+            else:
+                return None
+            cols.append(arr)
+        if not self._binary_key_index(table, key, [pa.types.is_integer(a.type) for a in cols]):
+            return None
+        n = len(cols[0])
+        names = [f"k{i}" for i in range(len(key))]
+        batch = pa.table(cols + [pa.array(np.arange(n, dtype=np.int64))], names=names + ["i"])
+        order = pc.sort_indices(batch, sort_keys=[(k, "ascending") for k in names]).to_numpy()
+        exists = np.zeros(n, dtype=bool)
+        cursor = np.zeros(n, dtype=np.int64)
+        run = np.zeros(n, dtype=np.int64)
+        held, probe = [], []
+        step = max(4096, -(-n // 8))  # the sorted keys in pieces: a sparse piece does not spoil the rest
+        for at in range(0, n, step):
+            piece = order[at:at + step]
+            got = self._held_composite(table, key, cols, piece)
+            if got is None:
+                probe.append(piece)
+            elif got is not False:
+                held.append(got)
+        if held:
+            found = batch.join(pa.concat_tables(held), keys=names, join_type="inner")
+            idx = found.column("i").to_numpy()
+            exists[idx] = True
+            cursor[idx] = found.column("c").to_numpy()
+            run[idx] = found.column("r").to_numpy()
+        if probe:
+            idx = np.sort(np.concatenate(probe))
+            rows = [list(t) for t in zip(*(c.take(pa.array(idx)).to_pylist() for c in cols))]
+            old = self.lookup(table, key, rows)
+            exists[idx], cursor[idx], run[idx] = old.exists, old.cursor, old.run
+        return Lookup(exists, cursor, run)
+
+    def _held_composite(self, table: str, key: tuple, cols: list, piece: np.ndarray):
+        """The rows whose key lies between the first and the last key of ``piece`` (batch rows
+        in key order), as an Arrow table ``k0.., c, r``; ``False`` when there are none; ``None``
+        when the range is sparse (more than 4 rows a key) or a stored value is not of the
+        batch's type (the caller probes those keys one by one)."""
+        lo = [c[int(piece[0])].as_py() for c in cols]
+        hi = [c[int(piece[-1])].as_py() for c in cols]
+        tup = "(" + ", ".join(quote(k) for k in key) + ")"
+        marks = "(" + ", ".join("?" * len(key)) + ")"
+        where = f" FROM {quote(table)} WHERE {tup} >= {marks} AND {tup} <= {marks}"
+        joined = ", ".join(f"group_concat({quote(k)}, ',')" if pa.types.is_integer(c.type)
+                           else f"group_concat({quote(k)}, char(31))" for k, c in zip(key, cols))
+        most = 4 * len(piece) + 64
+        (seen,) = self.execute(f"SELECT count(*) FROM (SELECT 1{where} LIMIT {most + 1})", lo + hi).fetchone()
+        if seen == 0:
+            return False
+        if seen > most:  # stop counting there: a sparse range costs at most 4 rows a key
+            return None
+        count, *texts = self.execute(
+            f"SELECT count(*), {joined}, group_concat({quote(CURSOR_COL)}), group_concat({quote(RUN_COL)})"
+            + where, lo + hi).fetchone()
+        arrays = []
+        for text, c in zip(texts, cols):
+            if pa.types.is_integer(c.type):
+                got = parse_joined(count, [text])
+                if got is None:
+                    return None
+                arrays.append(pa.array(got[:, 0]))
+            else:
+                parts = text.split("\x1f") if isinstance(text, str) else None
+                if parts is None or len(parts) != count:
+                    return None  # a value holding the separator, or not text: probe instead
+                arrays.append(pa.array(parts, pa.string()))
+        versions = parse_joined(count, texts[-2:])
+        if versions is None:
+            return None
+        return pa.table(arrays + [pa.array(versions[:, 0]), pa.array(versions[:, 1])],
+                        names=[f"k{i}" for i in range(len(key))] + ["c", "r"])
+
+    def _binary_key_index(self, table: str, key: tuple, integer: list) -> bool:
+        """Whether ``table``'s primary key is exactly ``key``, in order, with BINARY collation,
+        and each key column is declared INTEGER where the batch has integers and TEXT where it
+        has text (then SQLite orders and compares the keys as Arrow does)."""
+        cache = self.__dict__.setdefault("_key_index_ok", {})
+        sig = (table, key, tuple(integer))
+        if sig not in cache:
+            ok = False
+            for _, name, _, origin, _ in self.execute(f"PRAGMA index_list({quote(table)})").fetchall():
+                if origin != "pk":
+                    continue
+                info = [r for r in self.execute(f"PRAGMA index_xinfo({quote(name)})").fetchall() if r[5]]
+                declared = {r[1]: (r[2] or "").upper() for r in self.execute(f"PRAGMA table_info({quote(table)})")}
+                ok = ([r[2] for r in info] == list(key) and all(r[4] == "BINARY" and not r[3] for r in info)
+                      and all(declared.get(k) == ("INTEGER" if i else "TEXT") for k, i in zip(key, integer)))
+            cache[sig] = ok
+        return cache[sig]
+
     def _lookup_range(self, table: str, key: str, keys: list, run_id: int | None = None) -> Lookup | None:
         """Dense integer keys: one range scan of the primary key instead of one probe per key
         (sparse keys take the JSON path)."""

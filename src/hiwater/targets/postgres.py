@@ -572,8 +572,9 @@ class PostgresTarget(SqlTarget):
         self._types.pop(table, None)
         self.execute(f"ALTER TABLE {self._q(table)} {adds}", what=f"adding columns to {table!r}")
 
-    def _key_arrays(self, table: str, key: tuple, keys: list) -> tuple[str, list]:
-        """``unnest(%s::type[], …) WITH ORDINALITY AS k(k0, …, i)`` and its parameters."""
+    def _key_arrays(self, table: str, key: tuple, keys: list, cursors=None) -> tuple[str, list]:
+        """``unnest(%s::type[], …) WITH ORDINALITY AS k(k0, …, i)`` and its parameters; with
+        ``cursors``, a ``kc`` column of them too."""
         types = self.sql_types(table) or {}
         if len(key) == 1:
             arrays = [list(keys)]
@@ -581,8 +582,29 @@ class PostgresTarget(SqlTarget):
             arrays = [list(col) for col in zip(*keys)] if keys else [[] for _ in key]
         casts = [f"%s::{types.get(k, 'text')}[]" for k in key]
         params = [array_literal(arr, types.get(k, "text")) for k, arr in zip(key, arrays)]
-        names = ", ".join(f"k{i}" for i in range(len(key)))
-        return f"unnest({', '.join(casts)}) WITH ORDINALITY AS k({names}, i)", params
+        names = [f"k{i}" for i in range(len(key))]
+        if cursors is not None:
+            casts.append("%s::bigint[]")
+            params.append(array_literal(cursors, "bigint"))
+            names.append("kc")
+        return f"unnest({', '.join(casts)}) WITH ORDINALITY AS k({', '.join(names)}, i)", params
+
+    def lookup_versions(self, table: str, key: tuple, keys: list, cursors, run_id: int) -> Lookup:
+        """Any key (composite ones included): the keys go with their cursors as array
+        parameters, and PostgreSQL returns only the keys whose row is missing, holds another
+        cursor or was written by this run, so a re-read of unchanged data transfers nothing."""
+        if not len(keys):
+            return self.lookup(table, key, keys)
+        cursors = np.asarray(cursors, dtype=np.int64)
+        src, params = self._key_arrays(table, key, keys, cursors)
+        on = " AND ".join(f"t.{quote(k)} = k.k{i}" for i, k in enumerate(key))
+        c, r, k0 = quote(CURSOR_COL), quote(RUN_COL), quote(key[0])
+        rows = self.execute(f"SELECT k.i, t.{k0} IS NOT NULL, coalesce(t.{c}, 0), coalesce(t.{r}, 0) FROM {src}"
+                            f" LEFT JOIN {self._q(table)} AS t ON {on}"
+                            f" WHERE t.{k0} IS NULL OR t.{c} <> k.kc OR t.{r} = %s", params + [run_id],
+                            what=f"looking up keys in {table!r}").fetchall()
+        got = np.array(rows, dtype=np.int64).reshape(-1, 4)
+        return changed_versions(cursors, got[:, 0] - 1, got[:, 1], got[:, 2], got[:, 3])
 
     def lookup_arrow(self, table: str, key: tuple, keys: list, cursors, run_id: int) -> Lookup | None:
         """Integer keys. Dense ones (a batch of ids that grow with time) read their key range;

@@ -508,9 +508,13 @@ def render(res, chart_path=None, chart_rel=None) -> str:
                    "was shared with four other jobs (2 cores): compare ratios, not absolute times.")
     if res.get("other_load"):
         ol = res["other_load"]
-        out.append(f"The machine was shared: other processes kept a median {ol['median_cores']:.2f} "
-                   f"(max {ol['max_cores']:.2f}) of its 2 cores busy during the measurements; compare "
-                   "ratios, not absolute times.")
+        if ol["median_cores"] < 0.25:
+            out.append(f"The machine was otherwise idle: other processes kept a median {ol['median_cores']:.2f} "
+                       f"(max {ol['max_cores']:.2f}) of its 2 cores busy during the measurements.")
+        else:
+            out.append(f"The machine was shared: other processes kept a median {ol['median_cores']:.2f} "
+                       f"(max {ol['max_cores']:.2f}) of its 2 cores busy during the measurements; compare "
+                       "ratios, not absolute times.")
     for t, why in (res.get("skipped") or {}).items():
         out.append(f"- {t}: skipped ({why})")
     out += ["", "Tools: **hiwater**; **raw-incremental** (`bench/raw_incremental.py`: stored "

@@ -24,10 +24,18 @@ def reference(path, lo, hi):
 
 
 def build(path, rows, decl=""):
+    build_keyed(path, rows, {"id": decl})
+
+
+def build_keyed(path, rows, keys: dict):
+    """Table ``t`` keyed by ``keys`` (name -> declared type) with hiwater's hidden columns; each
+    row is the key values, then cursor and run."""
     con = sqlite3.connect(path)
-    con.execute(f'CREATE TABLE t (id {decl}, v TEXT, "_hiwater_cursor" INTEGER NOT NULL,'
-                ' "_hiwater_run" INTEGER NOT NULL, PRIMARY KEY (id))')
-    con.executemany("INSERT INTO t VALUES (?, 'x', ?, ?)", rows)
+    cols = ", ".join(f"{k} {d}" for k, d in keys.items())
+    con.execute(f'CREATE TABLE t ({cols}, v TEXT, "_hiwater_cursor" INTEGER NOT NULL,'
+                f' "_hiwater_run" INTEGER NOT NULL, PRIMARY KEY ({", ".join(keys)}))')
+    marks = ", ".join("?" * len(keys))
+    con.executemany(f"INSERT OR REPLACE INTO t VALUES ({marks}, 'x', ?, ?)", rows)
     con.commit()
     con.close()
 
@@ -87,12 +95,7 @@ ints = st.integers(-3, 12)
 
 
 def build_composite(path, rows, decls):
-    con = sqlite3.connect(path)
-    con.execute(f'CREATE TABLE t (a {decls[0]}, b {decls[1]}, v TEXT, "_hiwater_cursor" INTEGER NOT NULL,'
-                ' "_hiwater_run" INTEGER NOT NULL, PRIMARY KEY (a, b))')
-    con.executemany("INSERT OR REPLACE INTO t VALUES (?, ?, 'x', ?, ?)", rows)
-    con.commit()
-    con.close()
+    build_keyed(path, rows, {"a": decls[0], "b": decls[1]})
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

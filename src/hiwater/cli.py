@@ -407,7 +407,6 @@ def check_cmd(streams, as_json, **kw):
     """Freshness gate for a monitoring cron: each stream's verdict (ok, warn, error); exit 1 when any stream
     is past --error-after."""
     rows = api.check(list(streams), **kw)
-    import logging
     for r in rows:
         if r["verdict"] != "ok":
             limit = r["error_after"] if r["verdict"] == "error" else r["warn_after"]
@@ -449,7 +448,6 @@ def _print_rows(rows, as_json, columns) -> None:
     if not rows:
         click.echo("(none)")
         return
-    from rich.console import Console
     from rich.table import Table
     table = Table(show_header=True, header_style="bold")
     for c in columns:

@@ -15,7 +15,7 @@ import os
 import re
 import secrets
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -477,7 +477,7 @@ class Loader:
         """
         o = self.opts
         res = PassResult()
-        window = None
+        window, window_kind = None, None
         done, expected = 0, None
         if self.progress is not None and write and hasattr(self.source, "expected_records"):
             expected = self.source.expected_records()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import orjson
 
-from .base import RawBatch
 from .files import _rows_to_batch
 
 

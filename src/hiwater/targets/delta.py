@@ -717,7 +717,7 @@ class DeltaTarget(Target):
                 if attempt + 1 < LOG_APPEND_TRIES and _is_conflict(exc):
                     time.sleep(0.05 * (attempt + 1))
                     continue
-                self._run(lambda: _reraise(exc), "writing the log")
+                raise self._storage_error(exc, "writing the log") from None
         dt = self._table(LOG)
         if dt is not None and dt.version() % COMPACT_AFTER == 0 and dt.version() > 0:
             try:
@@ -829,10 +829,6 @@ def _is_conflict(exc: BaseException) -> bool:
     text = _one_line(exc).lower()
     return ("CommitFailed" in type(exc).__name__ or "concurrent" in text or "conflict" in text
             or "already exists" in text or "metadata changed since last commit" in text)
-
-
-def _reraise(exc: BaseException):
-    raise exc
 
 
 class _Staged:

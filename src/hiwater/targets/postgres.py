@@ -479,7 +479,7 @@ class PostgresTarget(SqlTarget):
         return target_flag(redact(self.url))
 
     def next_run_id(self) -> int:
-        return int(self.execute(f"SELECT nextval(%s)", (self._m("_hiwater_run_id"),)).fetchone()[0])
+        return int(self.execute("SELECT nextval(%s)", (self._m("_hiwater_run_id"),)).fetchone()[0])
 
     def write_history(self, row: dict) -> None:
         cols = list(row)
@@ -572,16 +572,18 @@ class PostgresTarget(SqlTarget):
         self._types.pop(table, None)
         self.execute(f"ALTER TABLE {self._q(table)} {adds}", what=f"adding columns to {table!r}")
 
-    def _key_arrays(self, table: str, key: tuple, keys: list, cursors=None) -> tuple[str, list]:
+    def _key_arrays(self, table: str, key: tuple, keys, cursors=None, sqltypes=None) -> tuple[str, list]:
         """``unnest(%s::type[], …) WITH ORDINALITY AS k(k0, …, i)`` and its parameters; with
-        ``cursors``, a ``kc`` column of them too."""
+        ``cursors``, a ``kc`` column of them too. ``keys``: a list (or array) of single keys, or
+        of key tuples; ``sqltypes``: the arrays' types, the columns' own by default."""
         types = self.sql_types(table) or {}
         if len(key) == 1:
-            arrays = [list(keys)]
+            arrays = [keys]
         else:
-            arrays = [list(col) for col in zip(*keys)] if keys else [[] for _ in key]
-        casts = [f"%s::{types.get(k, 'text')}[]" for k in key]
-        params = [array_literal(arr, types.get(k, "text")) for k, arr in zip(key, arrays)]
+            arrays = [list(col) for col in zip(*keys)] if len(keys) else [[] for _ in key]
+        sqltypes = sqltypes or [types.get(k, "text") for k in key]
+        casts = [f"%s::{t}[]" for t in sqltypes]
+        params = [array_literal(arr, t) for arr, t in zip(arrays, sqltypes)]
         names = [f"k{i}" for i in range(len(key))]
         if cursors is not None:
             casts.append("%s::bigint[]")
@@ -593,10 +595,13 @@ class PostgresTarget(SqlTarget):
         """Any key (composite ones included): the keys go with their cursors as array
         parameters, and PostgreSQL returns only the keys whose row is missing, holds another
         cursor or was written by this run, so a re-read of unchanged data transfers nothing."""
+        return self._versions(table, key, keys, cursors, run_id)
+
+    def _versions(self, table: str, key: tuple, keys, cursors, run_id: int, sqltypes=None) -> Lookup:
         if not len(keys):
-            return self.lookup(table, key, keys)
+            return self.lookup(table, key, list(keys))
         cursors = np.asarray(cursors, dtype=np.int64)
-        src, params = self._key_arrays(table, key, keys, cursors)
+        src, params = self._key_arrays(table, key, keys, cursors, sqltypes)
         on = " AND ".join(f"t.{quote(k)} = k.k{i}" for i, k in enumerate(key))
         c, r, k0 = quote(CURSOR_COL), quote(RUN_COL), quote(key[0])
         rows = self.execute(f"SELECT k.i, t.{k0} IS NOT NULL, coalesce(t.{c}, 0), coalesce(t.{r}, 0) FROM {src}"
@@ -615,7 +620,6 @@ class PostgresTarget(SqlTarget):
         if len(key) != 1 or types.get(key[0]) not in ("bigint", "integer", "smallint") \
                 or not pa.types.is_integer(keys[0].type):
             return None
-        n = len(keys[0])
         cursors = np.asarray(cursors, dtype=np.int64)
         ids = keys[0].to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
         k, c, r = quote(key[0]), quote(CURSOR_COL), quote(RUN_COL)
@@ -629,15 +633,7 @@ class PostgresTarget(SqlTarget):
             held = parse_joined(row[0], row[1:])
             if held is not None:
                 return match_held(ids, held)
-        rows = self.execute(
-            f"SELECT k.i, t.{k} IS NOT NULL, coalesce(t.{c}, 0), coalesce(t.{r}, 0)"
-            f" FROM unnest(%s::bigint[], %s::bigint[]) WITH ORDINALITY AS k(k0, c, i)"
-            f" LEFT JOIN {self._q(table)} AS t ON t.{k} = k.k0"
-            f" WHERE t.{k} IS NULL OR t.{c} <> k.c OR t.{r} = %s",
-            [array_literal(ids, "bigint"), array_literal(cursors, "bigint"), run_id],
-            what=f"looking up keys in {table!r}").fetchall()
-        got = np.array(rows, dtype=np.int64).reshape(-1, 4)
-        return changed_versions(cursors, got[:, 0] - 1, got[:, 1], got[:, 2], got[:, 3])
+        return self._versions(table, key, ids, cursors, run_id, sqltypes=["bigint"])
 
     def lookup(self, table: str, key: tuple, keys: list) -> Lookup:
         n = len(keys)

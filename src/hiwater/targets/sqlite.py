@@ -91,6 +91,7 @@ class SQLiteTarget(SqlTarget):
         self.busy_timeout_s = busy_timeout_s
         self._lock_fd = None
         self._faults = None  # test-only fault injection (targets/faults.py); None unless asked for
+        self._key_index_ok: dict = {}  # (table, key, integer columns) -> composite range reads allowed
 
     def cli_flags(self) -> str:
         import shlex
@@ -486,7 +487,7 @@ class SQLiteTarget(SqlTarget):
         """Whether ``table``'s primary key is exactly ``key``, in order, with BINARY collation,
         and each key column is declared INTEGER where the batch has integers and TEXT where it
         has text (then SQLite orders and compares the keys as Arrow does)."""
-        cache = self.__dict__.setdefault("_key_index_ok", {})
+        cache = self._key_index_ok
         sig = (table, key, tuple(integer))
         if sig not in cache:
             ok = False

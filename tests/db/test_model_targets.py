@@ -45,6 +45,12 @@ def test_the_target_matches_the_model_run_after_run(backend, runs, batch_size, s
     _play(backend, runs, batch_size, key=None, rows=_rows, to_file=M._write)
 
 
+# Ordinary-but-awkward text key parts: a leading zero, a comma and non-ASCII letters, and an
+# empty text. (The separator SQLite's range read joins text with, U+001F, sends that range to the
+# per-key probe: tests/test_sqlite_range_lookup.py.)
+PARTS = ["007", "é, ü", ""]
+
+
 def _write_split(path: Path, records, spread: int) -> None:
     """The model's records with its integer ``id`` as a two-column key: ``a`` an integer,
     ``b`` a text."""
@@ -52,7 +58,7 @@ def _write_split(path: Path, records, spread: int) -> None:
         for r in records:
             i = r["id"]
             f.write(json.dumps({"a": None if i is None else (i // 3) * spread,
-                                "b": None if i is None else f"k{i % 3}", "name": r["name"],
+                                "b": None if i is None else PARTS[i % 3], "name": r["name"],
                                 "modified_at": None if r["m"] is None else M.iso(r["m"])}) + "\n")
 
 
@@ -62,7 +68,7 @@ def _composite_rows(spread: int):
             got = read_table(url, "events")
         except Exception:  # noqa: BLE001 - no table yet
             return {}
-        return {(r["a"] // spread) * 3 + int(r["b"][1:]): (r["modified_at"], r["name"]) for r in got}
+        return {(r["a"] // spread) * 3 + PARTS.index(r["b"]): (r["modified_at"], r["name"]) for r in got}
     return rows
 
 

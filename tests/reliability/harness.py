@@ -22,7 +22,11 @@ from conftest import Result
 from sizes import env_int  # noqa: F401 - the suites import it from here
 
 ROOT = Path(__file__).resolve().parents[2]
-HIWATER = ROOT / ".venv" / "bin" / "hiwater"
+# The `hiwater` console script of the environment running the tests (not a path in the checkout):
+# beside the interpreter, else the one on PATH.
+HIWATER = Path(sys.executable).with_name("hiwater")
+if not HIWATER.exists():
+    HIWATER = Path(shutil.which("hiwater") or HIWATER)
 NOW = "2025-06-01T00:00:00Z"
 
 

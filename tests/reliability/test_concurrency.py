@@ -22,11 +22,10 @@ import json
 import random
 import re
 import time
-from pathlib import Path
 
 import pytest
 
-from .harness import NOW, check_consistent, env_int, run, snapshot, start
+from .harness import HIWATER, NOW, check_consistent, env_int, run, snapshot, start
 
 pytestmark = pytest.mark.reliability
 LOADERS = 8
@@ -81,7 +80,7 @@ def trial(world, kind: str, seed: int, real: bool = False) -> dict:
             import subprocess
             import os
             e = {**os.environ, **(env or {})}
-            procs.append((i, subprocess.Popen([str(Path(__file__).parents[2] / ".venv/bin/hiwater"),
+            procs.append((i, subprocess.Popen([str(HIWATER),
                                                *map(str, argv)], stdout=subprocess.PIPE,
                                               stderr=subprocess.PIPE, text=True, env=e)))
         else:

@@ -12,7 +12,8 @@ missing privilege, under roles that hold only what they need.
   (the merge is ``INSERT … ON CONFLICT DO UPDATE``, which needs UPDATE even for new keys):
   one line each, nothing committed.
 
-The roles (prefix ``wt15_``) are dropped after the test with everything they own.
+The test runs in a database of its own (``wt15_db_…``), so nothing another run left in the shared
+database changes what it sees; the roles (prefix ``wt15_``) and the database are dropped after it.
 """
 
 from __future__ import annotations
@@ -34,8 +35,14 @@ def _t(minute: int) -> str:
 @pytest.fixture
 def roles():
     from db.dbutil import PG_URL, pg_connect, server_or_skip
-    admin = server_or_skip("PostgreSQL", PG_URL, pg_connect)
+    server = server_or_skip("PostgreSQL", PG_URL, pg_connect)
     tag = uuid.uuid4().hex[:8]
+    # A database of its own: what other runs left in the shared database's `public` schema
+    # (hiwater's own tables among them) must not change what the writer is refused there.
+    dbname = f"wt15_db_{tag}"
+    server.execute(f'CREATE DATABASE "{dbname}"')
+    db_url = PG_URL.rsplit("/", 1)[0] + "/" + dbname
+    admin = pg_connect(db_url)
     names = {"writer": f"wt15_w_{tag}", "reader": f"wt15_r_{tag}", "tgt": f"wt15_tgt_{tag}",
              "src": f"wt15_src_{tag}", "shared": f"wt15_shared_{tag}"}
     w, r = names["writer"], names["reader"]
@@ -51,7 +58,7 @@ def roles():
                   f"timestamp '2025-01-15' + i * interval '1 minute' FROM generate_series(1, 50) i")
     admin.execute(f'GRANT USAGE ON SCHEMA "{names["src"]}" TO "{r}"')
     admin.execute(f'GRANT SELECT ON "{names["src"]}".orders TO "{r}"')
-    base = PG_URL.rsplit("@", 1)[1]
+    base = db_url.rsplit("@", 1)[1]
     names["url"] = lambda role, q="": f"postgresql://{names[role]}@{base}" + (f"?{q}" if q else "")
     names["admin"] = admin
     try:
@@ -61,8 +68,12 @@ def roles():
             admin.execute(f'DROP SCHEMA IF EXISTS "{names[s]}" CASCADE')
         for role in (w, r):
             admin.execute(f'DROP OWNED BY "{role}" CASCADE')
-            admin.execute(f'DROP ROLE IF EXISTS "{role}"')
         admin.close()
+        server.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+        for role in (w, r):
+            server.execute(f'DROP OWNED BY "{role}" CASCADE')
+            server.execute(f'DROP ROLE IF EXISTS "{role}"')
+        server.close()
 
 
 def _refused(done, *words) -> str:

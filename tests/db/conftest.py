@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import pytest
 
-from .dbutil import MYSQL_URL, PG_URL, fresh_name, mysql_connect, pg_connect, server_or_skip
-
-TARGETS = ["sqlite", "postgresql", "duckdb", "delta"]
+from .dbutil import MYSQL_URL, PG_URL, TARGETS, fresh_name, mysql_connect, pg_connect, server_or_skip
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,8 @@ import pytest
 
 PG_URL = os.environ.get("HIWATER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 MYSQL_URL = os.environ.get("HIWATER_TEST_MYSQL", "mysql://root@127.0.0.1:3306/test")
+# Every target, for the suites that run once per target (one list: a new target is added here).
+TARGETS = ["sqlite", "postgresql", "duckdb", "delta"]
 
 
 def fresh_name() -> str:

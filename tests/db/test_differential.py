@@ -23,11 +23,10 @@ import json
 
 import pytest
 
-from .dbutil import PG_URL, fresh_name
+from .dbutil import PG_URL, TARGETS, fresh_name
 from .readback import FORMATS, cli, export, fetch, instant, sqlite_bool
 
 NOW = "2025-06-01T00:00:00Z"
-TARGETS = ["sqlite", "postgresql", "duckdb", "delta"]
 COMBOS = [(f, k) for k in TARGETS for f in FORMATS]
 STEPS = ["first load", "late batch", "re-export", "quarantine replay"]
 TABLE = "story"

@@ -17,10 +17,10 @@ from hypothesis import strategies as st
 import hiwater
 import test_decide_model as M
 
-from .dbutil import PG_URL, fresh_name, read_table
+from .dbutil import PG_URL, TARGETS, fresh_name, read_table
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql", "duckdb", "delta"])
+@pytest.fixture(scope="module", params=TARGETS)
 def backend(request):
     admin = request.getfixturevalue("pg_admin") if request.param == "postgresql" else None
     return request.param, admin

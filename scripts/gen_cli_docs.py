@@ -37,6 +37,13 @@ exit 1, nothing committed, instead of blocking forever. Waiting for another run'
 is bounded by `--lock-timeout`, not by `read_timeout`. A server-side limit is a libpq option:
 `?options=-c%20statement_timeout%3D60s`. Example:
 `--target 'postgresql://loader@dwh/warehouse?schema=raw&connect_timeout=5&read_timeout=300'`.
+
+**`${VAR}` in a URL** (`--target`, `--source`, `$HIWATER_TARGET_URL`, `$HIWATER_SOURCE_URL`, a
+project file, the Python API) is the environment variable's value:
+`--target 'postgresql://loader:${DWH_PASSWORD}@dwh/warehouse'` (single quotes, so the
+shell leaves it to hiwater). An unset variable is an error naming it (exit 2), never an empty
+string: an empty password would try to connect without one, an empty folder name would put
+the database somewhere else.
 """
 
 

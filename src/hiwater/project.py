@@ -13,12 +13,14 @@
 
 Keys are the ``hiwater load`` options' long names without the dashes (``source-table``;
 ``source_table`` is the same key), plus ``warn-after`` / ``error-after`` (for ``hiwater
-check``). Reading the file is pure: it parses, expands ``${VAR}``, resolves paths and
-checks every stream's options; it opens no database and reads no input.
+check``). Reading the file is pure: it parses, checks each value's TOML type (``TYPES``), expands
+``${VAR}``, resolves paths and URLs against the file's folder, checks every stream's options and
+that no two streams share one state; it opens no database and reads no input.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import difflib
 import os
 import re
@@ -26,8 +28,9 @@ import sys
 from dataclasses import dataclass, field
 
 from .durations import Duration, parse_duration
-from .errors import UsageError
+from .errors import ConfigError, UsageError
 from .options import LoadOptions
+from .urls import expand, file_path, redact
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -46,10 +49,32 @@ _LOAD_KEYS = {name.replace("_", "-"): name for name in LoadOptions.__dataclass_f
               if name not in _NOT_IN_FILE}
 _CHECK_KEYS = {"warn-after": "warn_after", "error-after": "error_after"}
 KEYS = {**_SOURCE_KEYS, **_LOAD_KEYS, **_CHECK_KEYS}
-_FLAGS = {"full_load", "reread_files", "prune", "strict", "soft_delete"}
 _TOP = ("defaults", "streams")
-_VAR = re.compile(r"\$\$|\$\{([^}]*)\}")
-_URL_PATH_SCHEMES = ("sqlite", "duckdb")
+
+# What TOML may give each key. The values themselves (a known --format, a duration that parses)
+# are LoadOptions' to check; this table only keeps a list or a number from reaching code that
+# wants text (which would end in an internal TypeError).
+_KINDS = {
+    "a string": lambda v: isinstance(v, str),
+    "a list of strings": lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
+    "a whole number": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "true or false": lambda v: isinstance(v, bool),
+    "a date-time": lambda v: isinstance(v, dt.date),  # TOML's dates and date-times (since/until)
+}
+_TEXT, _FLAG, _NUMBER = ("a string",), ("true or false",), ("a whole number",)
+_DURATION = ("a string", "a whole number")  # "15m", or a bare number for an integer cursor
+_BOUND = ("a string", "a whole number", "a date-time")
+TYPES = {
+    "input": _TEXT, "source": _TEXT, "source-table": _TEXT, "query": _TEXT, "target": _TEXT, "db": _TEXT,
+    "key": ("a string", "a list of strings"), "cursor": _TEXT, "table": _TEXT, "stream": _TEXT,
+    "format": _TEXT, "boundary": _TEXT, "on-late": _TEXT, "assume-tz": _TEXT, "delete-field": _TEXT,
+    "executor": _TEXT,
+    "full-load": _FLAG, "reread-files": _FLAG, "prune": _FLAG, "strict": _FLAG, "soft-delete": _FLAG,
+    "lookback": _DURATION, "window": _DURATION, "settle": _DURATION, "max-future": _DURATION,
+    "lock-timeout": _DURATION, "warn-after": _DURATION, "error-after": _DURATION,
+    "since": _BOUND, "until": _BOUND,
+    "batch-size": _NUMBER, "buckets": _NUMBER, "max-rejected": ("a whole number", "a string"),
+}
 
 
 @dataclass
@@ -68,7 +93,6 @@ class StreamConfig:
 
     def describe(self) -> dict:
         """The stream for people and JSON: sources and targets with passwords masked."""
-        from .urls import redact
         out = {"stream": self.name, "table": self.load.get("table")}
         for key in ("input", "source_url", "source_table", "query", "db", "target"):
             v = self.load.get(key)
@@ -153,7 +177,22 @@ def parse(doc: dict, path: str, *, environ) -> Project:
         own = _keys(table, where, environ)
         merged = {**common, **own}
         project.streams[name] = _stream(name, merged, where, base_dir)
+    _one_state_each(project)
     return project
+
+
+def _one_state_each(project: Project) -> None:
+    """Two streams that keep their state under one name in one target would share a watermark
+    (and a lock, a history, a manifest): the second run would skip what the first had passed, or
+    fail on the other's table. Refused here, so ``validate`` says it before ``run`` meets it."""
+    owner: dict = {}
+    for name, cfg in project.streams.items():
+        place = (cfg.load.get("db"), cfg.load.get("target"), cfg.load["stream"])
+        if place in owner:
+            raise UsageError(f"{project.path}: [streams.{_toml_key(owner[place])}] and [streams.{_toml_key(name)}] "
+                             f"both keep their state as stream {cfg.load['stream']!r} in one target",
+                             hint="give each its own stream = \"…\", or its own target")
+        owner[place] = name
 
 
 def _keys(table: dict, where: str, environ) -> dict:
@@ -169,28 +208,16 @@ def _keys(table: dict, where: str, environ) -> dict:
         if key in spelled:
             raise UsageError(f"{where}: {spelled[key]!r} and {raw!r} are the same key; give one")
         spelled[key] = raw
-        out[KEYS[key]] = _expand(value, where, raw, environ)
+        kinds = TYPES[key]
+        if not any(_KINDS[kind](value) for kind in kinds):
+            either = " or ".join([", ".join(kinds[:-1]), kinds[-1]] if len(kinds) > 1 else kinds)
+            raise ConfigError(f"{where}: {raw} must be {either}, not {value!r}")
+        if isinstance(value, str):
+            value = expand(value, f"{where} {raw}", environ=environ, dollars=True)
+        elif isinstance(value, list):
+            value = [expand(v, f"{where} {raw}", environ=environ, dollars=True) for v in value]
+        out[KEYS[key]] = value
     return out
-
-
-def _expand(value, where: str, key: str, environ):
-    if isinstance(value, str):
-        def sub(m):
-            if m.group(0) == "$$":
-                return "$"
-            var = m.group(1)
-            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", var):
-                raise UsageError(f"{where} {key}: ${{{var}}} is not a variable name")
-            if var not in environ:
-                raise UsageError(f"{where} {key}: the environment variable {var} is not set",
-                                 hint=f"export {var}=…, or write the value in the file")
-            return environ[var]
-        return _VAR.sub(sub, value)
-    if isinstance(value, list):
-        return [_expand(v, where, key, environ) for v in value]
-    if isinstance(value, dict):
-        raise UsageError(f"{where} {key}: a table is not a value here")
-    return value
 
 
 def _stream(name: str, kw: dict, where: str, base_dir: str) -> StreamConfig:
@@ -211,12 +238,6 @@ def _stream(name: str, kw: dict, where: str, base_dir: str) -> StreamConfig:
     if check["warn-after"] and check["error-after"] and check["warn-after"].micros > check["error-after"].micros:
         raise UsageError(f"{where}: warn-after {check['warn-after'].text} is later than error-after "
                          f"{check['error-after'].text}")
-    for flag in _FLAGS:
-        if flag in kw and not isinstance(kw[flag], bool):
-            raise UsageError(f"{where}: {flag.replace('_', '-')} must be true or false, not {kw[flag]!r}")
-    for key in ("input", "source_url", "source_table", "query", "target", "db", "table", "stream", "cursor"):
-        if key in kw and not isinstance(kw[key], str):
-            raise UsageError(f"{where}: {_file_key(key)} must be a string, not {kw[key]!r}")
     if "input" in kw and "source_url" in kw:
         raise UsageError(f"{where}: give input or source, not both")
     if "input" not in kw and "source_url" not in kw:
@@ -251,28 +272,31 @@ def _stream(name: str, kw: dict, where: str, base_dir: str) -> StreamConfig:
     return StreamConfig(name, load, check["warn-after"], check["error-after"], options)
 
 
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+
+
 def _resolve(path: str, base_dir: str) -> str:
-    return path if os.path.isabs(path) else os.path.normpath(os.path.join(base_dir, path))
+    """A path of the file, from the file's folder. A URL (``s3://``, ``gs://``, ``https://``,
+    ``file://``…) is not a path in that folder: it stays as written."""
+    if _URL.match(path) or os.path.isabs(path):
+        return path
+    return os.path.normpath(os.path.join(base_dir, path))
 
 
 def _resolve_url(url: str, base_dir: str) -> str:
-    """``sqlite:///rel.db`` / ``duckdb:///rel.duckdb``: a relative path is the project folder's."""
-    scheme, sep, rest = url.partition("://")
-    if not sep or scheme.lower() not in _URL_PATH_SCHEMES:
-        return url
-    from .urls import file_path
-    path = file_path(url)
-    if path == ":memory:" or os.path.isabs(path):
-        return url
-    query = "?" + url.split("?", 1)[1] if "?" in url else ""
-    return f"{scheme}:///{_resolve(path, base_dir)}{query}"
-
-
-def _file_key(name: str) -> str:
-    for k, v in KEYS.items():
-        if v == name:
-            return k
-    return name.replace("_", "-")
+    """A target or source URL whose database is a local file (``sqlite:``, ``duckdb:``,
+    ``delta:``), with a relative path made the project folder's; any other URL as written."""
+    scheme, _, rest = url.partition(":")
+    query = url[url.index("?"):] if "?" in url else ""
+    kind = scheme.lower()
+    if kind in ("sqlite", "duckdb"):  # SQLAlchemy's rule: scheme:///relative, scheme:////absolute
+        path = file_path(url)
+        return url if path == ":memory:" or os.path.isabs(path) else f"{scheme}:///{_resolve(path, base_dir)}{query}"
+    if kind == "delta":  # the Delta target's rule: delta:///absolute, delta://relative, delta:relative
+        body = rest.split("?", 1)[0]
+        path = body[2:] if body.startswith("//") else body
+        return url if not path or os.path.isabs(path) else f"{scheme}://{_resolve(path, base_dir)}{query}"
+    return url
 
 
 def _file_words(message: str) -> str:

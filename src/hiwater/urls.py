@@ -5,14 +5,39 @@ from __future__ import annotations
 import os
 import re
 
-_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+from .errors import UsageError
+
+_VAR = re.compile(r"\$\{([^}]*)\}")
+_VAR_OR_DOLLAR = re.compile(r"\$\$|\$\{([^}]*)\}")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)(.*)$", re.DOTALL)
 _QUERY_SECRET = re.compile(r"([?&](?:password|passwd|pwd|sslpassword)=)[^&#]*", re.IGNORECASE)
 
 
-def expand(url: str) -> str:
-    """Replace ``${VAR}`` with the environment's value (empty if unset)."""
-    return _VAR.sub(lambda m: os.environ.get(m.group(1), ""), url)
+def expand(text: str, where: str | None = None, *, environ=None, dollars: bool = False) -> str:
+    """Replace each ``${VAR}`` with the environment's value.
+
+    One rule wherever a value is given (``--target``, ``--source``, ``HIWATER_*_URL``, the
+    project file, the Python API): an unset variable is an error naming it, never an empty
+    string, which would connect without a password or write to another file. ``where`` starts
+    the message (default: the URL, password masked). ``dollars``: ``$$`` is a literal ``$``, the
+    project file's escape (a URL on the command line keeps its ``$$`` as typed).
+    """
+    env = os.environ if environ is None else environ
+    place = where if where is not None else redact(text)
+
+    def value(m: re.Match) -> str:
+        if m.group(0) == "$$":
+            return "$"
+        var = m.group(1)
+        if not _NAME.fullmatch(var):
+            raise UsageError(f"{place}: ${{{var}}} is not a variable name")
+        if var not in env:
+            raise UsageError(f"{place}: the environment variable {var} is not set",
+                             hint=f"export {var}=…, or write the value itself")
+        return env[var]
+
+    return (_VAR_OR_DOLLAR if dollars else _VAR).sub(value, text)
 
 
 def redact(url: str) -> str:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from .durations import Duration, parse_duration
 from .errors import UsageError
+from .values import EPOCH, parse_bound, parse_iso, zone
 
 BOUNDARIES = ("inclusive", "exclusive")
 ON_LATE = ("detect", "skip", "load")
@@ -104,7 +105,6 @@ class LoadOptions:
             kw["max_future"] = None if mf is None or str(mf).lower() == "none" else parse_duration(mf, "--max-future")
         now = kw.get("now")
         if isinstance(now, str):
-            from .values import EPOCH, parse_iso
             try:
                 us, naive = parse_iso(now.strip(), dt.timezone.utc)
             except ValueError:
@@ -181,7 +181,6 @@ class LoadOptions:
         """``--until`` must be later than ``--since``, both read as the stream reads cursors."""
         if self.since is None or self.until is None:
             return
-        from .values import parse_bound, zone
         tz = zone(tz_name)
         (lo, _), (hi, _) = parse_bound(self.since, kind, tz, "--since"), parse_bound(self.until, kind, tz, "--until")
         if hi <= lo:

@@ -14,10 +14,10 @@ import pyarrow as pa
 import pytest
 
 import hiwater
-from hiwater.buckets import (BucketSource, bucket_ids, bucket_of, bucket_sql, canonical, check_count,
-                             parse_name, take_bucket)
 from hiwater.errors import UsageError
+from hiwater.keyhash import bucket_ids, bucket_of, bucket_sql, canonical, check_count, parse_name
 from hiwater.sources.base import RawBatch
+from hiwater.sources.bucket import BucketSource, take_bucket
 
 from conftest import NOW, write_jsonl
 
@@ -281,7 +281,7 @@ def test_the_columnar_hash_and_the_per_key_hash_agree():
 
     import pyarrow as pa
 
-    from hiwater.buckets import _md5_buckets, bucket_of_text
+    from hiwater.keyhash import _md5_buckets, bucket_of_text
     rnd = random.Random(5)
     alphabet = "abcXYZ019 é東京😀\x1f-_"
     texts = ["", "0", "-1", "9223372036854775807"] + [

@@ -312,7 +312,7 @@ def test_a_dated_file_name_warns_and_suggests_table(hw, tmp_path):
                                         ("sales.2024-12", True), ("events", False), ("v2", False),
                                         ("build_12345678", False), ("log-2025", False)])
 def test_which_names_hold_a_date(name, dated):
-    from hiwater.loader import dated_table_notice, default_table
+    from hiwater.spec import dated_table_notice, default_table
     table = default_table(f"/x/{name}.jsonl.gz")
     assert (dated_table_notice(f"/x/{name}.jsonl.gz", table) is not None) == dated
 

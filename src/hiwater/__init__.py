@@ -12,8 +12,9 @@ from .api import (check, history, load, quarantine_list, quarantine_replay, run,
                   state_set, state_show, status, stream_drop, validate)
 from .errors import (ConfigError, ConnectError, HiwaterError, InputError, LockTimeout, PipelineError, QualityError,
                      StrictError, TargetError, UsageError)
+from .executor import PipelineResult
 from .options import LoadOptions
-from .pipeline import PipelineResult, StreamResult
+from .stream import StreamResult
 from .summary import Counts, Summary
 
 try:  # the version is written once, in pyproject.toml

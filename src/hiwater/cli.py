@@ -53,8 +53,7 @@ def project_option(f):
 def _complete_streams(ctx, param, incomplete):
     """Shell completion of stream names, from the project file (silently none if it has problems)."""
     try:
-        from .project import load_project
-        names = list(load_project(ctx.params.get("project")).streams)
+        names = [row["stream"] for row in api.validate(project=ctx.params.get("project"))]
     except Exception:  # noqa: BLE001 - completion must never fail loudly
         return []
     return [n for n in names if n.startswith(incomplete)]
@@ -486,7 +485,7 @@ def _fail(argv, message: str, code: int, err: BaseException | None = None) -> in
         info = err.to_dict() if isinstance(err, HiwaterError) else {
             "error": type(err).__name__ if err is not None else "Interrupted", "exit_code": code, "retryable": False}
         info.update(message=message, exit_code=code)
-        line = {"ts": events._iso(__import__("time").time()), "level": "error", "event": "error", **info}
+        line = {"ts": events.iso_time(__import__("time").time()), "level": "error", "event": "error", **info}
         click.echo(json.dumps(line, default=str, separators=(",", ":")), err=True)
     else:
         click.echo(f"error: {message}", err=True)

@@ -54,7 +54,8 @@ def muted():
         _muted.reset(token)
 
 
-def _iso(created: float) -> str:
+def iso_time(created: float) -> str:
+    """A ``time.time()`` value as the ``ts`` of a JSON event (UTC, milliseconds, ``Z``)."""
     return dt.datetime.fromtimestamp(created, dt.timezone.utc).isoformat(timespec="milliseconds").replace(
         "+00:00", "Z")
 
@@ -63,7 +64,7 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per record: ``ts``, ``level``, ``event``, ``message``, then the fields."""
 
     def format(self, record: logging.LogRecord) -> str:
-        out = {"ts": _iso(record.created), "level": record.levelname.lower(),
+        out = {"ts": iso_time(record.created), "level": record.levelname.lower(),
                "event": getattr(record, "hiwater_event", "log"), "message": record.getMessage()}
         for k, v in getattr(record, "hiwater_fields", {}).items():
             out.setdefault(k, v)

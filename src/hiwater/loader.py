@@ -11,8 +11,6 @@ import datetime as dt
 import gc
 import hashlib
 import logging
-import os
-import re
 import secrets
 import time
 from contextlib import nullcontext
@@ -27,6 +25,7 @@ from . import decide as D
 from . import values as V
 from .errors import HiwaterError, QualityError, StrictError, UsageError
 from .events import emit
+from .keyhash import check_new_stream
 from .options import LoadOptions
 from .prepare import Prepared, key_groups, prepare
 from .sources.base import Source
@@ -39,33 +38,6 @@ from .targets.base import CURSOR_COL, RUN_COL, Target
 log = logging.getLogger("hiwater")
 LATE_HELD = 50_000  # late records held per run to see whether a later batch supersedes them
 DELETED_AT = "deleted_at"
-
-
-def default_table(spec: str | None) -> str:
-    """A table named after a single input file's stem (``events.jsonl.gz`` -> ``events``);
-    ``records`` otherwise."""
-    if not spec or spec == "-" or any(ch in spec for ch in "*?[") or os.path.isdir(spec):
-        return "records"
-    from .sources.files import COMPRESSIONS
-    stem, ext = os.path.splitext(os.path.basename(spec))
-    if ext.lower() in COMPRESSIONS:
-        stem = os.path.splitext(stem)[0]
-    name = re.sub(r"\W+", "_", stem).strip("_")
-    return name or "records"
-
-
-# A date in a file name: 2025-01-15, 2025_01_15, 20250115, 2025-01 (a month's file).
-_DATED = re.compile(r"(?<!\d)(?:19|20)\d{2}(?:[-_.]?(?:0[1-9]|1[0-2])[-_.]?(?:0[1-9]|[12]\d|3[01])|[-_.](?:0[1-9]|1[0-2]))(?!\d)")
-
-
-def dated_table_notice(spec: str | None, table: str) -> str | None:
-    """A warning when the default table name comes from a file name holding a date: the next
-    day's file would load into another table (and another stream) without a word."""
-    if not spec or table == "records" or not _DATED.search(table):
-        return None
-    plain = re.sub(r"_+", "_", _DATED.sub("", table)).strip("_") or "records"
-    return (f"the table name {table!r} comes from the file name, which holds a date: the next file would "
-            f"load into another table; pass --table {plain} (or the name you want)")
 
 
 @dataclass
@@ -243,7 +215,6 @@ class Loader:
         self._started_at = _iso_now()
         state = t.read_state(self.stream)
         if state is None:
-            from .buckets import check_new_stream  # a stream keeps its bucket count
             check_new_stream([s.stream for s in t.list_states()], self.stream)
             state = StreamState(self.stream, self.table, tuple(o.key), o.cursor,
                                 assume_tz=_zone_name(o.assume_tz or "UTC"))

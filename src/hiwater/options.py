@@ -11,10 +11,12 @@ from dataclasses import dataclass, field
 
 from .durations import Duration, parse_duration
 from .errors import UsageError
+from .values import EPOCH, parse_bound, parse_iso, zone
 
 BOUNDARIES = ("inclusive", "exclusive")
 ON_LATE = ("detect", "skip", "load")
 FORMATS = ("json", "jsonl", "csv", "parquet")
+EXECUTORS = ("local", "dask")
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,7 @@ class LoadOptions:
     batch_size: int = 65_536
     now: dt.datetime | None = None
     max_rejected: RejectLimit | None = None
-    buckets: int = 1              # split the stream into N key-hash buckets (hiwater.buckets)
+    buckets: int = 1              # split the stream into N key-hash buckets (hiwater.keyhash)
     executor: object = None       # how buckets run: local | dask | dask:ADDRESS (or a distributed.Client)
 
     @classmethod
@@ -103,7 +105,6 @@ class LoadOptions:
             kw["max_future"] = None if mf is None or str(mf).lower() == "none" else parse_duration(mf, "--max-future")
         now = kw.get("now")
         if isinstance(now, str):
-            from .values import EPOCH, parse_iso
             try:
                 us, naive = parse_iso(now.strip(), dt.timezone.utc)
             except ValueError:
@@ -162,7 +163,6 @@ class LoadOptions:
         if isinstance(self.buckets, bool) or not isinstance(self.buckets, int) or not 1 <= self.buckets <= 4096:
             raise UsageError(f"--buckets {self.buckets!r}: give a whole number from 1 to 4096")
         if self.buckets > 1:
-            from .buckets import parse_executor
             parse_executor(self.executor)
             if self.prune:
                 raise UsageError("--prune cannot be combined with --buckets: a bucket sees only its own keys, "
@@ -181,7 +181,6 @@ class LoadOptions:
         """``--until`` must be later than ``--since``, both read as the stream reads cursors."""
         if self.since is None or self.until is None:
             return
-        from .values import parse_bound, zone
         tz = zone(tz_name)
         (lo, _), (hi, _) = parse_bound(self.since, kind, tz, "--since"), parse_bound(self.until, kind, tz, "--until")
         if hi <= lo:
@@ -195,3 +194,20 @@ class LoadOptions:
         if self.since is not None or self.until is not None:
             return "backfill"
         return "incremental"
+
+
+def parse_executor(value) -> tuple[str, object]:
+    """``local`` | ``dask`` | ``dask:tcp://host:8786`` (or a ``distributed.Client``, API only)."""
+    if value is None:
+        return "local", None
+    if not isinstance(value, str):
+        if type(value).__name__ == "Client":
+            return "dask", value
+        raise UsageError(f"--executor {value!r}: give local, dask or dask:SCHEDULER-ADDRESS")
+    kind, _, where = value.partition(":")
+    if kind not in EXECUTORS or (kind == "local" and where):
+        raise UsageError(f"--executor {value!r}: give local, dask or dask:SCHEDULER-ADDRESS",
+                         hint="for example --executor dask:tcp://10.0.0.5:8786")
+    if kind == "dask" and where:
+        return "dask", where
+    return kind, None

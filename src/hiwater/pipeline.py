@@ -1,4 +1,4 @@
-"""``hiwater run``: the streams of a project, each one ``hiwater.load`` call, ``jobs`` at a time.
+"""``hiwater run``: the streams of a project, each one stream spec, ``jobs`` at a time.
 
 - Each stream commits on its own (its own transaction, lock and history); a failed stream
   changes nothing of its own and nothing of the others, which go on (unless ``fail_fast``:
@@ -17,72 +17,15 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from concurrent.futures import FIRST_COMPLETED, wait
 
-from .errors import HiwaterError, PipelineError
+from .errors import UsageError
 from .events import emit
+from .executor import PipelineResult, Pool
 from .project import StreamConfig
-from .summary import Counts, Summary
-
-
-@dataclass
-class StreamResult:
-    """One stream's outcome: ``status`` is ``ok``, ``failed`` or ``not run`` (after ``fail_fast``)."""
-
-    stream: str
-    status: str
-    summary: Summary | None = None
-    error: HiwaterError | None = None
-    duration_s: float | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
-
-    def to_dict(self) -> dict:
-        out = {"stream": self.stream, "status": self.status}
-        if self.summary is not None:
-            out.update(self.summary.to_dict(details=True))
-        if self.error is not None:
-            out.update(self.error.to_dict())
-        out["duration_s"] = self.duration_s
-        return out
-
-
-@dataclass
-class PipelineResult:
-    streams: list = field(default_factory=list)  # StreamResult, in the project's order
-    duration_s: float | None = None
-
-    @property
-    def ok(self) -> bool:
-        return all(s.ok for s in self.streams)
-
-    @property
-    def failed(self) -> list:
-        return [s for s in self.streams if s.status == "failed"]
-
-    def total(self) -> dict:
-        c = Counts()
-        for s in self.streams:
-            if s.summary is not None:
-                c.add(s.summary.counts)
-        return {"streams": len(self.streams), "ok": sum(s.ok for s in self.streams),
-                "failed": len(self.failed), "not_run": sum(s.status == "not run" for s in self.streams),
-                "source_records": c.source_records, "loaded": c.loaded, "skipped": c.skipped,
-                "rejected": c.rejected, "duration_s": self.duration_s}
-
-    def to_dict(self) -> dict:
-        return {"streams": [s.to_dict() for s in self.streams], "total": self.total()}
-
-    def raise_for_failures(self) -> "PipelineResult":
-        if self.ok:
-            return self
-        names = ", ".join(s.stream for s in self.streams if not s.ok)
-        first = self.failed[0].error if self.failed else None
-        raise PipelineError(f"{len(self.streams) - sum(s.ok for s in self.streams)} of {len(self.streams)} "
-                            f"stream(s) did not load: {names}" + (f" (first: {first})" if first else ""),
-                            result=self)
+from .spec import spec_from
+from .stream import StreamResult, attempt, failed
+from .urls import file_path
 
 
 def lane_of(cfg: StreamConfig) -> str:
@@ -94,99 +37,78 @@ def lane_of(cfg: StreamConfig) -> str:
         target = os.environ.get("HIWATER_TARGET_URL") or ""
     scheme = target.split(":", 1)[0].lower()
     if scheme in ("sqlite", "duckdb"):
-        from .urls import file_path
         path = file_path(target)
         if path != ":memory:":
             return "file:" + os.path.realpath(path)
     return "stream:" + cfg.name
 
 
-def run_stream(name: str, load_kw: dict, overrides: dict) -> StreamResult:
-    """One stream: one ``hiwater.load`` call. Never raises: the error is in the result."""
-    from .api import load
-    start = time.monotonic()
-    try:
-        summary = load(**{**load_kw, **overrides})
-        return StreamResult(name, "ok", summary=summary, duration_s=round(time.monotonic() - start, 3))
-    except HiwaterError as exc:
-        return StreamResult(name, "failed", error=exc, duration_s=round(time.monotonic() - start, 3))
-    except Exception as exc:  # noqa: BLE001 - a bug in one stream must not hide the others' results
-        err = HiwaterError(f"internal error: {type(exc).__name__}: {exc} (please report it)")
-        return StreamResult(name, "failed", error=err, duration_s=round(time.monotonic() - start, 3))
-
-
-def _worker_init(log_setup) -> None:
-    """A worker process prints its events as the parent does (``--log-format``, ``-v``)."""
-    if log_setup is not None:
-        from . import events
-        fmt, verbose, with_stream = log_setup
-        events.configure(fmt, verbose=verbose, with_stream=with_stream)
-
-
-def run_streams(configs: list, *, jobs: int = 1, fail_fast: bool = False, overrides: dict | None = None,
+def run_streams(configs: list, *, run, jobs: int = 1, fail_fast: bool = False, overrides: dict | None = None,
                 on_result=None) -> PipelineResult:
-    """Run ``configs`` (StreamConfig), ``jobs`` at a time; ``on_result(StreamResult)`` as each ends."""
-    from . import events
+    """Run ``configs`` (StreamConfig), ``jobs`` at a time; ``on_result(StreamResult)`` as each ends.
+
+    Each stream's spec is built here, once, when its turn comes (a stream whose options do not
+    hold fails alone); ``run(spec)`` loads it, in this process or in a worker. It is the
+    caller's, so a bucketed project stream is split by the layer that knows buckets."""
     overrides = dict(overrides or {})
     started = time.monotonic()
     if jobs < 1:
-        from .errors import UsageError
         raise UsageError(f"--jobs {jobs}: give 1 or more")
     emit("pipeline_started", f"running {len(configs)} stream(s), {jobs} at a time",
          streams=[c.name for c in configs], jobs=jobs)
     results: dict = {}
+    stop = [False]  # fail_fast and a stream failed: no further stream starts
 
     def done(r: StreamResult) -> None:
         results[r.stream] = r
         if on_result is not None:
             on_result(r)
+        stop[0] = stop[0] or (fail_fast and not r.ok)
 
-    lanes: dict = {}
-    for c in configs:
-        lanes.setdefault(lane_of(c), []).append(c)
-    stop = False
+    def spec_of(c: StreamConfig):
+        """``c``'s spec, or ``None`` when it cannot be built (then its failed result is in)."""
+        t0 = time.monotonic()
+        try:
+            return spec_from(**{**c.load, **overrides})
+        except Exception as exc:  # noqa: BLE001 - one stream's bad options must not hide the others' results
+            done(failed(c.name, exc, t0))
+            return None
+
     if jobs == 1 or len(configs) == 1:
         for c in configs:
-            if stop:
+            if stop[0]:
                 done(StreamResult(c.name, "not run"))
                 continue
-            r = run_stream(c.name, c.load, overrides)
-            done(r)
-            stop = fail_fast and not r.ok
+            spec = spec_of(c)
+            if spec is not None:
+                done(attempt(c.name, run, spec))
     else:
-        import multiprocessing
-        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+        lanes: dict = {}
+        for c in configs:
+            lanes.setdefault(lane_of(c), []).append(c)
         queues = [list(v) for v in lanes.values()]
-        ctx = multiprocessing.get_context("spawn")
         workers = min(jobs, len(queues))
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init,
-                                 initargs=(events.current(),)) as pool:
+        with Pool(workers) as pool:
             running: dict = {}
 
             def submit_next():
                 # Start the next stream of each idle lane, up to `workers` at once.
                 busy = {lane for lane, _ in running.values()}
                 for i, q in enumerate(queues):
-                    if len(running) >= workers:
-                        return
-                    if q and i not in busy:
+                    while q and i not in busy and len(running) < workers and not stop[0]:
                         c = q.pop(0)
-                        running[pool.submit(run_stream, c.name, c.load, overrides)] = (i, c)
-                        busy.add(i)
+                        spec = spec_of(c)
+                        if spec is not None:
+                            running[pool.submit(attempt, c.name, run, spec)] = (i, c)
+                            busy.add(i)
 
             submit_next()
             while running:
                 finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
                 for fut in finished:
                     _, c = running.pop(fut)
-                    try:
-                        r = fut.result()
-                    except Exception as exc:  # noqa: BLE001 - a worker died (killed, out of memory)
-                        r = StreamResult(c.name, "failed", error=HiwaterError(
-                            f"the worker process running stream {c.name!r} died: {type(exc).__name__}: {exc}"))
-                    done(r)
-                    stop = stop or (fail_fast and not r.ok)
-                if not stop:
+                    done(pool.result(fut, c.name))
+                if not stop[0]:
                     submit_next()
             for q in queues:
                 for c in q:

@@ -14,7 +14,8 @@ import sqlite3
 import pytest
 
 import hiwater
-from hiwater.buckets import ENV_FAULT, bucket_of, bucket_sql
+from hiwater.executor import ENV_FAULT
+from hiwater.keyhash import bucket_of, bucket_sql
 from hiwater.errors import PipelineError
 
 from conftest import NOW, write_jsonl
@@ -44,7 +45,7 @@ def test_the_sql_predicate_picks_the_python_buckets_on_every_database(pg, mysql,
     lite = sqlite3.connect(tmp_path / "s.db")
     lite.execute("CREATE TABLE s (rid int, k int, t text)")
     lite.executemany("INSERT INTO s VALUES (?, ?, ?)", rows)
-    from hiwater.buckets import sqlite_bucket
+    from hiwater.keyhash import sqlite_bucket
     lite.create_function("hiwater_bucket", -1, sqlite_bucket, deterministic=True)
     q = {"postgresql": ('"k"', '"t"'), "mysql": ("`k`", "`t`"), "duckdb": ('"k"', '"t"'), "sqlite": ('"k"', '"t"')}
 

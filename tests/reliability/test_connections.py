@@ -512,10 +512,10 @@ def test_a_source_connection_lost_while_describing_is_a_connection_error_not_bad
     src = SqlSource(f"{PG_URL}?schema={schema}", table="wt15_src")
     d = src.dialect
     d.connect()
-    d.connect = lambda: None  # keep this connection: _ensure_open would open another
+    d.connect = lambda: None  # keep this connection: ensure_open would open another
     pg_admin.execute("SELECT pg_terminate_backend(%s, 5000)", (d.conn.info.backend_pid,))
     with pytest.raises(ConnectError) as e:
-        src._ensure_open()
+        src.ensure_open()
     assert not isinstance(e.value, ConfigError) and e.value.exit_code == 1 and e.value.retryable
     assert "connection was lost" in str(e.value), str(e.value)
     src.close()

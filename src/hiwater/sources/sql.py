@@ -37,6 +37,7 @@ import pyarrow as pa
 
 from .. import values as V
 from ..errors import ConfigError, ConnectError, InputError, UsageError
+from ..keyhash import bucket_sql, sqlite_bucket
 from ..urls import expand, file_path, redact, scrub
 from .base import RawBatch
 
@@ -72,7 +73,7 @@ def window_sql(base: str, cursor: str, key: list, bounds: list, placeholder: str
     ``base`` is a quoted table name or ``(query) AS _hiwater_src``; ``cursor`` and
     ``key`` are quoted; ``bounds`` is a list of ``(operator, placeholder-count)``,
     e.g. ``[(">=",), ("<",)]``. ``bucket`` is a bucketed stream's predicate
-    (:func:`hiwater.buckets.bucket_sql`), ANDed with the window.
+    (:func:`hiwater.keyhash.bucket_sql`), ANDed with the window.
     """
     if escape_percent:  # psycopg / pymysql read % as a placeholder
         base, cursor, key = base.replace("%", "%%"), cursor.replace("%", "%%"), [k.replace("%", "%%") for k in key]
@@ -491,7 +492,7 @@ class SqlSource:
         self.last_sql: str | None = None
         self.last_params: list | None = None
         self.exact: bool | None = None
-        self.bucket = bucket  # (b, n): read only bucket b of n (hiwater.buckets)
+        self.bucket = bucket  # (b, n): read only bucket b of n (hiwater.keyhash)
         self._open = False
 
     # --- the loader's side -------------------------------------------------------------------
@@ -503,7 +504,7 @@ class SqlSource:
         self.bounds = WindowBounds(lo, lo_inclusive, hi, kind)
 
     def batches(self) -> Iterator[RawBatch]:
-        self._ensure_open()
+        self.ensure_open()
         sql, params = self.select()
         self.last_sql, self.last_params = sql, params
         log.info("source: %s %s", sql, params)
@@ -548,7 +549,6 @@ class SqlSource:
             self.exact = exact and len(params) == (b.lo is not None) + (b.hi is not None)
         bucket = None
         if self.bucket is not None:
-            from ..buckets import bucket_sql
             bucket = bucket_sql(d.name, [d.quote(k) for k in self.key], self.bucket[1], self.bucket[0])
         sql = window_sql(self.base(), d.quote(self.cursor), [d.quote(k) for k in self.key], ops,
                          d.placeholder, d.escape_percent, bucket)
@@ -559,7 +559,9 @@ class SqlSource:
         text = " ".join(str(exc).split()) or type(exc).__name__
         return scrub(text, self.url)
 
-    def _ensure_open(self) -> None:
+    def ensure_open(self) -> None:
+        """Connect, describe the table or query and check the key and cursor columns exist; once.
+        ``hiwater validate --connect`` calls it to probe a source without reading a row."""
         if self._open:
             return
         d = self.dialect
@@ -568,7 +570,6 @@ class SqlSource:
         except d.errors() as exc:
             raise ConnectError(f"{redact(self.url)}: cannot connect: {self._msg(exc)}") from None
         if self.bucket is not None and d.name == "sqlite":
-            from ..buckets import sqlite_bucket
             d.conn.create_function("hiwater_bucket", -1, sqlite_bucket, deterministic=True)
         try:
             d.begin_snapshot()

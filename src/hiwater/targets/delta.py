@@ -40,6 +40,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import ConfigError, LockTimeout, TargetError, UsageError
+from ..keyhash import parse_name
 from ..state import StreamState
 from ..types import BOOLEAN, INTEGER, REAL, TEXT, logical_type
 from .base import CURSOR_COL, HIDDEN, HISTORY_COLUMNS, RUN_COL, Capabilities, Target
@@ -861,8 +862,8 @@ BUCKET_COL = "_hiwater_bucket"
 
 def bucket_of(stream: str) -> int | None:
     """The bucket a bucketed stream's name says (``orders#2/4`` → 2), else ``None``."""
-    m = re.search(r"#(\d+)/(\d+)$", stream or "")
-    return int(m.group(1)) if m else None
+    p = parse_name(stream or "")
+    return p[1] if p is not None else None
 
 
 def _app_id(stream: str) -> str:

@@ -1,0 +1,186 @@
+"""Run stream specs in other processes: a ``spawn`` process pool, or a Dask cluster.
+
+One pool for both schedulers above it: ``hiwater run --jobs`` (:mod:`hiwater.pipeline`) and a
+bucketed stream (:mod:`hiwater.buckets`). A worker never raises (it hands back a
+:class:`~hiwater.stream.StreamResult`); a worker that *dies* (killed, out of memory) is turned
+into a failed result here, once (:meth:`Pool.result`). Workers are ``spawn``-ed: a fresh
+interpreter, the same on every platform, printing its events as the parent does.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+
+from . import events
+from .errors import ConfigError, HiwaterError, PipelineError
+from .spec import Plan, StreamSpec
+from .stream import StreamResult, attempt, run
+from .summary import Counts
+
+ENV_FAULT = "HIWATER_BUCKET_FAULT"  # test hook "<b>:<k>": SIGKILL bucket b's worker after its k-th batch
+
+
+@dataclass
+class PipelineResult:
+    streams: list = field(default_factory=list)  # StreamResult, in the project's order
+    duration_s: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return all(s.ok for s in self.streams)
+
+    @property
+    def failed(self) -> list:
+        return [s for s in self.streams if s.status == "failed"]
+
+    def total(self) -> dict:
+        c = Counts()
+        for s in self.streams:
+            if s.summary is not None:
+                c.add(s.summary.counts)
+        return {"streams": len(self.streams), "ok": sum(s.ok for s in self.streams),
+                "failed": len(self.failed), "not_run": sum(s.status == "not run" for s in self.streams),
+                "source_records": c.source_records, "loaded": c.loaded, "skipped": c.skipped,
+                "rejected": c.rejected, "duration_s": self.duration_s}
+
+    def to_dict(self) -> dict:
+        return {"streams": [s.to_dict() for s in self.streams], "total": self.total()}
+
+    def raise_for_failures(self) -> "PipelineResult":
+        if self.ok:
+            return self
+        names = ", ".join(s.stream for s in self.streams if not s.ok)
+        first = self.failed[0].error if self.failed else None
+        raise PipelineError(f"{len(self.streams) - sum(s.ok for s in self.streams)} of {len(self.streams)} "
+                            f"stream(s) did not load: {names}" + (f" (first: {first})" if first else ""),
+                            result=self)
+
+
+def _worker_init(log_setup) -> None:
+    """A worker process prints its events as the parent does (``--log-format``, ``-v``)."""
+    if log_setup is not None:
+        fmt, verbose, with_stream = log_setup
+        events.configure(fmt, verbose=verbose, with_stream=with_stream)
+
+
+class Pool:
+    """``with Pool(workers) as pool: fut = pool.submit(fn, *args)``, then ``pool.result(fut, name)``.
+
+    ``executor`` is ``local`` (a spawn process pool of ``workers``) or ``dask`` (``scheduler``: an
+    address, a ``distributed.Client`` the caller owns, or ``None`` for a LocalCluster of
+    ``workers``). ``what`` (``stream`` or ``bucket``) is what a dead worker's message names."""
+
+    def __init__(self, workers: int, *, what: str = "stream", executor: str = "local", scheduler=None):
+        self.workers, self.what, self.executor, self.scheduler = workers, what, executor, scheduler
+        self._close: list = []
+        self._submit = None
+
+    def __enter__(self) -> "Pool":
+        if self.executor == "local":
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+            pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                       initializer=_worker_init, initargs=(events.current(),))
+            self._close.append(lambda: pool.shutdown(wait=True, cancel_futures=True))
+            self._submit = pool.submit
+        else:
+            client = self._dask_client()
+            self._submit = lambda fn, *args: client.submit(fn, *args, key=f"hiwater-{args[0]}-{time.time_ns()}",
+                                                           pure=False)
+        return self
+
+    def submit(self, fn, name: str, *args):
+        """Start ``fn(name, *args)`` (it returns a StreamResult) in a worker; a future."""
+        return self._submit(fn, name, *args)
+
+    def result(self, fut, name: str) -> StreamResult:
+        """The future's StreamResult; a failed one when the worker running it died."""
+        try:
+            return fut.result()
+        except Exception as exc:  # noqa: BLE001 - a worker died (killed, out of memory): that stream failed
+            return StreamResult(name, "failed", error=_died(self.what, name, exc))
+
+    def _dask_client(self):
+        try:
+            from distributed import Client, LocalCluster
+        except ImportError:
+            raise ConfigError("--executor dask needs Dask distributed, which is not installed",
+                              hint="pip install 'hiwater[dask]'") from None
+        if self.scheduler is not None and not isinstance(self.scheduler, str):
+            return self.scheduler  # a Client the caller owns
+        if self.scheduler is not None:
+            try:
+                client = Client(self.scheduler, timeout="10s")
+            except (OSError, TimeoutError) as exc:
+                raise ConfigError(f"--executor dask:{self.scheduler}: cannot reach the Dask scheduler: {exc}",
+                                  hint="start one with `dask scheduler` and `dask worker ADDRESS`") from None
+            self._close.append(client.close)
+            return client
+        cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
+                               dashboard_address=":0")
+        client = Client(cluster)
+        self._close += [cluster.close, client.close]
+        return client
+
+    def __exit__(self, *exc):
+        for close in reversed(self._close):
+            try:
+                close()
+            except Exception:  # noqa: BLE001 - closing a pool or cluster must not hide the run's outcome
+                pass
+        return False
+
+
+def _died(what: str, name: str, exc: Exception) -> HiwaterError:
+    if what == "bucket":
+        return HiwaterError(f"the worker running bucket {name!r} died: {type(exc).__name__}: {exc}; nothing of "
+                            f"that bucket's run was committed, run the stream again", retryable=True)
+    return HiwaterError(f"the worker process running stream {name!r} died: {type(exc).__name__}: {exc}")
+
+
+# --- buckets ---------------------------------------------------------------------------------
+
+def execute(p: Plan, specs: list) -> list:
+    """Run every bucket of ``p`` (``specs[b]`` is bucket b's); their StreamResults in bucket order."""
+    results: dict = {}
+    todo = list(range(p.n))
+    if p.first_alone or p.serial:
+        # A new stream's first bucket makes the table alone (concurrent CREATE TABLE races);
+        # one file's buckets all go one at a time (they would only queue on its lock).
+        head = todo if p.serial else todo[:1]
+        todo = [b for b in todo if b not in head]
+    else:
+        head = []
+    cores = max(1, min(p.n, os.cpu_count() or 1))
+    workers = 1 if p.serial and p.executor == "local" else cores
+    with Pool(workers, what="bucket", executor=p.executor, scheduler=p.scheduler) as pool:
+        for b in head:
+            results[b] = pool.result(pool.submit(run_bucket, p.names[b], specs[b]), p.names[b])
+        futures = {b: pool.submit(run_bucket, p.names[b], specs[b]) for b in todo}
+        for b, fut in futures.items():
+            results[b] = pool.result(fut, p.names[b])
+    return [results.get(b) or StreamResult(p.names[b], "not run") for b in range(p.n)]
+
+
+def run_bucket(name: str, spec: StreamSpec) -> StreamResult:
+    """One bucket's run in a worker (a process, or a Dask task)."""
+    progress = None
+    fault = os.environ.get(ENV_FAULT, "")
+    if fault.partition(":")[0] == str(spec.bucket[0]):
+        progress = _killer(int(fault.partition(":")[2] or 1))
+    return attempt(name, run, spec, progress=progress)
+
+
+def _killer(after: int):
+    """A progress callback that SIGKILLs its own process after ``after`` batches (mid-transaction:
+    the batches are written, nothing is committed)."""
+    seen = [0]
+
+    def progress(done, expected):
+        seen[0] += 1
+        if seen[0] >= after:
+            import signal
+            os.kill(os.getpid(), signal.SIGKILL)
+    return progress

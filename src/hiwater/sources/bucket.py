@@ -1,0 +1,60 @@
+"""One bucket's rows of a file or in-memory source.
+
+A file or in-memory source is read whole by every bucket of a bucketed stream, and each keeps
+its own rows (:class:`BucketSource`); a SQL source reads only its bucket's rows, because the
+predicate is pushed down (:func:`hiwater.keyhash.bucket_sql`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from ..keyhash import bucket_ids
+from .base import RawBatch
+
+
+class BucketSource:
+    """A source that yields only the rows of bucket ``b`` of ``n`` of another source.
+
+    Record numbers stay those of the file (``RawBatch.numbers``), so an error still names the
+    record as the whole file counts it. Every other attribute is the wrapped source's."""
+
+    def __init__(self, inner, key, b: int, n: int):
+        self._inner, self._key, self._b, self._n = inner, tuple(key), b, n
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+    def batches(self):
+        for raw in self._inner.batches():
+            yield take_bucket(raw, self._key, self._b, self._n)
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+def take_bucket(raw, key, b: int, n: int):
+    """The rows of bucket ``b`` of one :class:`~hiwater.sources.base.RawBatch`."""
+    count = len(raw)
+    if count == 0:
+        return raw
+    if raw.table.num_columns == 0:  # no key: all invalid, all in bucket 0
+        return raw if b == 0 else RawBatch(raw.table, raw.path, raw.first_record, rows=0)
+    keep = bucket_ids(raw.table, key, n, raw.mixed) == b
+    if keep.all():
+        return raw
+    idx = np.flatnonzero(keep)
+    take = pa.array(idx)
+    pos = {int(i): j for j, i in enumerate(idx)}
+    numbers = raw.record_nos(idx)
+    return RawBatch(
+        raw.table.take(take), raw.path, int(numbers[0]) if len(idx) else raw.first_record,
+        problems={pos[i]: why for i, why in raw.problems.items() if i in pos},
+        rows=None if raw.rows is None else len(idx),
+        mixed={c: [v[i] for i in idx] for c, v in raw.mixed.items()},
+        stored={c: v.take(take) for c, v in raw.stored.items()},
+        sent={c: [v[i] for i in idx] for c, v in raw.sent.items()},
+        csv=raw.csv,
+        texts={c: v.take(take) for c, v in raw.texts.items()},
+        numbers=numbers)

@@ -1,0 +1,196 @@
+"""``hiwater status`` and ``hiwater check``: each stream's watermark, ages and latest run, read
+from its target, and a bucketed stream's row aggregated from its buckets' (docs/scale-out.md).
+"""
+
+from __future__ import annotations
+
+from . import freshness as F
+from . import values as V
+from .durations import parse_duration
+from .errors import UsageError
+from .keyhash import buckets_of, least_state, parse_name
+from .options import LoadOptions
+from .spec import connected, project_groups
+
+
+def _now_us(now) -> int:
+    if now is None:
+        return V.now_us()
+    return V.now_us(LoadOptions.build(now=now).now)
+
+
+def status(streams=None, *, project=None, db=None, target=None, now=None) -> list[dict]:
+    """``hiwater status``: every stream of the project (or of the target ``db``/``target``): its
+    watermark, its two ages (load age: since the latest successful run; data age: now −
+    watermark), the latest run (when, outcome, counts, duration, error) and the quarantine size."""
+    if isinstance(streams, str):
+        streams = [streams]
+    now_us = _now_us(now)
+    rows = []
+    for kw, members in project_groups(project, streams, db, target):
+        with connected(**kw) as tgt:
+            states = {s.stream: s for s in tgt.list_states()}
+            names = [(n, c) for n, c in members] if members is not None else [(n, None) for n in states]
+            if members is not None and (db is not None or target is not None):
+                for n, _ in names:
+                    if n not in states and not buckets_of(states, n):
+                        raise UsageError(f"no stream named {n!r} in {tgt.description}",
+                                         hint="`hiwater status` lists the streams")
+            # A bucketed stream: one row for the stream (the least watermark of its buckets), then
+            # one row per bucket (docs/scale-out.md).
+            names = status_rows(names, states)
+            for name, cfg in names:
+                if isinstance(name, tuple):
+                    rows.append(aggregate_row(name[0], name[1], rows, states, cfg, now_us))
+                    continue
+                s = states.get(name)
+                facts = tgt.stream_facts(name)
+                last = facts["last_run"]
+                failed = [r for r in last if r.get("outcome") == "failed"]
+                head = failed[0] if failed else (last[-1] if last else None)
+                load_age = F.load_age_s(facts["last_success_at"], now_us)
+                data_age = F.data_age_s(s.watermark if s else None, s.kind if s else None, now_us)
+                row = {
+                    "stream": name, "table": s.table if s else (cfg.load.get("table") if cfg else None),
+                    "target": tgt.description, "kind": s.kind if s else None,
+                    "watermark": s.watermark_text() if s else None,
+                    "load_age_s": None if load_age is None else round(load_age, 3),
+                    "load_age": F.age_text(load_age),
+                    "data_age_s": None if data_age is None else round(data_age, 3),
+                    "data_age": F.age_text(data_age),
+                    "last_success_at": facts["last_success_at"],
+                    "last_run_id": head["run_id"] if head else None,
+                    "last_run_at": max(r["finished_at"] for r in last) if last else None,
+                    "last_outcome": ("failed" if failed else head["outcome"]) if head else "never run",
+                    "last_source_records": _sum(last, "source_records"),
+                    "last_loaded": _sum(last, "loaded"), "last_skipped": _sum(last, "skipped"),
+                    "last_rejected": _sum(last, "rejected"),
+                    "last_duration_s": max((r.get("duration_s") or 0 for r in last), default=None) if last else None,
+                    "last_error": failed[0].get("error") if failed else None,
+                    "quarantined": facts["quarantined"],
+                }
+                if cfg is not None:
+                    row["warn_after"] = cfg.warn_after.text if cfg.warn_after else None
+                    row["error_after"] = cfg.error_after.text if cfg.error_after else None
+                rows.append(row)
+    return rows
+
+
+def _sum(rows, name):
+    values = [r.get(name) for r in rows if r.get(name) is not None]
+    return sum(values) if values else None
+
+
+def check(streams=None, *, project=None, db=None, target=None, warn_after=None, error_after=None,
+          by: str = "load", now=None) -> list[dict]:
+    """``hiwater check``: each stream's freshness verdict (``ok``, ``warn``, ``error``) on its load
+    age (``by="data"``: its data age). ``warn_after``/``error_after`` apply to every stream and
+    win over the project file's ``warn-after``/``error-after`` (the file's apply to its streams
+    otherwise). A stream with no limit at all is a usage error, never a silent "ok"."""
+    if by not in F.BY:
+        raise UsageError(f"--by {by!r}: choose load or data")
+    limits = {}
+    for name, v in (("--warn-after", warn_after), ("--error-after", error_after)):
+        d = None if v is None else parse_duration(v, name)
+        if d is not None and d.micros is None:
+            raise UsageError(f"{name} {d.text!r}: give a unit", hint="for example 30m, 6h or 1d")
+        limits[name] = d
+    rows = status(streams, project=project, db=db, target=target, now=now)
+    out, unlimited, no_data_age = [], [], []
+    for r in rows:
+        if parse_name(r["stream"]) is not None:
+            continue  # a bucket: its stream's row judges the least watermark and the oldest load
+        warn = limits["--warn-after"] or _dur(r.get("warn_after"), "warn-after")
+        error = limits["--error-after"] or _dur(r.get("error_after"), "error-after")
+        if warn is None and error is None:
+            unlimited.append(r["stream"])
+            continue
+        if by == "data" and r["kind"] == V.INT:
+            no_data_age.append(r["stream"])
+            continue
+        age = r["load_age_s"] if by == "load" else r["data_age_s"]
+        out.append({"stream": r["stream"], "by": by, "age_s": age, "age": F.age_text(age),
+                    "warn_after": warn.text if warn else None, "error_after": error.text if error else None,
+                    "verdict": F.verdict(age, warn, error), "watermark": r["watermark"],
+                    "last_outcome": r["last_outcome"], "last_success_at": r["last_success_at"]})
+    if unlimited:
+        raise UsageError(f"no freshness limit for stream(s) {', '.join(unlimited)}",
+                         hint="give --warn-after / --error-after, or warn-after / error-after in the project file")
+    if no_data_age:
+        raise UsageError(f"stream(s) {', '.join(no_data_age)} have an integer cursor: their data has no age",
+                         hint="use --by load, or check those streams separately")
+    return out
+
+
+def _dur(text, name):
+    return None if text is None else parse_duration(text, name)
+
+
+# --- bucketed streams ------------------------------------------------------------------------
+
+def status_rows(names: list, states: dict) -> list:
+    """``hiwater status``'s rows in order: each bucketed stream's buckets, then a marker
+    ``((stream, bucket names), cfg)`` for its aggregate row. A bucket is listed once."""
+    out, seen = [], set()
+    for name, cfg in names:
+        p = parse_name(name)
+        base = p[0] if p is not None else name
+        groups = buckets_of(states, base)
+        if not groups or (p is None and name in states):
+            if name not in seen:
+                out.append((name, cfg))
+                seen.add(name)
+            continue
+        if base in seen:
+            continue
+        seen.add(base)
+        for n in sorted(groups):
+            members = sorted(groups[n], key=lambda x: parse_name(x)[1])
+            out += [(m, None) for m in members]
+            seen.update(members)
+            out.append(((base, members), cfg))
+    return out
+
+
+def aggregate_row(stream: str, members: list, rows: list, states: dict, cfg, now_us: int) -> dict:
+    """The stream's row from its buckets' rows: the least watermark (a bucket never run: none),
+    the oldest load age, the sum of the counts; each bucket's lag behind the most advanced one."""
+    mine = {r["stream"]: r for r in rows if r["stream"] in members}
+    ss = [states[m] for m in members]
+    done = [s for s in ss if s.watermark is not None]
+    least = least_state(done) if len(done) == len(ss) and done else None
+    lead = max((s.watermark for s in done), default=None)
+    kind = ss[0].kind
+    per_unit = 1_000_000 if kind in (V.TIMESTAMP, V.DATE) else 1
+    data_age = F.data_age_s(least.watermark if least else None, kind, now_us)
+    load_ages = [r["load_age_s"] for r in mine.values()]
+    load_age = None if any(a is None for a in load_ages) else max(load_ages)
+    outcomes = [r["last_outcome"] for r in mine.values()]
+    bucket_rows = []
+    for m, s in zip(members, ss):
+        lag = None if s.watermark is None or lead is None else (lead - s.watermark) / per_unit
+        bucket_rows.append({"stream": m, "watermark": mine[m]["watermark"], "lag": lag,
+                            "lag_text": F.age_text(lag) if per_unit != 1 else lag,
+                            "last_outcome": mine[m]["last_outcome"]})
+        mine[m]["lag"] = bucket_rows[-1]["lag_text"]
+    row = {
+        "stream": stream, "table": ss[0].table, "target": next(iter(mine.values()))["target"], "kind": kind,
+        "watermark": least.watermark_text() if least else None,
+        "load_age_s": load_age, "load_age": F.age_text(load_age),
+        "data_age_s": None if data_age is None else round(data_age, 3), "data_age": F.age_text(data_age),
+        "last_success_at": min((r["last_success_at"] for r in mine.values() if r["last_success_at"]), default=None),
+        "last_run_id": None,
+        "last_run_at": max((r["last_run_at"] for r in mine.values() if r["last_run_at"]), default=None),
+        "last_outcome": "failed" if "failed" in outcomes else "never run" if "never run" in outcomes else "ok",
+        "last_source_records": _sum(mine.values(), "last_source_records"),
+        "last_loaded": _sum(mine.values(), "last_loaded"), "last_skipped": _sum(mine.values(), "last_skipped"),
+        "last_rejected": _sum(mine.values(), "last_rejected"),
+        "last_duration_s": max((r["last_duration_s"] or 0 for r in mine.values()), default=None),
+        "last_error": next((r["last_error"] for r in mine.values() if r["last_error"]), None),
+        "quarantined": sum(r["quarantined"] or 0 for r in mine.values()),
+        "buckets": bucket_rows, "lag": None,
+    }
+    if cfg is not None:
+        row["warn_after"] = cfg.warn_after.text if cfg.warn_after else None
+        row["error_after"] = cfg.error_after.text if cfg.error_after else None
+    return row

@@ -42,7 +42,7 @@ import pyarrow.compute as pc
 from ..errors import ConfigError, LockTimeout, TargetError, UsageError
 from ..state import StreamState
 from ..types import BOOLEAN, INTEGER, REAL, TEXT, logical_type
-from .base import CURSOR_COL, HIDDEN, HISTORY_COLUMNS, RUN_COL, Capabilities, Target
+from .base import CURSOR_COL, HIDDEN, HISTORY_COLUMNS, RUN_COL, Capabilities, LegacyTarget
 from .keys import Lookup
 
 LOG = "_hiwater_log"
@@ -105,7 +105,7 @@ def _check_column(name: str) -> None:
                          hint="rename it in the source, or load into a SQL target")
 
 
-class DeltaTarget(Target):
+class DeltaTarget(LegacyTarget):
     dialect = "delta"
     capabilities = Capabilities(lock="optimistic", meta_atomic=False)
 

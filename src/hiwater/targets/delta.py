@@ -22,16 +22,14 @@ How the guarantees map onto Delta (docs/architecture.md has the whole rule):
   ``hiwater:<stream>``; delta-rs refuses the later one (a concurrent transaction), which
   becomes the lock-timeout message. Nothing of the loser is visible.
 
-The code: :class:`DeltaTarget` opens tables (each pinned at one snapshot for a run) and begins
-transactions; :class:`DeltaTransaction` stages and commits; the log's readers are
-:class:`~.deltalog.DeltaLedger`; pure helpers are in :mod:`.deltatypes`.
+Here: :class:`DeltaTarget` (tables pinned at one snapshot per run) and :class:`DeltaTransaction`
+(staging, commit); the log's readers: :mod:`.deltalog`; pure helpers: :mod:`.deltatypes`.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import time
 from contextlib import contextmanager
 from dataclasses import asdict
 from typing import Iterator
@@ -41,15 +39,15 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..errors import ConfigError, LockTimeout, TargetError
-from ..state import StreamState
-from .base import (CURSOR_COL, HIDDEN, RUN_COL, Capabilities, Dropped, FilesGone, FilesRead, History, LegacyTarget,
+from ..errors import LockTimeout, TargetError
+from .base import (CURSOR_COL, HIDDEN, RUN_COL, Capabilities, Dropped, FilesGone, FilesRead, History,
                    Quarantined, Released, State, TableInfo, Target, Transaction)
-from .deltalog import LOG, LOG_SCHEMA, DeltaLedger
-from .deltatypes import (OP, REFUSED, anti, app_id, arrow_type, castable, check_column, col, deltalake, differing,
-                         delta_type, fill, fsspec_options, is_conflict, last_per_key, logical, one_line, order,
-                         row_count, sql_text,
-                         storage_options, txn_id, updates)
+from .deltalegacy import DeltaLegacy
+from .deltalog import LOG, DeltaLedger, append_rows, log_rows
+from .deltatypes import (BUCKET_COL, OP, UPDATE_WHEN, HeldKeys, add_fields, anti, app_id, arrow_type, castable,
+                         check_column, conform, deltalake, differing, first_rows, is_conflict, last_per_key, logical,
+                         merge_source, no_hits, one_line, parse_url, remove_folder, row_count, sql_text,
+                         storage_error, storage_options, txn_id, updates)
 from .keys import Lookup
 
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
@@ -57,9 +55,6 @@ _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 COMPACT_AFTER = 64
 # A run holds the keys, cursors and runs of a table up to this many rows in memory (~24 bytes each).
 HELD_IN_MEMORY = 20_000_000
-# A data file is written at about this size, so a small merge rewrites a small file.
-TARGET_FILE_SIZE = 32 * 1024 * 1024
-LOG_APPEND_TRIES = 5
 
 
 def folder_name(table: str) -> str:
@@ -79,28 +74,13 @@ def table_name(folder: str) -> str:
     return re.sub(r"(?:~[0-9A-F]{2})+", lambda m: bytes.fromhex(m.group(0).replace("~", "")).decode(), folder)
 
 
-class DeltaTarget(Target, LegacyTarget):
+class DeltaTarget(Target, DeltaLegacy):
     dialect = "delta"
     capabilities = Capabilities(lock="optimistic", meta_atomic=False)
 
     def __init__(self, url: str, **_kw):
         self.url = url
-        url, _, query = url.partition("?")
-        self.file_size = TARGET_FILE_SIZE
-        for part in filter(None, query.split("&")):
-            name, _, value = part.partition("=")
-            if name != "file_size_mb" or not value.isdigit() or int(value) < 1:
-                raise ConfigError(f"--target {self.url}: unknown option {part!r}",
-                                  hint="the one option is ?file_size_mb=N (the size data files are written at)")
-            self.file_size = int(value) * 1024 * 1024
-        rest = url.split(":", 1)[1]
-        if url.lower().startswith("delta+s3:"):
-            self.root = "s3:" + rest
-        else:
-            path = rest[2:] if rest.startswith("//") else rest
-            if not path:
-                raise ConfigError(f"--target {url}: give the folder, e.g. delta:///data/lake")
-            self.root = os.path.abspath(path)
+        self.root, self.file_size = parse_url(url)
         self.remote = "://" in self.root
         self.description = f"delta {self.root}"
         self.storage = storage_options() if self.remote else None
@@ -144,8 +124,7 @@ class DeltaTarget(Target, LegacyTarget):
         if dt is None:
             return None
         rows = row_count(dt)
-        columns = {f.name: logical(f.type) for f in pa.schema(dt.schema().to_arrow())
-                   if not f.name.startswith("_hiwater_")}
+        columns = {f.name: logical(f.type) for f in pa.schema(dt.schema().to_arrow()) if not f.name.startswith("_hiwater_")}
         return TableInfo(columns, rows > 0, rows if count else None)
 
     def begin(self, stream: str, table: str | None = None, key: tuple = (), *,
@@ -174,10 +153,14 @@ class DeltaTarget(Target, LegacyTarget):
                 return None
             dt = self._dl.DeltaTable(uri, storage_options=self.storage)
         except Exception as exc:  # noqa: BLE001 - a storage error reads as one line
-            raise self._storage_error(exc, f"cannot open {table!r}") from None
+            raise storage_error(exc, f"cannot open {table!r}", self) from None
         if pin:
             self._pins[table] = dt
         return dt
+
+    def _schema(self, table: str) -> pa.Schema | None:
+        dt = self._table(table)
+        return None if dt is None else pa.schema(dt.schema().to_arrow())
 
     def _committed_keys(self, table: str, key: tuple, dt, want: pa.Table) -> pa.Table:
         """``key…, _hiwater_cursor, _hiwater_run`` of the committed rows holding keys of ``want``.
@@ -186,9 +169,7 @@ class DeltaTarget(Target, LegacyTarget):
         matches every batch in memory: one scan per run, not one per batch. A table past
         ``HELD_IN_MEMORY`` rows is scanned per batch instead (a key filter)."""
         cols = list(key) + [CURSOR_COL, RUN_COL]
-        b = bucket_of(self._stream)
-        part = (pc.field(BUCKET_COL) == b) if b is not None and BUCKET_COL in pa.schema(dt.schema().to_arrow()).names \
-            else None
+        part = _partition(dt, self._stream)
         first = want.column(key[0])
         cache = self._held_cache.get(table)
         if cache is None:
@@ -196,23 +177,10 @@ class DeltaTarget(Target, LegacyTarget):
             if ds.count_rows(filter=part) > HELD_IN_MEMORY:
                 filt = pc.field(key[0]).isin(pc.unique(first))
                 return ds.to_table(columns=cols, filter=filt if part is None else part & filt)
-            held = ds.to_table(columns=cols, filter=part)
-            index = None
-            if len(key) == 1 and pa.types.is_integer(held.schema.field(key[0]).type):
-                k = held.column(key[0]).to_numpy()
-                order = np.argsort(k, kind="stable")
-                index = (k[order], held.take(pa.array(order)))
-            cache = (held, index)
+            cache = HeldKeys(ds.to_table(columns=cols, filter=part), key)
             if self._stream is not None:  # a run: its snapshot is pinned, so the cache stays true
                 self._held_cache[table] = cache
-        held, index = cache
-        if index is not None and pa.types.is_integer(first.type):
-            keys, rows = index
-            probe = np.asarray(pc.fill_null(first, 0).to_numpy(zero_copy_only=False), dtype=np.int64)
-            pos = np.minimum(np.searchsorted(keys, probe), max(len(keys) - 1, 0))
-            hit = np.flatnonzero(keys[pos] == probe) if len(keys) else np.zeros(0, np.int64)
-            return rows.take(pa.array(np.unique(pos[hit]), pa.int64()))
-        return held.filter(pc.is_in(held.column(key[0]), value_set=pc.unique(first.cast(held.schema.field(key[0]).type))))
+        return cache.rows_for(first)
 
     def _forget(self, stream: str) -> None:
         """Delete every log row of the stream (its state, history, quarantine, manifest)."""
@@ -223,15 +191,7 @@ class DeltaTarget(Target, LegacyTarget):
     def _drop_table(self, table: str) -> None:
         self._pins.pop(table, None)
         self._held_cache.pop(table, None)
-        uri = self._uri(table)
-        if self.remote:
-            import fsspec
-            fs, path = fsspec.core.url_to_fs(uri, **fsspec_options())
-            if fs.exists(path):
-                fs.rm(path, recursive=True)
-        else:
-            import shutil
-            shutil.rmtree(uri, ignore_errors=True)
+        remove_folder(self._uri(table), self.remote)
 
     def _run(self, fn, what: str, stream: str | None = None):
         try:
@@ -241,146 +201,7 @@ class DeltaTarget(Target, LegacyTarget):
                 raise LockTimeout(f"stream {stream!r} is being loaded by another run: its commit to "
                                   f"{self.description} lost the race (nothing of this run was applied)",
                                   hint="run again after it finishes; hiwater serialises one stream per target") from None
-            raise self._storage_error(exc, what) from None
-
-    def _storage_error(self, exc: BaseException, what: str):
-        """A refused credential is bad configuration (exit 2, the secret never printed); anything
-        else fails the run (exit 1)."""
-        text = one_line(exc)
-        if self.remote and REFUSED.search(text):
-            return ConfigError(f"{self.description}: {what}: access refused: {text}",
-                               hint="check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) and AWS_ENDPOINT_URL")
-        return TargetError(f"{self.description}: {what}: {text}")
-
-    # --- LegacyTarget: the old one-method-per-write interface over the transaction (goes next) --
-    def cli_flags(self) -> str:
-        return self.flags
-
-    def connect(self) -> None:
-        self.__enter__()
-
-    def close(self) -> None:
-        self.__exit__()
-
-    def stream_lock(self, stream: str, timeout_s: float):
-        return self.lock(stream, timeout_s)
-
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
-        if self._tx is not None:  # a dry run's outer transaction: the inner one joins it
-            yield
-            return
-        with DeltaTransaction(self, self._stream):
-            yield
-
-    def ensure_meta(self) -> None:
-        pass  # the log table is made by its first append
-
-    def _need_tx(self) -> "DeltaTransaction":
-        if self._tx is None:
-            raise TargetError("internal: a Delta write outside a transaction")
-        return self._tx
-
-    def _reader(self) -> "DeltaTransaction":
-        return self._tx if self._tx is not None else DeltaTransaction(self, self._stream)
-
-    def read_state(self, stream: str) -> StreamState | None:
-        return next(iter(self._ledger.states(stream)), None)
-
-    def list_states(self) -> list[StreamState]:
-        return self._ledger.states()
-
-    def read_history(self, stream: str | None = None, limit: int | None = None) -> list[dict]:
-        return self._ledger.history(stream, limit)
-
-    def read_quarantine(self, stream: str | None = None, reason: str | None = None,
-                        limit: int | None = None) -> list[dict]:
-        return self._ledger.quarantine(stream, reason, limit)
-
-    def read_files(self, stream: str) -> dict:
-        return self._ledger.files(stream)
-
-    def next_run_id(self) -> int:
-        top = self._ledger.next_run_id()
-        tx = self._tx
-        if tx is None:
-            return top
-        tx._run_id = max(top, tx._run_id or 0)
-        return tx._run_id
-
-    def write_state(self, state: StreamState) -> None:
-        self._need_tx().record(State(state))
-
-    def delete_state(self, stream: str) -> None:
-        self._need_tx()._stage("state_deleted", {})
-
-    def forget_stream(self, stream: str) -> None:
-        self._forget(stream)
-
-    def drop_stream(self, stream: str, table: str | None) -> None:
-        self._need_tx()._drop(stream, table)
-
-    def drop_table(self, table: str) -> None:
-        self._drop_table(table)
-
-    def write_history(self, row: dict) -> None:
-        self._need_tx().record(History(row))
-
-    def write_quarantine(self, rows: list[dict]) -> None:
-        self._need_tx().record(Quarantined(rows))
-
-    def delete_quarantine(self, ids: list[int]) -> None:
-        self._need_tx().record(Released(ids))
-
-    def write_files(self, stream: str, entries: list, run_id: int) -> None:
-        self._need_tx()._files(entries, run_id)
-
-    def delete_files(self, stream: str, paths: list) -> None:
-        self._need_tx().record(FilesGone(paths))
-
-    def table_columns(self, table: str) -> dict | None:
-        return self._reader()._columns(table)
-
-    def create_table(self, table: str, columns: dict, key: tuple) -> None:
-        self._need_tx()._create(table, columns, tuple(key))
-
-    def add_columns(self, table: str, columns: dict) -> None:
-        self._need_tx()._add(table, columns)
-
-    def lookup_arrow(self, table: str, key: tuple, keys: list, cursors: np.ndarray, run_id: int) -> Lookup:
-        return self._reader()._lookup(table, key, keys)
-
-    def lookup(self, table: str, key: tuple, keys: list) -> Lookup:
-        return self._reader()._lookup(table, key, _arrays(key, keys), cast=True)
-
-    def upsert(self, table: str, columns: list, rows: list, key: tuple) -> None:
-        if rows:
-            names = list(columns) + [CURSOR_COL, RUN_COL]
-            self.upsert_arrow(table, pa.table({c: [r[i] for r in rows] for i, c in enumerate(names)}), key)
-
-    def upsert_arrow(self, table: str, data: pa.Table, key: tuple, fresh: bool = False) -> None:
-        if data.num_rows:
-            self.last_written = self._need_tx()._write(table, tuple(key), data, "refresh" if self.refresh else "upsert")
-
-    def delete_keys(self, table: str, key: tuple, keys: list) -> int:
-        return self._need_tx()._delete(table, key, _arrays(key, keys)) if keys else 0
-
-    def count_rows(self, table: str) -> int:
-        return self._reader()._count(table)
-
-    def prune_begin(self, key: tuple) -> None:
-        self._need_tx()._seen = []
-
-    def prune_seen(self, key: tuple, keys: list) -> None:
-        self._need_tx()._seen.append(pa.table(dict(zip(key, _arrays(key, keys)))))
-
-    def prune_finish(self, table: str, key: tuple) -> int:
-        return self._need_tx()._prune(table, key)
-
-
-def _arrays(key: tuple, keys: list) -> list:
-    """Python keys (a scalar each, or a sequence for a composite key) as one Arrow array per key column."""
-    return [pa.array(keys)] if len(key) == 1 else [pa.array([k[i] for k in keys]) for i in range(len(key))]
+            raise storage_error(exc, what, self) from None
 
 
 class DeltaTransaction(Transaction):
@@ -507,21 +328,16 @@ class DeltaTransaction(Transaction):
 
     # --- the data table's schema -------------------------------------------------------------------
     def _columns(self, table: str) -> dict | None:
-        if table in self._schemas:
-            schema = self._schemas[table]
-        else:
-            dt = self._target._table(table)
-            if dt is None:
-                return None
-            schema = pa.schema(dt.schema().to_arrow())
-        return {f.name: logical(f.type) for f in schema}
+        schema = self._schemas.get(table) or self._target._schema(table)
+        return None if schema is None else {f.name: logical(f.type) for f in schema}
 
     def _schema(self, table: str) -> pa.Schema | None:
+        """The table's schema as this transaction leaves it (the committed one, kept from its first use)."""
         if table not in self._schemas:
-            dt = self._target._table(table)
-            if dt is None:
+            schema = self._target._schema(table)
+            if schema is None:
                 return None
-            self._schemas[table] = pa.schema(dt.schema().to_arrow())
+            self._schemas[table] = schema
         return self._schemas[table]
 
     def _create(self, table: str, columns: dict, key: tuple) -> None:
@@ -584,8 +400,7 @@ class DeltaTransaction(Transaction):
             else:
                 got = live
         if got is None or got.num_rows == 0:
-            return pa.table({**{k: want.column(k) for k in key}, "_i": want.column("_i")}).slice(0, 0).append_column(
-                CURSOR_COL, pa.array([], pa.int64())).append_column(RUN_COL, pa.array([], pa.int64()))
+            return no_hits(want, key)
         got = got.cast(pa.schema([pa.field(k, want.schema.field(k).type) if k in key else got.schema.field(k)
                                   for k in got.column_names]), safe=False) if castable(got, want, key) else got
         return want.join(got, keys=list(key), join_type="inner")
@@ -607,14 +422,8 @@ class DeltaTransaction(Transaction):
     def _conform(self, table: str, data: pa.Table) -> pa.Table:
         """Cast a batch to the table's columns (decimals to their digits where the column is text)."""
         schema = self._schema(table)
-        if schema is None:
-            return data
-        fields = []
-        for name in data.column_names:
-            want = schema.field(name).type if name in schema.names else data.schema.field(name).type
-            fields.append(pa.field(name, want))
         try:
-            return data.cast(pa.schema(fields))
+            return data if schema is None else conform(data, schema)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
             raise TargetError(f"{self._target.description}: writing {table!r}: {one_line(exc)}") from None
 
@@ -664,9 +473,7 @@ class DeltaTransaction(Transaction):
         dt = self._target._table(table) if table not in self._created else None
         if dt is None:
             return 0
-        b = bucket_of(self._stream)
-        only = (pc.field(BUCKET_COL) == b) if b is not None and BUCKET_COL in pa.schema(dt.schema().to_arrow()).names else None
-        held = dt.to_pyarrow_dataset().to_table(columns=list(key), filter=only)  # a bucket prunes only its own rows
+        held = dt.to_pyarrow_dataset().to_table(columns=list(key), filter=_partition(dt, self._stream))  # a bucket prunes only its own rows
         seen = [s.cast(pa.schema([held.schema.field(k) for k in key])) for s in self._seen] if self._seen else []
         gone = anti(held, pa.concat_tables(seen) if seen else held.slice(0, 0), key)
         self._seen = None
@@ -695,11 +502,7 @@ class DeltaTransaction(Transaction):
             self._log.append(("commit", "{}", self._run_id))  # every committed id has a row: the chain runs through it
         _kill_point("before-log")
         if self._log:
-            seq = time.time_ns()
-            rows = [{"stream": stream, "txn": txn, "prev": prev, "anchor": "data" if anchored else "self",
-                     "seq": seq + i, "table_name": table, "run_id": run_id, "kind": kind, "payload": payload}
-                    for i, (kind, payload, run_id) in enumerate(self._log)]
-            self._append_log(rows)
+            self._append_log(log_rows(self._log, stream, txn, prev, "data" if anchored else "self", table))
         if not anchored:
             return
         _kill_point("after-log")
@@ -710,20 +513,10 @@ class DeltaTransaction(Transaction):
 
     def _append_log(self, rows: list[dict]) -> None:
         target = self._target
-        uri = target._uri(LOG)
-        data = pa.Table.from_pylist(rows, schema=LOG_SCHEMA)
-        # The log is append-only, and a blind append conflicts with nothing but the log's own
-        # creation: two first runs racing to create it. The loser's commit wrote nothing, so it
-        # simply appends again to the table the winner created.
-        for attempt in range(LOG_APPEND_TRIES):
-            try:
-                target._dl.write_deltalake(uri, data, mode="append", storage_options=target.storage)
-                break
-            except Exception as exc:  # noqa: BLE001 - delta-rs raises its own classes
-                if attempt + 1 < LOG_APPEND_TRIES and is_conflict(exc):
-                    time.sleep(0.05 * (attempt + 1))
-                    continue
-                raise target._storage_error(exc, "writing the log") from None
+        try:
+            append_rows(target._dl, target._uri(LOG), target.storage, rows)
+        except Exception as exc:  # noqa: BLE001 - delta-rs raises its own classes
+            raise storage_error(exc, "writing the log", target) from None
         dt = target._table(LOG)
         if dt is not None and dt.version() % COMPACT_AFTER == 0 and dt.version() > 0:
             try:
@@ -753,52 +546,25 @@ class DeltaTransaction(Transaction):
                                      configuration={"delta.targetFileSize": str(target.file_size)})
                 dt = dl.DeltaTable(uri, storage_options=target.storage)
                 have = set(pa.schema(dt.schema().to_arrow()).names)
-                missing = [f for f in part if f.name not in have]
-                if missing:
-                    dt.alter.add_columns([dl.schema.Field(f.name, dl.schema.PrimitiveType(delta_type(f.type)),
-                                                          nullable=True) for f in missing])
+                add_fields(dl, dt, [f for f in part if f.name not in have])
                 self._evolved.discard(table)
             if dt is None:
                 # The table's first commit: its schema and first rows (inserts only: nothing was held).
-                if staged is None:
-                    rows = schema.empty_table()
-                else:
-                    rows = staged.filter(pc.not_equal(staged.column(OP), "delete")).drop_columns([OP])
-                    rows = order(rows, key)
-                    if schema is not None:
-                        rows = fill(rows, schema)
+                rows = schema.empty_table() if staged is None else first_rows(staged, key, schema)
                 dl.write_deltalake(uri, rows, mode="error", storage_options=target.storage, commit_properties=props,
                                    target_file_size=target.file_size,
                                    configuration={"delta.targetFileSize": str(target.file_size)})
                 return
             if table in self._evolved:
                 have = set(pa.schema(dt.schema().to_arrow()).names)
-                new = [f for f in schema if f.name not in have]
-                if new:
-                    dt.alter.add_columns([dl.schema.Field(f.name, dl.schema.PrimitiveType(delta_type(f.type)), nullable=True)
-                                          for f in new])
+                add_fields(dl, dt, [f for f in schema if f.name not in have])
             if staged is None or staged.num_rows == 0:
                 dt.create_write_transaction([], "append", dt.schema().to_arrow(), commit_properties=props)
                 return
-            full = pa.schema(dt.schema().to_arrow())
-            if schema is not None:
-                full = pa.schema([schema.field(f.name) if f.name in schema.names else f for f in full]
-                                 + [f for f in schema if f.name not in full.names])
-            src = order(staged, key)
-            nullable = pa.schema([f.with_nullable(True) for f in full])
-            src = fill(src.drop_columns([OP]), nullable).append_column(OP, src.column(OP))
-            on = " AND ".join(f"{col(k, 't')} = {col(k, 's')}" for k in key)
-            if bucket is not None and BUCKET_COL in full.names:
-                i = src.column_names.index(BUCKET_COL)
-                src = src.set_column(i, BUCKET_COL, pa.array([bucket] * src.num_rows, pa.int64()))
-                on = f"t.`{BUCKET_COL}` = {bucket} AND " + on
-            newer = f"{col(CURSOR_COL, 's')} > {col(CURSOR_COL, 't')}"
-            same = f"{col(CURSOR_COL, 's')} = {col(CURSOR_COL, 't')}"
+            src, on = merge_source(staged, key, pa.schema(dt.schema().to_arrow()), schema, bucket)
             (dt.merge(src, on, source_alias="s", target_alias="t", commit_properties=props)
              .when_matched_delete(predicate=f"s.`{OP}` = 'delete'")
-             .when_matched_update(updates=updates(src, key),
-                                  predicate=f"(s.`{OP}` = 'upsert' AND {newer})"
-                                            f" OR (s.`{OP}` = 'refresh' AND ({newer} OR {same}))")
+             .when_matched_update(updates=updates(src, key), predicate=UPDATE_WHEN)
              .when_not_matched_insert(updates=updates(src, ()), predicate=f"s.`{OP}` <> 'delete'")
              .execute())
         target._run(apply, f"writing {table!r}", stream=stream)
@@ -806,6 +572,13 @@ class DeltaTransaction(Transaction):
     def _key_of(self, stream: str) -> tuple:
         s = next(iter(self._target.ledger.states(stream)), None)
         return tuple(s.key) if s else ()
+
+
+def _partition(dt, stream: str | None):
+    """The filter to a bucketed stream's own partition of its shared table (``None``: all of it)."""
+    b = bucket_of(stream)
+    return (pc.field(BUCKET_COL) == b) if b is not None and BUCKET_COL in pa.schema(dt.schema().to_arrow()).names \
+        else None
 
 
 def _kill_point(name: str) -> None:
@@ -816,7 +589,6 @@ def _kill_point(name: str) -> None:
 
 
 # --- pure helpers -------------------------------------------------------------------------------
-BUCKET_COL = "_hiwater_bucket"
 
 
 def bucket_of(stream: str) -> int | None:

@@ -11,6 +11,7 @@ never creates the log.
 from __future__ import annotations
 
 import hashlib
+import time
 from typing import Callable
 
 import orjson
@@ -19,7 +20,7 @@ import pyarrow.compute as pc
 
 from ..state import StreamState
 from .base import HISTORY_COLUMNS, Ledger
-from .deltatypes import app_id
+from .deltatypes import app_id, is_conflict
 
 LOG = "_hiwater_log"
 LOG_SCHEMA = pa.schema([
@@ -27,6 +28,32 @@ LOG_SCHEMA = pa.schema([
     ("seq", pa.int64()), ("table_name", pa.string()), ("run_id", pa.int64()), ("kind", pa.string()),
     ("payload", pa.string()),
 ])
+LOG_APPEND_TRIES = 5
+
+
+def log_rows(staged: list, stream: str, txn: int, prev: int | None, anchor: str, table: str | None) -> list[dict]:
+    """The log rows of one transaction's staged facts (``(kind, payload JSON, run id)``)."""
+    seq = time.time_ns()
+    return [{"stream": stream, "txn": txn, "prev": prev, "anchor": anchor, "seq": seq + i, "table_name": table,
+             "run_id": run_id, "kind": kind, "payload": payload} for i, (kind, payload, run_id) in enumerate(staged)]
+
+
+def append_rows(dl, uri: str, storage: dict | None, rows: list[dict]) -> None:
+    """Append ``rows`` to the log at ``uri``; raises what delta-rs raised.
+
+    The log is append-only, and a blind append conflicts with nothing but the log's own
+    creation: two first runs racing to create it. The loser's commit wrote nothing, so it
+    simply appends again to the table the winner created."""
+    data = pa.Table.from_pylist(rows, schema=LOG_SCHEMA)
+    for attempt in range(LOG_APPEND_TRIES):
+        try:
+            dl.write_deltalake(uri, data, mode="append", storage_options=storage)
+            return
+        except Exception as exc:  # noqa: BLE001 - delta-rs raises its own classes
+            if attempt + 1 < LOG_APPEND_TRIES and is_conflict(exc):
+                time.sleep(0.05 * (attempt + 1))
+                continue
+            raise
 
 
 class DeltaLedger(Ledger):

@@ -574,13 +574,6 @@ class DeltaTransaction(Transaction):
         return tuple(s.key) if s else ()
 
 
-def _partition(dt, stream: str | None):
-    """The filter to a bucketed stream's own partition of its shared table (``None``: all of it)."""
-    b = bucket_of(stream)
-    return (pc.field(BUCKET_COL) == b) if b is not None and BUCKET_COL in pa.schema(dt.schema().to_arrow()).names \
-        else None
-
-
 def _kill_point(name: str) -> None:
     """Test-only: ``HIWATER_DELTA_KILL=<point>`` SIGKILLs this process there (tests/db/test_delta.py)."""
     if os.environ.get("HIWATER_DELTA_KILL") == name:
@@ -595,3 +588,10 @@ def bucket_of(stream: str) -> int | None:
     """The bucket a bucketed stream's name says (``orders#2/4`` → 2), else ``None``."""
     m = re.search(r"#(\d+)/(\d+)$", stream or "")
     return int(m.group(1)) if m else None
+
+
+def _partition(dt, stream: str | None):
+    """The filter to a bucketed stream's own partition of its shared table (``None``: all of it)."""
+    b = bucket_of(stream)
+    return (pc.field(BUCKET_COL) == b) if b is not None and BUCKET_COL in pa.schema(dt.schema().to_arrow()).names \
+        else None

@@ -581,7 +581,7 @@ def _kill_point(name: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-# --- pure helpers -------------------------------------------------------------------------------
+# --- a bucketed stream: its own partition of the shared table ------------------------------------
 
 
 def bucket_of(stream: str) -> int | None:

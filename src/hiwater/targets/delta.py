@@ -124,7 +124,8 @@ class DeltaTarget(Target, DeltaLegacy):
         if dt is None:
             return None
         rows = row_count(dt)
-        columns = {f.name: logical(f.type) for f in pa.schema(dt.schema().to_arrow()) if not f.name.startswith("_hiwater_")}
+        columns = {f.name: logical(f.type) for f in pa.schema(dt.schema().to_arrow())
+                   if not f.name.startswith("_hiwater_")}
         return TableInfo(columns, rows > 0, rows if count else None)
 
     def begin(self, stream: str, table: str | None = None, key: tuple = (), *,
@@ -473,7 +474,8 @@ class DeltaTransaction(Transaction):
         dt = self._target._table(table) if table not in self._created else None
         if dt is None:
             return 0
-        held = dt.to_pyarrow_dataset().to_table(columns=list(key), filter=_partition(dt, self._stream))  # a bucket prunes only its own rows
+        # a bucket prunes only its own rows
+        held = dt.to_pyarrow_dataset().to_table(columns=list(key), filter=_partition(dt, self._stream))
         seen = [s.cast(pa.schema([held.schema.field(k) for k in key])) for s in self._seen] if self._seen else []
         gone = anti(held, pa.concat_tables(seen) if seen else held.slice(0, 0), key)
         self._seen = None

@@ -96,19 +96,19 @@ def test_a_kill_around_the_commit_loses_nothing_and_a_rerun_is_exact(tmp_path, p
 
 
 def test_a_failure_between_the_log_and_the_data_commit_leaves_only_ignored_rows(tmp_path, monkeypatch):
-    from hiwater.targets.delta import DeltaTarget
+    from hiwater.targets.delta import DeltaTransaction
     root = tmp_path / "lake"
     url = f"delta://{root}"
     load(write(tmp_path / "a.jsonl", range(5), 5), url)
     boom = write(tmp_path / "q.jsonl", [99], 1)  # a new key below the watermark: late, quarantined
-    orig = DeltaTarget._commit_data
+    orig = DeltaTransaction._commit_data
 
     def fail(self, *a, **kw):
         raise OSError("storage went away")
-    monkeypatch.setattr(DeltaTarget, "_commit_data", fail)
+    monkeypatch.setattr(DeltaTransaction, "_commit_data", fail)
     with pytest.raises(OSError):
         load(boom, url, on_late="detect")
-    monkeypatch.setattr(DeltaTarget, "_commit_data", orig)
+    monkeypatch.setattr(DeltaTransaction, "_commit_data", orig)
     assert hiwater.quarantine_list(target=url) == []            # the failed run's quarantine row is not visible
     assert hiwater.state_show(target=url)[0]["last_run"] == 1
     s = load(boom, url, on_late="detect")

@@ -17,9 +17,9 @@ key-matching helpers in :mod:`.keys`.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from typing import Iterator
+from typing import ClassVar, Iterator, Literal, Union
 
 import numpy as np
 import pyarrow as pa
@@ -48,7 +48,7 @@ def target_flag(url: str) -> str:
 
 @dataclass(frozen=True)
 class Capabilities:
-    """What a target promises, as data (the loader and the docs read it).
+    """What a target promises, as data (the loader, the docs and the contract test read it).
 
     ``lock``: ``"session"`` (a lock held for the run: a file lock, an advisory lock) or
     ``"optimistic"`` (nothing held; the later of two commits of one stream fails).
@@ -60,12 +60,200 @@ class Capabilities:
     meta_atomic: bool = True
 
 
-class Target(ABC):
-    """One database that holds streams' data and state."""
+@dataclass(frozen=True)
+class TableInfo:
+    """A committed data table as a run starts: its columns and whether it holds a row."""
 
-    capabilities: Capabilities = Capabilities()
+    columns: dict           # {column: logical type}, the hidden _hiwater_* columns left out
+    has_rows: bool
+    rows: int | None = None  # only with ``Target.table(name, count=True)``
+
+
+# --- facts: what a transaction records beside the data (pyiceberg's *Update values) ---------------
+@dataclass(frozen=True)
+class State:
+    """The stream's new state."""
+    state: StreamState
+
+
+@dataclass(frozen=True)
+class History:
+    """One history row (the fields of :data:`HISTORY_COLUMNS`)."""
+    row: dict
+
+
+@dataclass(frozen=True)
+class Quarantined:
+    """Records kept aside (quarantine rows, as built by the loader)."""
+    rows: list
+
+
+@dataclass(frozen=True)
+class Released:
+    """Quarantine rows taken out (a replay); recorded before anything is re-quarantined."""
+    ids: list
+
+
+@dataclass(frozen=True)
+class FilesRead:
+    """File-manifest entries (``FileEntry``) applied by this transaction's run."""
+    entries: list
+
+
+@dataclass(frozen=True)
+class FilesGone:
+    """File-manifest rows to forget (files that vanished from the source)."""
+    paths: list
+
+
+@dataclass(frozen=True)
+class Dropped:
+    """Forget the stream (state, history, quarantine, manifest) and, with ``table``, drop its data."""
+    table: str | None = None
+
+
+Fact = Union[State, History, Quarantined, Released, FilesRead, FilesGone, Dropped]
+Mode = Literal["upsert", "fresh", "refresh"]
+
+
+class Target(ABC):
+    """One database (or lake folder) that holds streams' data and their ledger.
+
+    A target is opened (``with target:``), locks a stream, and begins transactions; the
+    read side (committed state, history, quarantine, manifest) is :attr:`ledger`.
+    """
+
+    capabilities: ClassVar[Capabilities] = Capabilities()
+    description: str = "?"   # for messages; never a password
+
+    @property
+    def flags(self) -> str:
+        """How a command names this target, for hints a person can paste (never a password)."""
+        return target_flag(self.description)
+
+    @property
+    @abstractmethod
+    def ledger(self) -> "Ledger":
+        """The committed state, history, quarantine and file manifest (the read side)."""
+
+    @abstractmethod
+    def __enter__(self) -> "Target":
+        """Connect (idempotent)."""
+
+    @abstractmethod
+    def __exit__(self, *exc) -> None:
+        """Close."""
+
+    @abstractmethod
+    def lock(self, stream: str, timeout_s: float) -> AbstractContextManager[None]:
+        """Hold the one-runner-per-stream lock; raise LockTimeout after ``timeout_s``."""
+
+    @abstractmethod
+    def table(self, name: str, *, count: bool = False) -> TableInfo | None:
+        """The committed data table ``name`` (``None`` if it does not exist)."""
+
+    @abstractmethod
+    def begin(self, stream: str, table: str | None = None, key: tuple = (), *,
+              run_id: int | None = None, discard: bool = False) -> "Transaction":
+        """A unit of work on ``stream``'s ``table`` keyed by ``key``. The meta store is made on
+        first use, in its own committed transaction. ``run_id`` reuses an id (later --window
+        slices of one run); ``discard`` rolls everything back at the end (a dry run)."""
+
+
+class Transaction(ABC):
+    """Staged work, visible all at once when the ``with`` block ends cleanly; rolled back on an
+    error or when begun with ``discard=True``. Reads see this transaction's own writes."""
+
+    @property
+    @abstractmethod
+    def run_id(self) -> int:
+        """This transaction's run id: allocated on first use, or the one ``begin`` was given."""
+
+    @abstractmethod
+    def __enter__(self) -> "Transaction": ...
+
+    @abstractmethod
+    def __exit__(self, exc_type, exc, tb) -> None: ...
+
+    @abstractmethod
+    def evolve(self, columns: dict, cursor: tuple) -> None:
+        """Create the table with ``columns`` ({name: logical type}) or add the ones it lacks.
+        ``cursor`` is ``(column, kind)``: a target with native date-time types stores the
+        cursor column natively."""
+
+    @abstractmethod
+    def held(self, keys: list, cursors: np.ndarray | None = None) -> Lookup:
+        """THE lookup: for each key (``keys`` is one Arrow array per key column, no nulls),
+        whether the table holds it, with which cursor and run; this transaction's writes
+        included. Given the ``cursors`` the keys arrive with, a target may answer only for keys
+        whose row is missing, holds another cursor or was written by this run; a key it does
+        not answer for holds exactly its cursor from an earlier run."""
+
+    @abstractmethod
+    def write(self, rows: pa.Table, *, mode: Mode = "upsert") -> int | None:
+        """Guarded upsert of ``rows`` (user columns, then ``_hiwater_cursor``, ``_hiwater_run``):
+        never replaces a newer cursor. ``fresh``: no key can be in the table yet (insert without
+        the conflict check). ``refresh`` (a full load): the same cursor with other content also
+        replaces a row. Returns the rows inserted or changed where known, else ``None``."""
+
+    @abstractmethod
+    def delete(self, keys: list) -> int:
+        """Delete the rows of these keys (one Arrow array per key column); how many went."""
+
+    @abstractmethod
+    def seen(self, keys: list) -> None:
+        """--prune: keys the source showed (one Arrow array per key column)."""
+
+    @abstractmethod
+    def prune(self) -> int:
+        """--prune: delete rows whose key was not :meth:`seen`; how many went."""
+
+    @abstractmethod
+    def count(self) -> int:
+        """Rows of the table as this transaction sees them."""
+
+    @abstractmethod
+    def record(self, *facts: Fact) -> None:
+        """Record facts beside the data, in this transaction (``Released`` before ``Quarantined``)."""
+
+
+class Ledger(ABC):
+    """The committed side of the meta store: what status, history and the admin commands read.
+    Written once for SQL (:mod:`.sql`) and once for Delta."""
+
+    @abstractmethod
+    def states(self, stream: str | None = None) -> list:
+        """Every stream's state (or just ``stream``'s: a list of at most one)."""
+
+    @abstractmethod
+    def history(self, stream: str | None = None, limit: int | None = None) -> list: ...
+
+    @abstractmethod
+    def quarantine(self, stream: str | None = None, reason: str | None = None,
+                   limit: int | None = None) -> list: ...
+
+    @abstractmethod
+    def files(self, stream: str) -> dict:
+        """The stream's file manifest, ``{path: (size, mtime_ns, etag)}``."""
+
+    def facts(self, stream: str) -> dict:
+        """What ``hiwater status`` shows beside the state: the latest run's history rows, when the
+        latest successful run finished, and how many records are in the quarantine. This default
+        reads them through the other methods; a SQL ledger asks its tables directly."""
+        hist = self.history(stream)
+        last = max((h["run_id"] for h in hist), default=None)
+        failed = {h["run_id"] for h in hist if h["outcome"] == "failed"}
+        ok = [h["finished_at"] for h in hist if h["outcome"] == "committed" and h["run_id"] not in failed]
+        return {"last_run": [h for h in hist if h["run_id"] == last],
+                "last_success_at": max(ok) if ok else None,
+                "quarantined": len(self.quarantine(stream))}
+
+
+class LegacyTarget(ABC):
+    """TEMPORARY (until the loader and api call sites are switched to :class:`Target` +
+    :class:`Transaction`): the old one-method-per-write interface. Deleted in the next step."""
+
     dialect: str = "?"
-    description: str = "?"
     cursor_column: str | None = None
     cursor_kind: str | None = None
     refresh: bool = False       # a full load: the same cursor with other content replaces a row

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from .base import CURSOR_COL, RUN_COL, Target
+from .base import CURSOR_COL, RUN_COL, LegacyTarget
 
 # Columns the history gained after its first release (name -> logical type): each SQL target
 # adds them to an older history table when it first opens it.
@@ -47,7 +47,7 @@ def table_definition(columns: dict, key: tuple, quote, type_of, int_type: str) -
     return ", ".join(defs)
 
 
-class SqlTarget(Target):
+class SqlTarget(LegacyTarget):
     """A target spoken to in SQL: ``_hiwater_*`` meta tables, a driver placeholder, and helpers
     each dialect implements (``_has_meta``, ``_dicts``)."""
 

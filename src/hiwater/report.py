@@ -1,0 +1,188 @@
+"""What a run tells: its summary and warnings, its history rows, its quarantine rows.
+
+Pure builders: the loader and :mod:`hiwater.apply` compute, these put the results into the
+words and rows people and the admin commands read (SPEC §7). The loader records them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import time
+
+import orjson
+
+from . import decide as D
+from . import values as V
+from .encode import record_text
+from .errors import HiwaterError
+from .options import LoadOptions
+from .summary import Summary
+from .urls import scrub
+
+
+def amount(delta: int, kind: str | None, option: bool = False) -> str:
+    """A cursor distance for people: ``2h15m``, ``45s``, ``3d``; a plain number for integer cursors."""
+    if kind == V.INT:
+        return str(delta)
+    secs = -(-delta // 1_000_000) if option else delta // 1_000_000  # round up for a suggestion
+    if secs <= 0:
+        return "1s" if option else f"{delta / 1_000_000:g}s"
+    out = ""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if secs >= size:
+            out += f"{secs // size}{unit}"
+            secs %= size
+    return out
+
+
+def iso_now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def elapsed(t0: float) -> float:
+    """Seconds since ``t0`` (a ``time.monotonic()`` reading), to the millisecond."""
+    return round(time.monotonic() - t0, 3)
+
+
+def error_text(exc: BaseException, urls) -> str:
+    """The error as one line, with any password of the source's or target's URL masked."""
+    text = str(exc) if isinstance(exc, HiwaterError) else f"{type(exc).__name__}: {exc}"
+    for url in urls:
+        if isinstance(url, str):
+            text = scrub(text, url)
+    return text
+
+
+def files_detail(files) -> dict:
+    """A tracked file source's selection for the history's detail (nothing for other sources)."""
+    return {} if files is None else {"files": files.to_dict()}
+
+
+def _mode(opts: LoadOptions) -> str:
+    return opts.mode + ("/window" if opts.window else "")
+
+
+def failed_row(exc: BaseException, *, run_id, index: int, stream: str, opts: LoadOptions, started_at,
+               prev, left, kind, naive: bool, tz, duration: float, error: str) -> dict:
+    """The history row of a failed run: the watermark it found (``prev``) and left (``left``)."""
+    return {
+        "run_id": run_id, "window_index": index, "stream": stream,
+        "started_at": started_at or iso_now(), "finished_at": iso_now(),
+        "mode": _mode(opts), "outcome": "failed",
+        "watermark_before": V.format_value(prev, kind, naive, tz),
+        "watermark_after": V.format_value(left, kind, naive, tz),
+        "watermark_before_value": prev, "watermark_after_value": left,
+        "duration_s": duration, "error": error,
+        "detail": orjson.dumps({"error": type(exc).__name__, "exit_code": getattr(exc, "exit_code", 1)}).decode(),
+    }
+
+
+def history_row(res, *, run_id, index: int, stream: str, started, opts: LoadOptions, prev, new_wm, kind,
+                naive: bool, tz, lo_t, hi_t, new_columns: list, warnings: list, files, t0: float) -> dict:
+    """The history row of a committed run (or ``--window`` slice ``index``)."""
+    c = res.counts
+    return {
+        "run_id": run_id, "window_index": index, "stream": stream, "started_at": started,
+        "finished_at": iso_now(), "mode": _mode(opts),
+        "outcome": "committed", "source_records": c.source_records, "loaded": c.loaded,
+        "skipped": c.skipped, "inserted": c.inserted, "updated": c.updated, "unchanged": c.unchanged,
+        "late": c.late, "late_applied": c.late_applied, "future": c.future,
+        "below_window": c.below_window, "rejected": c.rejected, "deleted": c.deleted,
+        "watermark_before": V.format_value(prev, kind, naive, tz),
+        "watermark_after": V.format_value(new_wm, kind, naive, tz),
+        "watermark_before_value": prev, "watermark_after_value": new_wm,
+        "window_lo": lo_t, "window_hi": hi_t,
+        "max_lateness": (amount(prev - res.min_late, kind, option=True)
+                         if res.min_late is not None and prev is not None else None),
+        "detail": orjson.dumps({"new_columns": new_columns, "warnings": warnings, **files_detail(files)}).decode(),
+        "duration_s": elapsed(t0),
+    }
+
+
+def summary(res, *, opts: LoadOptions, stream: str, table: str, run_id, source, files, prev, prev_text, new_wm,
+            total: int, pruned: int, kind, naive: bool, tz, warnings: list, new_columns: list) -> Summary:
+    """The run's summary; what it shows that needs a word is appended to ``warnings`` (the
+    summary's own list)."""
+    o = opts
+    c = res.counts
+    new_text = V.format_value(new_wm, kind, naive, tz)
+    s = Summary(counts=c, previous_watermark=prev_text, new_watermark=new_text, total_in_target=total,
+                stream=stream, table=table, mode=o.mode, run_id=run_id,
+                dry_run=o.dry_run, warnings=warnings, pruned=pruned,
+                new_columns=new_columns, files=files_detail(files).get("files"))
+    fmt = lambda v: V.format_value(v, kind, naive, tz)  # noqa: E731
+    if c.source_records == 0:
+        s.stale_source = True
+        if files is not None and not files.read:
+            warnings.append(f"no new or changed file in {source.description} "
+                            f"({files.skipped} file(s) already loaded); the watermark stays at "
+                            f"{prev_text}")
+        else:
+            warnings.append(f"the source {source.description} is empty; the watermark stays at "
+                            f"{prev_text}")
+    elif c.rejected == c.source_records:
+        warnings.append(f"every record ({c.rejected}) was invalid and quarantined; the watermark stays at "
+                        f"{prev_text} (see `hiwater quarantine list`)")
+    elif c.loaded == 0:
+        s.stale_source = True
+        warnings.append(
+            f"every record was skipped: the source may be stale (newest source cursor "
+            f"{fmt(res.max_source)}, watermark {prev_text})")
+    if (res.max_source is not None and prev is not None and res.max_source < prev
+            and o.mode == "incremental" and not getattr(source, "replay", False)):
+        warnings.append(
+            f"the newest record in the source ({fmt(res.max_source)}) is older than the watermark "
+            f"({prev_text}): was the source truncated, or restored from an older copy?")
+    if res.min_late is not None and prev is not None:
+        behind = prev - res.min_late
+        n_late = c.late + c.late_applied
+        action = "quarantined" if o.on_late == "detect" else "applied"
+        warnings.append(
+            f"{n_late} late record(s) {action}: the worst was {amount(behind, kind)} behind the "
+            f"watermark; --lookback {amount(behind, kind, option=True)} would have caught them all")
+    if c.future:
+        warnings.append(f"{c.future} record(s) with a cursor in the future were quarantined"
+                        f" and did not move the watermark")
+    if c.rejected and c.rejected != c.source_records:
+        warnings.append(f"{c.rejected} invalid record(s) were quarantined (see `hiwater quarantine list`)")
+    return s
+
+
+def future_watermark(prev_text, now: int, tz) -> str:
+    """The warning for a stored watermark past now + ``--max-future``."""
+    return (f"the stored watermark {prev_text} is in the future (now is "
+            f"{V.format_value(now, V.TIMESTAMP, False, tz)}): records older than it are "
+            f"treated as late; check the source's clock, then `hiwater state set` or `state rewind`")
+
+
+def vanished_files(gone: list, description: str) -> str:
+    """The warning for files earlier runs loaded that the source no longer lists."""
+    shown = ", ".join(gone[:3]) + (f" and {len(gone) - 3} more" if len(gone) > 3 else "")
+    return (f"{len(gone)} file(s) loaded by earlier runs are no longer in "
+            f"{description}: {shown} (their rows stay in the target; the file list "
+            f"forgets them)")
+
+
+def quarantine_detail(verdict: D.Verdict, reason, window: D.Window, kind, naive: bool, tz) -> str:
+    """Why a record is quarantined, in words: its invalid ``reason``, or where its cursor lies."""
+    if verdict == D.Verdict.REJECTED:
+        return reason
+    if verdict == D.Verdict.FUTURE:
+        return f"cursor is past now + --max-future ({V.format_value(window.future_limit, kind, True, tz)})"
+    return f"below the window ({V.format_value(window.lo, kind, naive, tz)}) and not in the target"
+
+
+def quarantine_row(rec, *, stream: str, reason: str, detail: str, source, record_no: int, key: tuple,
+                   cursor: str, cursor_value, run_id) -> dict:
+    """A quarantine row for record ``rec`` (its values as they arrived)."""
+    text = record_text(rec)
+    keyv = [rec.get(k) for k in key] if isinstance(rec, dict) else None
+    return {
+        "stream": stream, "reason": reason, "detail": detail, "source": source,
+        "record_no": record_no,
+        "key": record_text(keyv),  # a key as sent, huge integers too
+        "cursor": None if not isinstance(rec, dict) or rec.get(cursor) is None else str(rec.get(cursor)),
+        "cursor_value": cursor_value,
+        "record": text, "fingerprint": hashlib.sha1(text.encode()).hexdigest(), "run": run_id,
+    }

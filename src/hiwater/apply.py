@@ -26,11 +26,24 @@ from .sources.files import _iso_columns
 from .sources.lightjson import LightBatch
 from .state import StreamState
 from .summary import Counts
+from .errors import UsageError
 from .targets.base import CURSOR_COL, RUN_COL, Target
 
 log = logging.getLogger("hiwater")
 LATE_HELD = 50_000  # late records held per run to see whether a later batch supersedes them
 DELETED_AT = "deleted_at"
+
+
+def table_columns(target: Target, table: str) -> tuple[dict | None, bool]:
+    """The user columns of ``table`` (None: no such table yet), and whether it is empty."""
+    columns = target.table_columns(table)
+    empty = columns is None or not target.has_rows(table)
+    if columns is not None:
+        if CURSOR_COL not in columns:
+            raise UsageError(f"table {table!r} exists and was not made by hiwater",
+                             hint="choose another --table, or drop that table")
+        columns = {c: ty for c, ty in columns.items() if not c.startswith("_hiwater_")}
+    return columns, empty
 
 
 @dataclass
@@ -45,6 +58,13 @@ class PassResult:
     new_columns: list = field(default_factory=list)
     records: int = 0   # the scan (write=False): records read
     invalid: int = 0   # the scan: records prepare already found invalid
+
+    def see(self, cursor: np.ndarray, valid: np.ndarray, places: np.ndarray) -> None:
+        """Note the newest valid cursor of a batch that is not in the future."""
+        if valid.any():
+            m = int(cursor[valid & (places != D.Place.FUTURE)].max(initial=np.iinfo(np.int64).min))
+            if m != np.iinfo(np.int64).min:
+                self.max_source = m if self.max_source is None else max(self.max_source, m)
 
     def merge(self, res: PassResult) -> None:
         """Add a ``--window`` slice's result to the run's."""
@@ -98,10 +118,19 @@ class Applier:
         if self.late_min is not None:
             res.min_late = self.late_min if res.min_late is None else min(res.min_late, self.late_min)
 
-    def scan(self, res: PassResult, raw, p: Prepared, places: np.ndarray, typed_in: np.ndarray) -> None:
+    def _typed_in(self, p: Prepared, window: D.Window) -> np.ndarray:
+        """--window: a record invalid only for a column's type (and in the window by its cursor)
+        belongs to its slice, where the columns made by earlier slices judge it."""
+        typed_in = np.zeros(p.n, bool)
+        if self.opts.window is not None and not p.valid.all() and p.fixed_invalid is not None:
+            typed_in = ~p.valid & ~p.fixed_invalid & (D.place(p.cursor, np.ones(p.n, bool), window) == D.Place.IN)
+        return typed_in
+
+    def scan(self, res: PassResult, raw, p: Prepared, places: np.ndarray, window: D.Window) -> None:
         """The scan of a ``--window`` run: count the records, the invalid ones, the slices that
         hold records and the records outside the window; nothing is written."""
         o = self.opts
+        typed_in = self._typed_in(p, window)
         res.records += p.n
         bad = np.flatnonzero(~p.valid)
         res.invalid += len(bad)
@@ -168,11 +197,30 @@ class Applier:
         return raw.expand(rest)
 
     # --- one batch ------------------------------------------------------------------------------
-    def apply(self, p: Prepared, places: np.ndarray, window: D.Window, select: np.ndarray,
-              res: PassResult, superseded: np.ndarray | None, run_id) -> None:
-        """Decide the ``select``-ed records of ``p`` against the target and apply the verdicts:
-        upserts, deletes, quarantine, prune keys; add the counts and the watermark candidate."""
+    def apply(self, p: Prepared, places: np.ndarray, window: D.Window, res: PassResult, run_id,
+              part: tuple | None) -> bool:
+        """Decide the records of ``p`` against the target and apply the verdicts: upserts,
+        deletes, quarantine, prune keys; add the counts and the watermark candidate.
+
+        ``part`` is a ``--window`` slice's ``(lo, hi, outside)``: the in-window records with a
+        cursor in ``[lo, hi)``, and the records outside the window if ``outside``. False when
+        the batch holds none of them."""
         o, t = self.opts, self.target
+        select = np.ones(p.n, bool)
+        superseded = None
+        if part is not None:
+            lo, hi, outside = part
+            inwin = (places == D.Place.IN) | self._typed_in(p, window)
+            in_slice = inwin & (p.cursor >= lo) & (p.cursor < hi)
+            select = in_slice | (~inwin if outside else np.zeros(p.n, bool))
+            if not select.any():
+                return False
+            # An older version below the window that a newer one of its key in this batch
+            # supersedes is unchanged, also when the slice that applies the newer one comes
+            # later (without slices, decide() sees both and says so itself).
+            below = places == D.Place.BELOW
+            if below.any() and o.on_late != "skip":
+                superseded = below & ~D.winners(p.groups, p.cursor, D.needs_lookup(places, window))
         key = tuple(o.key)
         tbl = p.table
         if not select.all():
@@ -261,6 +309,7 @@ class Applier:
         if late_mask.any():
             m = int(p.cursor[late_mask].min())
             res.min_late = m if res.min_late is None else min(res.min_late, m)
+        return True
 
     def _lookup(self, tbl, key, idx, cursors, run_id):
         """What the target holds for the keys of rows ``idx`` (arriving with ``cursors``): its

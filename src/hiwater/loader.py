@@ -15,25 +15,24 @@ import secrets
 import time
 from contextlib import nullcontext
 
-import numpy as np
-
 from . import decide as D
 from . import report
 from . import values as V
-from .apply import Applier, PassResult
-from .errors import HiwaterError, QualityError, StrictError, UsageError
+from .apply import Applier, PassResult, table_columns
+from .errors import UsageError
 from .events import emit
 from .options import LoadOptions
-from .prepare import CsvColumnIsText, CsvTypes, check_fields, prepare
+from .prepare import CsvColumnIsText, CsvTypes, KindChanged, check_fields, check_kind, prepare
 from .sources.base import Source
 from .sources.lightjson import LightBatch
 from .sources.prefetch import prefetch
 from .state import StreamState, zone_name
 from .summary import Summary
-from .targets.base import CURSOR_COL, Target
+from .targets.base import Target
 from .window import check_durations, next_watermark, window_for
 
 log = logging.getLogger("hiwater")
+
 
 def default_table(spec: str | None) -> str:
     """A table named after a single input file's stem (``events.jsonl.gz`` -> ``events``);
@@ -78,10 +77,7 @@ class Loader:
         self.notices = list(notices or [])  # warnings known before the run (in-memory target, ...)
         self.run_uuid = secrets.token_hex(6)  # shared by every event of this run
         self.t0 = time.monotonic()
-        self.source = source
-        self.target = target
-        self.opts = opts
-        self.table = table
+        self.source, self.target, self.opts, self.table = source, target, opts, table
         self.stream = opts.stream or table
         self.tz = V.zone(opts.assume_tz or "UTC")
         self.now = V.now_us(opts.now)
@@ -146,7 +142,7 @@ class Loader:
             try:
                 try:
                     return self._run_widening()
-                except _KindChanged as change:
+                except KindChanged as change:
                     # The first run judged the cursor's kind on its first batch, and a later batch
                     # shows a wider one (a timestamp after dates): nothing was committed, so the
                     # run starts again with the kind that fits every batch, as if they were one.
@@ -206,12 +202,7 @@ class Loader:
             log.debug("could not record the failed run in the history: %s", again)
 
     def _emit_failure(self, exc: BaseException) -> None:
-        if isinstance(exc, HiwaterError):
-            info = exc.to_dict()
-        else:
-            info = {"error": type(exc).__name__, "message": str(exc), "exit_code": 1, "retryable": False}
-        info.pop("message", None)
-        info["error_message"] = self._error_text(exc)
+        info = report.failure_info(exc, self._error_text(exc))
         emit("run_failed", f"run of stream {self.stream!r} failed: {info['error_message']}", level=logging.ERROR,
              **{**info, **self._ids(), "duration_s": report.elapsed(self.t0)})
 
@@ -237,22 +228,14 @@ class Loader:
         self.csv_types = CsvTypes()
         if state.kind is not None:
             check_durations(o, state.kind, self.tz)
-        columns = t.table_columns(self.table)
-        empty_at_start = columns is None or not t.has_rows(self.table)
-        if columns is not None:
-            if CURSOR_COL not in columns:
-                raise UsageError(f"table {self.table!r} exists and was not made by hiwater",
-                                 hint="choose another --table, or drop that table")
-            columns = {c: ty for c, ty in columns.items() if not c.startswith("_hiwater_")}
+        columns, empty_at_start = table_columns(t, self.table)
         # (the first rejected record outlives a restart, as it always has)
         self.batch = Applier(t, o, table=self.table, stream=self.stream, state=state, tz=self.tz, columns=columns,
                              empty_at_start=empty_at_start,
                              first_reject=None if self.batch is None else self.batch.first_reject)
         prev_text = state.watermark_text()
-        if (self.prev is not None and self.kind in (V.TIMESTAMP, V.DATE) and o.max_future is not None
-                and self.prev > self.now + o.max_future.for_kind(self.kind, "--max-future")):
-            self.warnings.append(report.future_watermark(prev_text, self.now, self.tz))
-
+        future = report.future_watermark(o.max_future, self.prev, prev_text, self.kind, self.now, self.tz)
+        self.warnings += [future] if future else []
         self._select_files()
         if o.window is None:
             return self._run_single(prev_text)
@@ -268,6 +251,9 @@ class Loader:
                 self.source.close_spill()
                 self.source = source
 
+    def _gate(self, rejected: int, source_records: int) -> None:
+        report.quality_gate(self.opts.max_rejected, rejected, source_records, self.batch.first_reject)
+
     def _window(self):
         return window_for(self.opts, self.prev, self.kind, self.now, self.tz)
 
@@ -282,14 +268,11 @@ class Loader:
             self.run_id = t.next_run_id()
             if o.prune:
                 t.prune_begin(tuple(o.key))
-            res = self._pass(lo_slice=None, hi_slice=None, outside=True, write=True)
-            self._check_quality(res.counts.rejected, res.counts.source_records)
+            res = self._pass(part=None, write=True)
+            self._gate(res.counts.rejected, res.counts.source_records)
             pruned = 0
             if o.prune and res.counts.source_records == 0:
-                raise HiwaterError(f"the source {self.source.description} has no records: --prune would delete "
-                                   f"every row of {self.table!r}; nothing was committed",
-                                   hint="check the export; to empty the table on purpose, "
-                                        f"`hiwater stream drop {self.stream} --table{self.target.cli_flags()}`")
+                raise report.prune_empty(self.source.description, self.table, self.stream, t.cli_flags())
             if o.prune and self.batch.columns is not None:
                 pruned = t.prune_finish(self.table, tuple(o.key))
             new_wm = self._next_watermark(res.candidate)
@@ -304,18 +287,18 @@ class Loader:
         t, o = self.target, self.opts
         started = report.iso_now()
         # Scan: which slices hold records, and how many records are outside the window.
-        scan = self._pass(lo_slice=None, hi_slice=None, outside=True, write=False)
+        scan = self._pass(part=None, write=False)
         # The quality gate on what the scan already knows to be invalid: nothing is committed.
-        self._check_quality(scan.invalid, scan.records)
+        self._gate(scan.invalid, scan.records)
         total_res = PassResult()
         windows = []
         new_wm = self.prev
         # Transaction 0: records outside the window (invalid, future, late, below).
         with (nullcontext() if o.dry_run else t.transaction()):
             self.run_id = t.next_run_id()
-            res = self._pass(lo_slice=0, hi_slice=0, outside=True, write=True)
+            res = self._pass(part=(0, 0, True), write=True)
             total_res.merge(res)
-            self._check_quality(total_res.counts.rejected, scan.records)
+            self._gate(total_res.counts.rejected, scan.records)
             self._save_state(new_wm)
             if not scan.slices:
                 self._record_files()
@@ -325,10 +308,10 @@ class Loader:
         for i, s in enumerate(sorted(scan.slices), start=1):
             lo, hi = s * width, (s + 1) * width
             with (nullcontext() if o.dry_run else t.transaction()):
-                res = self._pass(lo_slice=lo, hi_slice=hi, outside=False, write=True)
+                res = self._pass(part=(lo, hi, False), write=True)
                 # A value the columns made by an earlier slice cannot hold is found only now: past
                 # the limit, this slice fails (earlier slices stand, as for any failed slice).
-                self._check_quality(total_res.counts.rejected + res.counts.rejected, scan.records)
+                self._gate(total_res.counts.rejected + res.counts.rejected, scan.records)
                 total_res.merge(res)
                 new_wm = self._next_watermark(total_res.candidate)
                 self._save_state(new_wm)
@@ -336,29 +319,22 @@ class Loader:
                     # A file is applied when its last record is: the manifest commits with the last
                     # slice (a run killed earlier reads the same files again; the target absorbs it).
                     self._record_files()
-                lo_t = V.format_value(lo, self.kind, self.state.naive, self.tz)
-                hi_t = V.format_value(hi, self.kind, self.state.naive, self.tz)
+                lo_t, hi_t, wm_t = (V.format_value(v, self.kind, self.state.naive, self.tz) for v in (lo, hi, new_wm))
                 self._history(i, report.iso_now(), res, new_wm, lo_t, hi_t)
-                windows.append({"window": i, "from": lo_t, "to": hi_t, "loaded": res.counts.loaded,
-                                "skipped": res.counts.skipped,
-                                "watermark": V.format_value(new_wm, self.kind, self.state.naive, self.tz)})
+                windows.append(report.slice_entry(i, lo_t, hi_t, res.counts, wm_t))
             if o.dry_run is False:
                 self._committed_index, self._committed_wm = i, new_wm
-                emit("slice_committed", f"committed window {i} [{lo_t}, {hi_t})", **self._ids(), window=i,
-                     **{"from": lo_t, "to": hi_t}, loaded=res.counts.loaded, skipped=res.counts.skipped,
-                     watermark=windows[-1]["watermark"])
+                emit("slice_committed", f"committed window {i} [{lo_t}, {hi_t})", **self._ids(),
+                     **windows[-1])
         total = t.count_rows(self.table)
         summary = self._summary(total_res, prev_text, new_wm, total, 0)
         summary.windows = windows
         return summary
 
     # --- one pass over the source -----------------------------------------------------------
-    def _pass(self, *, lo_slice, hi_slice, outside: bool, write: bool) -> PassResult:
-        """Read the source once; decide (and, if ``write``, apply) the selected records.
-
-        ``lo_slice``/``hi_slice`` select in-window records by cursor (``None``: all);
-        ``outside`` includes the records outside the window.
-        """
+    def _pass(self, *, part: tuple | None, write: bool) -> PassResult:
+        """Read the source once; decide (and, if ``write``, apply) the records of ``part`` (a
+        ``--window`` slice's ``(lo, hi, outside)``, see :meth:`Applier.apply`; None: all)."""
         o, b = self.opts, self.batch
         res = PassResult()
         window, window_kind = None, None
@@ -369,8 +345,8 @@ class Loader:
             w = self._window()  # a SQL source reads only the window (pushdown)
             self.source.set_window(w.lo, w.lo_inclusive, w.hi, self.kind, self.tz)
         fields: set = set()
-        b.begin_pass(hold_late=write and lo_slice is None)
-        light = write and lo_slice is None and b.light_ok()
+        b.begin_pass(hold_late=write and part is None)
+        light = write and part is None and b.light_ok()
         if hasattr(self.source, "light_key"):
             self.source.light_key = tuple(o.key) if light else None
         for raw in prefetch(self.source.batches(), early=b.store_early):
@@ -380,17 +356,14 @@ class Loader:
                 fields.update(raw.table.column_names)
                 n_light = len(raw)
                 raw = b.skip_current(raw, res, self._window(), self.run_id)
+                done += n_light - (0 if raw is None else len(raw))
                 if raw is None:
                     if self.progress is not None:
-                        done += n_light
                         self.progress(done, expected)
                     continue
-                done += n_light - len(raw)
             fields.update(raw.table.column_names)
-            if self._kind_this_run and self.kind in (V.DATE, V.INT) and o.cursor in raw.table.column_names:
-                seen = V.detect_kind(raw.table.column(o.cursor))
-                if seen is not None and seen != self.kind:
-                    raise _KindChanged(V.TIMESTAMP, self.kind, seen)
+            if self._kind_this_run:
+                check_kind(raw, o.cursor, self.kind)
             if raw.csv:
                 self.csv_types.check(raw, self.text_columns, b.columns)
             p = prepare(raw, key=tuple(o.key), cursor=o.cursor, kind=self.kind, tz=self.tz,
@@ -398,41 +371,17 @@ class Loader:
             if self.kind is None and p.kind is not None:
                 self.state.kind = p.kind
                 check_durations(o, self.kind, self.tz)
-            if o.strict and not p.valid.all():
-                i = int(np.flatnonzero(~p.valid)[0])
-                raise StrictError(p.reasons[i], path=raw.path, row=int(raw.record_nos([i])[0]))
+            if o.strict:
+                p.check_strict()
             if window is None or window_kind != self.kind:
                 window, window_kind = self._window(), self.kind
             places = D.place(p.cursor, p.valid, window)
-            if p.valid.any():
-                m = int(p.cursor[p.valid & (places != D.Place.FUTURE)].max(initial=np.iinfo(np.int64).min))
-                if m != np.iinfo(np.int64).min:
-                    res.max_source = m if res.max_source is None else max(res.max_source, m)
-            # --window: a record invalid only for a column's type (and in the window by its cursor)
-            # belongs to its slice, where the columns made by earlier slices judge it.
-            typed_in = np.zeros(p.n, bool)
-            if o.window is not None and not p.valid.all() and p.fixed_invalid is not None:
-                typed_in = ~p.valid & ~p.fixed_invalid & (D.place(p.cursor, np.ones(p.n, bool), window)
-                                                          == D.Place.IN)
+            res.see(p.cursor, p.valid, places)
             if not write:
-                b.scan(res, raw, p, places, typed_in)
+                b.scan(res, raw, p, places, window)
                 continue
-            select = np.ones(p.n, bool)
-            if lo_slice is not None:
-                inwin = (places == D.Place.IN) | typed_in
-                in_slice = inwin & (p.cursor >= lo_slice) & (p.cursor < hi_slice)
-                select = in_slice | (~inwin if outside else np.zeros(p.n, bool))
-                if not select.any():
-                    continue
-            # An older version below the window that a newer one of its key in this batch
-            # supersedes is unchanged, also when a --window slice applies the newer one later
-            # (without slices, decide() sees both and says so itself).
-            superseded = None
-            below = places == D.Place.BELOW
-            if lo_slice is not None and below.any() and o.on_late != "skip":
-                examined = D.needs_lookup(places, window)
-                superseded = below & ~D.winners(p.groups, p.cursor, examined)
-            b.apply(p, places, window, select, res, superseded, self.run_id)
+            if not b.apply(p, places, window, res, self.run_id, part):
+                continue
             if self.progress is not None:
                 done += p.n
                 self.progress(done, expected)
@@ -464,30 +413,10 @@ class Loader:
         self.target.write_files(self.stream, self.files.read, self.run_id)
         self.target.delete_files(self.stream, self.files.vanished)
 
-    # --- the quality gate ----------------------------------------------------------------------
-    def _check_quality(self, rejected: int, source_records: int) -> None:
-        """``--max-rejected``: past the limit the run fails inside its transaction (nothing of it
-        is committed), naming the count, the limit and the first rejected record."""
-        limit = self.opts.max_rejected
-        if limit is None or not limit.exceeded(rejected, source_records):
-            return
-        share = f" ({100 * rejected / source_records:.3g}%)" if source_records else ""
-        first = f"; the first: {self.batch.first_reject}" if self.batch.first_reject else ""
-        raise QualityError(
-            f"{rejected} of {source_records} record(s){share} were rejected, more than --max-rejected "
-            f"{limit.text}: nothing was committed{first}",
-            rejected=rejected, source_records=source_records, limit=limit.text,
-            hint="fix the source, or raise --max-rejected; --dry-run --details shows the counts")
-
     # --- state, history, summary -------------------------------------------------------------
     def _save_state(self, new_wm) -> None:
-        s = self.state
-        if new_wm is not None and new_wm != s.watermark and self.batch.cand_naive is not None:
-            s.naive = self.batch.cand_naive
-        s.watermark = new_wm
-        s.last_run = self.run_id
-        s.assume_tz = s.assume_tz or "UTC"
-        self.target.write_state(s)
+        self.state.advance(new_wm, self.run_id, self.batch.cand_naive)
+        self.target.write_state(self.state)
 
     def _history(self, index, started, res, new_wm, lo_t, hi_t) -> None:
         self.target.write_history(report.history_row(
@@ -501,14 +430,6 @@ class Loader:
             files=self.files, prev=self.prev, prev_text=prev_text, new_wm=new_wm, total=total, pruned=pruned,
             kind=self.kind, naive=self.state.naive, tz=self.tz, warnings=self.warnings,
             new_columns=self.batch.new_columns)
-
-
-class _KindChanged(Exception):
-    """A later batch of a stream's first run shows a wider cursor kind than its first batch."""
-
-    def __init__(self, kind: str, was: str, seen: str):
-        super().__init__(kind)
-        self.kind, self.was, self.seen = kind, was, seen
 
 
 class _Rollback(Exception):

@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 
 from . import values as V
 from .encode import py_non_finite
-from .errors import UsageError
+from .errors import StrictError, UsageError
 from .sources.base import RawBatch
 from .types import ANY, BOOLEAN, DECIMAL, INTEGER, REAL, TEXT, decimal_fits, fits, logical_type
 
@@ -44,6 +44,29 @@ class Prepared:
     # Invalid whatever the target's columns (key, cursor, NaN/Infinity); the other invalid
     # records only miss a column's type, which a --window slice may have made since the scan.
     fixed_invalid: np.ndarray | None = None
+
+    def check_strict(self) -> None:
+        """``--strict``: the first invalid record fails the run."""
+        if not self.valid.all():
+            i = int(np.flatnonzero(~self.valid)[0])
+            raise StrictError(self.reasons[i], path=self.raw.path, row=int(self.raw.record_nos([i])[0]))
+
+
+class KindChanged(Exception):
+    """A later batch of a stream's first run shows a wider cursor kind than its first batch."""
+
+    def __init__(self, kind: str, was: str, seen: str):
+        super().__init__(kind)
+        self.kind, self.was, self.seen = kind, was, seen
+
+
+def check_kind(raw: RawBatch, cursor: str, kind: str | None) -> None:
+    """On a stream's first run, whose cursor kind its first batch judged: raise
+    :class:`KindChanged` when this batch shows dates or integers to be timestamps."""
+    if kind in (V.DATE, V.INT) and cursor in raw.table.column_names:
+        seen = V.detect_kind(raw.table.column(cursor))
+        if seen is not None and seen != kind:
+            raise KindChanged(V.TIMESTAMP, kind, seen)
 
 
 class CsvColumnIsText(Exception):

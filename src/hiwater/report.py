@@ -15,7 +15,7 @@ import orjson
 from . import decide as D
 from . import values as V
 from .encode import record_text
-from .errors import HiwaterError
+from .errors import HiwaterError, QualityError
 from .options import LoadOptions
 from .summary import Summary
 from .urls import scrub
@@ -149,11 +149,53 @@ def summary(res, *, opts: LoadOptions, stream: str, table: str, run_id, source, 
     return s
 
 
-def future_watermark(prev_text, now: int, tz) -> str:
-    """The warning for a stored watermark past now + ``--max-future``."""
+def quality_gate(limit, rejected: int, source_records: int, first_reject: str | None) -> None:
+    """``--max-rejected`` (``limit``): past it the run fails inside its transaction (nothing of
+    it is committed), naming the count, the limit and the first rejected record."""
+    if limit is None or not limit.exceeded(rejected, source_records):
+        return
+    share = f" ({100 * rejected / source_records:.3g}%)" if source_records else ""
+    first = f"; the first: {first_reject}" if first_reject else ""
+    raise QualityError(
+        f"{rejected} of {source_records} record(s){share} were rejected, more than --max-rejected "
+        f"{limit.text}: nothing was committed{first}",
+        rejected=rejected, source_records=source_records, limit=limit.text,
+        hint="fix the source, or raise --max-rejected; --dry-run --details shows the counts")
+
+
+def future_watermark(max_future, prev, prev_text, kind, now: int, tz) -> str | None:
+    """The warning for a stored watermark past now + ``--max-future`` (None when it is not)."""
+    if prev is None or kind not in (V.TIMESTAMP, V.DATE) or max_future is None \
+            or prev <= now + max_future.for_kind(kind, "--max-future"):
+        return None
     return (f"the stored watermark {prev_text} is in the future (now is "
             f"{V.format_value(now, V.TIMESTAMP, False, tz)}): records older than it are "
             f"treated as late; check the source's clock, then `hiwater state set` or `state rewind`")
+
+
+def failure_info(exc: BaseException, error: str) -> dict:
+    """The ``run_failed`` event's fields: the error's own, with its text as ``error_message``."""
+    if isinstance(exc, HiwaterError):
+        info = exc.to_dict()
+    else:
+        info = {"error": type(exc).__name__, "message": str(exc), "exit_code": 1, "retryable": False}
+    info.pop("message", None)
+    info["error_message"] = error
+    return info
+
+
+def prune_empty(description: str, table: str, stream: str, cli_flags: str) -> HiwaterError:
+    """The error for ``--prune`` on a source without records (it would empty the table)."""
+    return HiwaterError(f"the source {description} has no records: --prune would delete "
+                        f"every row of {table!r}; nothing was committed",
+                        hint="check the export; to empty the table on purpose, "
+                             f"`hiwater stream drop {stream} --table{cli_flags}`")
+
+
+def slice_entry(index: int, lo_t, hi_t, counts, watermark) -> dict:
+    """A committed ``--window`` slice, as the summary's ``windows`` and the event show it."""
+    return {"window": index, "from": lo_t, "to": hi_t, "loaded": counts.loaded, "skipped": counts.skipped,
+            "watermark": watermark}
 
 
 def vanished_files(gone: list, description: str) -> str:

@@ -51,6 +51,15 @@ class StreamState:
                              f"{assume_tz}: its stored cursors are instants read in {self.assume_tz}",
                              hint=f"leave --assume-tz out (the stream's own is used), {start_over}")
 
+    def advance(self, watermark: int | None, run_id: int | None, naive: bool | None) -> None:
+        """Record a run's new watermark; ``naive`` (how its newest cursor was written, None if
+        unknown) decides how a moved watermark is printed back."""
+        if watermark is not None and watermark != self.watermark and naive is not None:
+            self.naive = naive
+        self.watermark = watermark
+        self.last_run = run_id
+        self.assume_tz = self.assume_tz or "UTC"
+
     def to_public(self) -> dict:
         d = asdict(self)
         d["key"] = list(self.key)

@@ -19,10 +19,9 @@ from . import decide as D
 from . import report
 from . import values as V
 from .apply import Applier, PassResult, table_columns
-from .errors import UsageError
 from .events import emit
 from .options import LoadOptions
-from .prepare import CsvColumnIsText, CsvTypes, KindChanged, check_fields, check_kind, prepare
+from .prepare import CsvColumnIsText, Judged, KindChanged, check_fields, prepare
 from .sources.base import Source
 from .sources.lightjson import LightBatch
 from .sources.prefetch import prefetch
@@ -61,15 +60,9 @@ def dated_table_notice(spec: str | None, table: str) -> str | None:
             f"load into another table; pass --table {plain} (or the name you want)")
 
 
-
 class Loader:
-    """One run of one stream. Use :func:`hiwater.load` rather than this class directly.
-
-    It holds the run's plan: the stream's lock and state, one transaction per run or per
-    ``--window`` slice, the pass over the source, the restarts and the events. What one batch
-    does to the target is :class:`hiwater.apply.Applier`'s; the words and rows are
-    :mod:`hiwater.report`'s; the window arithmetic is :mod:`hiwater.window`'s.
-    """
+    """One run of one stream: its plan (lock, state, transactions, passes, restarts, events).
+    Use :func:`hiwater.load` rather than this class directly."""
 
     def __init__(self, source: Source, target: Target, opts: LoadOptions, *, table: str, progress=None,
                  notices: list | None = None):
@@ -84,14 +77,10 @@ class Loader:
         self.warnings: list[str] = []
         self.run_id: int | None = None
         self.files = None  # a tracked file source: this run's FileSelection
-        self.forced_kind: str | None = None
-        self.text_columns: set = set()  # CSV columns a later batch showed to be text (see _run_widening)
-        # Set as the run starts (again on a restart):
-        self.state: StreamState | None = None
+        self.judged = Judged()  # what restarts learn about the input (see _run and _run_widening)
+        self.state: StreamState | None = None  # (this and below: set as the run starts, again on a restart)
         self.prev: int | None = None  # the watermark the run found
         self.batch: Applier | None = None
-        self.csv_types = CsvTypes()
-        self._kind_this_run = False  # the cursor's kind is judged on this run's first batch
         self._started_at: str | None = None
         self._committed_index: int | None = None  # --window: the last committed slice's index
         self._committed_wm: int | None = None  # ... and the watermark it left
@@ -122,12 +111,9 @@ class Loader:
         summary.duration_s = report.elapsed(self.t0)
         for w in summary.warnings:
             emit("warning", w, level=logging.WARNING, **self._ids())
-        data = summary.to_dict(details=True)
-        data.pop("warnings", None)
-        data.pop("windows", None)
         emit("run_finished", f"run {self.run_id} of stream {self.stream!r} finished: {summary.loaded} loaded, "
              f"{summary.skipped} skipped, {summary.counts.rejected} rejected in {summary.duration_s:.3f}s",
-             **{**data, **self._ids()})
+             **{**report.finished_fields(summary), **self._ids()})
         return summary
 
     def _ids(self) -> dict:
@@ -147,35 +133,29 @@ class Loader:
                     # shows a wider one (a timestamp after dates): nothing was committed, so the
                     # run starts again with the kind that fits every batch, as if they were one.
                     if not getattr(self.source, "rereadable", True):
-                        raise UsageError(f"the cursor {self.opts.cursor!r} holds {change.seen} values after a "
-                                         f"first batch of {change.was} values; this source cannot be read twice",
-                                         hint="load it from a file, or put a record showing the kind first") from None
+                        raise report.kind_changed(self.opts.cursor, change.was, change.seen) from None
                     log.info("cursor kind is %s, not %s: the run starts again", change.kind, change.was)
-                    self.forced_kind = change.kind
+                    self.judged.kind = change.kind
                     return self._run_widening()
             except Exception as exc:
                 self._record_failure(exc)  # after the rollback, in a transaction of its own
                 raise
 
     def _run_widening(self) -> Summary:
-        """Run; while a later CSV batch shows a column this run made as a number to be text (a
-        `007` after `7`), start again with that column as text: nothing was committed, and the
-        column then gets the type the whole file would have given it."""
+        """Run (a dry run in one transaction, rolled back); while a later CSV batch shows a column
+        this run made as a number to be text (`007` after `7`), start again with it as text:
+        nothing was committed, and it gets the type the whole file would have given it."""
         while True:
             try:
-                return self._run_once()
-            except CsvColumnIsText as change:
-                log.info("CSV column %r holds text after numbers: the run starts again", change.column)
-                self.text_columns.add(change.column)
-
-    def _run_once(self) -> Summary:
-        if self.opts.dry_run:
-            try:
+                if not self.opts.dry_run:
+                    return self._run_locked()
                 with self.target.transaction():
                     raise _Rollback(self._run_locked())
             except _Rollback as done:
                 return done.summary
-        return self._run_locked()
+            except CsvColumnIsText as change:
+                log.info("CSV column %r holds text after numbers: the run starts again", change.column)
+                self.judged.text_columns.add(change.column)
 
     def _error_text(self, exc: BaseException) -> str:
         return report.error_text(exc, (getattr(self.source, "url", None), getattr(self.target, "url", None)))
@@ -187,12 +167,10 @@ class Loader:
         t = self.target
         try:
             with t.transaction():
-                if self._committed_index is None:
+                committed = self._committed_index
+                if committed is None:
                     self.run_id = t.next_run_id()
-                    index = 0
-                else:
-                    index = self._committed_index + 1
-                left = self.prev if self._committed_index is None else self._committed_wm  # the watermark it left
+                index, left = (0, self.prev) if committed is None else (committed + 1, self._committed_wm)
                 t.write_history(report.failed_row(
                     exc, run_id=self.run_id, index=index, stream=self.stream, opts=self.opts,
                     started_at=self._started_at, prev=self.prev, left=left, kind=self.kind,
@@ -222,10 +200,7 @@ class Loader:
         self.state = state
         self.prev = state.watermark
         self.warnings = list(self.notices)  # (again on a restart: a run's warnings are its own)
-        if state.kind is None and self.forced_kind is not None:
-            state.kind = self.forced_kind
-        self._kind_this_run = state.kind is None
-        self.csv_types = CsvTypes()
+        self.judged.start(state)
         if state.kind is not None:
             check_durations(o, state.kind, self.tz)
         columns, empty_at_start = table_columns(t, self.table)
@@ -270,16 +245,13 @@ class Loader:
                 t.prune_begin(tuple(o.key))
             res = self._pass(part=None, write=True)
             self._gate(res.counts.rejected, res.counts.source_records)
-            pruned = 0
             if o.prune and res.counts.source_records == 0:
                 raise report.prune_empty(self.source.description, self.table, self.stream, t.cli_flags())
-            if o.prune and self.batch.columns is not None:
-                pruned = t.prune_finish(self.table, tuple(o.key))
+            pruned = t.prune_finish(self.table, tuple(o.key)) if o.prune and self.batch.columns is not None else 0
             new_wm = self._next_watermark(res.candidate)
             self._save_state(new_wm)
             self._record_files()
-            total = t.count_rows(self.table)
-            summary = self._summary(res, prev_text, new_wm, total, pruned)
+            summary = self._summary(res, prev_text, new_wm, t.count_rows(self.table), pruned)
             self._history(0, started, res, new_wm, None, None)
         return summary
 
@@ -290,9 +262,7 @@ class Loader:
         scan = self._pass(part=None, write=False)
         # The quality gate on what the scan already knows to be invalid: nothing is committed.
         self._gate(scan.invalid, scan.records)
-        total_res = PassResult()
-        windows = []
-        new_wm = self.prev
+        total_res, windows, new_wm = PassResult(), [], self.prev
         # Transaction 0: records outside the window (invalid, future, late, below).
         with (nullcontext() if o.dry_run else t.transaction()):
             self.run_id = t.next_run_id()
@@ -326,8 +296,7 @@ class Loader:
                 self._committed_index, self._committed_wm = i, new_wm
                 emit("slice_committed", f"committed window {i} [{lo_t}, {hi_t})", **self._ids(),
                      **windows[-1])
-        total = t.count_rows(self.table)
-        summary = self._summary(total_res, prev_text, new_wm, total, 0)
+        summary = self._summary(total_res, prev_text, new_wm, t.count_rows(self.table), 0)
         summary.windows = windows
         return summary
 
@@ -338,9 +307,9 @@ class Loader:
         o, b = self.opts, self.batch
         res = PassResult()
         window, window_kind = None, None
-        done, expected = 0, None
-        if self.progress is not None and write and hasattr(self.source, "expected_records"):
-            expected = self.source.expected_records()
+        done = 0
+        expected = self.source.expected_records() if (self.progress is not None and write and hasattr(
+            self.source, "expected_records")) else None
         if self.kind is not None and hasattr(self.source, "set_window"):
             w = self._window()  # a SQL source reads only the window (pushdown)
             self.source.set_window(w.lo, w.lo_inclusive, w.hi, self.kind, self.tz)
@@ -362,12 +331,9 @@ class Loader:
                         self.progress(done, expected)
                     continue
             fields.update(raw.table.column_names)
-            if self._kind_this_run:
-                check_kind(raw, o.cursor, self.kind)
-            if raw.csv:
-                self.csv_types.check(raw, self.text_columns, b.columns)
+            self.judged.check(raw, o.cursor, self.kind, b.columns)
             p = prepare(raw, key=tuple(o.key), cursor=o.cursor, kind=self.kind, tz=self.tz,
-                        columns=b.columns, delete_field=o.delete_field, text_columns=self.text_columns)
+                        columns=b.columns, delete_field=o.delete_field, text_columns=self.judged.text_columns)
             if self.kind is None and p.kind is not None:
                 self.state.kind = p.kind
                 check_durations(o, self.kind, self.tz)
@@ -398,20 +364,17 @@ class Loader:
         the manifest holds that are no longer listed are reported, never an error."""
         src, o = self.source, self.opts
         self.files = None
-        if not getattr(src, "tracked", False):
-            return
-        known = self.target.read_files(self.stream)
-        self.files = src.select(known, reread=o.reread_files or o.full_load)
-        if self.files.vanished:
+        if getattr(src, "tracked", False):
+            self.files = src.select(self.target.read_files(self.stream), reread=o.reread_files or o.full_load)
+        if self.files is not None and self.files.vanished:
             self.warnings.append(report.vanished_files(self.files.vanished, src.description))
 
     def _record_files(self) -> None:
         """Record the files this run read (and forget the vanished ones), in the transaction that
         commits the run's (or its last slice's) data."""
-        if self.files is None:
-            return
-        self.target.write_files(self.stream, self.files.read, self.run_id)
-        self.target.delete_files(self.stream, self.files.vanished)
+        if self.files is not None:
+            self.target.write_files(self.stream, self.files.read, self.run_id)
+            self.target.delete_files(self.stream, self.files.vanished)
 
     # --- state, history, summary -------------------------------------------------------------
     def _save_state(self, new_wm) -> None:
@@ -420,16 +383,15 @@ class Loader:
 
     def _history(self, index, started, res, new_wm, lo_t, hi_t) -> None:
         self.target.write_history(report.history_row(
-            res, run_id=self.run_id, index=index, stream=self.stream, started=started, opts=self.opts,
-            prev=self.prev, new_wm=new_wm, kind=self.kind, naive=self.state.naive, tz=self.tz, lo_t=lo_t,
-            hi_t=hi_t, new_columns=self.batch.new_columns, warnings=self.warnings, files=self.files, t0=self.t0))
+            res, self.state, self.tz, stream=self.stream, run_id=self.run_id, index=index, started=started,
+            opts=self.opts, prev=self.prev, new_wm=new_wm, lo_t=lo_t, hi_t=hi_t,
+            new_columns=self.batch.new_columns, warnings=self.warnings, files=self.files, t0=self.t0))
 
     def _summary(self, res: PassResult, prev_text, new_wm, total, pruned) -> Summary:
         return report.summary(
-            res, opts=self.opts, stream=self.stream, table=self.table, run_id=self.run_id, source=self.source,
-            files=self.files, prev=self.prev, prev_text=prev_text, new_wm=new_wm, total=total, pruned=pruned,
-            kind=self.kind, naive=self.state.naive, tz=self.tz, warnings=self.warnings,
-            new_columns=self.batch.new_columns)
+            res, self.state, self.tz, opts=self.opts, stream=self.stream, table=self.table, run_id=self.run_id,
+            source=self.source, files=self.files, prev=self.prev, prev_text=prev_text, new_wm=new_wm, total=total,
+            pruned=pruned, warnings=self.warnings, new_columns=self.batch.new_columns)
 
 
 class _Rollback(Exception):

@@ -78,27 +78,45 @@ class CsvColumnIsText(Exception):
         self.column = column
 
 
-class CsvTypes:
-    """The type each CSV column's first batch in this run gave it.
+class Judged:
+    """What a run judges about its input batch by batch, and what a restart keeps of it.
 
-    A CSV column's type is judged per batch; one that is a number in an earlier batch of
-    this run and text (or another number) in a later one is text for the whole file, as one
-    batch would have found. Only columns this run makes can still change type."""
+    The cursor's kind is judged on a stream's first batch; a later batch that shows a wider
+    one raises :class:`KindChanged`, and the run starts again with ``kind``. A CSV column's
+    type is judged per batch; one that is a number in an earlier batch of this run and text
+    (or another number) in a later one is text for the whole file, as one batch would have
+    found: :class:`CsvColumnIsText`, and the run starts again with it in ``text_columns``.
+    Only columns this run makes can still change type."""
 
     def __init__(self):
-        self.seen: dict = {}
+        self.kind: str | None = None  # the cursor's kind a restart starts with
+        self.text_columns: set = set()  # CSV columns a later batch showed to be text
+        self.csv_types: dict = {}  # CSV column -> the type its first batch in this run gave it
+        self.kind_this_run = False  # the kind is judged on this run's first batch
 
-    def check(self, raw: RawBatch, text_columns: set, columns: dict | None) -> None:
-        """Raise :class:`CsvColumnIsText` for a column whose type changed from a number."""
+    def start(self, state) -> None:
+        """A run (or a restart) begins with the stream's ``state``."""
+        if state.kind is None and self.kind is not None:
+            state.kind = self.kind
+        self.kind_this_run = state.kind is None
+        self.csv_types = {}
+
+    def check(self, raw: RawBatch, cursor: str, kind: str | None, columns: dict | None) -> None:
+        """Raise :class:`KindChanged` or :class:`CsvColumnIsText` for a batch that widens
+        what earlier batches of this run showed."""
+        if self.kind_this_run:
+            check_kind(raw, cursor, kind)
+        if not raw.csv:
+            return
         for f in raw.table.schema:
-            if f.name in text_columns or (columns is not None and f.name in columns
-                                          and f.name not in self.seen):
+            if f.name in self.text_columns or (columns is not None and f.name in columns
+                                               and f.name not in self.csv_types):
                 continue
             t = "int" if pa.types.is_integer(f.type) else "real" if pa.types.is_floating(f.type) else \
                 None if pa.types.is_null(f.type) else "text"
             if t is None:
                 continue
-            was = self.seen.setdefault(f.name, t)
+            was = self.csv_types.setdefault(f.name, t)
             if was != t and was != "text":
                 raise CsvColumnIsText(f.name)
 

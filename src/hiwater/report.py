@@ -15,8 +15,9 @@ import orjson
 from . import decide as D
 from . import values as V
 from .encode import record_text
-from .errors import HiwaterError, QualityError
+from .errors import HiwaterError, QualityError, UsageError
 from .options import LoadOptions
+from .state import StreamState
 from .summary import Summary
 from .urls import scrub
 
@@ -63,6 +64,15 @@ def _mode(opts: LoadOptions) -> str:
     return opts.mode + ("/window" if opts.window else "")
 
 
+def finished_fields(summary: Summary) -> dict:
+    """The ``run_finished`` event's fields: the detailed summary without its warnings (each has
+    its own event) and windows (each slice had its own)."""
+    data = summary.to_dict(details=True)
+    data.pop("warnings", None)
+    data.pop("windows", None)
+    return data
+
+
 def failed_row(exc: BaseException, *, run_id, index: int, stream: str, opts: LoadOptions, started_at,
                prev, left, kind, naive: bool, tz, duration: float, error: str) -> dict:
     """The history row of a failed run: the watermark it found (``prev``) and left (``left``)."""
@@ -78,10 +88,12 @@ def failed_row(exc: BaseException, *, run_id, index: int, stream: str, opts: Loa
     }
 
 
-def history_row(res, *, run_id, index: int, stream: str, started, opts: LoadOptions, prev, new_wm, kind,
-                naive: bool, tz, lo_t, hi_t, new_columns: list, warnings: list, files, t0: float) -> dict:
-    """The history row of a committed run (or ``--window`` slice ``index``)."""
+def history_row(res, state: StreamState, tz, *, stream: str, run_id, index: int, started, opts: LoadOptions,
+                prev, new_wm, lo_t, hi_t, new_columns: list, warnings: list, files, t0: float) -> dict:
+    """The history row of a committed run (or ``--window`` slice ``index``) of ``state``'s stream
+    (its cursor's kind, how its watermark is printed)."""
     c = res.counts
+    kind, naive = state.kind, state.naive
     return {
         "run_id": run_id, "window_index": index, "stream": stream, "started_at": started,
         "finished_at": iso_now(), "mode": _mode(opts),
@@ -100,11 +112,12 @@ def history_row(res, *, run_id, index: int, stream: str, started, opts: LoadOpti
     }
 
 
-def summary(res, *, opts: LoadOptions, stream: str, table: str, run_id, source, files, prev, prev_text, new_wm,
-            total: int, pruned: int, kind, naive: bool, tz, warnings: list, new_columns: list) -> Summary:
+def summary(res, state: StreamState, tz, *, opts: LoadOptions, stream: str, table: str, run_id, source, files,
+            prev, prev_text, new_wm, total: int, pruned: int, warnings: list, new_columns: list) -> Summary:
     """The run's summary; what it shows that needs a word is appended to ``warnings`` (the
     summary's own list)."""
     o = opts
+    kind, naive = state.kind, state.naive
     c = res.counts
     new_text = V.format_value(new_wm, kind, naive, tz)
     s = Summary(counts=c, previous_watermark=prev_text, new_watermark=new_text, total_in_target=total,
@@ -182,6 +195,14 @@ def failure_info(exc: BaseException, error: str) -> dict:
     info.pop("message", None)
     info["error_message"] = error
     return info
+
+
+def kind_changed(cursor: str, was: str, seen: str) -> UsageError:
+    """The error for a cursor kind that widens after the first batch of a source that cannot
+    be read again."""
+    return UsageError(f"the cursor {cursor!r} holds {seen} values after a "
+                      f"first batch of {was} values; this source cannot be read twice",
+                      hint="load it from a file, or put a record showing the kind first")
 
 
 def prune_empty(description: str, table: str, stream: str, cli_flags: str) -> HiwaterError:

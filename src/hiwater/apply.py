@@ -53,10 +53,8 @@ class PassResult:
     candidate: int | None = None
     max_source: int | None = None
     min_late: int | None = None
-    slices: set = field(default_factory=set)
-    outside: int = 0
-    new_columns: list = field(default_factory=list)
-    records: int = 0   # the scan (write=False): records read
+    slices: set = field(default_factory=set)  # the scan (write=False): the --window slices holding records
+    records: int = 0   # the scan: records read
     invalid: int = 0   # the scan: records prepare already found invalid
 
     def see(self, cursor: np.ndarray, valid: np.ndarray, places: np.ndarray) -> None:
@@ -69,7 +67,6 @@ class PassResult:
     def merge(self, res: PassResult) -> None:
         """Add a ``--window`` slice's result to the run's."""
         self.counts.add(res.counts)
-        self.new_columns += res.new_columns
         if res.max_source is not None:
             self.max_source = max(self.max_source if self.max_source is not None else res.max_source,
                                   res.max_source)
@@ -127,8 +124,8 @@ class Applier:
         return typed_in
 
     def scan(self, res: PassResult, raw, p: Prepared, places: np.ndarray, window: D.Window) -> None:
-        """The scan of a ``--window`` run: count the records, the invalid ones, the slices that
-        hold records and the records outside the window; nothing is written."""
+        """The scan of a ``--window`` run: count the records and the invalid ones, and note the
+        slices that hold records; nothing is written."""
         o = self.opts
         typed_in = self._typed_in(p, window)
         res.records += p.n
@@ -140,7 +137,6 @@ class Applier:
         if o.window is not None and inwin.any() and self.state.kind is not None:
             width = o.window.for_kind(self.state.kind, "--window")
             res.slices.update(np.unique(p.cursor[inwin] // width).tolist())
-        res.outside += int((~inwin).sum())
 
     # --- JSON Lines: key and cursor first -------------------------------------------------------
     def light_ok(self) -> bool:

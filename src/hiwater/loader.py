@@ -258,7 +258,7 @@ class Loader:
     def _run_windowed(self, prev_text) -> Summary:
         t, o = self.target, self.opts
         started = report.iso_now()
-        # Scan: which slices hold records, and how many records are outside the window.
+        # Scan: which slices hold records, and how many records are invalid already.
         scan = self._pass(part=None, write=False)
         # The quality gate on what the scan already knows to be invalid: nothing is committed.
         self._gate(scan.invalid, scan.records)

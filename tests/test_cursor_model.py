@@ -1032,10 +1032,10 @@ def test_a_superseded_version_in_an_earlier_batch_is_not_late(tmp_path, monkeypa
              batch_size=1)
     assert (s.counts.inserted, s.counts.unchanged, s.counts.late) == (1, 1, 0)
     assert quarantined(db, "late") == []
-    # past the number held (hiwater.loader.LATE_HELD) they are quarantined as decided: the
+    # past the number held (hiwater.apply.LATE_HELD) they are quarantined as decided: the
     # documented bound of this look-ahead
-    import hiwater.loader
-    monkeypatch.setattr(hiwater.loader, "LATE_HELD", 0)
+    import hiwater.apply
+    monkeypatch.setattr(hiwater.apply, "LATE_HELD", 0)
     s = load(write_jsonl(tmp_path / "c.jsonl", [R(4, "2025-01-15T11:00:00"), R(4, "2025-01-15T14:00:00")]), db,
              batch_size=1)
     assert (s.counts.inserted, s.counts.late) == (1, 1)

@@ -15,7 +15,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import values as V
-from .errors import UsageError
+from .encode import py_non_finite
+from .errors import StrictError, UsageError
 from .sources.base import RawBatch
 from .types import ANY, BOOLEAN, DECIMAL, INTEGER, REAL, TEXT, decimal_fits, fits, logical_type
 
@@ -43,6 +44,97 @@ class Prepared:
     # Invalid whatever the target's columns (key, cursor, NaN/Infinity); the other invalid
     # records only miss a column's type, which a --window slice may have made since the scan.
     fixed_invalid: np.ndarray | None = None
+
+    def check_strict(self) -> None:
+        """``--strict``: the first invalid record fails the run."""
+        if not self.valid.all():
+            i = int(np.flatnonzero(~self.valid)[0])
+            raise StrictError(self.reasons[i], path=self.raw.path, row=int(self.raw.record_nos([i])[0]))
+
+
+class KindChanged(Exception):
+    """A later batch of a stream's first run shows a wider cursor kind than its first batch."""
+
+    def __init__(self, kind: str, was: str, seen: str):
+        super().__init__(kind)
+        self.kind, self.was, self.seen = kind, was, seen
+
+
+def check_kind(raw: RawBatch, cursor: str, kind: str | None) -> None:
+    """On a stream's first run, whose cursor kind its first batch judged: raise
+    :class:`KindChanged` when this batch shows dates or integers to be timestamps."""
+    if kind in (V.DATE, V.INT) and cursor in raw.table.column_names:
+        seen = V.detect_kind(raw.table.column(cursor))
+        if seen is not None and seen != kind:
+            raise KindChanged(V.TIMESTAMP, kind, seen)
+
+
+class CsvColumnIsText(Exception):
+    """A CSV column this run made as a number holds text in a later batch: the run starts again
+    with it as text."""
+
+    def __init__(self, column: str):
+        super().__init__(column)
+        self.column = column
+
+
+class Judged:
+    """What a run judges about its input batch by batch, and what a restart keeps of it.
+
+    The cursor's kind is judged on a stream's first batch; a later batch that shows a wider
+    one raises :class:`KindChanged`, and the run starts again with ``kind``. A CSV column's
+    type is judged per batch; one that is a number in an earlier batch of this run and text
+    (or another number) in a later one is text for the whole file, as one batch would have
+    found: :class:`CsvColumnIsText`, and the run starts again with it in ``text_columns``.
+    Only columns this run makes can still change type."""
+
+    def __init__(self):
+        self.kind: str | None = None  # the cursor's kind a restart starts with
+        self.text_columns: set = set()  # CSV columns a later batch showed to be text
+        self.csv_types: dict = {}  # CSV column -> the type its first batch in this run gave it
+        self.kind_this_run = False  # the kind is judged on this run's first batch
+
+    def start(self, state) -> None:
+        """A run (or a restart) begins with the stream's ``state``."""
+        if state.kind is None and self.kind is not None:
+            state.kind = self.kind
+        self.kind_this_run = state.kind is None
+        self.csv_types = {}
+
+    def check(self, raw: RawBatch, cursor: str, kind: str | None, columns: dict | None) -> None:
+        """Raise :class:`KindChanged` or :class:`CsvColumnIsText` for a batch that widens
+        what earlier batches of this run showed."""
+        if self.kind_this_run:
+            check_kind(raw, cursor, kind)
+        if not raw.csv:
+            return
+        for f in raw.table.schema:
+            if f.name in self.text_columns or (columns is not None and f.name in columns
+                                               and f.name not in self.csv_types):
+                continue
+            t = "int" if pa.types.is_integer(f.type) else "real" if pa.types.is_floating(f.type) else \
+                None if pa.types.is_null(f.type) else "text"
+            if t is None:
+                continue
+            was = self.csv_types.setdefault(f.name, t)
+            if was != t and was != "text":
+                raise CsvColumnIsText(f.name)
+
+
+def check_fields(fields: set, key, cursor: str, description: str) -> None:
+    """A key or cursor that no record of the source has is a usage error (a typo, a wrong
+    column), not a run that quarantines every record. ``fields``: every field the source showed."""
+    if not fields:
+        return
+    for option, names in (("--key", key), ("--cursor", (cursor,))):
+        for name in names:
+            if name in fields:
+                continue
+            alike = [f for f in sorted(fields) if f.lower() == name.lower()]
+            hint = f"did you mean {option} {alike[0]}?" if alike else None
+            shown = ", ".join(sorted(fields)[:20]) + (", …" if len(fields) > 20 else "")
+            raise UsageError(f"{option} {name}: no record of {description} has that field "
+                             f"(its fields: {shown})", hint=hint)
 
 
 def _reason(reasons: list, mask: np.ndarray, text) -> None:
@@ -241,7 +333,7 @@ def _settle_mixed(tbl: pa.Table, mixed: dict, columns: dict | None, reasons: lis
             logical = _PY_LOGICAL.get(type(first), TEXT)
         clean = []
         for i, v in enumerate(values):
-            if _py_non_finite(v):
+            if py_non_finite(v):
                 if reasons[i] is None:
                     reasons[i] = f"field {name!r}: {_short(v)} is not a finite number"
                 clean.append(None)
@@ -282,7 +374,7 @@ def _non_finite(col) -> np.ndarray | None:
     if pa.types.is_struct(t) or pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_map(t):
         if not _has_float(t):
             return None
-        bad = np.array([_py_non_finite(v) for v in col.to_pylist()], dtype=bool)
+        bad = np.array([py_non_finite(v) for v in col.to_pylist()], dtype=bool)
         return bad if bad.any() else None
     return None
 
@@ -296,16 +388,6 @@ def _has_float(t: pa.DataType) -> bool:
         return _has_float(t.value_type)
     if pa.types.is_map(t):
         return _has_float(t.item_type)
-    return False
-
-
-def _py_non_finite(v) -> bool:
-    if isinstance(v, float):
-        return v != v or v in (float("inf"), float("-inf"))
-    if isinstance(v, dict):
-        return any(_py_non_finite(x) for x in v.values())
-    if isinstance(v, (list, tuple)):
-        return any(_py_non_finite(x) for x in v)
     return False
 
 

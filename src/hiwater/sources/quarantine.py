@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import orjson
 
-from .files import _rows_to_batch
+from .records import rows_to_batch
 
 
 class QuarantineSource:
@@ -26,7 +26,7 @@ class QuarantineSource:
         # Runs inside the loader's transaction: removing them here commits with the replay.
         self.target.delete_quarantine([r["id"] for r in self.rows])
         records = [_loads(r["record"]) for r in self.rows]
-        yield _rows_to_batch(records, "quarantine", 1, cursor=self.cursor or "")
+        yield rows_to_batch(records, "quarantine", 1, cursor=self.cursor or "")
 
     def close(self) -> None:
         pass

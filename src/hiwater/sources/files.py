@@ -279,7 +279,7 @@ def local_entries(paths: list[str]) -> dict:
     return out
 
 
-class FileSource:
+class FileSource(Source):
     """One or more files read as one source, in order.
 
     Standard input (``-``) is spooled to a temporary file first, so that a
@@ -294,6 +294,9 @@ class FileSource:
     """
 
     spill_for_window = True
+    # light_key (set by the loader for a run whose target already holds the stream): JSON Lines
+    # files are then read key and cursor first (LightBatch), and other fields only for the records
+    # the stored versions do not show to be current.
 
     def __init__(self, spec: str, fmt: str | None = None, *, cursor: str = "modified_at",
                  batch_size: int = 65_536, stdin=None):
@@ -323,10 +326,6 @@ class FileSource:
         else:
             self.entries = local_entries(paths) if self.tracked else {}
         self._listed = list(self.paths)
-        # Set by the loader for a run whose target already holds the stream: JSON Lines files are
-        # then read key and cursor first (LightBatch), and other fields only for the records the
-        # stored versions do not show to be current.
-        self.light_key: tuple | None = None
 
     def select(self, known: dict, reread: bool = False) -> FileSelection:
         """Read only the listed files that ``known`` (the manifest: ``{path: (size, mtime_ns,

@@ -27,7 +27,7 @@ from typing import Iterator
 import pyarrow as pa
 
 from ..errors import UsageError
-from .base import RawBatch
+from .base import RawBatch, Source
 from .records import iso_columns, rows_to_batch
 
 
@@ -49,7 +49,7 @@ def _is_dataframe(obj) -> bool:
     return t.__name__ == "DataFrame" and t.__module__.split(".")[0] == "pandas"
 
 
-class DataSource:
+class DataSource(Source):
     """In-memory data as a source."""
 
     def __init__(self, obj, *, cursor: str = "modified_at", batch_size: int = 65_536, keep: bool = False):

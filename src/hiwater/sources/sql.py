@@ -38,7 +38,7 @@ import pyarrow as pa
 from .. import values as V
 from ..errors import ConfigError, ConnectError, InputError, UsageError
 from ..urls import expand, file_path, redact, scrub
-from .base import RawBatch
+from .base import RawBatch, Source
 
 log = logging.getLogger("hiwater")
 
@@ -455,7 +455,7 @@ DRIVERS = {Postgres: ("psycopg", "postgres"), MySQL: ("pymysql", "mysql"), DuckD
 
 # --- the source ------------------------------------------------------------------------------
 
-class SqlSource:
+class SqlSource(Source):
     """A table or query of a database, read window by window in ``(cursor, key)`` order."""
 
     def __init__(self, url: str, *, table: str | None = None, query: str | None = None,
@@ -504,7 +504,7 @@ class SqlSource:
 
     def batches(self) -> Iterator[RawBatch]:
         self._ensure_open()
-        sql, params = self.select()
+        sql, params = self.statement()
         self.last_sql, self.last_params = sql, params
         log.info("source: %s %s", sql, params)
         first = 1
@@ -526,7 +526,7 @@ class SqlSource:
             return self.dialect.table(self.table)
         return f"({self.query}) AS _hiwater_src"
 
-    def select(self) -> tuple[str, list]:
+    def statement(self) -> tuple[str, list]:
         """The statement and parameters for the current window (needs the columns described)."""
         d = self.dialect
         ops, params = [], []

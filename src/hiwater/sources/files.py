@@ -43,7 +43,7 @@ from ..errors import ConfigError, HiwaterError, InputError, UsageError
 from .base import RawBatch, Source
 from .jsonl import read_json_array, read_jsonl
 from .lightjson import read_jsonl_light
-from .records import BLOCK_BYTES, first_bad_utf8, iso_columns
+from .records import BLOCK_BYTES, iso_columns, not_utf8
 
 # loader.py (its quarantine) still imports the old name; it goes when that code moves.
 _iso_columns = iso_columns
@@ -556,8 +556,7 @@ def _read_csv_exact(path: str, name: str, cursor: str, batch_size: int, skip: in
     except csv.Error as exc:
         raise InputError(f"malformed CSV: {exc}", path=name, line=getattr(reader, "line_num", None)) from None
     except UnicodeDecodeError:
-        raise InputError(f"not UTF-8 text at byte {first_bad_utf8(path)}", path=name,
-                         hint="convert the file to UTF-8") from None
+        raise not_utf8(path, name) from None
 
 
 def _csv_table(header: list, rows: list) -> pa.Table:

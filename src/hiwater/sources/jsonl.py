@@ -18,7 +18,7 @@ import pyarrow.json as pajson
 
 from ..errors import InputError
 from .base import RawBatch
-from .records import BLOCK_BYTES, first_bad_utf8, non_finite_or_beyond, rows_to_batch, without_phantom
+from .records import BLOCK_BYTES, non_finite_or_beyond, not_utf8, rows_to_batch, without_phantom
 
 
 def json_error(exc: json.JSONDecodeError, name: str, line: int | None = None) -> InputError:
@@ -39,8 +39,7 @@ def read_json_array(path: str, name: str, cursor: str, batch_size: int) -> Itera
     except json.JSONDecodeError as exc:
         raise json_error(exc, name) from None
     except UnicodeDecodeError:
-        raise InputError(f"not UTF-8 text at byte {first_bad_utf8(path)}", path=name,
-                         hint="convert the file to UTF-8") from None
+        raise not_utf8(path, name) from None
     del data
     if isinstance(records, dict):
         records = [records]
@@ -204,8 +203,7 @@ def _read_jsonl_exact(path: str, name: str, cursor: str, batch_size: int, skip: 
             except json.JSONDecodeError as exc:
                 raise json_error(exc, name, lineno) from None
             except UnicodeDecodeError:
-                raise InputError(f"not UTF-8 text at byte {first_bad_utf8(path)}", path=name,
-                                 hint="convert the file to UTF-8") from None
+                raise not_utf8(path, name) from None
             if len(rows) >= batch_size:
                 yield rows_to_batch(rows, name, first, cursor)
                 first += len(rows)

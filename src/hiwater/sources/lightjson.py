@@ -22,10 +22,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.json as pajson
 
-from ..errors import InputError
 from .base import RawBatch
 from .jsonl import FAST_REFUSED, json_error, open_jsonl, read_jsonl, refuse_filled_fields, refuse_inexact_floats
-from .records import BLOCK_BYTES, first_bad_utf8, rows_to_batch, without_phantom
+from .records import BLOCK_BYTES, not_utf8, rows_to_batch, without_phantom
 
 CHUNK_BYTES = 8 << 20
 
@@ -73,8 +72,7 @@ def _expand(block, starts, ends, lines, numbers, name, file, schema, cursor) -> 
         except json.JSONDecodeError as exc:
             raise json_error(exc, name, int(lineno)) from None
         except UnicodeDecodeError:
-            raise InputError(f"not UTF-8 text at byte {first_bad_utf8(file)}", path=name,
-                             hint="convert the file to UTF-8") from None
+            raise not_utf8(file, name) from None
     b = rows_to_batch(rows, name, int(numbers[0]), cursor)
     b.numbers = numbers
     return b

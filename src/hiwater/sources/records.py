@@ -15,6 +15,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..errors import InputError
 from .base import RawBatch
 
 BLOCK_BYTES = 4 << 20  # pyarrow's block (the longest line or row it takes), and a copy's chunk
@@ -153,7 +154,12 @@ def _mentions(path: str, name: str) -> bool:
             return m.find(needle) >= 0
 
 
-def first_bad_utf8(path: str) -> int:
+def not_utf8(path: str, name: str) -> InputError:
+    """The error for a text file that is not UTF-8, naming the first bad byte."""
+    return InputError(f"not UTF-8 text at byte {_first_bad_utf8(path)}", path=name, hint="convert the file to UTF-8")
+
+
+def _first_bad_utf8(path: str) -> int:
     """The file offset of the first byte that is not valid UTF-8."""
     import codecs
     dec = codecs.getincrementaldecoder("utf-8")()

@@ -107,3 +107,34 @@ class Source(ABC):
 
     def close_spill(self) -> None:
         """Drop a spilled copy (:class:`~hiwater.sources.spill.Spilled`); a source has none."""
+
+
+def as_source(obj) -> Source:
+    """``obj`` as a :class:`Source`. ``hiwater.load(source=...)`` takes any object with
+    ``batches()`` and ``close()``; one that does not inherit :class:`Source` is wrapped, so the
+    loader reads every ability the same way and gets the declared default where the object has none."""
+    return obj if isinstance(obj, Source) else _Adapted(obj)
+
+
+class _Adapted(Source):
+    """Another object's attributes where it has them, :class:`Source`'s defaults elsewhere (an
+    ability the loader sets, ``light_key``, reaches the object only if it has one, as before)."""
+
+    def __init__(self, obj):
+        object.__setattr__(self, "_adapted", obj)
+
+    def __getattribute__(self, name):
+        try:
+            return getattr(object.__getattribute__(self, "_adapted"), name)
+        except AttributeError:
+            return object.__getattribute__(self, name)
+
+    def __setattr__(self, name, value):
+        obj = object.__getattribute__(self, "_adapted")
+        if hasattr(obj, name):
+            setattr(obj, name, value)
+        else:
+            object.__setattr__(self, name, value)
+
+    def batches(self) -> Iterator[RawBatch]:
+        return object.__getattribute__(self, "_adapted").batches()

@@ -1,9 +1,11 @@
-"""What the readers share: Python rows as a batch, and the fix-ups every reader applies.
+"""What the readers share: Python rows as a batch, and the fix-ups more than one reader applies.
 
 The exact path of every reader (JSON, JSON Lines, records handed over in Python, a quarantine
 replay) turns Python rows into a :class:`~hiwater.sources.base.RawBatch` here, one type per
-column; Arrow data (Parquet, tables handed over in Python) gets its times as ISO text here. A
-module of its own so that the readers that use these need not import each other.
+column; Arrow data (Parquet, tables handed over in Python) gets its times as ISO text here. Both
+JSON Lines readers (whole and key-first) drop the cursor column pyarrow invents, and every text
+reader names the first byte that is not UTF-8, with the helpers here. A module of its own so that
+the readers that use these need not import each other.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ BLOCK_BYTES = 4 << 20  # pyarrow's block (the longest line or row it takes), and
 
 
 def rows_to_batch(rows: list, path: str, first_record: int, cursor: str) -> RawBatch:
+    """Python rows (dicts, or anything else: an invalid record) as one batch. A column whose values
+    have several types is left in ``mixed`` for prepare to judge against the target's column."""
     names: dict = {}
     problems: dict = {}
     for i, row in enumerate(rows):

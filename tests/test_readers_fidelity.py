@@ -24,7 +24,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from hiwater.errors import InputError
-from hiwater.sources import files
+from hiwater.sources import files, jsonl
 from hiwater.sources.files import open_files
 
 CURSOR = "modified_at"
@@ -126,7 +126,7 @@ def test_a_boolean_after_a_float_stays_a_boolean(tmp_path, fmt):
     {"a": 5},                         # a field that changes type
 ])
 def test_jsonl_later_blocks_keep_strings_too(tmp_path, monkeypatch, later):
-    monkeypatch.setattr(files, "BLOCK_BYTES", 1 << 10)  # many blocks in a small file
+    monkeypatch.setattr(jsonl, "BLOCK_BYTES", 1 << 10)  # many blocks in a small file
     recs = [{"id": i, CURSOR: T0, "a": "2025-01-15 07:00:00", "n": {"x": "2025-01-15"}} for i in range(200)]
     recs.append({"id": 200, CURSOR: T0, **later})
     recs += [{"id": i, CURSOR: T0, "a": "2025-01-15T07:00:00Z", "n": {"x": "2025-01-15"}} for i in range(201, 260)]

@@ -22,7 +22,7 @@ from . import values as V
 from .encode import pylist, storable, store_early
 from .options import LoadOptions
 from .prepare import Prepared, key_groups
-from .sources.files import _iso_columns
+from .sources.records import iso_columns
 from .sources.lightjson import LightBatch
 from .state import StreamState
 from .summary import Counts
@@ -393,7 +393,7 @@ class Applier:
         o = self.opts
         kind, naive = self.state.kind, self.state.naive
         # typed timestamps as ISO text, nanoseconds kept
-        records = _iso_columns(tbl.take(pa.array(q)), "").to_pylist() if tbl.num_columns else [{} for _ in q]
+        records = iso_columns(tbl.take(pa.array(q)), "").to_pylist() if tbl.num_columns else [{} for _ in q]
         rows = []
         for j, i in enumerate(q):
             v = D.Verdict(int(verdicts[i]))

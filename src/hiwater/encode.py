@@ -15,7 +15,7 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
-from .sources.jsontext import to_json_text
+from .jsontext import to_json_text
 
 
 def record_text(rec) -> str:

@@ -21,7 +21,7 @@ from .events import emit
 from .keyhash import check_new_stream
 from .options import LoadOptions
 from .prepare import CsvColumnIsText, Judged, KindChanged, check_fields, prepare
-from .sources.base import Source
+from .sources.base import Source, as_source
 from .sources.lightjson import LightBatch
 from .sources.prefetch import prefetch
 from .state import StreamState, zone_name
@@ -44,7 +44,7 @@ class Loader:
         self.notices = list(notices or [])  # warnings known before the run (in-memory target, ...)
         self.run_uuid = secrets.token_hex(6)  # shared by every event of this run
         self.t0 = time.monotonic()
-        self.source, self.target, self.opts, self.table = source, target, opts, table
+        self.source, self.target, self.opts, self.table = as_source(source), target, opts, table
         self.stream = opts.stream or table
         self.tz = V.zone(opts.assume_tz or "UTC")
         self.now = V.now_us(opts.now)
@@ -72,7 +72,7 @@ class Loader:
         gc.disable()
         self.t0 = time.monotonic()
         emit("run_started", f"run of stream {self.stream!r} started", **self._ids(), table=self.table,
-             target=self.target.description, source=getattr(self.source, "description", None),
+             target=self.target.description, source=self.source.description,
              mode=self.opts.mode, dry_run=self.opts.dry_run)
         try:
             summary = self._run()
@@ -106,7 +106,7 @@ class Loader:
                     # The first run judged the cursor's kind on its first batch, and a later batch
                     # shows a wider one (a timestamp after dates): nothing was committed, so the
                     # run starts again with the kind that fits every batch, as if they were one.
-                    if not getattr(self.source, "rereadable", True):
+                    if not self.source.rereadable:
                         raise report.kind_changed(self.opts.cursor, change.was, change.seen) from None
                     log.info("cursor kind is %s, not %s: the run starts again", change.kind, change.was)
                     self.judged.kind = change.kind
@@ -132,7 +132,7 @@ class Loader:
                 self.judged.text_columns.add(change.column)
 
     def _error_text(self, exc: BaseException) -> str:
-        return report.error_text(exc, (getattr(self.source, "url", None), getattr(self.target, "url", None)))
+        return report.error_text(exc, (self.source.url, getattr(self.target, "url", None)))
 
     def _record_failure(self, exc: BaseException) -> None:
         """A failed run leaves one history row (outcome ``failed``, the error, the duration), written
@@ -188,7 +188,7 @@ class Loader:
         if o.window is None:
             return self._run_single(prev_text)
         source = self.source
-        if getattr(source, "spill_for_window", False):
+        if source.spill_for_window:
             # Each file is read once per run, not once per slice: the scan spills what it reads.
             from .sources.spill import Spilled
             self.source = Spilled(source)
@@ -281,16 +281,14 @@ class Loader:
         res = PassResult()
         window, window_kind = None, None
         done = 0
-        expected = self.source.expected_records() if (self.progress is not None and write and hasattr(
-            self.source, "expected_records")) else None
-        if self.kind is not None and hasattr(self.source, "set_window"):
+        expected = self.source.expected_records() if self.progress is not None and write else None
+        if self.kind is not None and self.source.pushdown:
             w = self._window()  # a SQL source reads only the window (pushdown)
             self.source.set_window(w.lo, w.lo_inclusive, w.hi, self.kind, self.tz)
         fields: set = set()
         b.begin_pass(hold_late=write and part is None)
         light = write and part is None and b.light_ok()
-        if hasattr(self.source, "light_key"):
-            self.source.light_key = tuple(o.key) if light else None
+        self.source.light_key = tuple(o.key) if light else None
         for raw in prefetch(self.source.batches(), early=b.store_early):
             if len(raw) == 0:
                 continue
@@ -324,8 +322,7 @@ class Loader:
             if self.progress is not None:
                 done += p.n
                 self.progress(done, expected)
-        if hasattr(self.source, "light_key"):
-            self.source.light_key = None
+        self.source.light_key = None
         check_fields(fields, o.key, o.cursor, self.source.description)
         b.end_pass(res)
         return res
@@ -337,7 +334,7 @@ class Loader:
         the manifest holds that are no longer listed are reported, never an error."""
         src, o = self.source, self.opts
         self.files = None
-        if getattr(src, "tracked", False):
+        if src.tracked:
             self.files = src.select(self.target.read_files(self.stream), reread=o.reread_files or o.full_load)
         if self.files is not None and self.files.vanished:
             self.warnings.append(report.vanished_files(self.files.vanished, src.description))

@@ -16,6 +16,7 @@ import pyarrow.compute as pc
 
 from . import values as V
 from .encode import py_non_finite
+from .jsontext import to_json_text
 from .errors import StrictError, UsageError
 from .sources.base import RawBatch
 from .types import ANY, BOOLEAN, DECIMAL, INTEGER, REAL, TEXT, decimal_fits, fits, logical_type
@@ -210,7 +211,6 @@ def prepare(raw: RawBatch, *, key: tuple, cursor: str, kind: str | None, tz: dt.
         tbl = _settle_mixed(tbl, raw.mixed, columns, reasons)
     for k in key:  # a list or object key is keyed by its JSON text, as the JSON array reader gives it
         if k in tbl.column_names and pa.types.is_nested(tbl.column(k).type):
-            from .sources.jsontext import to_json_text
             tbl = tbl.set_column(tbl.column_names.index(k), k, to_json_text(tbl.column(k)))
 
     # Keys: present and not null.

@@ -143,7 +143,7 @@ def summary(res, state: StreamState, tz, *, opts: LoadOptions, stream: str, tabl
             f"every record was skipped: the source may be stale (newest source cursor "
             f"{fmt(res.max_source)}, watermark {prev_text})")
     if (res.max_source is not None and prev is not None and res.max_source < prev
-            and o.mode == "incremental" and not getattr(source, "replay", False)):
+            and o.mode == "incremental" and not source.replay):
         warnings.append(
             f"the newest record in the source ({fmt(res.max_source)}) is older than the watermark "
             f"({prev_text}): was the source truncated, or restored from an older copy?")

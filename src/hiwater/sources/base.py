@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterator, Protocol
+from abc import ABC, abstractmethod
+from typing import Iterator
 
 import pyarrow as pa
 
@@ -58,9 +59,84 @@ class RawBatch:
         return int(np.searchsorted(self.numbers, record_no))
 
 
-class Source(Protocol):
+class Source(ABC):
+    """A source as the loader sees it: ``description`` and :meth:`batches` (and :meth:`close`),
+    plus the optional abilities only some sources have.
+
+    Each ability is declared here with the default that means "this source does not have it", so
+    the loader asks every source the same way. A source that has one overrides it: a file source
+    is spilled for a window run, tracked by the manifest and read key-first; a SQL source takes
+    the window as a pushdown and has a URL to mask; in-memory data may be read only once.
+    """
+
     description: str
+    # Whether a run may read it again from the start (a run restarts when a later batch shows a
+    # wider cursor kind); an iterator handed over in Python cannot.
+    rereadable: bool = True
+    # The source's URL: any password in it is masked in the error text a failed run records.
+    url: str | None = None
+    # It takes the run's window as a pushdown (:meth:`set_window`): a SQL source reads only the window.
+    pushdown: bool = False
+    # A --window run reads it once and replays a spilled copy per slice (hiwater.sources.spill).
+    spill_for_window: bool = False
+    # A folder or glob that the file manifest narrows with :meth:`select` (SPEC §10).
+    tracked: bool = False
+    # A quarantine replay: a newest cursor older than the watermark is no sign of a truncated source.
+    replay: bool = False
+    # Set by the loader before a pass: JSON Lines read key and cursor first (sources/lightjson.py).
+    # A source that reads every record in full whatever it is ignores it.
+    light_key: tuple | None = None
 
-    def batches(self) -> Iterator[RawBatch]: ...
+    @abstractmethod
+    def batches(self) -> Iterator[RawBatch]:
+        """The records, in bounded batches in source order."""
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Release what the source holds (temporary files, a connection)."""
+
+    def expected_records(self) -> int | None:
+        """An estimate of the number of records, for a progress bar's ETA; ``None`` when unknown."""
+        return None
+
+    def set_window(self, lo: int | None, lo_inclusive: bool, hi: int | None, kind: str, tz=None) -> None:
+        """Read only the run's window from now on (a pushdown). By default the source gives every
+        record and the loader places each one against the window itself."""
+
+    def select(self, known: dict, reread: bool = False):
+        """Narrow a tracked source to the files the manifest ``known`` does not hold at their
+        version; the loader calls it only when :attr:`tracked` is true."""
+        raise NotImplementedError(f"{type(self).__name__} is not tracked by the file manifest")
+
+    def close_spill(self) -> None:
+        """Drop a spilled copy (:class:`~hiwater.sources.spill.Spilled`); a source has none."""
+
+
+def as_source(obj) -> Source:
+    """``obj`` as a :class:`Source`. ``hiwater.load(source=...)`` takes any object with
+    ``batches()`` and ``close()``; one that does not inherit :class:`Source` is wrapped, so the
+    loader reads every ability the same way and gets the declared default where the object has none."""
+    return obj if isinstance(obj, Source) else _Adapted(obj)
+
+
+class _Adapted(Source):
+    """Another object's attributes where it has them, :class:`Source`'s defaults elsewhere (an
+    ability the loader sets, ``light_key``, reaches the object only if it has one, as before)."""
+
+    def __init__(self, obj):
+        object.__setattr__(self, "_adapted", obj)
+
+    def __getattribute__(self, name):
+        try:
+            return getattr(object.__getattribute__(self, "_adapted"), name)
+        except AttributeError:
+            return object.__getattribute__(self, name)
+
+    def __setattr__(self, name, value):
+        obj = object.__getattribute__(self, "_adapted")
+        if hasattr(obj, name):
+            setattr(obj, name, value)
+        else:
+            object.__setattr__(self, name, value)
+
+    def batches(self) -> Iterator[RawBatch]:
+        return object.__getattribute__(self, "_adapted").batches()

@@ -1,9 +1,14 @@
 """File sources: JSON array, JSON Lines, CSV, Parquet, standard input, globs and folders.
 
+This module lists the files (a path, a folder, a glob, an object-storage prefix, with each file's
+version for the manifest), decompresses them, and hands each to its format's reader: JSON and
+JSON Lines in :mod:`hiwater.sources.jsonl` (and :mod:`hiwater.sources.lightjson` for a re-read),
+CSV and Parquet here.
+
 The fast path is pyarrow's own readers (streaming, columnar, bounded by the block
 size). When a file is messier than they accept (a column whose type changes, a
-malformed line), the exact path takes over for that file: it reads with orjson or
-the csv module, names the line and column of a syntax error, and marks values of
+malformed line), the exact path takes over for that file: it reads with the json or
+csv module, names the line and column of a syntax error, and marks values of
 the wrong type per record instead of failing the file.
 
 A compressed file (``.gz``, ``.zst``, ``.bz2``) is decompressed by its extension, and the
@@ -23,7 +28,6 @@ from __future__ import annotations
 
 import csv
 import glob
-import json
 import os
 import shutil
 import sys
@@ -31,14 +35,15 @@ import tempfile
 from dataclasses import dataclass
 from typing import Iterator
 
-import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
-import pyarrow.json as pajson
 
 from ..errors import ConfigError, HiwaterError, InputError, UsageError
-from .base import RawBatch
+from .base import RawBatch, Source
+from .jsonl import read_json_array, read_jsonl
+from .lightjson import read_jsonl_light
+from .records import BLOCK_BYTES, iso_columns, not_utf8
 
 EXTENSIONS = {
     ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv",
@@ -47,7 +52,6 @@ EXTENSIONS = {
 # Compressed files, by extension: the codec (pyarrow's name for it).
 COMPRESSIONS = {".gz": "gzip", ".gzip": "gzip", ".zst": "zstd", ".zstd": "zstd", ".bz2": "bz2"}
 _MAGIC = ((b"\x1f\x8b", "gzip", ".gz"), (b"\x28\xb5\x2f\xfd", "zstd", ".zst"), (b"BZh", "bz2", ".bz2"))
-BLOCK_BYTES = 4 << 20
 
 
 def compression_of(path: str) -> str | None:
@@ -272,7 +276,7 @@ def local_entries(paths: list[str]) -> dict:
     return out
 
 
-class FileSource:
+class FileSource(Source):
     """One or more files read as one source, in order.
 
     Standard input (``-``) is spooled to a temporary file first, so that a
@@ -287,6 +291,9 @@ class FileSource:
     """
 
     spill_for_window = True
+    # light_key (set by the loader for a run whose target already holds the stream): JSON Lines
+    # files are then read key and cursor first (LightBatch), and other fields only for the records
+    # the stored versions do not show to be current.
 
     def __init__(self, spec: str, fmt: str | None = None, *, cursor: str = "modified_at",
                  batch_size: int = 65_536, stdin=None):
@@ -316,10 +323,6 @@ class FileSource:
         else:
             self.entries = local_entries(paths) if self.tracked else {}
         self._listed = list(self.paths)
-        # Set by the loader for a run whose target already holds the stream: JSON Lines files are
-        # then read key and cursor first (LightBatch), and other fields only for the records the
-        # stored versions do not show to be current.
-        self.light_key: tuple | None = None
 
     def select(self, known: dict, reread: bool = False) -> FileSelection:
         """Read only the listed files that ``known`` (the manifest: ``{path: (size, mtime_ns,
@@ -400,10 +403,9 @@ class FileSource:
             try:
                 fmt = self.format_of(path, data)
                 if fmt == "jsonl" and self.light_key:
-                    from .lightjson import read_jsonl_light
                     yield from read_jsonl_light(data, name, self.cursor, self.batch_size, self.light_key)
                     continue
-                reader = {"json": _read_json_array, "jsonl": _read_jsonl, "csv": _read_csv,
+                reader = {"json": read_json_array, "jsonl": read_jsonl, "csv": _read_csv,
                           "parquet": _read_parquet}[fmt]
                 yield from reader(data, name, self.cursor, self.batch_size)
             finally:
@@ -429,316 +431,6 @@ def open_files(spec: str, fmt: str | None = None, **kw) -> FileSource:
     if fmt is not None and fmt not in ("json", "jsonl", "csv", "parquet"):
         raise UsageError(f"--format {fmt!r}: choose json, jsonl, csv or parquet")
     return FileSource(spec, fmt, **kw)
-
-
-# --- the exact path: Python values -> Arrow, one type per column -------------
-
-def _column(values: list):
-    """One Arrow column, or ``None`` when its values have several types.
-
-    A column of mixed types is left to :mod:`hiwater.prepare`, which knows the
-    target column's type and judges each value against it.
-    """
-    try:
-        arr = pa.array(values)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
-        return None
-    t = arr.type
-    if pa.types.is_floating(t) and any(isinstance(v, bool) for v in values):
-        return None  # pyarrow makes False after a float 0.0
-    if pa.types.is_struct(t) or pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_map(t):
-        if _non_finite_or_beyond(arr, float("inf")):
-            return None  # JSON text cannot hold NaN or Infinity: prepare judges the values
-        return pa.array([None if v is None else orjson.dumps(v).decode() for v in values], pa.string())
-    return arr
-
-
-def _pykind(v) -> str:
-    if isinstance(v, bool):
-        return "bool"
-    if isinstance(v, int):
-        return "int"
-    if isinstance(v, float):
-        return "float"
-    if isinstance(v, str):
-        return "string"
-    if isinstance(v, dict):
-        return "dict"
-    if isinstance(v, list):
-        return "list"
-    return type(v).__name__
-
-
-def _short(v) -> str:
-    text = repr(v)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-def _rows_to_batch(rows: list, path: str, first_record: int, cursor: str) -> RawBatch:
-    names: dict = {}
-    problems: dict = {}
-    for i, row in enumerate(rows):
-        if not isinstance(row, dict):
-            problems[i] = f"record is a {_pykind(row)}, not an object"
-            continue
-        for k in row:
-            names.setdefault(k, None)
-    columns, fields, mixed, sent = [], [], {}, {}
-    for name in names:
-        values = [row.get(name) if isinstance(row, dict) else None for row in rows]
-        if name == cursor:
-            # The cursor keeps its raw values; its parser judges them.
-            values = [v if v is None or isinstance(v, (str, int)) and not isinstance(v, bool)
-                      else _cursor_text(v) for v in values]
-        arr = _column(values)
-        if arr is None:
-            mixed[name] = values
-            arr = pa.nulls(len(rows))
-        elif pa.types.is_string(arr.type) and any(isinstance(v, (dict, list)) for v in values):
-            sent[name] = values  # nested values, now JSON text: the quarantine keeps the objects
-        columns.append(arr)
-        fields.append(name)
-    if not fields:
-        return RawBatch(pa.table({}), path, first_record, problems, rows=len(rows))
-    return RawBatch(pa.Table.from_arrays(columns, names=fields), path, first_record, problems, mixed=mixed,
-                    sent=sent)
-
-
-def _cursor_text(v) -> str:
-    try:
-        return orjson.dumps(v).decode()
-    except TypeError:  # an integer beyond 64 bits inside a list or object: the parser rejects it
-        import json
-        return json.dumps(v, default=str)
-
-
-def _json_error(exc: json.JSONDecodeError, name: str, line: int | None = None) -> InputError:
-    return InputError(f"malformed JSON: {exc.msg}", path=name,
-                      line=line if line is not None else exc.lineno, column=exc.colno)
-
-
-def _read_json_array(path: str, name: str, cursor: str, batch_size: int) -> Iterator[RawBatch]:
-    with open(path, "rb") as f:
-        data = f.read()
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
-    if not data.strip():
-        return
-    try:
-        # The standard parser keeps integers of any size exactly (orjson turns huge ones into floats).
-        records = json.loads(data)
-    except json.JSONDecodeError as exc:
-        raise _json_error(exc, name) from None
-    except UnicodeDecodeError:
-        raise InputError(f"not UTF-8 text at byte {_first_bad_utf8(path)}", path=name,
-                         hint="convert the file to UTF-8") from None
-    del data
-    if isinstance(records, dict):
-        records = [records]
-    if not isinstance(records, list):
-        raise InputError("a JSON file must hold an array of objects (or use JSON Lines)", path=name)
-    for start in range(0, len(records), batch_size):
-        yield _rows_to_batch(records[start:start + batch_size], name, start + 1, cursor)
-
-
-# pyarrow's JSON reader refuses a file, or accepts bytes that are not UTF-8 in a field name and
-# fails when the name is read: the exact reader then names the line and byte.
-_FAST_REFUSED = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, UnicodeDecodeError)
-
-
-def _read_jsonl(path: str, name: str, cursor: str, batch_size: int) -> Iterator[RawBatch]:
-    """JSON Lines: pyarrow's streaming reader, or the exact reader if it refuses the file."""
-    if os.path.getsize(path) == 0:
-        return
-    fast = _read_jsonl_fast(path, name, cursor, batch_size)
-    emitted = 0
-    try:
-        first = next(fast)
-    except StopIteration:
-        return
-    except _FAST_REFUSED:
-        first = None
-    if first is not None:
-        # pyarrow may still refuse a later block: a file of up to one batch is probed whole
-        # before anything is yielded (one reader judges it all); a larger one starts streaming
-        # after its first batch, so writing begins early.
-        batches = [first]
-        try:
-            for b in fast:
-                batches.append(b)
-                if sum(len(x) for x in batches) >= batch_size:
-                    break
-            else:
-                yield from batches
-                return
-        except _FAST_REFUSED:
-            batches = None
-        if batches is not None:
-            # A large file: stream on, falling back if a later block is refused.
-            try:
-                for b in batches:
-                    yield b
-                    emitted += len(b)
-                for b in fast:
-                    yield b
-                    emitted += len(b)
-                return
-            except _FAST_REFUSED:
-                pass
-    yield from _read_jsonl_exact(path, name, cursor, batch_size, skip=emitted)
-
-
-def _open_jsonl(path: str, cursor: str):
-    """pyarrow's JSON reader with every JSON string read as a string.
-
-    pyarrow turns strings that look like timestamps or dates into timestamps (at any depth), and
-    their text cannot be given back. Its schema comes from the first block (a later block with
-    another field is refused), so when that schema has one, the file is opened again with the
-    same schema where those are strings: only the first block is parsed twice.
-    """
-    def open_with(schema):
-        parse = pajson.ParseOptions(explicit_schema=schema, unexpected_field_behavior="infer")
-        return pajson.open_json(path, read_options=pajson.ReadOptions(block_size=BLOCK_BYTES),
-                                parse_options=parse)
-
-    reader = open_with(pa.schema([(cursor, pa.string())]))
-    text = pa.schema([f.with_type(_strings_for_times(f.type)) for f in reader.schema])
-    return reader if text.equals(reader.schema) else open_with(text)
-
-
-def _strings_for_times(t: pa.DataType) -> pa.DataType:
-    if pa.types.is_temporal(t):
-        return pa.string()
-    if pa.types.is_struct(t):
-        return pa.struct([t.field(i).with_type(_strings_for_times(t.field(i).type)) for i in range(t.num_fields)])
-    if pa.types.is_list(t):
-        return pa.list_(t.value_field.with_type(_strings_for_times(t.value_type)))
-    return t
-
-
-def _read_jsonl_fast(path: str, name: str, cursor: str, batch_size: int) -> Iterator[RawBatch]:
-    with open(path, "rb") as f:
-        if f.read(3) == b"\xef\xbb\xbf":
-            raise pa.ArrowInvalid("BOM")
-    reader = _open_jsonl(path, cursor)
-    record = 1
-    pending: list = []  # blocks (one schema: the reader enforces it) not yet handed on
-    for rb in reader:
-        tbl = pa.Table.from_batches([rb])
-        tbl.validate()  # pyarrow 26 builds a broken list from [null, "x"]: the exact reader takes it
-        for col in tbl.columns:
-            _refuse_inexact_floats(col)
-            _refuse_filled_fields(col)
-        pending.append(tbl)
-        if record > 1 and sum(t.num_rows for t in pending) < batch_size:
-            continue  # small blocks make batches of up to batch_size; the first goes at once
-        tbl = pa.concat_tables(pending) if len(pending) > 1 else pending[0]
-        pending = []
-        for start in range(0, tbl.num_rows, batch_size):
-            part = tbl.slice(start, batch_size)
-            if part.num_rows < batch_size and record > 1 and start > 0:
-                pending = [part]  # a remainder waits for the next block
-                break
-            yield RawBatch(_without_phantom(part, cursor, path), name, record, {})
-            record += part.num_rows
-    if pending:
-        tbl = pa.concat_tables(pending) if len(pending) > 1 else pending[0]
-        yield RawBatch(_without_phantom(tbl, cursor, path), name, record, {})
-
-
-def _refuse_inexact_floats(arr) -> None:
-    """Send a block to the exact reader when a number in it (at any depth) may not be the
-    source's: integers too large for int64 arrive from pyarrow as doubles, rounded; and pyarrow
-    reads ``NaN``/``Infinity`` (also ``-NaN`` and ``Inf``, which are not JSON), which the exact
-    reader keeps as Python floats for prepare to refuse, nested ones too."""
-    if _non_finite_or_beyond(arr, 2**53):
-        raise pa.ArrowInvalid("numbers beyond 2**53, NaN or Infinity")
-
-
-def _without_phantom(tbl: pa.Table, cursor: str, path: str) -> pa.Table:
-    """The reader is told the cursor's type, so it gives a cursor column even when no line has
-    the field. A column of nulls whose name the file never mentions is dropped: the field is
-    missing, which the loader reports as a usage error, not as every record being invalid."""
-    col = tbl.column(cursor)
-    if col.null_count < len(col) or _mentions(path, cursor):
-        return tbl
-    return tbl.drop_columns([cursor])
-
-
-def _mentions(path: str, name: str) -> bool:
-    """Whether the file holds ``"name"`` anywhere (a key written with escapes is not seen, and
-    then the column stays: the safe side)."""
-    import mmap
-    needle = json.dumps(name, ensure_ascii=False).encode()
-    with open(path, "rb") as f:
-        if os.fstat(f.fileno()).st_size == 0:
-            return False
-        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
-            return m.find(needle) >= 0
-
-
-def _refuse_filled_fields(arr) -> None:
-    """pyarrow gives every object of a column every field any of them has, as null: ``{}``
-    would come back as ``{"a": null}``. Where a nested object holds a null field the reader
-    cannot say whether the source had it, so the exact reader takes the block."""
-    if isinstance(arr, pa.ChunkedArray):
-        for chunk in arr.chunks:
-            _refuse_filled_fields(chunk)
-        return
-    t = arr.type
-    if pa.types.is_struct(t):
-        import pyarrow.compute as pc
-        valid = arr.is_valid()
-        for i in range(t.num_fields):
-            child = arr.field(i)
-            if child.null_count and pc.any(pc.and_(valid, child.is_null())).as_py():
-                raise pa.ArrowInvalid("a nested object with a null or missing field")
-            _refuse_filled_fields(child)
-    elif pa.types.is_list(t) or pa.types.is_large_list(t):
-        _refuse_filled_fields(arr.flatten())
-
-
-def _non_finite_or_beyond(arr, limit: float) -> bool:
-    t = arr.type
-    if pa.types.is_floating(t):
-        m = pc.max(pc.abs(arr)).as_py()  # ignores NaN
-        return (m is not None and m >= limit) or pc.any(pc.is_nan(arr)).as_py() is True
-    if isinstance(arr, pa.ChunkedArray):
-        return any(_non_finite_or_beyond(chunk, limit) for chunk in arr.chunks)
-    if pa.types.is_struct(t):
-        return any(_non_finite_or_beyond(arr.field(i), limit) for i in range(t.num_fields))
-    if pa.types.is_list(t) or pa.types.is_large_list(t):
-        return _non_finite_or_beyond(arr.flatten(), limit)
-    return False
-
-
-def _read_jsonl_exact(path: str, name: str, cursor: str, batch_size: int, skip: int = 0) -> Iterator[RawBatch]:
-    rows: list = []
-    record = 0
-    first = skip + 1
-    with open(path, "rb") as f:
-        for lineno, line in enumerate(f, 1):
-            if lineno == 1 and line.startswith(b"\xef\xbb\xbf"):
-                line = line[3:]
-            if not line.strip():
-                continue
-            record += 1
-            if record <= skip:
-                continue
-            line = line.rstrip(b"\r\n")
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise _json_error(exc, name, lineno) from None
-            except UnicodeDecodeError:
-                raise InputError(f"not UTF-8 text at byte {_first_bad_utf8(path)}", path=name,
-                                 hint="convert the file to UTF-8") from None
-            if len(rows) >= batch_size:
-                yield _rows_to_batch(rows, name, first, cursor)
-                first += len(rows)
-                rows = []
-    if rows:
-        yield _rows_to_batch(rows, name, first, cursor)
 
 
 def _read_csv(path: str, name: str, cursor: str, batch_size: int) -> Iterator[RawBatch]:
@@ -861,28 +553,12 @@ def _read_csv_exact(path: str, name: str, cursor: str, batch_size: int, skip: in
     except csv.Error as exc:
         raise InputError(f"malformed CSV: {exc}", path=name, line=getattr(reader, "line_num", None)) from None
     except UnicodeDecodeError:
-        raise InputError(f"not UTF-8 text at byte {_first_bad_utf8(path)}", path=name,
-                         hint="convert the file to UTF-8") from None
+        raise not_utf8(path, name) from None
 
 
 def _csv_table(header: list, rows: list) -> pa.Table:
     return pa.Table.from_arrays([pa.array([v or None for v in col], pa.string()) for col in zip(*rows)],
                                 names=header)
-
-
-def _first_bad_utf8(path: str) -> int:
-    """The file offset of the first byte that is not valid UTF-8."""
-    import codecs
-    dec = codecs.getincrementaldecoder("utf-8")()
-    offset = 0
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            try:
-                dec.decode(chunk)
-            except UnicodeDecodeError as exc:
-                return offset + exc.start - len(dec.getstate()[0])
-            offset += len(chunk)
-    return offset
 
 
 def _read_parquet(path: str, name: str, cursor: str, batch_size: int) -> Iterator[RawBatch]:
@@ -894,29 +570,7 @@ def _read_parquet(path: str, name: str, cursor: str, batch_size: int) -> Iterato
     record = 1
     for rb in pf.iter_batches(batch_size=batch_size):
         tbl = pa.Table.from_batches([rb])
-        yield RawBatch(_iso_columns(tbl, cursor), name, record, {})
+        yield RawBatch(iso_columns(tbl, cursor), name, record, {})
         record += tbl.num_rows
 
 
-def _iso_columns(tbl: pa.Table, cursor: str) -> pa.Table:
-    """Timestamps and dates (other than the cursor) become ISO 8601 text at their full
-    precision: as Python's isoformat() prints whole microseconds (no fraction for whole
-    seconds, else six digits; ``+00:00`` for an offset), nine digits for finer nanoseconds.
-    Decimals stay Arrow decimals: the targets store them exactly."""
-    for i, f in enumerate(tbl.schema):
-        t = f.type
-        if f.name == cursor or not (pa.types.is_timestamp(t) or pa.types.is_date(t)):
-            continue
-        col = tbl.column(i)
-        if pa.types.is_date(t):
-            text = col.cast(pa.string())
-        else:
-            if t.unit in ("s", "ms"):
-                col = col.cast(pa.timestamp("us", t.tz))
-            text = pc.strftime(col, "%Y-%m-%dT%H:%M:%S%z" if t.tz else "%Y-%m-%dT%H:%M:%S")  # 6 or 9 digits
-            text = pc.replace_substring_regex(text, r"(\.[0-9]{6})000", r"\1")
-            text = pc.replace_substring_regex(text, r"\.000000([+-]|$)", r"\1")
-            if t.tz:
-                text = pc.replace_substring_regex(text, r"([+-][0-9]{2})([0-9]{2})$", r"\1:\2")
-        tbl = tbl.set_column(i, f.name, text)
-    return tbl

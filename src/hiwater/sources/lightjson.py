@@ -15,6 +15,7 @@ type, a BOM) is expanded whole, so the exact reader names the line as it always 
 from __future__ import annotations
 
 import json
+import os
 from typing import Iterator
 
 import numpy as np
@@ -22,9 +23,10 @@ import pyarrow as pa
 import pyarrow.json as pajson
 
 from .base import RawBatch
+from .jsonl import FAST_REFUSED, json_error, open_jsonl, read_jsonl, refuse_filled_fields, refuse_inexact_floats
+from .records import BLOCK_BYTES, not_utf8, rows_to_batch, without_phantom
 
 CHUNK_BYTES = 8 << 20
-BLOCK_BYTES = 4 << 20  # pyarrow's block (the longest line it takes), as for a whole file
 
 
 class LightBatch(RawBatch):
@@ -42,8 +44,6 @@ class LightBatch(RawBatch):
 
 
 def _expand(block, starts, ends, lines, numbers, name, file, schema, cursor) -> RawBatch:
-    from .files import (_FAST_REFUSED, _json_error, _refuse_filled_fields, _refuse_inexact_floats,
-                        _rows_to_batch, _without_phantom)
     mv = memoryview(block)
     raw = [bytes(mv[s:e]) for s, e in zip(starts.tolist(), ends.tolist())]
     numbers = np.asarray(numbers, dtype=np.int64)
@@ -58,25 +58,22 @@ def _expand(block, starts, ends, lines, numbers, name, file, schema, cursor) -> 
                 raise pa.ArrowInvalid("a field the file's first block did not have")
             tbl.validate()
             for col in tbl.columns:
-                _refuse_inexact_floats(col)
-                _refuse_filled_fields(col)
-            b = RawBatch(_without_phantom(tbl, cursor, file), name, int(numbers[0]), {})
+                refuse_inexact_floats(col)
+                refuse_filled_fields(col)
+            b = RawBatch(without_phantom(tbl, cursor, file), name, int(numbers[0]), {})
             b.numbers = numbers
             return b
-        except _FAST_REFUSED:
+        except FAST_REFUSED:
             pass
     rows = []
     for line, lineno in zip(raw, lines.tolist()):
         try:
             rows.append(json.loads(line))
         except json.JSONDecodeError as exc:
-            raise _json_error(exc, name, int(lineno)) from None
+            raise json_error(exc, name, int(lineno)) from None
         except UnicodeDecodeError:
-            from ..errors import InputError
-            from .files import _first_bad_utf8
-            raise InputError(f"not UTF-8 text at byte {_first_bad_utf8(file)}", path=name,
-                             hint="convert the file to UTF-8") from None
-    b = _rows_to_batch(rows, name, int(numbers[0]), cursor)
+            raise not_utf8(file, name) from None
+    b = rows_to_batch(rows, name, int(numbers[0]), cursor)
     b.numbers = numbers
     return b
 
@@ -125,9 +122,6 @@ def _light_schema(path: str, key: tuple, cursor: str) -> pa.Schema | None:
 
 
 def read_jsonl_light(path: str, name: str, cursor: str, batch_size: int, key: tuple) -> Iterator[RawBatch]:
-    import os
-
-    from .files import _FAST_REFUSED, _open_jsonl, _read_jsonl
     if os.path.getsize(path) == 0:
         return
     with open(path, "rb") as f:
@@ -135,12 +129,12 @@ def read_jsonl_light(path: str, name: str, cursor: str, batch_size: int, key: tu
     schema = None  # the whole file's schema as pyarrow reads it (None: the exact reader's)
     if not bom:
         try:
-            schema = _open_jsonl(path, cursor).schema
-        except _FAST_REFUSED:
+            schema = open_jsonl(path, cursor).schema
+        except FAST_REFUSED:
             schema = None
     light = None if bom or cursor in key else _light_schema(path, key, cursor)
     if light is None:  # the whole file as it is always read
-        yield from _read_jsonl(path, name, cursor, batch_size)
+        yield from read_jsonl(path, name, cursor, batch_size)
         return
     record, line = 1, 1
     for block in _blocks(path):
@@ -172,7 +166,7 @@ def read_jsonl_light(path: str, name: str, cursor: str, batch_size: int, key: tu
                                                                      unexpected_field_behavior="ignore"))
             if tbl.num_rows != n:
                 tbl = None
-        except _FAST_REFUSED:
+        except FAST_REFUSED:
             tbl = None
         for lo in range(0, n, batch_size):  # batches of at most batch_size records, as read whole
             hi = min(n, lo + batch_size)

@@ -5,7 +5,7 @@ pyarrow ``Table``, ``RecordBatch`` or ``RecordBatchReader``, and a pandas ``Data
 (pandas is not imported unless one is passed). Each becomes the same :class:`RawBatch`
 objects a file gives, so prepare, decide and the target treat them exactly as a file:
 
-- dicts take the JSON exact path (:func:`~hiwater.sources.files._rows_to_batch`): a value
+- dicts take the JSON exact path (:func:`~hiwater.sources.records.rows_to_batch`): a value
   keeps its Python type; a ``datetime``/``date`` cursor is read as its ISO text (a naive one
   in ``--assume-tz``), other ``datetime`` values are stored as ISO text;
 - Arrow data takes the Parquet path: its types are kept, timestamps other than the cursor
@@ -27,8 +27,8 @@ from typing import Iterator
 import pyarrow as pa
 
 from ..errors import UsageError
-from .base import RawBatch
-from .files import _iso_columns, _rows_to_batch
+from .base import RawBatch, Source
+from .records import iso_columns, rows_to_batch
 
 
 def is_data(obj) -> bool:
@@ -49,7 +49,7 @@ def _is_dataframe(obj) -> bool:
     return t.__name__ == "DataFrame" and t.__module__.split(".")[0] == "pandas"
 
 
-class DataSource:
+class DataSource(Source):
     """In-memory data as a source."""
 
     def __init__(self, obj, *, cursor: str = "modified_at", batch_size: int = 65_536, keep: bool = False):
@@ -110,7 +110,7 @@ class DataSource:
                     part = pa.Table.from_batches([rb.slice(start, self.batch_size)])
                     if part.num_rows == 0:
                         continue
-                    yield RawBatch(_iso_columns(part, self.cursor), name, first, {})
+                    yield RawBatch(iso_columns(part, self.cursor), name, first, {})
                     first += part.num_rows
             return
         it = iter(obj)
@@ -118,7 +118,7 @@ class DataSource:
             rows = list(itertools.islice(it, self.batch_size))
             if not rows:
                 return
-            yield _rows_to_batch([self._cursor_text(r) for r in rows], self.description, first, self.cursor)
+            yield rows_to_batch([self._cursor_text(r) for r in rows], self.description, first, self.cursor)
             first += len(rows)
 
     def _cursor_text(self, row):

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import orjson
 
-from .files import _rows_to_batch
+from .base import Source
+from .records import rows_to_batch
 
 
-class QuarantineSource:
+class QuarantineSource(Source):
     description = "quarantine"
     replay = True  # the loader does not read a replay's old cursors as a truncated source
 
@@ -26,10 +27,7 @@ class QuarantineSource:
         # Runs inside the loader's transaction: removing them here commits with the replay.
         self.target.delete_quarantine([r["id"] for r in self.rows])
         records = [_loads(r["record"]) for r in self.rows]
-        yield _rows_to_batch(records, "quarantine", 1, cursor=self.cursor or "")
-
-    def close(self) -> None:
-        pass
+        yield rows_to_batch(records, "quarantine", 1, cursor=self.cursor or "")
 
 
 def _loads(text: str):

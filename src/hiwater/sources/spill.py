@@ -23,7 +23,7 @@ import io
 
 import pyarrow as pa
 
-from .base import RawBatch
+from .base import RawBatch, Source
 
 
 def _ipc(table: pa.Table) -> bytes:
@@ -66,8 +66,13 @@ def _dumps(raw: RawBatch) -> bytes:
     return buf.getvalue()
 
 
-class Spilled:
-    """Wraps a source: the first :meth:`batches` reads it and spills; the next ones replay."""
+class Spilled(Source):
+    """Wraps a source: the first :meth:`batches` reads it and spills; the next ones replay.
+
+    Every other attribute is the wrapped source's, its declared abilities too, except
+    ``light_key``: the loader sets that on the spill, so the wrapped source reads each record in
+    full, which is what the replays must give.
+    """
 
     def __init__(self, source):
         self.source = source
@@ -78,6 +83,27 @@ class Spilled:
 
     def __getattr__(self, name):
         return getattr(self.source, name)
+
+    # Source declares these with defaults, which __getattr__ would never reach.
+    description = property(lambda self: self.source.description)
+    rereadable = property(lambda self: self.source.rereadable)
+    url = property(lambda self: self.source.url)
+    spill_for_window = property(lambda self: self.source.spill_for_window)
+    tracked = property(lambda self: self.source.tracked)
+    replay = property(lambda self: self.source.replay)
+    pushdown = property(lambda self: self.source.pushdown)
+
+    def close(self) -> None:
+        self.source.close()
+
+    def expected_records(self) -> int | None:
+        return self.source.expected_records()
+
+    def set_window(self, lo, lo_inclusive, hi, kind, tz=None) -> None:
+        self.source.set_window(lo, lo_inclusive, hi, kind, tz)
+
+    def select(self, known: dict, reread: bool = False):
+        return self.source.select(known, reread)
 
     def batches(self) -> Iterator[RawBatch]:
         if self._complete:

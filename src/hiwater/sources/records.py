@@ -1,0 +1,178 @@
+"""What the readers share: Python rows as a batch, and the fix-ups more than one reader applies.
+
+The exact path of every reader (JSON, JSON Lines, records handed over in Python, a quarantine
+replay) turns Python rows into a :class:`~hiwater.sources.base.RawBatch` here, one type per
+column; Arrow data (Parquet, tables handed over in Python) gets its times as ISO text here. Both
+JSON Lines readers (whole and key-first) drop the cursor column pyarrow invents, and every text
+reader names the first byte that is not UTF-8, with the helpers here. A module of its own so that
+the readers that use these need not import each other.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..errors import InputError
+from .base import RawBatch
+
+BLOCK_BYTES = 4 << 20  # pyarrow's block (the longest line or row it takes), and a copy's chunk
+
+
+def rows_to_batch(rows: list, path: str, first_record: int, cursor: str) -> RawBatch:
+    """Python rows (dicts, or anything else: an invalid record) as one batch. A column whose values
+    have several types is left in ``mixed`` for prepare to judge against the target's column."""
+    names: dict = {}
+    problems: dict = {}
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            problems[i] = f"record is a {_pykind(row)}, not an object"
+            continue
+        for k in row:
+            names.setdefault(k, None)
+    columns, fields, mixed, sent = [], [], {}, {}
+    for name in names:
+        values = [row.get(name) if isinstance(row, dict) else None for row in rows]
+        if name == cursor:
+            # The cursor keeps its raw values; its parser judges them.
+            values = [v if v is None or isinstance(v, (str, int)) and not isinstance(v, bool)
+                      else _cursor_text(v) for v in values]
+        arr = _column(values)
+        if arr is None:
+            mixed[name] = values
+            arr = pa.nulls(len(rows))
+        elif pa.types.is_string(arr.type) and any(isinstance(v, (dict, list)) for v in values):
+            sent[name] = values  # nested values, now JSON text: the quarantine keeps the objects
+        columns.append(arr)
+        fields.append(name)
+    if not fields:
+        return RawBatch(pa.table({}), path, first_record, problems, rows=len(rows))
+    return RawBatch(pa.Table.from_arrays(columns, names=fields), path, first_record, problems, mixed=mixed,
+                    sent=sent)
+
+
+def _column(values: list):
+    """One Arrow column, or ``None`` when its values have several types.
+
+    A column of mixed types is left to :mod:`hiwater.prepare`, which knows the
+    target column's type and judges each value against it.
+    """
+    try:
+        arr = pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
+        return None
+    t = arr.type
+    if pa.types.is_floating(t) and any(isinstance(v, bool) for v in values):
+        return None  # pyarrow makes False after a float 0.0
+    if pa.types.is_struct(t) or pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_map(t):
+        if non_finite_or_beyond(arr, float("inf")):
+            return None  # JSON text cannot hold NaN or Infinity: prepare judges the values
+        return pa.array([None if v is None else orjson.dumps(v).decode() for v in values], pa.string())
+    return arr
+
+
+def _pykind(v) -> str:
+    if isinstance(v, bool):
+        return "bool"
+    if isinstance(v, int):
+        return "int"
+    if isinstance(v, float):
+        return "float"
+    if isinstance(v, str):
+        return "string"
+    if isinstance(v, dict):
+        return "dict"
+    if isinstance(v, list):
+        return "list"
+    return type(v).__name__
+
+
+def _cursor_text(v) -> str:
+    try:
+        return orjson.dumps(v).decode()
+    except TypeError:  # an integer beyond 64 bits inside a list or object: the parser rejects it
+        return json.dumps(v, default=str)
+
+
+def non_finite_or_beyond(arr, limit: float) -> bool:
+    t = arr.type
+    if pa.types.is_floating(t):
+        m = pc.max(pc.abs(arr)).as_py()  # ignores NaN
+        return (m is not None and m >= limit) or pc.any(pc.is_nan(arr)).as_py() is True
+    if isinstance(arr, pa.ChunkedArray):
+        return any(non_finite_or_beyond(chunk, limit) for chunk in arr.chunks)
+    if pa.types.is_struct(t):
+        return any(non_finite_or_beyond(arr.field(i), limit) for i in range(t.num_fields))
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return non_finite_or_beyond(arr.flatten(), limit)
+    return False
+
+
+def iso_columns(tbl: pa.Table, cursor: str) -> pa.Table:
+    """Timestamps and dates (other than the cursor) become ISO 8601 text at their full
+    precision: as Python's isoformat() prints whole microseconds (no fraction for whole
+    seconds, else six digits; ``+00:00`` for an offset), nine digits for finer nanoseconds.
+    Decimals stay Arrow decimals: the targets store them exactly."""
+    for i, f in enumerate(tbl.schema):
+        t = f.type
+        if f.name == cursor or not (pa.types.is_timestamp(t) or pa.types.is_date(t)):
+            continue
+        col = tbl.column(i)
+        if pa.types.is_date(t):
+            text = col.cast(pa.string())
+        else:
+            if t.unit in ("s", "ms"):
+                col = col.cast(pa.timestamp("us", t.tz))
+            text = pc.strftime(col, "%Y-%m-%dT%H:%M:%S%z" if t.tz else "%Y-%m-%dT%H:%M:%S")  # 6 or 9 digits
+            text = pc.replace_substring_regex(text, r"(\.[0-9]{6})000", r"\1")
+            text = pc.replace_substring_regex(text, r"\.000000([+-]|$)", r"\1")
+            if t.tz:
+                text = pc.replace_substring_regex(text, r"([+-][0-9]{2})([0-9]{2})$", r"\1:\2")
+        tbl = tbl.set_column(i, f.name, text)
+    return tbl
+
+
+def without_phantom(tbl: pa.Table, cursor: str, path: str) -> pa.Table:
+    """The reader is told the cursor's type, so it gives a cursor column even when no line has
+    the field. A column of nulls whose name the file never mentions is dropped: the field is
+    missing, which the loader reports as a usage error, not as every record being invalid."""
+    col = tbl.column(cursor)
+    if col.null_count < len(col) or _mentions(path, cursor):
+        return tbl
+    return tbl.drop_columns([cursor])
+
+
+def _mentions(path: str, name: str) -> bool:
+    """Whether the file holds ``"name"`` anywhere (a key written with escapes is not seen, and
+    then the column stays: the safe side)."""
+    import mmap
+    needle = json.dumps(name, ensure_ascii=False).encode()
+    with open(path, "rb") as f:
+        if os.fstat(f.fileno()).st_size == 0:
+            return False
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+            return m.find(needle) >= 0
+
+
+def not_utf8(path: str, name: str) -> InputError:
+    """The error for a text file that is not UTF-8, naming the first bad byte."""
+    return InputError(f"not UTF-8 text at byte {_first_bad_utf8(path)}", path=name, hint="convert the file to UTF-8")
+
+
+def _first_bad_utf8(path: str) -> int:
+    """The file offset of the first byte that is not valid UTF-8."""
+    import codecs
+    dec = codecs.getincrementaldecoder("utf-8")()
+    offset = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            try:
+                dec.decode(chunk)
+            except UnicodeDecodeError as exc:
+                return offset + exc.start - len(dec.getstate()[0])
+            offset += len(chunk)
+    return offset

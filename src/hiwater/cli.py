@@ -441,6 +441,24 @@ def validate_cmd(as_json, **kw):
         raise click.exceptions.Exit(max(codes))
 
 
+@cli.command("ui")
+@project_option
+@target_options
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; any other than 127.0.0.1/localhost needs --token.")
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535), help="Port (0: any free one).")
+@click.option("--token", envvar="HIWATER_UI_TOKEN", metavar="TOKEN",
+              help="Require this token on every request (Authorization: Bearer TOKEN, or open ?token=TOKEN once). "
+                   "Default: $HIWATER_UI_TOKEN.")
+@click.option("--allow-actions", is_flag=True, help="Allow replaying quarantined records from the page (POST, "
+              "same origin, needs --token).")
+def ui_cmd(**kw):
+    """Serve a status page (streams, charts per stream, quarantine), a JSON API and /metrics from the
+    target's own state, history and quarantine (docs/ui.md)."""
+    from .ui import serve
+    serve(**kw)
+
+
 def _print_rows(rows, as_json, columns) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=2, default=str))

@@ -83,7 +83,7 @@ def streams_page(snapshot) -> str:
         rows.append(
             f'<tr class="{mark}" data-stream="{escape(r["stream"])}"><td data-v="{escape(r["stream"])}">'
             f'{stream_link(r["stream"])}{escape(buckets)}</td>'
-            + _cell(r["target"]) + _cell(r["watermark"])
+            + _cell(r["target"]) + _cell(r["watermark"], r["watermark"], "t")
             + _cell(r["data_age"], r["data_age_s"], "num") + _cell(r["load_age"], r["load_age_s"], "num")
             + _cell(r["last_outcome"]) + _cell(r["last_loaded"], r["last_loaded"], "num")
             + _cell(r["last_rejected"], r["last_rejected"], "num")
@@ -120,8 +120,8 @@ def stream_page(data: dict) -> str:
                  "updated", "unchanged", "late", "future", "rejected", "watermark_after", "duration_s", "error"]
     if len(data["members"]) == 1:
         hist_cols.remove("stream")
-    hist = [("<tr>" + "".join(_cell(h.get(c), h.get(c) if isinstance(h.get(c), (int, float)) else None)
-                              for c in hist_cols) + "</tr>") for h in reversed(data["history"])]
+    hist = [("<tr>" + "".join(_cell(h.get(c), *_kind(h.get(c), c)) for c in hist_cols) + "</tr>")
+            for h in reversed(data["history"])]
     state_cols = ["stream", "key", "cursor", "kind", "assume_tz", "watermark", "last_run"]
     state = [("<tr>" + "".join(_cell(", ".join(v) if isinstance(v, list) else v) for v in
                               (st.get(c) for c in state_cols)) + "</tr>") for st in data["state"]]
@@ -130,6 +130,13 @@ def stream_page(data: dict) -> str:
             f'<a href="/api/history?{escape(urlencode({"stream": s["stream"]}))}">history as JSON</a></p>'
             f'<h2>Runs</h2>{_table(hist_cols, hist, "history")}<h2>State</h2>{_table(state_cols, state, "state")}')
     return _page(f'Stream {s["stream"]}', body, active="streams")
+
+
+def _kind(value, column: str) -> tuple:
+    """A history cell's sort key and class: numbers sort as numbers and align right; instants do not wrap."""
+    if isinstance(value, (int, float)):
+        return value, "num"
+    return None, "t" if column in ("finished_at", "watermark_after", "watermark") else ""
 
 
 def quarantine_page(rows: list, *, streams: list, stream, reason, actions: bool, note: str | None) -> str:

@@ -45,6 +45,11 @@ def json_option(f):
     return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(f)
 
 
+def wide_option(f):
+    return click.option("--wide", is_flag=True, help="Every column, however wide (the terminal wraps the lines); "
+                        "by default the least important columns are left out to fit the terminal.")(f)
+
+
 def project_option(f):
     return click.option("--project", "project", metavar="FILE", envvar="HIWATER_PROJECT",
                         help="The project file (default: $HIWATER_PROJECT, else ./hiwater.toml).")(f)
@@ -296,12 +301,16 @@ def stream_drop(as_json, **kw):
 @click.option("--stream", help="One stream (default: all).")
 @click.option("--limit", type=int, help="Only the last N rows.")
 @json_option
-def history(as_json, **kw):
+@wide_option
+def history(as_json, wide, **kw):
     """One row per run and per committed window."""
     rows = api.history(**kw)
     _print_rows(rows, as_json, ["run_id", "window_index", "stream", "finished_at", "mode", "outcome",
                                 "source_records", "inserted", "updated", "unchanged", "late", "future",
-                                "rejected", "watermark_before", "watermark_after", "duration_s", "error"])
+                                "rejected", "watermark_before", "watermark_after", "duration_s", "error"],
+                optional=["watermark_before", "window_index", "mode", "unchanged", "late", "future", "updated",
+                          "source_records", "duration_s", "finished_at", "inserted", "rejected"],
+                whole=["stream", "finished_at", "watermark_before", "watermark_after"], wide=wide)
 
 
 @cli.group()
@@ -315,11 +324,13 @@ def quarantine():
 @click.option("--reason", type=click.Choice(["invalid", "future", "late"]))
 @click.option("--limit", type=int)
 @json_option
-def quarantine_list(as_json, **kw):
+@wide_option
+def quarantine_list(as_json, wide, **kw):
     """List quarantined records."""
     rows = api.quarantine_list(**kw)
     _print_rows(rows, as_json, ["id", "stream", "reason", "detail", "source", "record_no", "key", "cursor",
-                                "first_run", "last_run", "seen"])
+                                "first_run", "last_run", "seen"],
+                optional=["seen", "first_run", "last_run", "record_no", "source"], whole=["stream", "cursor"], wide=wide)
 
 
 @quarantine.command("replay")
@@ -380,7 +391,8 @@ def run_cmd(streams, as_json, **kw):
 @target_options
 @click.option("--now", metavar="TIMESTAMP", help="Pretend it is this instant (for tests and replays).")
 @json_option
-def status_cmd(streams, as_json, **kw):
+@wide_option
+def status_cmd(streams, as_json, wide, **kw):
     """Every stream of the project (or of the target --db/--target): watermark, data age (now - watermark),
     load age (since the latest successful run), the latest run and the quarantine size."""
     rows = api.status(list(streams), **kw)
@@ -388,7 +400,9 @@ def status_cmd(streams, as_json, **kw):
             "last_rejected", "last_duration_s", "quarantined", "last_error"]
     if any("lag" in r for r in rows):  # a bucketed stream: each bucket's lag behind its most advanced bucket
         cols.insert(2, "lag")
-    _print_rows(rows, as_json, cols)
+    _print_rows(rows, as_json, cols, optional=["last_duration_s", "last_rejected", "lag", "data_age", "last_loaded",
+                                              "quarantined", "load_age"],
+                whole=["stream", "watermark"], wide=wide)
 
 
 @cli.command("check")
@@ -459,7 +473,12 @@ def ui_cmd(**kw):
     serve(**kw)
 
 
-def _print_rows(rows, as_json, columns) -> None:
+def _print_rows(rows, as_json, columns, *, optional=(), whole=(), wide: bool = False) -> None:
+    """Print ``rows`` as JSON or as a table that fits the terminal.
+
+    ``optional`` lists the columns that may be left out, the least important first; they go,
+    one by one, until the table fits (a note names them; ``wide`` keeps them all). Columns in
+    ``whole`` (a watermark, an instant) are never cut; the others fold onto more lines."""
     if as_json:
         click.echo(json.dumps(rows, indent=2, default=str))
         return
@@ -467,25 +486,50 @@ def _print_rows(rows, as_json, columns) -> None:
         click.echo("(none)")
         return
     from rich.table import Table
-    table = Table(show_header=True, header_style="bold")
-    for c in columns:
-        table.add_column(c)
-    for r in rows:
-        table.add_row(*["" if r.get(c) is None else str(r.get(c)) for c in columns])
-    _console().print(table)
+    cells = {c: ["" if r.get(c) is None else str(r.get(c)) for r in rows] for c in columns}
+    need = {c: max(len(c), *(len(v) for v in cells[c])) + 3 for c in columns}  # padding 2, border 1
+    width = _term_width()
+    shown, hidden = list(columns), []
+    if wide:
+        width = max(width, sum(need.values()) + 1)
+    else:
+        empty = [c for c in columns[1:] if not any(cells[c])]  # a column with nothing in it goes first
+        for c in empty + [c for c in optional if c in columns and c not in empty]:
+            if sum(need[k] for k in shown) - 1 <= width:  # fits, at least without the outer borders
+                break
+            shown.remove(c)
+            hidden.append(c)
+    total = sum(need[c] for c in shown)
+    edge = total + 1 <= width
+    keep_whole = total - 1 <= width  # else even the essential columns fold
+    table = Table(show_header=True, header_style="bold", show_edge=edge)
+    for c in shown:
+        table.add_column(c, overflow="fold", min_width=need[c] - 3 if keep_whole and c in whole else None)
+    for i in range(len(rows)):
+        table.add_row(*[cells[c][i] for c in shown])
+    console = _console(width)
+    console.print(table)
+    if hidden:
+        console.print(f"(hidden to fit {width} columns: {', '.join(hidden)}; --wide shows them)",
+                      style="dim", highlight=False)
 
 
-def _console():
+def _console(width: int):
     """A rich console for stdout; ``NO_COLOR`` (any value) turns every colour and style off."""
     from rich.console import Console
     plain = bool(os.environ.get("NO_COLOR"))
-    return Console(width=max(120, _term_width()), **({"color_system": None} if plain else {}))
+    return Console(width=width, **({"color_system": None} if plain else {}))
 
 
 def _term_width() -> int:
+    """``$COLUMNS``, else the terminal's width; 160 when stdout is not a terminal (a pipe, a file)."""
     try:
-        return os.get_terminal_size().columns
-    except OSError:
+        return max(int(os.environ["COLUMNS"]), 20)
+    except (KeyError, ValueError):
+        pass
+    try:
+        return os.get_terminal_size(sys.stdout.fileno()).columns if sys.stdout.isatty() else 160
+    except (OSError, ValueError):
         return 160
 
 

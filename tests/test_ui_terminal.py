@@ -15,16 +15,35 @@ HISTORY = ["run_id", "window_index", "stream", "finished_at", "mode", "outcome",
            "duration_s", "error"]
 
 
+@pytest.fixture
+def terminal(monkeypatch):
+    """Standard output is a terminal of ``width`` columns (``$COLUMNS``, as a shell sets it)."""
+    import sys
+
+    def be(width: int) -> None:
+        monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+        monkeypatch.setenv("COLUMNS", str(width))
+        monkeypatch.setenv("NO_COLOR", "1")  # plain text, to measure
+    return be
+
+
 def _lines(out: str) -> list:
     return out.rstrip("\n").splitlines()
 
 
+def test_a_pipe_gets_the_whole_table(hw, tmp_path, monkeypatch):
+    db = tmp_path / "t.db"
+    load_runs(db)
+    monkeypatch.setenv("COLUMNS", "80")  # pytest-xdist's workers set it; a pipe has no width
+    assert "hidden" not in hw("status", "--db", db).out
+
+
 @pytest.mark.parametrize("width", [80, 120])
-def test_history_and_status_fit_the_terminal_and_keep_watermarks_whole(hw, tmp_path, monkeypatch, width):
+def test_history_and_status_fit_the_terminal_and_keep_watermarks_whole(hw, tmp_path, terminal, width):
     db = tmp_path / "t.db"
     load_runs(db, "a_rather_long_stream_name")
     load_runs(db, "events", runs=2)
-    monkeypatch.setenv("COLUMNS", str(width))
+    terminal(width)
     history = hw("history", "--db", db)
     status = hw("status", "--db", db, "--now", NOW)
     marks = [h["watermark_after"] for h in hw("history", "--db", db, "--json").json]
@@ -43,10 +62,10 @@ def test_history_and_status_fit_the_terminal_and_keep_watermarks_whole(hw, tmp_p
     assert all(c in hidden for c in set(HISTORY) - set(shown) - {"error"})
 
 
-def test_wide_shows_every_column(hw, tmp_path, monkeypatch):
+def test_wide_shows_every_column(hw, tmp_path, terminal):
     db = tmp_path / "t.db"
     load_runs(db)
-    monkeypatch.setenv("COLUMNS", "80")
+    terminal(80)
     r = hw("history", "--db", db, "--wide")
     header = next(line for line in _lines(r.out) if "run_id" in line)
     assert all(f" {c} " in header for c in HISTORY) and "hidden" not in r.out

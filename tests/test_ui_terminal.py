@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import pytest
 
+import hiwater
+
 from conftest import NOW, rec, write_jsonl
 from test_ui import load_runs
 
@@ -69,3 +71,43 @@ def test_wide_shows_every_column(hw, tmp_path, terminal):
     r = hw("history", "--db", db, "--wide")
     header = next(line for line in _lines(r.out) if "run_id" in line)
     assert all(f" {c} " in header for c in HISTORY) and "hidden" not in r.out
+
+
+def _project(tmp_path, names=("a", "b", "c")):
+    db = tmp_path / "p.db"
+    text = f'[defaults]\ndb = "{db}"\n'
+    for i, n in enumerate(names):
+        inp = write_jsonl(tmp_path / f"{n}.jsonl", [rec(10 * i + j, f"1{j}:00") for j in range(3)])
+        text += f'[streams.{n}]\ninput = "{inp}"\n'
+    project = tmp_path / "hiwater.toml"
+    project.write_text(text)
+    return project, db
+
+
+def test_run_shows_each_stream_running_then_done_or_failed(hw, tmp_path):
+    project, _ = _project(tmp_path)
+    (tmp_path / "b.jsonl").write_text("{not json\n")
+    r = hw("run", "--project", project, "--progress", "always")
+    assert r.code == 1
+    lines = [line for line in r.err_lines if line.startswith("hiwater: [")]
+    assert lines[:2] == ["hiwater: [a] running", lines[1]] and lines[1].startswith("hiwater: [a] done, 3 loaded")
+    assert lines[2] == "hiwater: [b] running" and lines[3].startswith("hiwater: [b] failed: ")
+    assert lines[4:6] == ["hiwater: [c] running", lines[5]] and "done, 3 loaded" in lines[5]
+    assert "hiwater: [" not in hw("run", "--project", project, "--progress", "never").err
+
+
+def test_after_ctrl_c_run_says_which_streams_committed(hw, tmp_path, monkeypatch):
+    project, db = _project(tmp_path)
+    real = hiwater.api.load
+
+    def load(*args, **kw):
+        if kw.get("stream") == "b":
+            raise KeyboardInterrupt  # Ctrl-C while stream b loads
+        return real(*args, **kw)
+
+    monkeypatch.setattr(hiwater.api, "load", load)
+    r = hw("run", "--project", project)
+    assert r.code == 1
+    assert r.err_lines[-2:] == ["interrupted: committed: a; not committed: b (interrupted), c (not started)",
+                                "error: interrupted; nothing of the interrupted transaction was committed"]
+    assert hiwater.state_show(db=str(db), stream="a")[0]["watermark"] is not None

@@ -217,7 +217,7 @@ def quarantine_replay(*, stream, db=None, target=None, reason=None, on_late="loa
 # --- projects: run, status, check, validate ----------------------------------------------------
 
 def run(streams=None, *, project=None, jobs: int = 1, fail_fast: bool = False, dry_run: bool = False,
-        raise_on_failure: bool = True, on_result=None):
+        raise_on_failure: bool = True, on_result=None, on_start=None, progress=None):
     """``hiwater run``: load the project's streams (all, or those named), ``jobs`` at a time.
 
     Each stream is one :func:`load` call with its options from the project file and commits on
@@ -225,7 +225,9 @@ def run(streams=None, *, project=None, jobs: int = 1, fail_fast: bool = False, d
     :class:`~hiwater.pipeline.PipelineResult`; when a stream failed and ``raise_on_failure``
     (the default) it raises :class:`~hiwater.errors.PipelineError` instead, whose ``result``
     holds every stream's outcome (the others committed). ``project`` is the file (default:
-    ``$HIWATER_PROJECT``, else ``./hiwater.toml``).
+    ``$HIWATER_PROJECT``, else ``./hiwater.toml``). ``on_start(name)`` is called as each stream
+    starts, ``on_result(StreamResult)`` as each ends; with ``jobs=1`` (the streams load in this
+    process) ``progress`` is each stream's :func:`load` progress callback.
     """
     from .pipeline import run_streams
     from .project import load_project
@@ -233,8 +235,11 @@ def run(streams=None, *, project=None, jobs: int = 1, fail_fast: bool = False, d
         streams = [streams]
     proj = load_project(project)
     configs = proj.select(streams)
-    result = run_streams(configs, jobs=jobs, fail_fast=fail_fast, on_result=on_result,
-                         overrides={"dry_run": True} if dry_run else None)
+    overrides = {"dry_run": True} if dry_run else {}
+    if progress is not None and jobs == 1:
+        overrides["progress"] = progress
+    result = run_streams(configs, jobs=jobs, fail_fast=fail_fast, on_result=on_result, on_start=on_start,
+                         overrides=overrides)
     return result.raise_for_failures() if raise_on_failure else result
 
 

@@ -355,14 +355,26 @@ def quarantine_replay(**kw):
 @click.option("--fail-fast", is_flag=True, help="Start no further stream once one has failed.")
 @click.option("--dry-run", is_flag=True, help="Decide and report every stream; write nothing.")
 @json_option
-def run_cmd(streams, as_json, **kw):
+@click.option("--progress", type=click.Choice(["auto", "always", "never"]), default="auto", show_default=True,
+              help="One line per stream on stderr (waiting, running with its rows, done or failed); auto: only "
+                   "when stderr is a terminal, where the lines update in place.")
+def run_cmd(streams, as_json, progress, **kw):
     """Load the project's streams (all, or each STREAM named): one summary per stream and a total.
 
-    Each stream commits on its own; exit 1 when any failed (the others still committed)."""
+    Each stream commits on its own; exit 1 when any failed (the others still committed). After Ctrl-C it
+    says which streams committed."""
     setup = events.current()
     if setup is not None and setup[0] == "text":
         events.configure("text", verbose=setup[1], with_stream=True)  # name the stream on each line
-    result = api.run(list(streams), raise_on_failure=False, **kw)
+    names = list(streams) or [r["stream"] for r in api.validate(project=kw["project"])]
+    board = _RunBoard(names, progress)
+    try:
+        with board:
+            result = api.run(list(streams), raise_on_failure=False, on_start=board.start, on_result=board.result,
+                             progress=board.rows, **kw)
+    except KeyboardInterrupt:
+        click.echo(board.interrupted(), err=True)
+        raise
     for r in result.streams:
         if r.error is not None and (setup is None or setup[0] == "text"):
             click.echo(f"error: [{r.stream}] {r.error}", err=True)
@@ -383,6 +395,71 @@ def run_cmd(streams, as_json, **kw):
                                   "watermark", "duration_s"])
     if not result.ok:
         raise click.exceptions.Exit(EXIT_FAILED)
+
+
+class _RunBoard:
+    """``hiwater run``'s progress: each stream waiting, running (rows so far), done or failed.
+
+    On a terminal (``--progress auto``) the lines update in place on stderr; with ``--progress
+    always`` into a pipe or a log each change is one line. Either way it remembers which streams
+    committed, for the message after Ctrl-C."""
+
+    def __init__(self, names: list, mode: str):
+        self.lines = {n: "waiting" for n in names}
+        self.committed: list = []
+        self.current = None
+        self.live = None
+        self.plain = mode == "always" and not sys.stderr.isatty()
+        if mode != "never" and not self.plain and sys.stderr.isatty():
+            from rich.console import Console
+            from rich.live import Live
+            self.live = Live(self._render(), console=Console(stderr=True), transient=True, refresh_per_second=4)
+
+    def __enter__(self):
+        if self.live is not None:
+            self.live.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.live is not None:
+            self.live.stop()
+
+    def _render(self):
+        from rich.table import Table
+        t = Table.grid(padding=(0, 2))
+        for name, line in self.lines.items():
+            t.add_row(name, line)
+        return t
+
+    def _set(self, name: str, line: str) -> None:
+        self.lines[name] = line
+        if self.live is not None:
+            self.live.update(self._render())
+        elif self.plain:
+            click.echo(f"hiwater: [{name}] {line}", err=True)
+
+    def start(self, name: str) -> None:
+        self.current = name
+        self._set(name, "running")
+
+    def rows(self, done: int, expected) -> None:
+        if self.current is not None and not self.plain:  # a log gets state changes, not every batch
+            self._set(self.current, f"running, {done:,} rows" + (f" of ~{expected:,}" if expected else ""))
+
+    def result(self, r) -> None:
+        if r.status == "ok":
+            self.committed.append(r.stream)
+            d = r.summary.to_dict()
+            self._set(r.stream, f"done, {d['loaded']:,} loaded, {d['skipped']:,} skipped in {r.duration_s:.1f}s")
+        else:
+            self._set(r.stream, r.status if r.error is None else f"{r.status}: {r.error}")
+
+    def interrupted(self) -> str:
+        why = {"running": "interrupted", "failed": "failed"}
+        others = [f"{n} ({why.get(s.split(',')[0].split(':')[0], 'not started')})"
+                  for n, s in self.lines.items() if n not in self.committed]
+        return (f"interrupted: committed: {', '.join(self.committed) or 'none'}; "
+                f"not committed: {', '.join(others) or 'none'}")
 
 
 @cli.command("status")

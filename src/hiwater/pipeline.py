@@ -124,8 +124,9 @@ def _worker_init(log_setup) -> None:
 
 
 def run_streams(configs: list, *, jobs: int = 1, fail_fast: bool = False, overrides: dict | None = None,
-                on_result=None) -> PipelineResult:
-    """Run ``configs`` (StreamConfig), ``jobs`` at a time; ``on_result(StreamResult)`` as each ends."""
+                on_result=None, on_start=None) -> PipelineResult:
+    """Run ``configs`` (StreamConfig), ``jobs`` at a time; ``on_start(name)`` as each starts and
+    ``on_result(StreamResult)`` as each ends."""
     from . import events
     overrides = dict(overrides or {})
     started = time.monotonic()
@@ -150,6 +151,8 @@ def run_streams(configs: list, *, jobs: int = 1, fail_fast: bool = False, overri
             if stop:
                 done(StreamResult(c.name, "not run"))
                 continue
+            if on_start is not None:
+                on_start(c.name)
             r = run_stream(c.name, c.load, overrides)
             done(r)
             stop = fail_fast and not r.ok
@@ -172,6 +175,8 @@ def run_streams(configs: list, *, jobs: int = 1, fail_fast: bool = False, overri
                     if q and i not in busy:
                         c = q.pop(0)
                         running[pool.submit(run_stream, c.name, c.load, overrides)] = (i, c)
+                        if on_start is not None:
+                            on_start(c.name)
                         busy.add(i)
 
             submit_next()

@@ -9,6 +9,7 @@ nothing is fetched from anywhere else.
 from __future__ import annotations
 
 import json
+import time
 from html import escape
 from urllib.parse import urlencode
 
@@ -97,7 +98,6 @@ def streams_page(snapshot) -> str:
 
 
 def _when(t: float) -> str:
-    import time
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t))
 
 

@@ -9,6 +9,7 @@ arguments are the command's flags.
 
 from __future__ import annotations
 
+import functools
 import os
 
 from . import stream as _stream
@@ -153,7 +154,7 @@ def quarantine_replay(*, stream, db=None, target=None, reason=None, on_late="loa
 # --- projects: run, status, check, validate ----------------------------------------------------
 
 def run(streams=None, *, project=None, jobs: int = 1, fail_fast: bool = False, dry_run: bool = False,
-        raise_on_failure: bool = True, on_result=None):
+        raise_on_failure: bool = True, on_result=None, on_start=None, progress=None):
     """``hiwater run``: load the project's streams (all, or those named), ``jobs`` at a time.
 
     Each stream is one :func:`load` call with its options from the project file and commits on
@@ -161,14 +162,18 @@ def run(streams=None, *, project=None, jobs: int = 1, fail_fast: bool = False, d
     :class:`~hiwater.executor.PipelineResult`; when a stream failed and ``raise_on_failure``
     (the default) it raises :class:`~hiwater.errors.PipelineError` instead, whose ``result``
     holds every stream's outcome (the others committed). ``project`` is the file (default:
-    ``$HIWATER_PROJECT``, else ``./hiwater.toml``).
+    ``$HIWATER_PROJECT``, else ``./hiwater.toml``). ``on_start(name)`` is called as each stream
+    starts, ``on_result(StreamResult)`` as each ends; with ``jobs=1`` (the streams load in this
+    process) ``progress`` is each stream's :func:`load` progress callback.
     """
     if isinstance(streams, str):
         streams = [streams]
     proj = load_project(project)
     configs = proj.select(streams)
-    result = run_streams(configs, run=_run, jobs=jobs, fail_fast=fail_fast, on_result=on_result,
-                         overrides={"dry_run": True} if dry_run else None)
+    # with jobs=1 the streams load in this process: each run reports its progress
+    work = _run if progress is None or jobs != 1 else functools.partial(_run, progress=progress)
+    result = run_streams(configs, run=work, jobs=jobs, fail_fast=fail_fast, on_result=on_result,
+                         on_start=on_start, overrides={"dry_run": True} if dry_run else None)
     return result.raise_for_failures() if raise_on_failure else result
 
 

@@ -45,6 +45,11 @@ def json_option(f):
     return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(f)
 
 
+def wide_option(f):
+    return click.option("--wide", is_flag=True, help="Every column, however wide (the terminal wraps the lines); "
+                        "by default the least important columns are left out to fit the terminal.")(f)
+
+
 def project_option(f):
     return click.option("--project", "project", metavar="FILE", envvar="HIWATER_PROJECT",
                         help="The project file (default: $HIWATER_PROJECT, else ./hiwater.toml).")(f)
@@ -295,12 +300,16 @@ def stream_drop(as_json, **kw):
 @click.option("--stream", help="One stream (default: all).")
 @click.option("--limit", type=int, help="Only the last N rows.")
 @json_option
-def history(as_json, **kw):
+@wide_option
+def history(as_json, wide, **kw):
     """One row per run and per committed window."""
     rows = api.history(**kw)
     _print_rows(rows, as_json, ["run_id", "window_index", "stream", "finished_at", "mode", "outcome",
                                 "source_records", "inserted", "updated", "unchanged", "late", "future",
-                                "rejected", "watermark_before", "watermark_after", "duration_s", "error"])
+                                "rejected", "watermark_before", "watermark_after", "duration_s", "error"],
+                optional=["watermark_before", "window_index", "mode", "unchanged", "late", "future", "updated",
+                          "source_records", "duration_s", "finished_at", "inserted", "rejected"],
+                whole=["stream", "finished_at", "watermark_before", "watermark_after"], wide=wide)
 
 
 @cli.group()
@@ -314,11 +323,13 @@ def quarantine():
 @click.option("--reason", type=click.Choice(["invalid", "future", "late"]))
 @click.option("--limit", type=int)
 @json_option
-def quarantine_list(as_json, **kw):
+@wide_option
+def quarantine_list(as_json, wide, **kw):
     """List quarantined records."""
     rows = api.quarantine_list(**kw)
     _print_rows(rows, as_json, ["id", "stream", "reason", "detail", "source", "record_no", "key", "cursor",
-                                "first_run", "last_run", "seen"])
+                                "first_run", "last_run", "seen"],
+                optional=["seen", "first_run", "last_run", "record_no", "source"], whole=["stream", "cursor"], wide=wide)
 
 
 @quarantine.command("replay")
@@ -343,14 +354,26 @@ def quarantine_replay(**kw):
 @click.option("--fail-fast", is_flag=True, help="Start no further stream once one has failed.")
 @click.option("--dry-run", is_flag=True, help="Decide and report every stream; write nothing.")
 @json_option
-def run_cmd(streams, as_json, **kw):
+@click.option("--progress", type=click.Choice(["auto", "always", "never"]), default="auto", show_default=True,
+              help="One line per stream on stderr (waiting, running with its rows, done or failed); auto: only "
+                   "when stderr is a terminal, where the lines update in place.")
+def run_cmd(streams, as_json, progress, **kw):
     """Load the project's streams (all, or each STREAM named): one summary per stream and a total.
 
-    Each stream commits on its own; exit 1 when any failed (the others still committed)."""
+    Each stream commits on its own; exit 1 when any failed (the others still committed). After Ctrl-C it
+    says which streams committed."""
     setup = events.current()
     if setup is not None and setup[0] == "text":
         events.configure("text", verbose=setup[1], with_stream=True)  # name the stream on each line
-    result = api.run(list(streams), raise_on_failure=False, **kw)
+    names = list(streams) or [r["stream"] for r in api.validate(project=kw["project"])]
+    board = _RunBoard(names, progress)
+    try:
+        with board:
+            result = api.run(list(streams), raise_on_failure=False, on_start=board.start, on_result=board.result,
+                             progress=board.rows, **kw)
+    except KeyboardInterrupt:
+        click.echo(board.interrupted(), err=True)
+        raise
     for r in result.streams:
         if r.error is not None and (setup is None or setup[0] == "text"):
             click.echo(f"error: [{r.stream}] {r.error}", err=True)
@@ -373,13 +396,79 @@ def run_cmd(streams, as_json, **kw):
         raise click.exceptions.Exit(EXIT_FAILED)
 
 
+class _RunBoard:
+    """``hiwater run``'s progress: each stream waiting, running (rows so far), done or failed.
+
+    On a terminal (``--progress auto``) the lines update in place on stderr; with ``--progress
+    always`` into a pipe or a log each change is one line. Either way it remembers which streams
+    committed, for the message after Ctrl-C."""
+
+    def __init__(self, names: list, mode: str):
+        self.lines = {n: "waiting" for n in names}
+        self.committed: list = []
+        self.current = None
+        self.live = None
+        self.plain = mode == "always" and not sys.stderr.isatty()
+        if mode != "never" and not self.plain and sys.stderr.isatty():
+            from rich.console import Console
+            from rich.live import Live
+            self.live = Live(self._render(), console=Console(stderr=True), transient=True, refresh_per_second=4)
+
+    def __enter__(self):
+        if self.live is not None:
+            self.live.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.live is not None:
+            self.live.stop()
+
+    def _render(self):
+        from rich.table import Table
+        t = Table.grid(padding=(0, 2))
+        for name, line in self.lines.items():
+            t.add_row(name, line)
+        return t
+
+    def _set(self, name: str, line: str) -> None:
+        self.lines[name] = line
+        if self.live is not None:
+            self.live.update(self._render())
+        elif self.plain:
+            click.echo(f"hiwater: [{name}] {line}", err=True)
+
+    def start(self, name: str) -> None:
+        self.current = name
+        self._set(name, "running")
+
+    def rows(self, done: int, expected) -> None:
+        if self.current is not None and not self.plain:  # a log gets state changes, not every batch
+            self._set(self.current, f"running, {done:,} rows" + (f" of ~{expected:,}" if expected else ""))
+
+    def result(self, r) -> None:
+        if r.status == "ok":
+            self.committed.append(r.stream)
+            d = r.summary.to_dict()
+            self._set(r.stream, f"done, {d['loaded']:,} loaded, {d['skipped']:,} skipped in {r.duration_s:.1f}s")
+        else:
+            self._set(r.stream, r.status if r.error is None else f"{r.status}: {r.error}")
+
+    def interrupted(self) -> str:
+        why = {"running": "interrupted", "failed": "failed"}
+        others = [f"{n} ({why.get(s.split(',')[0].split(':')[0], 'not started')})"
+                  for n, s in self.lines.items() if n not in self.committed]
+        return (f"interrupted: committed: {', '.join(self.committed) or 'none'}; "
+                f"not committed: {', '.join(others) or 'none'}")
+
+
 @cli.command("status")
 @streams_argument
 @project_option
 @target_options
 @click.option("--now", metavar="TIMESTAMP", help="Pretend it is this instant (for tests and replays).")
 @json_option
-def status_cmd(streams, as_json, **kw):
+@wide_option
+def status_cmd(streams, as_json, wide, **kw):
     """Every stream of the project (or of the target --db/--target): watermark, data age (now - watermark),
     load age (since the latest successful run), the latest run and the quarantine size."""
     rows = api.status(list(streams), **kw)
@@ -387,7 +476,9 @@ def status_cmd(streams, as_json, **kw):
             "last_rejected", "last_duration_s", "quarantined", "last_error"]
     if any("lag" in r for r in rows):  # a bucketed stream: each bucket's lag behind its most advanced bucket
         cols.insert(2, "lag")
-    _print_rows(rows, as_json, cols)
+    _print_rows(rows, as_json, cols, optional=["last_duration_s", "last_rejected", "lag", "data_age", "last_loaded",
+                                              "quarantined", "load_age"],
+                whole=["stream", "watermark"], wide=wide)
 
 
 @cli.command("check")
@@ -440,7 +531,30 @@ def validate_cmd(as_json, **kw):
         raise click.exceptions.Exit(max(codes))
 
 
-def _print_rows(rows, as_json, columns) -> None:
+@cli.command("ui")
+@project_option
+@target_options
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; any other than 127.0.0.1/localhost needs --token.")
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535), help="Port (0: any free one).")
+@click.option("--token", envvar="HIWATER_UI_TOKEN", metavar="TOKEN",
+              help="Require this token on every request (Authorization: Bearer TOKEN, or open ?token=TOKEN once). "
+                   "Default: $HIWATER_UI_TOKEN.")
+@click.option("--allow-actions", is_flag=True, help="Allow replaying quarantined records from the page (POST, "
+              "same origin, needs --token).")
+def ui_cmd(**kw):
+    """Serve a status page (streams, charts per stream, quarantine), a JSON API and /metrics from the
+    target's own state, history and quarantine (docs/ui.md)."""
+    from .ui import serve
+    serve(**kw)
+
+
+def _print_rows(rows, as_json, columns, *, optional=(), whole=(), wide: bool = False) -> None:
+    """Print ``rows`` as JSON or as a table that fits the terminal.
+
+    ``optional`` lists the columns that may be left out, the least important first; they go,
+    one by one, until the table fits (a note names them; ``wide`` keeps them all). Columns in
+    ``whole`` (a watermark, an instant) are never cut; the others fold onto more lines."""
     if as_json:
         click.echo(json.dumps(rows, indent=2, default=str))
         return
@@ -448,26 +562,48 @@ def _print_rows(rows, as_json, columns) -> None:
         click.echo("(none)")
         return
     from rich.table import Table
-    table = Table(show_header=True, header_style="bold")
-    for c in columns:
-        table.add_column(c)
-    for r in rows:
-        table.add_row(*["" if r.get(c) is None else str(r.get(c)) for c in columns])
-    _console().print(table)
+    cells = {c: ["" if r.get(c) is None else str(r.get(c)) for r in rows] for c in columns}
+    need = {c: max(len(c), *(len(v) for v in cells[c])) + 3 for c in columns}  # padding 2, border 1
+    width = _term_width()
+    shown, hidden = list(columns), []
+    if wide:
+        width = max(width, sum(need.values()) + 1)
+    else:
+        empty = [c for c in columns[1:] if not any(cells[c])]  # a column with nothing in it goes first
+        for c in empty + [c for c in optional if c in columns and c not in empty]:
+            if sum(need[k] for k in shown) - 1 <= width:  # fits, at least without the outer borders
+                break
+            shown.remove(c)
+            hidden.append(c)
+    total = sum(need[c] for c in shown)
+    edge = total + 1 <= width
+    keep_whole = total - 1 <= width  # else even the essential columns fold
+    table = Table(show_header=True, header_style="bold", show_edge=edge)
+    for c in shown:
+        table.add_column(c, overflow="fold", min_width=need[c] - 3 if keep_whole and c in whole else None)
+    for i in range(len(rows)):
+        table.add_row(*[cells[c][i] for c in shown])
+    console = _console(width)
+    console.print(table)
+    if hidden:
+        console.print(f"(hidden to fit {width} columns: {', '.join(hidden)}; --wide shows them)",
+                      style="dim", highlight=False)
 
 
-def _console():
+def _console(width: int):
     """A rich console for stdout; ``NO_COLOR`` (any value) turns every colour and style off."""
     from rich.console import Console
     plain = bool(os.environ.get("NO_COLOR"))
-    return Console(width=max(120, _term_width()), **({"color_system": None} if plain else {}))
+    return Console(width=width, **({"color_system": None} if plain else {}))
 
 
 def _term_width() -> int:
-    try:
-        return os.get_terminal_size().columns
-    except OSError:
+    """The terminal's width (``$COLUMNS`` wins) when stdout is a terminal; 160 when it is a pipe or a
+    file, whose reader has no width (and a test runner's ``$COLUMNS`` is not a terminal's)."""
+    if not sys.stdout.isatty():
         return 160
+    import shutil
+    return max(shutil.get_terminal_size((160, 24)).columns, 20)
 
 
 def _json_logs(argv) -> bool:

@@ -44,8 +44,9 @@ def lane_of(cfg: StreamConfig) -> str:
 
 
 def run_streams(configs: list, *, run, jobs: int = 1, fail_fast: bool = False, overrides: dict | None = None,
-                on_result=None) -> PipelineResult:
-    """Run ``configs`` (StreamConfig), ``jobs`` at a time; ``on_result(StreamResult)`` as each ends.
+                on_result=None, on_start=None) -> PipelineResult:
+    """Run ``configs`` (StreamConfig), ``jobs`` at a time; ``on_start(name)`` as each starts and
+    ``on_result(StreamResult)`` as each ends.
 
     Each stream's spec is built here, once, when its turn comes (a stream whose options do not
     hold fails alone); ``run(spec)`` loads it, in this process or in a worker. It is the
@@ -81,6 +82,8 @@ def run_streams(configs: list, *, run, jobs: int = 1, fail_fast: bool = False, o
                 continue
             spec = spec_of(c)
             if spec is not None:
+                if on_start is not None:
+                    on_start(c.name)
                 done(attempt(c.name, run, spec))
     else:
         lanes: dict = {}
@@ -100,6 +103,8 @@ def run_streams(configs: list, *, run, jobs: int = 1, fail_fast: bool = False, o
                         spec = spec_of(c)
                         if spec is not None:
                             running[pool.submit(attempt, c.name, run, spec)] = (i, c)
+                            if on_start is not None:
+                                on_start(c.name)
                             busy.add(i)
 
             submit_next()

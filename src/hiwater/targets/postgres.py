@@ -329,9 +329,6 @@ class PostgresTarget(SqlTarget):
     def flags(self) -> str:
         return target_flag(redact(self.url))
 
-    def cli_flags(self) -> str:
-        return self.flags
-
     # --- data ---------------------------------------------------------------------------------
     def sql_types(self, table: str) -> dict | None:
         """``{column: SQL type}`` of an existing table (cached until a rollback or DDL)."""

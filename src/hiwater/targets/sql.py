@@ -18,8 +18,8 @@ import numpy as np
 import pyarrow as pa
 
 from ..errors import TargetError
-from .base import (CURSOR_COL, HIDDEN, RUN_COL, Dropped, FilesGone, FilesRead, History, LegacyTarget, Quarantined,
-                   Released, State, TableInfo, Target, Transaction)
+from .base import (CURSOR_COL, HIDDEN, RUN_COL, Dropped, FilesGone, FilesRead, History, LegacyTarget, Mode,
+                   Quarantined, Released, State, TableInfo, Target, Transaction)
 from .keys import Lookup, dense, match_held, python_keys
 from .meta import SqlLedger, SqlMeta
 
@@ -172,6 +172,9 @@ class SqlTarget(SqlMeta, Target, LegacyTarget):
         """The keys (Arrow arrays) sent with their cursors (see :func:`.keys.changed_versions`)."""
 
     # --- the old interface (LegacyTarget), kept until the loader and api call the new one ------
+    def cli_flags(self) -> str:
+        return self.flags
+
     def ensure_meta(self) -> None:
         self._ensure_meta()
 
@@ -268,7 +271,7 @@ class SqlTransaction(Transaction):
             return self._t.lookup(self.table, self.key, python_keys(keys))
         return self._t._held(self.table, self.key, keys, cursors, self.run_id)
 
-    def write(self, rows: pa.Table, *, mode: str = "upsert") -> int | None:
+    def write(self, rows: pa.Table, *, mode: Mode = "upsert") -> int | None:
         t = self._t
         if rows.num_rows == 0:
             return 0

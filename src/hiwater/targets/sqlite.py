@@ -74,9 +74,6 @@ class SQLiteTarget(SqlTarget):
         import shlex
         return "" if self.memory else f" --db {shlex.quote(self.path)}"
 
-    def cli_flags(self) -> str:
-        return self.flags
-
     # --- connection, locks, transactions ---------------------------------------------
     def connect(self) -> None:
         if self.conn is not None:

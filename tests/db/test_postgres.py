@@ -9,7 +9,7 @@ import hiwater
 from hiwater.errors import ConfigError, ConnectError, TargetError, UsageError
 from hiwater.sources.base import RawBatch
 from hiwater.targets import open_target
-from hiwater.targets.postgres import array_literal, lock_key, quote, split_url, upsert_sql
+from hiwater.targets.pgbuild import array_literal, lock_key, quote, split_url, upsert_sql
 
 from .conftest import target_for
 from .dbutil import PG_URL, fresh_name

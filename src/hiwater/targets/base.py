@@ -253,7 +253,6 @@ class LegacyTarget(ABC):
     """TEMPORARY (until the loader and api call sites are switched to :class:`Target` +
     :class:`Transaction`): the old one-method-per-write interface. Deleted in the next step."""
 
-    dialect: str = "?"
     cursor_column: str | None = None
     cursor_kind: str | None = None
     refresh: bool = False       # a full load: the same cursor with other content replaces a row

@@ -30,13 +30,12 @@ import pyarrow as pa
 
 from .. import values as V
 from ..errors import LockTimeout, TargetError, UsageError
-from ..state import StreamState
 from ..urls import file_path, redact
-from .metaquery import FILES_COLS, files_read_query, files_rows, history_query, manifest, quarantine_query
 from ..types import ANY, BOOLEAN, DECIMAL, INTEGER, REAL, TEXT
 from .base import CURSOR_COL, RUN_COL
-from .keys import changed_versions, dense, match_held, Lookup
-from .sql import HISTORY_ADDED, decimal_sql, guard_sql, table_definition, SqlTarget
+from .keys import changed_versions, python_keys, Lookup
+from .meta import INT_COLUMNS, Spelling
+from .sql import decimal_sql, guard_sql, table_definition, SqlTarget
 
 SQL_TYPES = {INTEGER: "BIGINT", REAL: "DOUBLE", TEXT: "VARCHAR", BOOLEAN: "BOOLEAN", ANY: "JSON"}
 CURSOR_TYPES = {V.TIMESTAMP: "TIMESTAMP WITH TIME ZONE", V.DATE: "DATE", V.INT: "BIGINT"}
@@ -65,38 +64,10 @@ def logical(sqltype: str) -> str:
     return TEXT
 
 
-META_DDL = [
-    """CREATE TABLE IF NOT EXISTS _hiwater_state (
-        stream VARCHAR PRIMARY KEY, table_name VARCHAR NOT NULL, key_columns VARCHAR NOT NULL,
-        cursor_column VARCHAR NOT NULL, kind VARCHAR, watermark BIGINT, naive INTEGER NOT NULL DEFAULT 1,
-        assume_tz VARCHAR NOT NULL DEFAULT 'UTC', last_run BIGINT, version INTEGER NOT NULL,
-        updated_at TIMESTAMPTZ NOT NULL DEFAULT current_timestamp)""",
-    """CREATE TABLE IF NOT EXISTS _hiwater_history (
-        run_id BIGINT NOT NULL, window_index INTEGER NOT NULL DEFAULT 0, stream VARCHAR NOT NULL,
-        started_at VARCHAR NOT NULL, finished_at VARCHAR NOT NULL, mode VARCHAR NOT NULL,
-        outcome VARCHAR NOT NULL, source_records BIGINT, loaded BIGINT, skipped BIGINT, inserted BIGINT,
-        updated BIGINT, unchanged BIGINT, late BIGINT, late_applied BIGINT, future BIGINT,
-        below_window BIGINT, rejected BIGINT, deleted BIGINT, watermark_before VARCHAR,
-        watermark_after VARCHAR, watermark_before_value BIGINT, watermark_after_value BIGINT,
-        window_lo VARCHAR, window_hi VARCHAR, max_lateness VARCHAR, detail VARCHAR, duration_s DOUBLE,
-        error VARCHAR,
-        PRIMARY KEY (run_id, window_index))""",
-    "CREATE SEQUENCE IF NOT EXISTS _hiwater_quarantine_id",
-    """CREATE TABLE IF NOT EXISTS _hiwater_quarantine (
-        id BIGINT PRIMARY KEY DEFAULT nextval('_hiwater_quarantine_id'), stream VARCHAR NOT NULL,
-        reason VARCHAR NOT NULL, detail VARCHAR, source VARCHAR, record_no BIGINT, key VARCHAR,
-        cursor VARCHAR, cursor_value BIGINT, record VARCHAR NOT NULL, fingerprint VARCHAR NOT NULL,
-        first_run BIGINT NOT NULL, last_run BIGINT NOT NULL, seen BIGINT NOT NULL DEFAULT 1,
-        UNIQUE (stream, reason, fingerprint))""",
-    # The file manifest (SPEC §10): one row per file of a folder/glob source a run applied.
-    """CREATE TABLE IF NOT EXISTS _hiwater_files (
-        stream VARCHAR NOT NULL, path VARCHAR NOT NULL, size BIGINT NOT NULL, mtime_ns BIGINT, etag VARCHAR,
-        run_id BIGINT NOT NULL, PRIMARY KEY (stream, path))""",
-]
-STATE_COLS = ("stream, table_name, key_columns, cursor_column, kind, watermark, naive, assume_tz,"
-              " last_run, version")
-QUARANTINE_COLS = ("stream", "reason", "detail", "source", "record_no", "key", "cursor", "cursor_value",
-                   "record", "fingerprint", "first_run", "last_run", "seen")
+SPELLING = Spelling(text="VARCHAR", big="BIGINT", int="INTEGER", real="DOUBLE",
+                    updated_at="TIMESTAMPTZ NOT NULL DEFAULT current_timestamp", now="now()",
+                    quarantine_id="BIGINT PRIMARY KEY DEFAULT nextval('_hiwater_quarantine_id')",
+                    sequences=("_hiwater_quarantine_id",))
 
 
 def upsert_sql(table: str, columns: list, key: tuple, stage: str = "_hiwater_stage",
@@ -118,7 +89,8 @@ def upsert_sql(table: str, columns: list, key: tuple, stage: str = "_hiwater_sta
 
 
 class DuckDBTarget(SqlTarget):
-    dialect = "duckdb"
+    spelling = SPELLING
+    _driver_error = duckdb.Error
 
     def __init__(self, url: str, *, busy_timeout_s: float = 30.0):
         self.url = url
@@ -203,29 +175,16 @@ class DuckDBTarget(SqlTarget):
         finally:
             os.close(fd)  # closing the descriptor releases the lock
 
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
-        conn = self._db()
+    def _begin(self) -> None:
+        self._db()
         self._types.clear()
         self.execute("BEGIN TRANSACTION")
-        try:
-            yield
-        except BaseException:
-            self._types.clear()
-            try:
-                self._op("ROLLBACK", lambda: conn.execute("ROLLBACK").fetchall())
-            except duckdb.Error:
-                pass  # the original error matters more than a failed rollback
-            raise
-        else:
-            try:
-                self._op("COMMIT", lambda: conn.execute("COMMIT").fetchall())
-            except duckdb.Error as exc:
-                try:
-                    self._op("ROLLBACK", lambda: conn.execute("ROLLBACK").fetchall())
-                except duckdb.Error:
-                    pass
-                raise TargetError(f"{self.description}: commit failed: {exc}") from None
+
+    def _end(self, sql: str) -> None:
+        self._op(sql, lambda: self.conn.execute(sql).fetchall())
+
+    def _forget_cache(self) -> None:
+        self._types.clear()
 
     def _run(self, sql: str, params=None, what: str | None = None):
         """Run one statement; the caller must consume its whole result (DuckDB requires it)."""
@@ -264,134 +223,48 @@ class DuckDBTarget(SqlTarget):
             except duckdb.Error:
                 pass
 
-    # --- state, history, quarantine ----------------------------------------------------
-    def _has_meta(self) -> bool:
-        row = self.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = '_hiwater_state'"
-                           " AND schema_name = current_schema()")[0]
-        return bool(row[0])
+    # --- the meta store's hooks (targets/meta.py) ----------------------------------------------
+    def _meta_exists(self, name: str) -> bool:
+        return bool(self.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ?"
+                                 " AND schema_name = current_schema()", [name])[0][0])
 
-    def ensure_meta(self) -> None:
-        for ddl in META_DDL:
-            self.execute(ddl, what="creating the _hiwater_* tables")
-        have = {r[0] for r in self.execute("SELECT column_name FROM duckdb_columns() WHERE table_name ="
-                                           " '_hiwater_history' AND schema_name = current_schema()")}
-        for name, logical in HISTORY_ADDED.items():  # a file made before these columns existed
-            if name not in have:
-                self.execute(f"ALTER TABLE _hiwater_history ADD COLUMN {quote(name)} "
-                             f"{'DOUBLE' if logical == REAL else 'VARCHAR'}", what="adding a history column")
+    def _meta_columns(self, name: str) -> set:
+        return {r[0] for r in self.execute("SELECT column_name FROM duckdb_columns() WHERE table_name = ?"
+                                           " AND schema_name = current_schema()", [name])}
 
-    def read_state(self, stream: str) -> StreamState | None:
-        if not self._has_meta():
-            return None
-        row = self.execute(f"SELECT {STATE_COLS} FROM _hiwater_state WHERE stream = ?", [stream])
-        return _state(row[0]) if row else None
-
-    def list_states(self) -> list[StreamState]:
-        if not self._has_meta():
-            return []
-        return [_state(r) for r in self.execute(f"SELECT {STATE_COLS} FROM _hiwater_state ORDER BY stream")]
-
-    def write_state(self, s: StreamState) -> None:
-        self.execute(
-            f"INSERT INTO _hiwater_state ({STATE_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?)"
-            " ON CONFLICT (stream) DO UPDATE SET table_name = EXCLUDED.table_name,"
-            " key_columns = EXCLUDED.key_columns, cursor_column = EXCLUDED.cursor_column,"
-            " kind = EXCLUDED.kind, watermark = EXCLUDED.watermark, naive = EXCLUDED.naive,"
-            " assume_tz = EXCLUDED.assume_tz, last_run = EXCLUDED.last_run, version = EXCLUDED.version,"
-            " updated_at = now()",
-            [s.stream, s.table, orjson.dumps(list(s.key)).decode(), s.cursor, s.kind, s.watermark,
-             int(s.naive), s.assume_tz, s.last_run, s.version], what="writing the state")
-
-    def delete_state(self, stream: str) -> None:
-        self.execute("DELETE FROM _hiwater_state WHERE stream = ?", [stream])
-
-    def forget_stream(self, stream: str) -> None:
-        for t in ("_hiwater_history", "_hiwater_quarantine", "_hiwater_files"):
-            self.execute(f"DELETE FROM {t} WHERE stream = ?", [stream])
-
-    def read_files(self, stream: str) -> dict:
-        if not self._has_meta():
-            return {}
-        return manifest(self.execute(*files_read_query("_hiwater_files", "?", stream)))
-
-    def write_files(self, stream: str, entries: list, run_id: int) -> None:
-        """One set-based upsert from a registered Arrow table (DuckDB's executemany is per row)."""
-        if not entries:
-            return
-        cols = list(zip(*files_rows(stream, entries, run_id)))
-        types = (pa.string(), pa.string(), pa.int64(), pa.int64(), pa.string(), pa.int64())
-        tbl = pa.table({c: pa.array(v, t) for c, v, t in zip(FILES_COLS, cols, types)})
-        names = ", ".join(FILES_COLS)
-        with self._registered(tbl) as stage:
-            self.execute(f"INSERT INTO _hiwater_files ({names}) SELECT {names} FROM {stage}"
-                         " ON CONFLICT (stream, path) DO UPDATE SET size = EXCLUDED.size,"
-                         " mtime_ns = EXCLUDED.mtime_ns, etag = EXCLUDED.etag, run_id = EXCLUDED.run_id",
-                         what="writing the file manifest")
-
-    def delete_files(self, stream: str, paths: list) -> None:
-        if paths:
-            with self._registered(pa.table({"path": pa.array(list(paths), pa.string())})) as stage:
-                self.execute(f"DELETE FROM _hiwater_files WHERE stream = ? AND path IN (SELECT path FROM {stage})",
-                             [stream], what="writing the file manifest")
-
-    def drop_table(self, table: str) -> None:
-        self._types.pop(table, None)
-        self.execute(f"DROP TABLE IF EXISTS {quote(table)}", what=f"dropping {table!r}")
-
-    def next_run_id(self) -> int:
-        # One process writes a DuckDB file at a time (the file lock), so max + 1 is safe.
-        return int(self.execute("SELECT COALESCE(MAX(run_id), 0) + 1 FROM _hiwater_history")[0][0])
-
-    def write_history(self, row: dict) -> None:
-        cols = list(row)
-        updates = ", ".join(f"{quote(c)} = EXCLUDED.{quote(c)}" for c in cols
-                            if c not in ("run_id", "window_index"))
-        self.execute(f"INSERT INTO _hiwater_history ({', '.join(quote(c) for c in cols)})"
-                     f" VALUES ({', '.join('?' for _ in cols)})"
-                     f" ON CONFLICT (run_id, window_index) DO UPDATE SET {updates}",
-                     [row[c] for c in cols], what="writing the history")
+    def _rows(self, sql: str, params=(), what: str | None = None) -> list:
+        return self.execute(sql, params or None, what)
 
     def _dicts(self, sql: str, params) -> list[dict]:
         cur = self._run(sql, params)
         names = [d[0] for d in cur.description]
         return [dict(zip(names, r)) for r in cur.fetchall()]
 
-    def read_history(self, stream: str | None = None, limit: int | None = None) -> list[dict]:
-        if not self._has_meta():
-            return []
-        return self._dicts(*history_query("_hiwater_history", "?", stream, limit))
+    def _many(self, sql: str, rows: list, what: str) -> None:
+        conn = self._db()
+        try:
+            self._op(sql, lambda: conn.executemany(sql, rows))
+        except duckdb.Error as exc:
+            raise TargetError(f"{self.description}: {what}: {str(exc).splitlines()[0]}") from None
 
-
-    def write_quarantine(self, rows: list[dict]) -> None:
-        if not rows:
-            return
-        grouped: dict = {}
-        for r in rows:  # one row per (stream, reason, fingerprint); repeats count as `seen`
-            k = (r["stream"], r["reason"], r["fingerprint"])
-            seen = grouped[k]["seen"] + 1 if k in grouped else 1
-            grouped[k] = dict(r, seen=seen, first_run=r["run"], last_run=r["run"])
-        vals = list(grouped.values())
-        ints = ("record_no", "cursor_value", "first_run", "last_run", "seen")
-        tbl = pa.table({c: pa.array([v[c] for v in vals], pa.int64() if c in ints else pa.string())
-                        for c in QUARANTINE_COLS})
-        names = ", ".join(QUARANTINE_COLS)
+    def _insert_many(self, table: str, cols: tuple, rows: list, tail: str, what: str) -> None:
+        """One set-based insert from a registered Arrow table (DuckDB's executemany is per row)."""
+        tbl = pa.table({c: pa.array([r[i] for r in rows], pa.int64() if c in INT_COLUMNS else pa.string())
+                        for i, c in enumerate(cols)})
+        names = ", ".join(cols)
         with self._registered(tbl) as stage:
-            self.execute(
-                f"INSERT INTO _hiwater_quarantine ({names}) SELECT {names} FROM {stage}"
-                " ON CONFLICT (stream, reason, fingerprint) DO UPDATE SET last_run = EXCLUDED.last_run,"
-                " seen = _hiwater_quarantine.seen + EXCLUDED.seen, detail = EXCLUDED.detail,"
-                " source = EXCLUDED.source, record_no = EXCLUDED.record_no", what="writing quarantine")
+            self.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM {stage}{tail}", what=what)
 
-    def read_quarantine(self, stream: str | None = None, reason: str | None = None,
-                        limit: int | None = None) -> list[dict]:
-        if not self._has_meta():
-            return []
-        return self._dicts(*quarantine_query("_hiwater_quarantine", "?", stream, reason, limit))
+    def _delete_in(self, table: str, column: str, values: list, stream: str | None, what: str) -> None:
+        kind = pa.int64() if column in INT_COLUMNS else pa.string()
+        with self._registered(pa.table({column: pa.array(values, kind)})) as stage:
+            where = "stream = ? AND " if stream is not None else ""
+            self.execute(f"DELETE FROM {table} WHERE {where}{column} IN (SELECT {column} FROM {stage})",
+                         [stream] if stream is not None else None, what=what)
 
-    def delete_quarantine(self, ids: list[int]) -> None:
-        if ids:
-            with self._registered(pa.table({"id": pa.array(ids, pa.int64())})) as stage:
-                self.execute(f"DELETE FROM _hiwater_quarantine WHERE id IN (SELECT id FROM {stage})")
+    def drop_table(self, table: str) -> None:
+        self._types.pop(table, None)
+        self.execute(f"DROP TABLE IF EXISTS {quote(table)}", what=f"dropping {table!r}")
 
     # --- data ---------------------------------------------------------------------------------
     def sql_types(self, table: str) -> dict | None:
@@ -460,9 +333,15 @@ class DuckDBTarget(SqlTarget):
         return Lookup(exists, cursor, run)
 
     def lookup_arrow(self, table: str, key: tuple, keys: list, cursors, run_id: int) -> Lookup | None:
-        """The keys and their cursors registered as Arrow; DuckDB returns only the keys whose row
-        is missing, holds another cursor or was written by this run (see
-        :meth:`Target.lookup_versions`), so a re-read of unchanged data transfers nothing."""
+        """Keys whose Arrow type pairs with their column's (others convert per value: the
+        Python path); see :meth:`SqlTarget._held`."""
+        if self._staged_keys(table, key, keys) is None:
+            return None
+        return self._held(table, key, keys, cursors, run_id)
+
+    # --- the lookup primitives (the strategy is SqlTarget._held) ---------------------------------
+    def _staged_keys(self, table: str, key: tuple, keys: list) -> dict | None:
+        """The key arrays cast to their columns' types (``k0``, …), or ``None`` if one does not pair."""
         types = self.sql_types(table) or {}
         stage = {}
         for i, (k, arr) in enumerate(zip(key, keys)):
@@ -472,23 +351,29 @@ class DuckDBTarget(SqlTarget):
             elif t == "VARCHAR" and (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
                 stage[f"k{i}"] = arr.cast(pa.string())
             else:
-                return None  # other pairings convert per value: the Python path
-        n = len(keys[0])
-        cursors = np.asarray(cursors, dtype=np.int64)
-        c, r = quote(CURSOR_COL), quote(RUN_COL)
-        if len(key) == 1 and types.get(key[0], "").upper() in ("BIGINT", "INTEGER", "SMALLINT", "TINYINT"):
-            ids = stage["k0"].to_numpy(zero_copy_only=False)
-            if dense(ids):  # ids that grow with time: read the key range's versions as columns
-                k = quote(key[0])
-                got = self._run(f"SELECT {k} AS k, {c} AS c, {r} AS r FROM {quote(table)}"
-                                f" WHERE {k} BETWEEN ? AND ?", [int(ids.min()), int(ids.max())],
-                                what=f"looking up keys in {table!r}").fetchnumpy()
-                held = np.stack([np.asarray(got[x], dtype=np.int64) for x in ("k", "c", "r")], axis=1)
-                return match_held(ids, held)
+                return None
+        return stage
+
+    def _range_ok(self, table: str, column: str) -> bool:
+        return (self.sql_types(table) or {}).get(column, "").upper() in ("BIGINT", "INTEGER", "SMALLINT", "TINYINT")
+
+    def _read_range(self, table: str, column: str, lo: int, hi: int, run_id: int) -> np.ndarray:
+        """The key range's versions as columns (``fetchnumpy``)."""
+        k, c, r = quote(column), quote(CURSOR_COL), quote(RUN_COL)
+        got = self._run(f"SELECT {k} AS k, {c} AS c, {r} AS r FROM {quote(table)} WHERE {k} BETWEEN ? AND ?",
+                        [lo, hi], what=f"looking up keys in {table!r}").fetchnumpy()
+        return np.stack([np.asarray(got[x], dtype=np.int64) for x in ("k", "c", "r")], axis=1)
+
+    def _read_versions(self, table: str, key: tuple, keys: list, cursors, run_id: int) -> Lookup:
+        """The keys and their cursors registered as Arrow; DuckDB returns only the keys whose row
+        is missing, holds another cursor or was written by this run."""
+        stage = self._staged_keys(table, key, keys)
+        if stage is None:
+            return self.lookup(table, key, python_keys(keys))
+        c, r, k0 = quote(CURSOR_COL), quote(RUN_COL), quote(key[0])
         stage["c"] = pa.array(cursors, pa.int64())
-        stage["i"] = pa.array(np.arange(n, dtype=np.int64))
+        stage["i"] = pa.array(np.arange(len(keys[0]), dtype=np.int64))
         on = " AND ".join(f"t.{quote(k)} = k.k{i}" for i, k in enumerate(key))
-        k0 = quote(key[0])
         with self._registered(pa.table(stage)) as name:
             res = self._run(f"SELECT k.i, t.{k0} IS NOT NULL AS found, coalesce(t.{c}, 0) AS c,"
                             f" coalesce(t.{r}, 0) AS r FROM {name} AS k LEFT JOIN {quote(table)} AS t ON {on}"
@@ -599,8 +484,3 @@ def _arrow(values, sqltype: str) -> pa.Array:
         return pa.array([None if v is None else orjson.dumps(v, default=str).decode() for v in values], pa.string())
     return pa.array([v if v is None or isinstance(v, str) else str(v) for v in values], pa.string())
 
-
-def _state(row) -> StreamState:
-    return StreamState(stream=row[0], table=row[1], key=tuple(orjson.loads(row[2])), cursor=row[3],
-                       kind=row[4], watermark=row[5], naive=bool(row[6]), assume_tz=row[7],
-                       last_run=row[8], version=row[9])

@@ -1,4 +1,4 @@
-"""Pure numpy helpers for key lookups, shared by every target (SQL and Delta).
+"""Pure numpy (and Arrow) helpers for key lookups, shared by every target (SQL and Delta).
 
 A lookup answers, for each key of a batch, whether the target holds it and with which cursor
 and run (:class:`Lookup`); these helpers build that answer from rows read in bulk.
@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
+
 
 @dataclass
 class Lookup:
@@ -17,6 +19,24 @@ class Lookup:
     exists: np.ndarray
     cursor: np.ndarray
     run: np.ndarray
+
+
+def python_keys(arrays: list) -> list:
+    """Keys (one Arrow array per key column) as Python values in their stored form, for a
+    target's Python-keyed paths: a scalar per key for one column, else a list per key.
+    Timestamps and dates become ISO text, as the loader stores them (nested key values
+    already are JSON text)."""
+    cols = []
+    for arr in arrays:
+        if isinstance(arr, pa.ChunkedArray):
+            arr = arr.combine_chunks()
+        if pa.types.is_timestamp(arr.type) or pa.types.is_date(arr.type):
+            cols.append([None if v is None else v.isoformat() for v in arr.to_pylist()])
+        else:
+            cols.append(arr.to_pylist())
+    if len(cols) == 1:
+        return cols[0]
+    return [list(t) for t in zip(*cols)]
 
 
 def dense(keys: np.ndarray) -> bool:

@@ -68,18 +68,6 @@ def files_read_query(table: str, ph: str, stream: str):
     return f"SELECT path, size, mtime_ns, etag FROM {table} WHERE stream = {ph}", [stream]
 
 
-def files_upsert_sql(table: str, ph: str) -> str:
-    """Record a file applied by a run (its version replaces the one held)."""
-    cols = ", ".join(FILES_COLS)
-    return (f"INSERT INTO {table} ({cols}) VALUES ({', '.join([ph] * len(FILES_COLS))})"
-            f" ON CONFLICT (stream, path) DO UPDATE SET size = EXCLUDED.size, mtime_ns = EXCLUDED.mtime_ns,"
-            f" etag = EXCLUDED.etag, run_id = EXCLUDED.run_id")
-
-
-def files_delete_sql(table: str, ph: str) -> str:
-    return f"DELETE FROM {table} WHERE stream = {ph} AND path = {ph}"
-
-
 def files_rows(stream: str, entries, run_id: int) -> list[tuple]:
     """The manifest rows of ``entries`` (``FileEntry``), in :data:`FILES_COLS` order."""
     return [(stream, e.path, e.size, e.mtime_ns, e.etag, run_id) for e in entries]

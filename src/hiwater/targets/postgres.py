@@ -31,145 +31,47 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import hashlib
 import io
 import os
 from contextlib import contextmanager
 from typing import Iterator
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import numpy as np
-import orjson
 import psycopg
 import pyarrow as pa
 import pyarrow.csv as pacsv
 from psycopg import errors as pgerr
 from psycopg.pq import TransactionStatus
 
-from .. import netguard, values as V
-from ..errors import ConfigError, ConnectError, LockTimeout, TargetError, UsageError
-from ..state import StreamState
+from .. import netguard
+from ..errors import ConnectError, LockTimeout, TargetError
 from ..urls import redact, scrub
-from .metaquery import (files_read_query, files_rows, files_upsert_sql, history_query,
-                        manifest, quarantine_query)
-from ..types import ANY, BOOLEAN, DECIMAL, INTEGER, REAL, TEXT
+from ..types import DECIMAL
 from .base import target_flag, CURSOR_COL, HIDDEN, RUN_COL
-from .keys import changed_versions, dense, match_held, parse_joined, Lookup
-from .sql import HISTORY_ADDED, guard_sql, table_definition, SqlTarget
+from .keys import changed_versions, parse_joined, python_keys, Lookup
+from .meta import Spelling
+from .pgbuild import (CURSOR_TYPES, SQL_TYPES, array_literal, copy_values, cursor_expr, lock_key, logical,
+                      quote, split_url, text_key, upsert_sql)
+from .sql import table_definition, SqlTarget
 
-SQL_TYPES = {INTEGER: "bigint", REAL: "double precision", TEXT: "text", BOOLEAN: "boolean", ANY: "jsonb"}
-CURSOR_TYPES = {V.TIMESTAMP: "timestamp with time zone", V.DATE: "date", V.INT: "bigint"}
-NAMEDATALEN = 63
+
+
 ARROW_TYPES = {"bigint": pa.int64(), "integer": pa.int64(), "smallint": pa.int64(), "double precision": pa.float64(),
                "real": pa.float64(), "boolean": pa.bool_(), "text": pa.string(), "jsonb": pa.string(),
                "json": pa.string()}
-OWN_PARAMS = ("schema", "state_schema", "read_timeout")
 
 
-def quote(name: str) -> str:
-    """Quote an identifier for PostgreSQL. Every schema, table and column name goes through here."""
-    if "\x00" in name:
-        raise UsageError("an identifier cannot contain a NUL character")
-    if len(name.encode()) > NAMEDATALEN:
-        raise UsageError(f"the name {name[:20]!r}… is longer than PostgreSQL's {NAMEDATALEN}-byte limit",
-                         hint="choose a shorter table or column name")
-    return '"' + name.replace('"', '""') + '"'
-
-
-def logical(sqltype: str) -> str:
-    """The logical type of a PostgreSQL column type (as ``format_type`` prints it)."""
-    t = sqltype.lower()
-    if t in ("bigint", "integer", "smallint"):
-        return INTEGER
-    if t.startswith("numeric"):
-        return DECIMAL
-    if t in ("double precision", "real"):
-        return REAL
-    if t == "boolean":
-        return BOOLEAN
-    if t in ("jsonb", "json"):
-        return ANY
-    return TEXT  # text, varchar, and the cursor's timestamptz/date (the cursor parser judges those)
-
-
-def split_url(url: str) -> tuple[str, dict]:
-    """``(libpq URL, hiwater options)``: hiwater's own query parameters taken out."""
-    parts = urlsplit(url)
-    ours, rest = {}, []
-    for k, v in parse_qsl(parts.query, keep_blank_values=True):
-        (ours.__setitem__(k, v) if k in OWN_PARAMS else rest.append((k, v)))
-    libpq = urlunsplit(("postgresql", parts.netloc, parts.path, urlencode(rest), parts.fragment))
-    return libpq, ours
-
-
-def lock_key(state_schema: str, stream: str) -> int:
-    """The advisory lock's 64-bit key for one stream of one state schema."""
-    digest = hashlib.blake2b(f"hiwater\x00{state_schema}\x00{stream}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big", signed=True)
-
-
-def meta_ddl(s: str) -> list[str]:
-    """The ``_hiwater_*`` tables in the (quoted) schema ``s``: the same columns as SQLite's."""
-    return [
-        f"""CREATE TABLE IF NOT EXISTS {s}._hiwater_state (
-            stream text PRIMARY KEY, table_name text NOT NULL, key_columns text NOT NULL,
-            cursor_column text NOT NULL, kind text, watermark bigint, naive integer NOT NULL DEFAULT 1,
-            assume_tz text NOT NULL DEFAULT 'UTC', last_run bigint, version integer NOT NULL,
-            updated_at timestamptz NOT NULL DEFAULT now())""",
-        f"""CREATE TABLE IF NOT EXISTS {s}._hiwater_history (
-            run_id bigint NOT NULL, window_index integer NOT NULL DEFAULT 0, stream text NOT NULL,
-            started_at text NOT NULL, finished_at text NOT NULL, mode text NOT NULL, outcome text NOT NULL,
-            source_records bigint, loaded bigint, skipped bigint, inserted bigint, updated bigint,
-            unchanged bigint, late bigint, late_applied bigint, future bigint, below_window bigint,
-            rejected bigint, deleted bigint, watermark_before text, watermark_after text,
-            watermark_before_value bigint, watermark_after_value bigint, window_lo text, window_hi text,
-            max_lateness text, detail text, duration_s double precision, error text,
-            PRIMARY KEY (run_id, window_index))""",
-        f"""CREATE TABLE IF NOT EXISTS {s}._hiwater_quarantine (
-            id bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY, stream text NOT NULL,
-            reason text NOT NULL, detail text, source text, record_no bigint, key text, cursor text,
-            cursor_value bigint, record text NOT NULL, fingerprint text NOT NULL, first_run bigint NOT NULL,
-            last_run bigint NOT NULL, seen bigint NOT NULL DEFAULT 1,
-            UNIQUE (stream, reason, fingerprint))""",
-        # The file manifest (SPEC §10): one row per file of a folder/glob source a run applied.
-        f"""CREATE TABLE IF NOT EXISTS {s}._hiwater_files (
-            stream text NOT NULL, path text NOT NULL, size bigint NOT NULL, mtime_ns bigint, etag text,
-            run_id bigint NOT NULL, PRIMARY KEY (stream, path))""",
-        # Run ids come from a sequence: runs of different streams may commit concurrently.
-        f"CREATE SEQUENCE IF NOT EXISTS {s}._hiwater_run_id",
-    ]
-
-
-def upsert_sql(table: str, columns: list, key: tuple, exprs: dict | None = None,
-               stage: str = "_hiwater_stage", refresh: bool = False) -> str:
-    """The upsert of a staged batch: newer cursors replace, older never do (pure builder).
-
-    ``table`` is already qualified and quoted; ``exprs`` maps a column to the SQL
-    that computes it from the stage (``s``) instead of copying it.
-    """
-    exprs = exprs or {}
-    cols = list(columns) + [CURSOR_COL, RUN_COL]
-    select = ", ".join(exprs.get(c, f"s.{quote(c)}") for c in cols)
-    sets = ", ".join(f"{quote(c)} = EXCLUDED.{quote(c)}" for c in cols if c not in key)
-    guard = guard_sql("EXCLUDED.", "t.", [c for c in columns if c not in key] if refresh else None)
-    return (f"INSERT INTO {table} AS t ({', '.join(quote(c) for c in cols)})"
-            f" SELECT {select} FROM pg_temp.{stage} AS s"
-            f" ON CONFLICT ({', '.join(quote(k) for k in key)}) DO UPDATE SET {sets} WHERE {guard}")
-
-
-def cursor_expr(sqltype: str) -> str | None:
-    """SQL computing a native cursor column from the staged ``_hiwater_cursor`` (exact, no time zone)."""
-    c = f"s.{quote(CURSOR_COL)}"
-    if sqltype == "timestamp with time zone":
-        return f"(timestamptz 'epoch' + {c} * interval '1 microsecond')"
-    if sqltype == "date":
-        return f"(date '1970-01-01' + ({c} / {V.US_PER_DAY})::integer)"
-    return None
+# Run ids come from a sequence: runs of different streams may commit concurrently.
+SPELLING = Spelling(text="text", big="bigint", int="integer", real="double precision",
+                    updated_at="timestamptz NOT NULL DEFAULT now()", now="now()",
+                    quarantine_id="bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY",
+                    sequences=("_hiwater_run_id",), run_ids="_hiwater_run_id", add_column="ADD COLUMN IF NOT EXISTS")
 
 
 class PostgresTarget(SqlTarget):
-    dialect = "postgresql"
+    spelling = SPELLING
+    placeholder = "%s"
+    _driver_error = psycopg.Error
 
     def __init__(self, url: str, *, schema: str | None = None, state_schema: str | None = None,
                  connect_timeout_s: float = 10.0):
@@ -293,35 +195,28 @@ class PostgresTarget(SqlTarget):
     @contextmanager
     def transaction(self) -> Iterator[None]:
         self.connect()
-        conn = self.conn
-        if conn.info.transaction_status != TransactionStatus.IDLE:
+        if self.conn.info.transaction_status != TransactionStatus.IDLE:
             # Nested: a savepoint, so an inner failure leaves the outer transaction usable.
-            with conn.transaction():
+            with self.conn.transaction():
                 yield
             return
-        self.execute("BEGIN")
-        try:
+        with super().transaction():
             yield
-        except BaseException:
-            self._types.clear()
-            try:
-                self._op("ROLLBACK", lambda: conn.execute("ROLLBACK"))
-            except psycopg.Error:
-                pass  # the original error matters more than a failed rollback
-            raise
-        else:
-            try:
-                self._check_lock()
-                self._op("COMMIT", lambda: conn.execute("COMMIT"))
-            except BaseException as exc:
-                self._types.clear()
-                try:
-                    self._op("ROLLBACK", lambda: conn.execute("ROLLBACK"))
-                except psycopg.Error:
-                    pass
-                if isinstance(exc, psycopg.Error):
-                    raise TargetError(f"{self.description}: commit failed: {self._msg(exc)}") from None
-                raise
+
+    def _begin(self) -> None:
+        self.execute("BEGIN")
+
+    def _end(self, sql: str) -> None:
+        self._op(sql, lambda: self.conn.execute(sql))
+
+    def _before_commit(self) -> None:
+        self._check_lock()
+
+    def _forget_cache(self) -> None:
+        self._types.clear()
+
+    def _commit_failed(self, exc: Exception) -> Exception:
+        return TargetError(f"{self.description}: commit failed: {self._msg(exc)}")
 
     @contextmanager
     def _in_transaction(self) -> Iterator[None]:
@@ -374,85 +269,44 @@ class PostgresTarget(SqlTarget):
     def _m(self, table: str) -> str:
         return f"{quote(self.state_schema)}.{quote(table)}"
 
-    placeholder = "%s"
-
     def meta_name(self, name: str) -> str:
         self.connect()
         return self._m(name)
 
-    # --- state, history, quarantine ----------------------------------------------------
+    # --- the meta store's hooks (targets/meta.py) ----------------------------------------------
     def _exists(self, qualified: str) -> bool:
         return self.execute("SELECT to_regclass(%s) IS NOT NULL", (qualified,)).fetchone()[0]
 
-    def _has_meta(self) -> bool:
-        return self._exists(self._m("_hiwater_state")) and self._exists(self._m("_hiwater_run_id"))
+    def _meta_exists(self, name: str) -> bool:
+        return self._exists(self.meta_name(name))
+
+    def _meta_columns(self, name: str) -> set:
+        return {r[0] for r in self.execute(
+            "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attnum > 0 AND NOT attisdropped",
+            (self._m(name),)).fetchall()}
 
     def _schema_exists(self, name: str) -> bool:
         return self.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (name,)).fetchone() is not None
 
-    def ensure_meta(self) -> None:
-        needed = [self._m(n) for n in ("_hiwater_state", "_hiwater_history", "_hiwater_quarantine",
-                                       "_hiwater_files", "_hiwater_run_id")]
-        if all(self._exists(n) for n in needed) and self._schema_exists(self.schema):
-            self._add_history_columns()
-            return
-        # First use: serialise the DDL of concurrent first runs (CREATE … IF NOT EXISTS can race).
-        self.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key(self.state_schema, "\x00meta"),))
-        for name in dict.fromkeys((self.state_schema, self.schema)):
-            if not self._schema_exists(name):
-                self.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(name)}", what=f"creating schema {name!r}")
-        for ddl in meta_ddl(quote(self.state_schema)):
-            self.execute(ddl, what="creating the _hiwater_* tables")
+    def _ensure_meta(self) -> None:
+        needed = ("_hiwater_state", "_hiwater_history", "_hiwater_quarantine", "_hiwater_files", "_hiwater_run_id")
+        if not (all(self._meta_exists(n) for n in needed) and self._schema_exists(self.schema)):
+            # First use: serialise the DDL of concurrent first runs (CREATE … IF NOT EXISTS can race).
+            self.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key(self.state_schema, "\x00meta"),))
+            for name in dict.fromkeys((self.state_schema, self.schema)):
+                if not self._schema_exists(name):
+                    self.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(name)}", what=f"creating schema {name!r}")
+            self._create_meta()
         self._add_history_columns()
 
-    def _add_history_columns(self) -> None:
-        """A history table made before these columns existed gets them (see sql.HISTORY_ADDED)."""
-        have = {r[0] for r in self.execute(
-            "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attnum > 0 AND NOT attisdropped",
-            (self._m("_hiwater_history"),)).fetchall()}
-        for name, logical in HISTORY_ADDED.items():
-            if name not in have:
-                self.execute(f"ALTER TABLE {self._m('_hiwater_history')} ADD COLUMN IF NOT EXISTS {quote(name)}"
-                             f" {SQL_TYPES[logical]}", what="adding a history column")
+    def _rows(self, sql: str, params=(), what: str | None = None) -> list:
+        cur = self.execute(sql, params or None, what=what)
+        return cur.fetchall() if cur.description is not None else []
 
-    _STATE_COLS = ("stream, table_name, key_columns, cursor_column, kind, watermark, naive, assume_tz,"
-                   " last_run, version")
-
-    def read_state(self, stream: str) -> StreamState | None:
-        if not self._has_meta():
-            return None
-        row = self.execute(f"SELECT {self._STATE_COLS} FROM {self._m('_hiwater_state')} WHERE stream = %s",
-                           (stream,)).fetchone()
-        return _state(row) if row else None
-
-    def list_states(self) -> list[StreamState]:
-        if not self._has_meta():
-            return []
-        rows = self.execute(f"SELECT {self._STATE_COLS} FROM {self._m('_hiwater_state')} ORDER BY stream").fetchall()
-        return [_state(r) for r in rows]
-
-    def write_state(self, s: StreamState) -> None:
-        self.execute(
-            f"INSERT INTO {self._m('_hiwater_state')} ({self._STATE_COLS}) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
-            " ON CONFLICT (stream) DO UPDATE SET table_name = EXCLUDED.table_name,"
-            " key_columns = EXCLUDED.key_columns, cursor_column = EXCLUDED.cursor_column,"
-            " kind = EXCLUDED.kind, watermark = EXCLUDED.watermark, naive = EXCLUDED.naive,"
-            " assume_tz = EXCLUDED.assume_tz, last_run = EXCLUDED.last_run, version = EXCLUDED.version,"
-            " updated_at = now()",
-            (s.stream, s.table, orjson.dumps(list(s.key)).decode(), s.cursor, s.kind, s.watermark,
-             int(s.naive), s.assume_tz, s.last_run, s.version), what="writing the state")
-
-    def delete_state(self, stream: str) -> None:
-        self.execute(f"DELETE FROM {self._m('_hiwater_state')} WHERE stream = %s", (stream,))
-
-    def forget_stream(self, stream: str) -> None:
-        for t in ("_hiwater_history", "_hiwater_quarantine", "_hiwater_files"):
-            self.execute(f"DELETE FROM {self._m(t)} WHERE stream = %s", (stream,))
-
-    def read_files(self, stream: str) -> dict:
-        if not self._has_meta() or not self._exists(self._m("_hiwater_files")):
-            return {}
-        return manifest(self.execute(*files_read_query(self._m("_hiwater_files"), "%s", stream)).fetchall())
+    def _dicts(self, sql: str, params) -> list[dict]:
+        cur = self.execute(sql, params)
+        names = [d.name for d in cur.description]
+        return [dict(zip(names, r)) for r in cur.fetchall()]
 
     def _many(self, sql: str, rows: list, what: str) -> None:
         try:
@@ -461,78 +315,19 @@ class PostgresTarget(SqlTarget):
         except psycopg.Error as exc:
             raise TargetError(f"{self.description}: {what}: {self._msg(exc)}") from None
 
-    def write_files(self, stream: str, entries: list, run_id: int) -> None:
-        if entries:
-            self._many(files_upsert_sql(self._m("_hiwater_files"), "%s"), files_rows(stream, entries, run_id),
-                       "writing the file manifest")
-
-    def delete_files(self, stream: str, paths: list) -> None:
-        if paths:
-            self.execute(f"DELETE FROM {self._m('_hiwater_files')} WHERE stream = %s AND path = ANY(%s)",
-                         (stream, list(paths)), what="writing the file manifest")
+    def _delete_in(self, table: str, column: str, values: list, stream: str | None, what: str) -> None:
+        if stream is None:
+            self.execute(f"DELETE FROM {table} WHERE {column} = ANY(%s)", (values,), what=what)
+        else:
+            self.execute(f"DELETE FROM {table} WHERE stream = %s AND {column} = ANY(%s)", (stream, values), what=what)
 
     def drop_table(self, table: str) -> None:
         self._types.pop(table, None)
         self.execute(f"DROP TABLE IF EXISTS {self._q(table)}", what=f"dropping {table!r}")
 
-    def cli_flags(self) -> str:
+    @property
+    def flags(self) -> str:
         return target_flag(redact(self.url))
-
-    def next_run_id(self) -> int:
-        return int(self.execute("SELECT nextval(%s)", (self._m("_hiwater_run_id"),)).fetchone()[0])
-
-    def write_history(self, row: dict) -> None:
-        cols = list(row)
-        updates = ", ".join(f"{quote(c)} = EXCLUDED.{quote(c)}" for c in cols
-                            if c not in ("run_id", "window_index"))
-        self.execute(
-            f"INSERT INTO {self._m('_hiwater_history')} ({', '.join(quote(c) for c in cols)})"
-            f" VALUES ({', '.join('%s' for _ in cols)})"
-            f" ON CONFLICT (run_id, window_index) DO UPDATE SET {updates}",
-            [row[c] for c in cols], what="writing the history")
-
-    def _dicts(self, sql: str, params) -> list[dict]:
-        cur = self.execute(sql, params)
-        names = [d.name for d in cur.description]
-        return [dict(zip(names, r)) for r in cur.fetchall()]
-
-    def read_history(self, stream: str | None = None, limit: int | None = None) -> list[dict]:
-        if not self._has_meta():
-            return []
-        return self._dicts(*history_query(self._m("_hiwater_history"), "%s", stream, limit))
-
-
-    def write_quarantine(self, rows: list[dict]) -> None:
-        if not rows:
-            return
-        grouped: dict = {}
-        for r in rows:  # one statement per (stream, reason, fingerprint); repeats count as `seen`
-            k = (r["stream"], r["reason"], r["fingerprint"])
-            seen = grouped[k]["seen"] + 1 if k in grouped else 1
-            grouped[k] = dict(r, seen=seen)
-        q = self._m("_hiwater_quarantine")
-        sql = (f"INSERT INTO {q} AS q (stream, reason, detail, source, record_no, key, cursor, cursor_value,"
-               " record, fingerprint, first_run, last_run, seen)"
-               " VALUES (%(stream)s, %(reason)s, %(detail)s, %(source)s, %(record_no)s, %(key)s, %(cursor)s,"
-               " %(cursor_value)s, %(record)s, %(fingerprint)s, %(run)s, %(run)s, %(seen)s)"
-               " ON CONFLICT (stream, reason, fingerprint) DO UPDATE SET last_run = EXCLUDED.last_run,"
-               " seen = q.seen + EXCLUDED.seen, detail = EXCLUDED.detail, source = EXCLUDED.source,"
-               " record_no = EXCLUDED.record_no")
-        try:
-            with self.conn.cursor() as cur:
-                self._op(sql, lambda: cur.executemany(sql, list(grouped.values())))
-        except psycopg.Error as exc:
-            raise TargetError(f"{self.description}: writing quarantine: {self._msg(exc)}") from None
-
-    def read_quarantine(self, stream: str | None = None, reason: str | None = None,
-                        limit: int | None = None) -> list[dict]:
-        if not self._has_meta():
-            return []
-        return self._dicts(*quarantine_query(self._m("_hiwater_quarantine"), "%s", stream, reason, limit))
-
-    def delete_quarantine(self, ids: list[int]) -> None:
-        if ids:
-            self.execute(f"DELETE FROM {self._m('_hiwater_quarantine')} WHERE id = ANY(%s)", (list(ids),))
 
     # --- data ---------------------------------------------------------------------------------
     def sql_types(self, table: str) -> dict | None:
@@ -612,28 +407,30 @@ class PostgresTarget(SqlTarget):
         return changed_versions(cursors, got[:, 0] - 1, got[:, 1], got[:, 2], got[:, 3])
 
     def lookup_arrow(self, table: str, key: tuple, keys: list, cursors, run_id: int) -> Lookup | None:
-        """Integer keys. Dense ones (a batch of ids that grow with time) read their key range;
-        others go with their cursors as two array parameters, and PostgreSQL returns only the
-        keys whose row is missing, holds another cursor or was written by this run (see
-        :meth:`Target.lookup_versions`)."""
-        types = self.sql_types(table) or {}
-        if len(key) != 1 or types.get(key[0]) not in ("bigint", "integer", "smallint") \
-                or not pa.types.is_integer(keys[0].type):
+        """Integer keys (others take :meth:`lookup_versions`): see :meth:`SqlTarget._held`."""
+        if len(key) != 1 or not pa.types.is_integer(keys[0].type) or not self._range_ok(table, key[0]):
             return None
-        cursors = np.asarray(cursors, dtype=np.int64)
-        ids = keys[0].to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
-        k, c, r = quote(key[0]), quote(CURSOR_COL), quote(RUN_COL)
-        if dense(ids):
-            # Ids that grow with time: read the key range's (key, cursor, run) as three
-            # string_agg texts that numpy parses; nothing is sent, no Python object per row.
-            row = self.execute(
-                f"SELECT count(*), string_agg({k}::text, ','), string_agg({c}::text, ','),"
-                f" string_agg({r}::text, ',') FROM {self._q(table)} WHERE {k} BETWEEN %s AND %s",
-                (int(ids.min()), int(ids.max())), what=f"looking up keys in {table!r}").fetchone()
-            held = parse_joined(row[0], row[1:])
-            if held is not None:
-                return match_held(ids, held)
-        return self._versions(table, key, ids, cursors, run_id, sqltypes=["bigint"])
+        return self._held(table, key, keys, cursors, run_id)
+
+    # --- the lookup primitives (the strategy is SqlTarget._held) ---------------------------------
+    def _range_ok(self, table: str, column: str) -> bool:
+        return (self.sql_types(table) or {}).get(column) in ("bigint", "integer", "smallint")
+
+    def _read_range(self, table: str, column: str, lo: int, hi: int, run_id: int) -> np.ndarray | None:
+        """The key range's (key, cursor, run) as three ``string_agg`` texts that numpy parses:
+        nothing is sent, no Python object per row."""
+        k, c, r = quote(column), quote(CURSOR_COL), quote(RUN_COL)
+        row = self.execute(
+            f"SELECT count(*), string_agg({k}::text, ','), string_agg({c}::text, ','),"
+            f" string_agg({r}::text, ',') FROM {self._q(table)} WHERE {k} BETWEEN %s AND %s",
+            (lo, hi), what=f"looking up keys in {table!r}").fetchone()
+        return parse_joined(row[0], row[1:])
+
+    def _read_versions(self, table: str, key: tuple, keys: list, cursors, run_id: int) -> Lookup:
+        if len(key) == 1 and pa.types.is_integer(keys[0].type) and self._range_ok(table, key[0]):
+            ids = keys[0].to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+            return self._versions(table, key, ids, cursors, run_id, sqltypes=["bigint"])
+        return self._versions(table, key, python_keys(keys), cursors, run_id)
 
     def lookup(self, table: str, key: tuple, keys: list) -> Lookup:
         n = len(keys)
@@ -686,7 +483,7 @@ class PostgresTarget(SqlTarget):
         exprs, staged, stage_types = self._staging(table, columns)
         data = list(zip(*rows))
         pos = {c: i for i, c in enumerate(list(columns) + [CURSOR_COL, RUN_COL])}
-        columns_out = [_copy_values(data[pos[c]], types.get(c, "bigint")) for c in staged]
+        columns_out = [copy_values(data[pos[c]], types.get(c, "bigint")) for c in staged]
         self._merge(table, columns, key, exprs, staged, stage_types, lambda stage: self._copy_columns(
             stage, staged, columns_out, stage_types, f"writing {table!r}"))
 
@@ -778,8 +575,8 @@ class PostgresTarget(SqlTarget):
                          + ", ".join(f"{c} text" for c in self._prune_cols) + ") ON COMMIT DROP")
 
     def prune_seen(self, key: tuple, keys: list) -> None:
-        rows = ([(_text_key(k),) for k in keys] if len(key) == 1
-                else [tuple(_text_key(v) for v in k) for k in keys])
+        rows = ([(text_key(k),) for k in keys] if len(key) == 1
+                else [tuple(text_key(v) for v in k) for k in keys])
         self._copy("_hiwater_seen", self._prune_cols, rows, "collecting keys for --prune")
 
     def prune_finish(self, table: str, key: tuple) -> int:
@@ -789,44 +586,3 @@ class PostgresTarget(SqlTarget):
         self.execute("DROP TABLE IF EXISTS pg_temp._hiwater_seen")
         return cur.rowcount
 
-
-def array_literal(values: list, sqltype: str) -> str:
-    """A PostgreSQL array literal (``{1,2}`` / ``{"a","b"}``): one text parameter, cheap to send."""
-    if sqltype in ("bigint", "integer", "smallint"):
-        return "{" + ",".join(map(str, np.asarray(values, dtype=np.int64).tolist())) + "}"
-    return "{" + ",".join('"' + _as_text(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
-                          for v in values) + "}"
-
-
-def _text_key(v) -> str:
-    return v if isinstance(v, str) else str(v)
-
-
-def _copy_values(values, sqltype: str) -> list:
-    """A column's Python values made acceptable to COPY for a column of ``sqltype``."""
-    if sqltype in ("bigint", "integer", "smallint"):
-        return [int(v) if isinstance(v, float) else v for v in values]
-    if sqltype in ("jsonb", "json"):
-        return [None if v is None else orjson.dumps(v, default=str).decode() for v in values]
-    if sqltype == "text":
-        return [v if v is None or isinstance(v, str) else _as_text(v) for v in values]
-    return list(values)
-
-
-def _as_text(v) -> str:
-    if isinstance(v, str):
-        return v
-    if isinstance(v, (dt.date, dt.datetime)):
-        return v.isoformat()
-    if isinstance(v, (dict, list)):
-        return orjson.dumps(v).decode()
-    return str(v)
-
-
-def _state(row) -> StreamState:
-    return StreamState(stream=row[0], table=row[1], key=tuple(orjson.loads(row[2])), cursor=row[3],
-                       kind=row[4], watermark=row[5], naive=bool(row[6]), assume_tz=row[7],
-                       last_run=row[8], version=row[9])
-
-
-__all__ = ["PostgresTarget", "quote", "upsert_sql", "split_url", "lock_key", "ConfigError"]

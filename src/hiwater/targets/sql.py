@@ -1,17 +1,27 @@
-"""What every SQL target shares: the guarded-upsert and table-definition builders, and the
-status queries over the ``_hiwater_*`` tables. SQLite, PostgreSQL and DuckDB subclass
-:class:`SqlTarget`; a target that is not SQL (Delta) implements :class:`~.base.Target` directly.
+"""What every SQL target shares: the guarded-upsert and table-definition builders, the one
+transaction funnel, the lookup strategy, and :class:`SqlTarget` / :class:`SqlTransaction`
+behind the :class:`~.base.Target` interface (the meta store is :mod:`.meta`).
+
+SQLite, PostgreSQL and DuckDB subclass :class:`SqlTarget` and keep only what really differs:
+connection, lock, bulk path, type maps, upsert builder and the lookup's fast-path primitives.
+A target that is not SQL (Delta) implements :class:`~.base.Target` directly.
 """
 
 from __future__ import annotations
 
 import re
+from abc import abstractmethod
+from contextlib import contextmanager
+from typing import Iterator
 
-from .base import CURSOR_COL, RUN_COL, LegacyTarget
+import numpy as np
+import pyarrow as pa
 
-# Columns the history gained after its first release (name -> logical type): each SQL target
-# adds them to an older history table when it first opens it.
-HISTORY_ADDED = {"duration_s": "real", "error": "text"}
+from ..errors import TargetError
+from .base import (CURSOR_COL, HIDDEN, RUN_COL, Dropped, FilesGone, FilesRead, History, LegacyTarget, Mode,
+                   Quarantined, Released, State, TableInfo, Target, Transaction)
+from .keys import Lookup, dense, match_held, python_keys
+from .meta import SqlLedger, SqlMeta
 
 
 def decimal_sql(logical: str, default: str = "DECIMAL(38,10)") -> str:
@@ -47,23 +57,276 @@ def table_definition(columns: dict, key: tuple, quote, type_of, int_type: str) -
     return ", ".join(defs)
 
 
-class SqlTarget(LegacyTarget):
-    """A target spoken to in SQL: ``_hiwater_*`` meta tables, a driver placeholder, and helpers
-    each dialect implements (``_has_meta``, ``_dicts``)."""
+class _Discard(Exception):
+    """Thrown into a transaction begun with ``discard=True`` to roll it back."""
 
-    placeholder = "?"  # the driver's parameter mark
 
-    def meta_name(self, name: str) -> str:
-        """A ``_hiwater_*`` table's name as this target's SQL writes it (qualified, quoted)."""
-        return name
+class SqlTarget(SqlMeta, Target, LegacyTarget):
+    """A target spoken to in SQL. A dialect implements the meta-store hooks (:class:`.meta.SqlMeta`),
+    the transaction hooks (``_begin``, ``_end``, ``_forget_cache``, ``_before_commit``,
+    :attr:`_driver_error`) and the lookup primitives (``_range_ok``, ``_read_range``,
+    ``_read_versions``)."""
+
+    _driver_error: type = Exception  # what the driver raises
+    _meta_ready = False              # the meta store was made by this open target
+
+    # --- connection, lock, transactions -------------------------------------------------------
+    def __enter__(self) -> "SqlTarget":
+        self.connect()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+        self._meta_ready = False
+
+    def lock(self, stream: str, timeout_s: float):
+        return self.stream_lock(stream, timeout_s)
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """BEGIN … COMMIT through the statement funnel; a failure rolls back (a failed rollback
+        is not reported: the original error matters more) and a failed commit says so."""
+        self._begin()
+        try:
+            yield
+        except BaseException:
+            self._rollback()
+            raise
+        try:
+            self._before_commit()
+            self._end("COMMIT")
+        except BaseException as exc:
+            self._rollback()
+            if isinstance(exc, self._driver_error):
+                raise self._commit_failed(exc) from None
+            raise
+
+    def _rollback(self) -> None:
+        self._forget_cache()
+        try:
+            self._end("ROLLBACK")
+        except self._driver_error:
+            pass
+
+    @abstractmethod
+    def _begin(self) -> None:
+        """Start a transaction."""
+
+    @abstractmethod
+    def _end(self, sql: str) -> None:
+        """``COMMIT`` or ``ROLLBACK`` through the statement funnel (``_op``)."""
+
+    def _before_commit(self) -> None:
+        """A check that must pass for a commit (PostgreSQL: the stream lock is still held)."""
+
+    def _forget_cache(self) -> None:
+        """Forget what a rolled-back transaction may have changed (cached column types)."""
+
+    def _commit_failed(self, exc: Exception) -> Exception:
+        return TargetError(f"{self.description}: commit failed: {exc}")
+
+    # --- the Target interface -----------------------------------------------------------------
+    @property
+    def ledger(self) -> SqlLedger:
+        return SqlLedger(self)
+
+    def table(self, name: str, *, count: bool = False) -> TableInfo | None:
+        columns = self.table_columns(name)
+        if columns is None:
+            return None
+        return TableInfo({c: t for c, t in columns.items() if c not in HIDDEN}, self.has_rows(name),
+                         self.count_rows(name) if count else None)
+
+    def begin(self, stream: str, table: str | None = None, key: tuple = (), *,
+              run_id: int | None = None, discard: bool = False) -> "SqlTransaction":
+        if not self._meta_ready:  # in its own committed transaction, before the run's
+            with self.transaction():
+                self._ensure_meta()
+            self._meta_ready = True
+        return SqlTransaction(self, stream, table, tuple(key), run_id, discard)
+
+    # --- the lookup strategy, once ------------------------------------------------------------
+    def _held(self, table: str, key: tuple, keys: list, cursors: np.ndarray, run_id: int) -> Lookup:
+        """Dense integer keys (ids that grow with time): one read of their key range, matched
+        in numpy; any other keys go with their cursors and come back only where the table
+        holds something else (see :meth:`Transaction.held`)."""
+        if len(key) == 1 and pa.types.is_integer(keys[0].type) and len(keys[0]) and self._range_ok(table, key[0]):
+            ids = keys[0].to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+            if dense(ids):
+                held = self._read_range(table, key[0], int(ids.min()), int(ids.max()), run_id)
+                if held is not None:
+                    return match_held(ids, held)
+        return self._read_versions(table, key, keys, np.asarray(cursors, dtype=np.int64), run_id)
+
+    @abstractmethod
+    def _range_ok(self, table: str, column: str) -> bool:
+        """Whether integer keys of ``column`` may be read as one key range."""
+
+    @abstractmethod
+    def _read_range(self, table: str, column: str, lo: int, hi: int, run_id: int) -> np.ndarray | None:
+        """``(key, cursor, run)`` of every row with ``lo <= key <= hi``, an ``(n, 3)`` array
+        (``None``: the caller sends the keys instead)."""
+
+    @abstractmethod
+    def _read_versions(self, table: str, key: tuple, keys: list, cursors: np.ndarray, run_id: int) -> Lookup:
+        """The keys (Arrow arrays) sent with their cursors (see :func:`.keys.changed_versions`)."""
+
+    # --- the old interface (LegacyTarget), kept until the loader and api call the new one ------
+    def cli_flags(self) -> str:
+        return self.flags
+
+    def ensure_meta(self) -> None:
+        self._ensure_meta()
+
+    def next_run_id(self) -> int:
+        return self._next_run_id()
+
+    def read_state(self, stream: str):
+        found = self.ledger.states(stream)
+        return found[0] if found else None
+
+    def list_states(self) -> list:
+        return self.ledger.states()
+
+    def write_state(self, state) -> None:
+        self._put_state(state)
+
+    def delete_state(self, stream: str) -> None:
+        self._delete_state(stream)
+
+    def forget_stream(self, stream: str) -> None:
+        self._forget_stream(stream)
+
+    def read_files(self, stream: str) -> dict:
+        return self.ledger.files(stream)
+
+    def write_files(self, stream: str, entries: list, run_id: int) -> None:
+        self._put_files(stream, entries, run_id)
+
+    def delete_files(self, stream: str, paths: list) -> None:
+        self._forget_files(stream, paths)
 
     def stream_facts(self, stream: str) -> dict:
-        """What ``hiwater status`` shows beside the state: the latest run's history rows, when the
-        latest successful run finished, and how many records are in the quarantine."""
-        from .metaquery import last_run_query, last_success_query, quarantine_count_query
-        if not self._has_meta():
-            return {"last_run": [], "last_success_at": None, "quarantined": 0}
-        h, q, ph = self.meta_name("_hiwater_history"), self.meta_name("_hiwater_quarantine"), self.placeholder
-        return {"last_run": self._dicts(*last_run_query(h, ph, stream)),
-                "last_success_at": self._dicts(*last_success_query(h, ph, stream))[0]["at"],
-                "quarantined": int(self._dicts(*quarantine_count_query(q, ph, stream))[0]["n"])}
+        return self.ledger.facts(stream)
+
+    def write_history(self, row: dict) -> None:
+        self._put_history(row)
+
+    def read_history(self, stream: str | None = None, limit: int | None = None) -> list[dict]:
+        return self.ledger.history(stream, limit)
+
+    def write_quarantine(self, rows: list[dict]) -> None:
+        self._put_quarantine(rows)
+
+    def read_quarantine(self, stream: str | None = None, reason: str | None = None,
+                        limit: int | None = None) -> list[dict]:
+        return self.ledger.quarantine(stream, reason, limit)
+
+    def delete_quarantine(self, ids: list[int]) -> None:
+        self._release_quarantine(ids)
+
+
+class SqlTransaction(Transaction):
+    """One SQL transaction on a stream's table: the target's connection between BEGIN and
+    COMMIT (or ROLLBACK, on an error or when begun with ``discard``)."""
+
+    def __init__(self, target: SqlTarget, stream: str, table: str | None, key: tuple, run_id: int | None,
+                 discard: bool):
+        self._t, self.stream, self.table, self.key = target, stream, table, key
+        self._run_id, self._discard = run_id, discard
+        self._cm = None
+        self._pruning = False
+
+    @property
+    def run_id(self) -> int:
+        if self._run_id is None:
+            self._run_id = self._t._next_run_id()
+        return self._run_id
+
+    def __enter__(self) -> "SqlTransaction":
+        self._cm = self._t.transaction()
+        self._cm.__enter__()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        cm, self._cm = self._cm, None
+        if exc_type is None and self._discard:
+            cm.__exit__(_Discard, _Discard(), None)  # rolls back; the discard is not an error
+            return None
+        return cm.__exit__(exc_type, exc, tb)
+
+    def evolve(self, columns: dict, cursor: tuple) -> None:
+        t = self._t
+        t.set_cursor(*cursor)
+        have = t.table_columns(self.table)
+        if have is None:
+            t.create_table(self.table, dict(columns), self.key)
+            return
+        new = {c: v for c, v in columns.items() if c not in have}
+        if new:
+            t.add_columns(self.table, new)
+
+    def held(self, keys: list, cursors: np.ndarray | None = None) -> Lookup:
+        if cursors is None:
+            return self._t.lookup(self.table, self.key, python_keys(keys))
+        return self._t._held(self.table, self.key, keys, cursors, self.run_id)
+
+    def write(self, rows: pa.Table, *, mode: Mode = "upsert") -> int | None:
+        t = self._t
+        if rows.num_rows == 0:
+            return 0
+        t.last_written = None
+        if mode == "refresh":
+            t.refresh = True
+            try:
+                t.upsert_arrow(self.table, rows, self.key)
+            finally:
+                t.refresh = False
+        else:
+            t.upsert_arrow(self.table, rows, self.key, fresh=mode == "fresh")
+        return t.last_written
+
+    def delete(self, keys: list) -> int:
+        return self._t.delete_keys(self.table, self.key, python_keys(keys))
+
+    def seen(self, keys: list) -> None:
+        if not self._pruning:
+            self._t.prune_begin(self.key)
+            self._pruning = True
+        self._t.prune_seen(self.key, python_keys(keys))
+
+    def prune(self) -> int:
+        """Rows whose key no :meth:`seen` showed go (all of them if none was seen)."""
+        t = self._t
+        if t.table_columns(self.table) is None:
+            return 0
+        if not self._pruning:
+            t.prune_begin(self.key)
+        self._pruning = False
+        return t.prune_finish(self.table, self.key)
+
+    def count(self) -> int:
+        return self._t.count_rows(self.table)
+
+    def record(self, *facts) -> None:
+        t = self._t
+        for f in sorted(facts, key=lambda f: not isinstance(f, Released)):  # releases first (a replay)
+            if isinstance(f, State):
+                t._put_state(f.state)
+            elif isinstance(f, History):
+                t._put_history(f.row)
+            elif isinstance(f, Quarantined):
+                t._put_quarantine(f.rows)
+            elif isinstance(f, Released):
+                t._release_quarantine(f.ids)
+            elif isinstance(f, FilesRead):
+                t._put_files(self.stream, f.entries, self.run_id)
+            elif isinstance(f, FilesGone):
+                t._forget_files(self.stream, f.paths)
+            elif isinstance(f, Dropped):
+                t._delete_state(self.stream)
+                t._forget_stream(self.stream)
+                if f.table is not None:
+                    t.drop_table(f.table)
+            else:
+                raise TypeError(f"not a fact: {f!r}")

@@ -24,13 +24,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import LockTimeout, TargetError, UsageError
-from ..state import StreamState
-from .metaquery import (files_delete_sql, files_read_query, files_rows, files_upsert_sql, history_query,
-                        manifest, quarantine_query)
 from ..types import ANY, BOOLEAN, DECIMAL, INTEGER, REAL, TEXT
 from .base import CURSOR_COL, HIDDEN, RUN_COL
-from .keys import changed_versions, dense, match_held, parse_joined, Lookup
-from .sql import HISTORY_ADDED, guard_sql, table_definition, SqlTarget
+from .keys import changed_versions, dense, match_held, parse_joined, python_keys, Lookup
+from .meta import Spelling
+from .sql import guard_sql, table_definition, SqlTarget
 
 SQL_TYPES = {INTEGER: "INTEGER", REAL: "REAL", TEXT: "TEXT", BOOLEAN: "BOOLEAN", ANY: ""}
 
@@ -52,36 +50,14 @@ def quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-META_DDL = [
-    """CREATE TABLE IF NOT EXISTS _hiwater_state (
-        stream TEXT PRIMARY KEY, table_name TEXT NOT NULL, key_columns TEXT NOT NULL,
-        cursor_column TEXT NOT NULL, kind TEXT, watermark INTEGER, naive INTEGER NOT NULL DEFAULT 1,
-        assume_tz TEXT NOT NULL DEFAULT 'UTC', last_run INTEGER, version INTEGER NOT NULL,
-        updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')))""",
-    """CREATE TABLE IF NOT EXISTS _hiwater_history (
-        run_id INTEGER NOT NULL, window_index INTEGER NOT NULL DEFAULT 0, stream TEXT NOT NULL,
-        started_at TEXT NOT NULL, finished_at TEXT NOT NULL, mode TEXT NOT NULL, outcome TEXT NOT NULL,
-        source_records INTEGER, loaded INTEGER, skipped INTEGER, inserted INTEGER, updated INTEGER,
-        unchanged INTEGER, late INTEGER, late_applied INTEGER, future INTEGER, below_window INTEGER,
-        rejected INTEGER, deleted INTEGER, watermark_before TEXT, watermark_after TEXT,
-        watermark_before_value INTEGER, watermark_after_value INTEGER, window_lo TEXT, window_hi TEXT,
-        max_lateness TEXT, detail TEXT, duration_s REAL, error TEXT,
-        PRIMARY KEY (run_id, window_index))""",
-    """CREATE TABLE IF NOT EXISTS _hiwater_quarantine (
-        id INTEGER PRIMARY KEY AUTOINCREMENT, stream TEXT NOT NULL, reason TEXT NOT NULL,
-        detail TEXT, source TEXT, record_no INTEGER, key TEXT, cursor TEXT, cursor_value INTEGER,
-        record TEXT NOT NULL, fingerprint TEXT NOT NULL, first_run INTEGER NOT NULL,
-        last_run INTEGER NOT NULL, seen INTEGER NOT NULL DEFAULT 1,
-        UNIQUE (stream, reason, fingerprint))""",
-    # The file manifest (SPEC §10): one row per file of a folder/glob source a run applied.
-    """CREATE TABLE IF NOT EXISTS _hiwater_files (
-        stream TEXT NOT NULL, path TEXT NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER, etag TEXT,
-        run_id INTEGER NOT NULL, PRIMARY KEY (stream, path)) WITHOUT ROWID""",
-]
+NOW = "strftime('%Y-%m-%dT%H:%M:%fZ','now')"
+SPELLING = Spelling(text="TEXT", big="INTEGER", int="INTEGER", real="REAL", updated_at=f"TEXT NOT NULL DEFAULT ({NOW})",
+                    now=NOW, quarantine_id="INTEGER PRIMARY KEY AUTOINCREMENT", files_suffix=" WITHOUT ROWID")
 
 
 class SQLiteTarget(SqlTarget):
-    dialect = "sqlite"
+    spelling = SPELLING
+    _driver_error = sqlite3.Error
 
     def __init__(self, path: str, *, busy_timeout_s: float = 30.0):
         self.path = path
@@ -93,7 +69,8 @@ class SQLiteTarget(SqlTarget):
         self._faults = None  # test-only fault injection (targets/faults.py); None unless asked for
         self._key_index_ok: dict = {}  # (table, key, integer columns) -> composite range reads allowed
 
-    def cli_flags(self) -> str:
+    @property
+    def flags(self) -> str:
         import shlex
         return "" if self.memory else f" --db {shlex.quote(self.path)}"
 
@@ -170,8 +147,7 @@ class SQLiteTarget(SqlTarget):
         finally:
             os.close(fd)  # closing the descriptor releases the lock
 
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
+    def _begin(self) -> None:
         try:
             self._op("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
@@ -180,23 +156,12 @@ class SQLiteTarget(SqlTarget):
                                   f"gave up after {self.busy_timeout_s:g}s",
                                   hint="raise --lock-timeout") from None
             raise TargetError(f"{self.path}: {exc}") from None
-        try:
-            yield
-        except BaseException:
-            try:
-                self._op("ROLLBACK")
-            except sqlite3.Error:
-                pass  # the original error matters more than a failed rollback
-            raise
-        else:
-            try:
-                self._op("COMMIT")
-            except sqlite3.Error as exc:
-                try:
-                    self._op("ROLLBACK")
-                except sqlite3.Error:
-                    pass
-                raise TargetError(f"{self.path}: commit failed: {exc}") from None
+
+    def _end(self, sql: str) -> None:
+        self._op(sql)
+
+    def _commit_failed(self, exc: Exception) -> Exception:
+        return TargetError(f"{self.path}: commit failed: {exc}")
 
     def _op(self, sql: str, params=(), many: bool = False):
         """Every statement goes through here: the one place a test can inject a fault."""
@@ -217,115 +182,26 @@ class SQLiteTarget(SqlTarget):
         except (sqlite3.Error, OverflowError) as exc:
             raise TargetError(f"{self.description}: {what}: {exc}") from None
 
-    # --- state, history, quarantine ----------------------------------------------------
-    def ensure_meta(self) -> None:
-        for ddl in META_DDL:
-            self.execute(ddl)
-        # Files made before the history had these columns get them (see sql.HISTORY_ADDED).
-        have = {r[1] for r in self.execute("PRAGMA table_info(_hiwater_history)").fetchall()}
-        for name, logical in HISTORY_ADDED.items():
-            if name not in have:
-                self.execute(f"ALTER TABLE _hiwater_history ADD COLUMN {quote(name)} {sql_type(logical)}")
-
-    def _has_meta(self) -> bool:
-        row = self.execute("SELECT 1 FROM sqlite_master WHERE name='_hiwater_state'").fetchone()
-        return row is not None
-
-    def read_state(self, stream: str) -> StreamState | None:
-        if not self._has_meta():
-            return None
-        row = self.execute(
-            "SELECT stream, table_name, key_columns, cursor_column, kind, watermark, naive, assume_tz,"
-            " last_run, version FROM _hiwater_state WHERE stream = ?", (stream,)).fetchone()
-        return _state(row) if row else None
-
-    def list_states(self) -> list[StreamState]:
-        if not self._has_meta():
-            return []
-        rows = self.execute(
-            "SELECT stream, table_name, key_columns, cursor_column, kind, watermark, naive, assume_tz,"
-            " last_run, version FROM _hiwater_state ORDER BY stream").fetchall()
-        return [_state(r) for r in rows]
-
-    def write_state(self, s: StreamState) -> None:
-        self.execute(
-            "INSERT INTO _hiwater_state (stream, table_name, key_columns, cursor_column, kind, watermark,"
-            " naive, assume_tz, last_run, version) VALUES (?,?,?,?,?,?,?,?,?,?)"
-            " ON CONFLICT(stream) DO UPDATE SET table_name=excluded.table_name,"
-            " key_columns=excluded.key_columns, cursor_column=excluded.cursor_column, kind=excluded.kind,"
-            " watermark=excluded.watermark, naive=excluded.naive, assume_tz=excluded.assume_tz,"
-            " last_run=excluded.last_run, version=excluded.version,"
-            " updated_at=strftime('%Y-%m-%dT%H:%M:%fZ','now')",
-            (s.stream, s.table, orjson.dumps(list(s.key)).decode(), s.cursor, s.kind, s.watermark,
-             int(s.naive), s.assume_tz, s.last_run, s.version))
-
-    def delete_state(self, stream: str) -> None:
-        self.execute("DELETE FROM _hiwater_state WHERE stream = ?", (stream,))
-
-    def forget_stream(self, stream: str) -> None:
-        for t in ("_hiwater_history", "_hiwater_quarantine", "_hiwater_files"):
-            self.execute(f"DELETE FROM {t} WHERE stream = ?", (stream,))
-
-    def read_files(self, stream: str) -> dict:
-        if not self._has_meta():
-            return {}
-        return manifest(self.execute(*files_read_query("_hiwater_files", "?", stream)).fetchall())
-
-    def write_files(self, stream: str, entries: list, run_id: int) -> None:
-        if entries:
-            self.executemany(files_upsert_sql("_hiwater_files", "?"), files_rows(stream, entries, run_id),
-                             "writing the file manifest")
-
-    def delete_files(self, stream: str, paths: list) -> None:
-        if paths:
-            self.executemany(files_delete_sql("_hiwater_files", "?"), [(stream, p) for p in paths],
-                             "writing the file manifest")
-
-    def drop_table(self, table: str) -> None:
-        self.execute(f"DROP TABLE IF EXISTS {quote(table)}")
-
-    def next_run_id(self) -> int:
-        row = self.execute("SELECT COALESCE(MAX(run_id), 0) + 1 FROM _hiwater_history").fetchone()
-        return int(row[0])
-
-    def write_history(self, row: dict) -> None:
-        cols = list(row)
-        self.execute(
-            f"INSERT OR REPLACE INTO _hiwater_history ({', '.join(quote(c) for c in cols)})"
-            f" VALUES ({', '.join('?' for _ in cols)})", [row[c] for c in cols])
-
-    def read_history(self, stream: str | None = None, limit: int | None = None) -> list[dict]:
-        if not self._has_meta():
-            return []
-        return self._dicts(*history_query("_hiwater_history", "?", stream, limit))
-
-
-    def write_quarantine(self, rows: list[dict]) -> None:
-        if not rows:
-            return
-        self.executemany(
-            "INSERT INTO _hiwater_quarantine (stream, reason, detail, source, record_no, key, cursor,"
-            " cursor_value, record, fingerprint, first_run, last_run)"
-            " VALUES (:stream, :reason, :detail, :source, :record_no, :key, :cursor, :cursor_value,"
-            " :record, :fingerprint, :run, :run)"
-            " ON CONFLICT (stream, reason, fingerprint) DO UPDATE SET last_run = excluded.last_run,"
-            " seen = seen + 1, detail = excluded.detail, source = excluded.source,"
-            " record_no = excluded.record_no", rows, "writing quarantine")
-
-    def read_quarantine(self, stream: str | None = None, reason: str | None = None,
-                        limit: int | None = None) -> list[dict]:
-        if not self._has_meta():
-            return []
-        return self._dicts(*quarantine_query("_hiwater_quarantine", "?", stream, reason, limit))
+    # --- the meta store's hooks (targets/meta.py) ----------------------------------------------
+    def _rows(self, sql: str, params=(), what: str | None = None) -> list:
+        return self.execute(sql, params).fetchall()
 
     def _dicts(self, sql: str, params) -> list[dict]:
         cur = self.execute(sql, params)
         names = [d[0] for d in cur.description]
         return [dict(zip(names, r)) for r in cur.fetchall()]
 
-    def delete_quarantine(self, ids: list[int]) -> None:
-        self.execute("DELETE FROM _hiwater_quarantine WHERE id IN (SELECT value FROM json_each(?))",
-                     (orjson.dumps(ids).decode(),))
+    def _many(self, sql: str, rows: list, what: str) -> None:
+        self.executemany(sql, rows, what)
+
+    def _meta_exists(self, name: str) -> bool:
+        return self.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (name,)).fetchone() is not None
+
+    def _meta_columns(self, name: str) -> set:
+        return {r[1] for r in self.execute(f"PRAGMA table_info({quote(name)})").fetchall()}
+
+    def drop_table(self, table: str) -> None:
+        self.execute(f"DROP TABLE IF EXISTS {quote(table)}")
 
     # --- data ---------------------------------------------------------------------------------
     def table_columns(self, table: str) -> dict | None:
@@ -370,14 +246,34 @@ class SQLiteTarget(SqlTarget):
     def lookup_versions(self, table: str, key: tuple, keys: list, cursors, run_id: int) -> Lookup:
         """Send ``(key, cursor)`` pairs; SQLite returns only the keys that are not already held
         at exactly that cursor by an earlier run. A re-read of unchanged data transfers nothing."""
-        n = len(keys)
-        if len(key) != 1 or n == 0:
+        if len(key) != 1 or not len(keys):
             return self.lookup(table, key, keys)
         if type(keys[0]) is int:  # (a first load in key order skipped lookups: the loader's _fresh_keys)
             found = self._lookup_range(table, key[0], keys, run_id)
             if found is not None:
                 return found
-        k, c, r = quote(key[0]), quote(CURSOR_COL), quote(RUN_COL)
+        return self._versions(table, key[0], keys, cursors, run_id)
+
+    # --- the lookup primitives (the strategy is SqlTarget._held) ---------------------------------
+    def _range_ok(self, table: str, column: str) -> bool:
+        return True  # _held_range checks the stored values' type itself
+
+    def _read_range(self, table: str, column: str, lo: int, hi: int, run_id: int) -> np.ndarray:
+        return self._held_range(table, column, lo, hi, run_id)
+
+    def _read_versions(self, table: str, key: tuple, keys: list, cursors, run_id: int) -> Lookup:
+        if len(key) > 1:
+            found = self._composite(table, key, keys)
+            return found if found is not None else self.lookup(table, key, python_keys(keys))
+        if not len(keys[0]):
+            return self.lookup(table, key, [])
+        return self._versions(table, key[0], python_keys(keys), cursors, run_id)
+
+    def _versions(self, table: str, key: str, keys: list, cursors, run_id: int) -> Lookup:
+        """The ``(key, cursor)`` pairs as one JSON parameter per chunk; only the keys whose row
+        is missing, holds another cursor or is this run's come back."""
+        n = len(keys)
+        k, c, r = quote(key), quote(CURSOR_COL), quote(RUN_COL)
         sql = (f"SELECT j.key, t.{k} IS NOT NULL, coalesce(t.{c}, 0), coalesce(t.{r}, 0)"
                f" FROM json_each(?) AS j LEFT JOIN {quote(table)} AS t ON t.{k} = j.value ->> 0"
                f" WHERE t.{k} IS NULL OR t.{c} <> j.value ->> 1 OR t.{r} = ?")
@@ -391,6 +287,9 @@ class SQLiteTarget(SqlTarget):
         return changed_versions(cursors, got[:, 0], got[:, 1], got[:, 2], got[:, 3])
 
     def lookup_arrow(self, table: str, key: tuple, keys: list, cursors, run_id: int) -> Lookup | None:
+        return self._composite(table, key, keys)
+
+    def _composite(self, table: str, key: tuple, keys: list) -> Lookup | None:
         """A composite key of integer and text columns (flights: year, month, day, carrier,
         flight, origin): one read of the primary-key range the batch spans, matched by an Arrow
         hash join, instead of a ``json_each`` probe and a Python loop per key. ``None`` (the
@@ -616,8 +515,3 @@ def upsert_sql(table: str, columns: list, key: tuple, run: int | None = None, re
             f" VALUES ({', '.join(['?'] * (len(cols) - 1) + ['?' if run is None else str(int(run))])})"
             f" ON CONFLICT ({', '.join(quote(k) for k in key)}) DO UPDATE SET {sets} WHERE {guard}")
 
-
-def _state(row) -> StreamState:
-    return StreamState(stream=row[0], table=row[1], key=tuple(orjson.loads(row[2])), cursor=row[3],
-                       kind=row[4], watermark=row[5], naive=bool(row[6]), assume_tz=row[7],
-                       last_run=row[8], version=row[9])

@@ -482,7 +482,8 @@ class DeltaTransaction(Transaction):
         self._seen = None
         staged = self._staged_latest(table, key)
         if staged is not None and staged.num_rows:
-            gone = anti(gone, staged.filter(pc.not_equal(staged.column(OP), "delete")).select(list(key)), key)
+            # a key this transaction wrote is kept; one it deleted is gone already (not counted twice)
+            gone = anti(gone, staged.select(list(key)), key)
         if gone.num_rows:
             self._rows.setdefault(table, []).append(gone.append_column(OP, pa.array(["delete"] * gone.num_rows)))
         return gone.num_rows
@@ -494,7 +495,7 @@ class DeltaTransaction(Transaction):
             if self._rows or self._log:
                 raise TargetError("internal: a Delta transaction outside a stream lock")
             return
-        if not self._log and not self._rows and not self._created:
+        if not self._log and not self._rows and not self._created and not self._evolved:
             return  # nothing staged (the meta check, a dry run's inner transaction)
         table = self._table or next(iter(self._rows), None) or target.ledger.last_table(stream)
         dt = target._table(table) if table else None

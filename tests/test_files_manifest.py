@@ -73,12 +73,12 @@ def test_adding_one_file_reads_exactly_its_records(tmp_path):
 def _statements_of_one_more_file(tmp_path, monkeypatch, n):
     """The SQL statements (each row of an executemany counts) of the run after one new file, in a
     folder of ``n`` files already loaded; and how many times the manifest was read."""
-    from hiwater.targets.sqlite import SQLiteTarget
+    from hiwater.targets.meta import SqlLedger
     src, db = make_folder(tmp_path / f"land{n}", n=n, per=2), tmp_path / f"t{n}.db"
     load(src, db)
     write_file(src / "part-9999.jsonl", [5000, 5001], day=25)
     statements, reads = [], []
-    real_connect, real_read = sqlite3.connect, SQLiteTarget.read_files
+    real_connect, real_read = sqlite3.connect, SqlLedger.files
 
     def connect(*a, **kw):
         con = real_connect(*a, **kw)
@@ -89,7 +89,7 @@ def _statements_of_one_more_file(tmp_path, monkeypatch, n):
         reads.append(stream)
         return real_read(self, stream)
     monkeypatch.setattr(sqlite3, "connect", connect)
-    monkeypatch.setattr(SQLiteTarget, "read_files", read_files)
+    monkeypatch.setattr(SqlLedger, "files", read_files)
     res = load(src, db)
     monkeypatch.undo()
     assert res["source_records"] == 2 and res["files"]["skipped"] == n

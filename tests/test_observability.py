@@ -129,10 +129,8 @@ def test_a_failed_run_history_row_never_holds_a_password(tmp_path):
             pass
 
     db = tmp_path / "t.db"
-    tgt = open_target(db=str(db))
-    with pytest.raises(hiwater.InputError):
+    with open_target(db=str(db)) as tgt, pytest.raises(hiwater.InputError):
         Loader(Leaky(), tgt, LoadOptions.build(), table="t").run()
-    tgt.close()
     (h,) = hiwater.history(db=str(db))
     assert h["outcome"] == "failed" and "s3cr3t" not in h["error"] and "***" in h["error"]
     del open_files

@@ -28,7 +28,7 @@ def sources(tmp_path):
     sqlite3.connect(tmp_path / "s.db").execute("CREATE TABLE t (id INTEGER, modified_at TEXT)").connection.close()
     made = {"file": open_files(str(tmp_path / "a.jsonl")), "folder": open_files(str(tmp_path / "land")),
             "list": DataSource([{"id": 1}]), "iterator": DataSource(iter([{"id": 1}])),
-            "quarantine": QuarantineSource([], None), "sql": SqlSource(f"sqlite:///{tmp_path / 's.db'}", table="t"),
+            "quarantine": QuarantineSource([]), "sql": SqlSource(f"sqlite:///{tmp_path / 's.db'}", table="t"),
             "spilled": Spilled(open_files(str(tmp_path / "land")))}
     yield made
     for s in made.values():

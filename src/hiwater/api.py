@@ -24,6 +24,7 @@ from .spec import StreamSpec, connected, spec_from
 from .status import check, status
 from .summary import Summary
 from .targets import open_target
+from .targets.base import Dropped, State
 
 __all__ = ["load", "run", "status", "check", "validate", "state_show", "state_set", "state_reset", "state_rewind",
            "stream_drop", "history", "quarantine_list", "quarantine_replay"]
@@ -68,7 +69,7 @@ def _run(spec: StreamSpec, *, stdin=None, progress=None) -> Summary:
 # --- state -----------------------------------------------------------------------------------
 
 def _stream_names(tgt, stream):
-    states = tgt.list_states()
+    states = tgt.ledger.states()
     if stream is None:
         return states
     found = [s for s in states if s.stream == stream]
@@ -87,14 +88,14 @@ def state_show(*, db=None, target=None, stream=None) -> list[dict]:
 def state_set(*, stream, value, db=None, target=None) -> dict:
     """Set a stream's watermark by hand (a repair; it may move backwards)."""
     with connected(db, target) as tgt:
-        with tgt.stream_lock(stream, 30), tgt.transaction():
+        with tgt.lock(stream, 30), tgt.begin(stream) as tx:
             s = _stream_names(tgt, stream)[0]
             tz = V.zone(s.assume_tz)
             if value is None or str(value).lower() in ("null", "none"):
                 s.watermark = None
             else:
                 s.watermark, s.naive = V.parse_bound(value, s.kind, tz, "state set")
-            tgt.write_state(s)
+            tx.record(State(s))
             return s.to_public()
 
 
@@ -107,30 +108,30 @@ def stream_drop(*, stream, table: bool = False, db=None, target=None) -> dict:
     """Forget a stream: its state, history and quarantine rows; with ``table=True`` also drop
     its data table. The next run starts the stream afresh (with any --key/--cursor/--assume-tz)."""
     with connected(db, target) as tgt:
-        with tgt.stream_lock(stream, 30), tgt.transaction():
+        with tgt.lock(stream, 30), tgt.begin(stream) as tx:
             s = _stream_names(tgt, stream)[0]
-            tgt.drop_stream(stream, s.table if table else None)
+            tx.record(Dropped(s.table if table else None))
             return {"stream": stream, "table": s.table, "table_dropped": bool(table)}
 
 
 def state_rewind(*, stream, to_run: int, db=None, target=None) -> dict:
     """Put the watermark back where it stood before run ``to_run``, so that run is replayed."""
     with connected(db, target) as tgt:
-        with tgt.stream_lock(stream, 30), tgt.transaction():
+        with tgt.lock(stream, 30), tgt.begin(stream) as tx:
             s = _stream_names(tgt, stream)[0]
-            rows = [r for r in tgt.read_history(stream) if r["run_id"] == to_run]
+            rows = [r for r in tgt.ledger.history(stream) if r["run_id"] == to_run]
             if not rows:
                 raise UsageError(f"stream {stream!r} has no run {to_run}",
                                  hint="`hiwater history` lists the runs")
             s.watermark = rows[0]["watermark_before_value"]
-            tgt.write_state(s)
+            tx.record(State(s))
             return s.to_public()
 
 
 def history(*, db=None, target=None, stream=None, limit=None) -> list[dict]:
     """One row per run and per committed window, oldest first."""
     with connected(db, target) as tgt:
-        return tgt.read_history(stream, limit)
+        return tgt.ledger.history(stream, limit)
 
 
 # --- quarantine ------------------------------------------------------------------------------
@@ -138,7 +139,7 @@ def history(*, db=None, target=None, stream=None, limit=None) -> list[dict]:
 def quarantine_list(*, db=None, target=None, stream=None, reason=None, limit=None) -> list[dict]:
     """The records runs did not apply, with the reason and the runs that saw them."""
     with connected(db, target) as tgt:
-        return tgt.read_quarantine(stream, reason, limit)
+        return tgt.ledger.quarantine(stream, reason, limit)
 
 
 def quarantine_replay(*, stream, db=None, target=None, reason=None, on_late="load", **options) -> Summary:

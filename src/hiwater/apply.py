@@ -27,7 +27,7 @@ from .sources.lightjson import LightBatch
 from .state import StreamState
 from .summary import Counts
 from .errors import UsageError
-from .targets.base import CURSOR_COL, RUN_COL, Target
+from .targets.base import CURSOR_COL, RUN_COL, Quarantined, Target, Transaction
 
 log = logging.getLogger("hiwater")
 LATE_HELD = 50_000  # late records held per run to see whether a later batch supersedes them
@@ -36,14 +36,13 @@ DELETED_AT = "deleted_at"
 
 def table_columns(target: Target, table: str) -> tuple[dict | None, bool]:
     """The user columns of ``table`` (None: no such table yet), and whether it is empty."""
-    columns = target.table_columns(table)
-    empty = columns is None or not target.has_rows(table)
-    if columns is not None:
-        if CURSOR_COL not in columns:
-            raise UsageError(f"table {table!r} exists and was not made by hiwater",
-                             hint="choose another --table, or drop that table")
-        columns = {c: ty for c, ty in columns.items() if not c.startswith("_hiwater_")}
-    return columns, empty
+    info = target.table(table)
+    if info is None:
+        return None, True
+    if not info.managed:
+        raise UsageError(f"table {table!r} exists and was not made by hiwater",
+                         hint="choose another --table, or drop that table")
+    return dict(info.columns), not info.has_rows
 
 
 @dataclass
@@ -77,11 +76,12 @@ class PassResult:
 
 
 class Applier:
-    """One run's batches against ``target`` (see the module's docstring)."""
+    """One run's batches, applied through the transaction of the pass (see the module's docstring)."""
 
-    def __init__(self, target: Target, opts: LoadOptions, *, table: str, stream: str, state: StreamState,
+    def __init__(self, opts: LoadOptions, *, table: str, stream: str, state: StreamState,
                  tz, columns: dict | None, empty_at_start: bool, first_reject: str | None = None):
-        self.target, self.opts, self.table, self.stream = target, opts, table, stream
+        self.opts, self.table, self.stream = opts, table, stream
+        self.tx: Transaction | None = None  # the pass's transaction (None: the scan of a --window run)
         self.state = state  # the cursor's kind, and how the stored watermark is printed
         self.tz = tz
         self.columns = columns  # the table's user columns (None: no table yet)
@@ -96,10 +96,12 @@ class Applier:
         self.late_min: int | None = None
 
     # --- a pass -----------------------------------------------------------------------------
-    def begin_pass(self, hold_late: bool) -> None:
-        """Nested values are encoded for writing in the reader thread while most rows get
+    def begin_pass(self, tx: Transaction | None, hold_late: bool) -> None:
+        """A pass applies its batches through ``tx`` (None: a scan, which writes nothing).
+        Nested values are encoded for writing in the reader thread while most rows get
         written; a re-read that writes (almost) nothing stops paying for it. Late records are
         held (``hold_late``) when the pass is the run's only one."""
+        self.tx = tx
         self.encode_early = True
         self.late = [] if hold_late else None
         self.late_min = None
@@ -201,7 +203,7 @@ class Applier:
         ``part`` is a ``--window`` slice's ``(lo, hi, outside)``: the in-window records with a
         cursor in ``[lo, hi)``, and the records outside the window if ``outside``. False when
         the batch holds none of them."""
-        o, t = self.opts, self.target
+        o, tx = self.opts, self.tx
         select = np.ones(p.n, bool)
         superseded = None
         if part is not None:
@@ -257,7 +259,7 @@ class Applier:
         up = np.flatnonzero((verdicts == D.Verdict.INSERT) | (verdicts == D.Verdict.UPDATE))
         self.encode_early = len(up) * 4 >= p.n
         if len(up):
-            t.upsert_arrow(self.table, self._rows_to_write(tbl, p, up, run_id), key, fresh=fresh)
+            tx.write(self._rows_to_write(tbl, p, up, run_id), mode="fresh" if fresh else "upsert")
             if o.soft_delete and p.is_delete is not None:
                 res.counts.deleted += int(p.is_delete[up].sum())
         refreshed = 0
@@ -270,22 +272,18 @@ class Applier:
                 same &= ~p.is_delete
             idx = np.flatnonzero(same)
             if len(idx):
-                t.refresh = True
-                try:
-                    t.upsert_arrow(self.table, self._rows_to_write(tbl, p, idx, run_id), key)
-                finally:
-                    t.refresh = False
-                refreshed = len(idx) if t.last_written is None else int(t.last_written)
+                written = tx.write(self._rows_to_write(tbl, p, idx, run_id), mode="refresh")
+                refreshed = len(idx) if written is None else int(written)
         dele = np.flatnonzero(verdicts == D.Verdict.DELETE)
         if len(dele):
-            t.delete_keys(self.table, key, key_values(tbl, key, dele))
+            tx.delete(key_arrays(tbl, key, dele))
         q = np.flatnonzero(np.isin(verdicts, (D.Verdict.LATE, D.Verdict.FUTURE, D.Verdict.REJECTED)))
         if len(q):
             self._quarantine(tbl, p, verdicts, window, q, first_records, run_id)
         if o.prune:
             seen = np.flatnonzero(keys_present(tbl, key))
             if len(seen):
-                t.prune_seen(key, key_values(tbl, key, seen))
+                tx.seen(key_arrays(tbl, key, seen))
 
         # Counts and the watermark candidate.
         c = D.count(verdicts, late_applied, places)
@@ -308,16 +306,8 @@ class Applier:
         return True
 
     def _lookup(self, tbl, key, idx, cursors, run_id):
-        """What the target holds for the keys of rows ``idx`` (arriving with ``cursors``): its
-        Arrow lookup where it has one, else the one with Python keys."""
-        t = self.target
-        take = None if len(idx) == tbl.num_rows else pa.array(idx)
-        arrays = [tbl.column(k).combine_chunks() if take is None else tbl.column(k).take(take).combine_chunks()
-                  for k in key]
-        found = t.lookup_arrow(self.table, key, arrays, cursors, run_id)
-        if found is None:
-            found = t.lookup_versions(self.table, key, key_values(tbl, key, idx), cursors, run_id)
-        return found
+        """What the target holds for the keys of rows ``idx`` (arriving with ``cursors``)."""
+        return self.tx.held(key_arrays(tbl, key, idx), cursors)
 
     def _fresh_keys(self, tbl: pa.Table, key: tuple, need: np.ndarray) -> bool:
         """True when the target cannot hold any of these keys, so the lookup can be skipped.
@@ -370,8 +360,7 @@ class Applier:
         return pa.Table.from_arrays(arrays, names=names)
 
     def _ensure_columns(self, p: Prepared) -> None:
-        t, o = self.target, self.opts
-        t.set_cursor(o.cursor, self.state.kind)
+        o = self.opts
         new = dict(p.new_columns)
         if o.soft_delete and (self.columns is None or DELETED_AT not in self.columns):
             new.setdefault(DELETED_AT, "text")
@@ -379,10 +368,12 @@ class Applier:
             for k in o.key:
                 if new.get(k) == "any":
                     new[k] = "text"
-            t.create_table(self.table, new, tuple(o.key))
+            self.tx.evolve(new, (o.cursor, self.state.kind))
             self.columns = dict(new)
-        elif new:
-            t.add_columns(self.table, new)
+            p.new_columns.clear()
+            return
+        self.tx.evolve(new, (o.cursor, self.state.kind))  # (no new column: it only names the cursor)
+        if new:
             self.columns.update(new)
             self.new_columns = self.new_columns + list(new)
             log.info("added column(s) %s to %s", ", ".join(new), self.table)
@@ -414,7 +405,7 @@ class Applier:
                 self.late.append((row_dict, key_values(tbl, o.key, np.array([i]))[0], int(p.cursor[i])))
             else:
                 rows.append(row_dict)
-        self.target.write_quarantine(rows)
+        self.tx.record(Quarantined(rows))
         if self.late is not None and len(self.late) > LATE_HELD:
             self.settle_late(None)
 
@@ -438,14 +429,14 @@ class Applier:
             superseded[:] = True
             superseded[list(newest.values())] = False
             if self.columns is not None:  # ... and so is one a newer version applied in this run holds
-                found = self.target.lookup(self.table, tuple(self.opts.key), [k for _, k, _ in held])
+                found = self.tx.held(_key_columns([k for _, k, _ in held], len(self.opts.key)))
                 cursors = np.array([c for _, _, c in held], dtype=np.int64)
                 superseded |= found.exists & (found.cursor >= cursors)
             n = int(superseded.sum())
             res.counts.late -= n
             res.counts.unchanged += n
         keep = [row for (row, _, _), s in zip(held, superseded) if not s]
-        self.target.write_quarantine(keep)
+        self.tx.record(Quarantined(keep))
         if res is not None:
             left = [c for (_, _, c), s in zip(held, superseded) if not s]
             if left:
@@ -471,3 +462,23 @@ def keys_present(tbl: pa.Table, key: tuple) -> np.ndarray:
             return np.zeros(tbl.num_rows, bool)
         ok &= tbl.column(k).is_valid().to_numpy(zero_copy_only=False)
     return ok
+
+
+def key_arrays(tbl: pa.Table, key: tuple, idx: np.ndarray) -> list:
+    """The keys of rows ``idx`` as one Arrow array per key column (what a transaction takes)."""
+    take = None if len(idx) == tbl.num_rows else pa.array(idx)
+    return [tbl.column(k).combine_chunks() if take is None else tbl.column(k).take(take).combine_chunks()
+            for k in key]
+
+
+def _key_columns(keys: list, width: int) -> list:
+    """Keys held as Python values (a list per composite key) as one Arrow array per key column;
+    a column whose values have no common type is compared as text (as a text key column stores them)."""
+    cols = [keys] if width == 1 else [[k[i] for k in keys] for i in range(width)]
+    out = []
+    for values in cols:
+        try:
+            out.append(pa.array(values))
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            out.append(pa.array([None if v is None else str(v) for v in values], pa.string()))
+    return out

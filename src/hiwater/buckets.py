@@ -36,11 +36,11 @@ def _file_target(db, target) -> bool:
 
 def plan(tgt, stream: str, table: str, n: int, executor, db, target) -> Plan:
     """Check the stream's bucket count against the target's state and say how to run."""
-    names = [s.stream for s in tgt.list_states()]
+    names = [s.stream for s in tgt.ledger.states()]
     check_count(names, stream, n)
     kind, where = parse_executor(executor)
     return Plan(stream, n, kind, where, serial=_file_target(db, target),
-                first_alone=tgt.table_columns(table) is None,
+                first_alone=tgt.table(table) is None,
                 names=[bucket_name(stream, b, n) for b in range(n)])
 
 
@@ -95,14 +95,15 @@ def load_bucketed(spec: StreamSpec) -> Summary:
     started = time.monotonic()
     with connected(db, target) as tgt:
         p = plan(tgt, stream, table, n, opts.executor, db, target)
-        before = {s.stream: s for s in tgt.list_states()}
+        before = {s.stream: s for s in tgt.ledger.states()}
     results = execute(p, [spec.for_bucket(b, n) for b in range(n)])
     total = None
     states: dict = {}
     if all(r.ok for r in results):
         with connected(db, target) as tgt:
-            states = {s.stream: s for s in tgt.list_states() if s.stream in p.names}
-            total = tgt.count_rows(table) if not opts.dry_run and tgt.table_columns(table) is not None else None
+            states = {s.stream: s for s in tgt.ledger.states() if s.stream in p.names}
+            info = None if opts.dry_run else tgt.table(table, count=True)
+            total = info.rows if info is not None else None
     out = combine(results, stream, table, total, time.monotonic() - started)
     if not opts.dry_run and len(states) == n:
         out.new_watermark = least_state(list(states.values())).watermark_text() \

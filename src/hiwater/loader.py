@@ -26,7 +26,7 @@ from .sources.lightjson import LightBatch
 from .sources.prefetch import prefetch
 from .state import StreamState, zone_name
 from .summary import Summary
-from .targets.base import Target
+from .targets.base import FilesGone, FilesRead, History, Released, State, Target
 from .window import check_durations, next_watermark, window_for
 
 log = logging.getLogger("hiwater")
@@ -58,6 +58,7 @@ class Loader:
         self._started_at: str | None = None
         self._committed_index: int | None = None  # --window: the last committed slice's index
         self._committed_wm: int | None = None  # ... and the watermark it left
+        self._dry = None  # a dry run: its one transaction, rolled back at the end
 
     @property
     def kind(self) -> str | None:
@@ -94,11 +95,8 @@ class Loader:
         return {"run": self.run_uuid, "run_id": self.run_id, "stream": self.stream}
 
     def _run(self) -> Summary:
-        t = self.target
-        t.connect()
-        with t.stream_lock(self.stream, self.opts.lock_timeout.seconds):
-            with t.transaction():
-                t.ensure_meta()
+        """Under the stream's lock (the target is open: see :func:`hiwater.stream.run`)."""
+        with self.target.lock(self.stream, self.opts.lock_timeout.seconds):
             try:
                 try:
                     return self._run_widening()
@@ -123,10 +121,11 @@ class Loader:
             try:
                 if not self.opts.dry_run:
                     return self._run_locked()
-                with self.target.transaction():
-                    raise _Rollback(self._run_locked())
-            except _Rollback as done:
-                return done.summary
+                # A dry run is one transaction around everything, every slice's work included,
+                # rolled back at the end.
+                with self.target.begin(self.stream, self.table, tuple(self.opts.key), discard=True) as tx:
+                    self._dry = tx
+                    return self._run_locked()
             except CsvColumnIsText as change:
                 log.info("CSV column %r holds text after numbers: the run starts again", change.column)
                 self.judged.text_columns.add(change.column)
@@ -138,18 +137,16 @@ class Loader:
         """A failed run leaves one history row (outcome ``failed``, the error, the duration), written
         after its transaction was rolled back, in a transaction of its own. Its run id is a new one
         unless ``--window`` slices of this run were committed (then the failed slice's index)."""
-        t = self.target
         try:
-            with t.transaction():
-                committed = self._committed_index
-                if committed is None:
-                    self.run_id = t.next_run_id()
+            committed = self._committed_index
+            with self.target.begin(self.stream, run_id=None if committed is None else self.run_id) as tx:
+                self.run_id = tx.run_id
                 index, left = (0, self.prev) if committed is None else (committed + 1, self._committed_wm)
-                t.write_history(report.failed_row(
+                tx.record(History(report.failed_row(
                     exc, run_id=self.run_id, index=index, stream=self.stream, opts=self.opts,
                     started_at=self._started_at, prev=self.prev, left=left, kind=self.kind,
                     naive=self.state.naive if self.state is not None else True, tz=self.tz,
-                    duration=report.elapsed(self.t0), error=self._error_text(exc)))
+                    duration=report.elapsed(self.t0), error=self._error_text(exc))))
         except Exception as again:  # noqa: BLE001 - the run's own error is the one to report
             log.debug("could not record the failed run in the history: %s", again)
 
@@ -161,13 +158,13 @@ class Loader:
     def _run_locked(self) -> Summary:
         t, o = self.target, self.opts
         self._started_at = report.iso_now()
-        state = t.read_state(self.stream)
+        state = next(iter(t.ledger.states(self.stream)), None)
         if state is None:
-            check_new_stream([s.stream for s in t.list_states()], self.stream)
+            check_new_stream([s.stream for s in t.ledger.states()], self.stream)
             state = StreamState(self.stream, self.table, tuple(o.key), o.cursor,
                                 assume_tz=zone_name(o.assume_tz or "UTC"))
         else:
-            state.check(self.table, o.key, o.cursor, o.assume_tz, t.cli_flags())
+            state.check(self.table, o.key, o.cursor, o.assume_tz, t.flags)
         self.tz = V.zone(state.assume_tz)
         o.check_range(state.assume_tz, state.kind)
         self.state = state
@@ -178,7 +175,7 @@ class Loader:
             check_durations(o, state.kind, self.tz)
         columns, empty_at_start = table_columns(t, self.table)
         # (the first rejected record outlives a restart, as it always has)
-        self.batch = Applier(t, o, table=self.table, stream=self.stream, state=state, tz=self.tz, columns=columns,
+        self.batch = Applier(o, table=self.table, stream=self.stream, state=state, tz=self.tz, columns=columns,
                              empty_at_start=empty_at_start,
                              first_reject=None if self.batch is None else self.batch.first_reject)
         prev_text = state.watermark_text()
@@ -210,74 +207,93 @@ class Loader:
 
     # --- one transaction ------------------------------------------------------------------
     def _run_single(self, prev_text) -> Summary:
-        t, o = self.target, self.opts
+        o = self.opts
         started = report.iso_now()
-        with (nullcontext() if o.dry_run else t.transaction()):
-            self.run_id = t.next_run_id()
-            if o.prune:
-                t.prune_begin(tuple(o.key))
-            res = self._pass(part=None, write=True)
+        with self._begin() as tx:
+            self.run_id = tx.run_id
+            self._release(tx)
+            res = self._pass(tx, part=None)
             self._gate(res.counts.rejected, res.counts.source_records)
             if o.prune and res.counts.source_records == 0:
-                raise report.prune_empty(self.source.description, self.table, self.stream, t.cli_flags())
-            pruned = t.prune_finish(self.table, tuple(o.key)) if o.prune and self.batch.columns is not None else 0
+                raise report.prune_empty(self.source.description, self.table, self.stream, self.target.flags)
+            pruned = tx.prune() if o.prune and self.batch.columns is not None else 0
             new_wm = self._next_watermark(res.candidate)
-            self._save_state(new_wm)
-            self._record_files()
-            summary = self._summary(res, prev_text, new_wm, t.count_rows(self.table), pruned)
-            self._history(0, started, res, new_wm, None, None)
+            self._save_state(tx, new_wm)
+            self._record_files(tx)
+            summary = self._summary(res, prev_text, new_wm, tx.count(), pruned)
+            self._history(tx, 0, started, res, new_wm, None, None)
         return summary
 
+    def _begin(self, run_id: int | None = None):
+        """The transaction of the run (or of one --window slice); a dry run's one, kept open."""
+        if self.opts.dry_run:
+            return nullcontext(self._dry)
+        return self.target.begin(self.stream, self.table, tuple(self.opts.key), run_id=run_id)
+
+    def _release(self, tx) -> None:
+        """A quarantine replay: the replayed records leave the quarantine in the transaction
+        that judges them again, before any of them is quarantined again."""
+        if self.source.replay:
+            tx.record(Released(self.source.ids))
+
     def _run_windowed(self, prev_text) -> Summary:
-        t, o = self.target, self.opts
+        o = self.opts
         started = report.iso_now()
         # Scan: which slices hold records, and how many records are invalid already.
-        scan = self._pass(part=None, write=False)
+        scan = self._pass(None, part=None)
         # The quality gate on what the scan already knows to be invalid: nothing is committed.
         self._gate(scan.invalid, scan.records)
         total_res, windows, new_wm = PassResult(), [], self.prev
         # Transaction 0: records outside the window (invalid, future, late, below).
-        with (nullcontext() if o.dry_run else t.transaction()):
-            self.run_id = t.next_run_id()
-            res = self._pass(part=(0, 0, True), write=True)
+        with self._begin() as tx:
+            self.run_id = tx.run_id
+            self._release(tx)
+            res = self._pass(tx, part=(0, 0, True))
             total_res.merge(res)
             self._gate(total_res.counts.rejected, scan.records)
-            self._save_state(new_wm)
+            self._save_state(tx, new_wm)
             if not scan.slices:
-                self._record_files()
-            self._history(0, started, res, new_wm, None, None)
+                self._record_files(tx)
+            self._history(tx, 0, started, res, new_wm, None, None)
         self._committed_index, self._committed_wm = 0, new_wm
         width = o.window.for_kind(self.kind, "--window") if scan.slices else None
         for i, s in enumerate(sorted(scan.slices), start=1):
             lo, hi = s * width, (s + 1) * width
-            with (nullcontext() if o.dry_run else t.transaction()):
-                res = self._pass(part=(lo, hi, False), write=True)
+            with self._begin(self.run_id) as tx:
+                res = self._pass(tx, part=(lo, hi, False))
                 # A value the columns made by an earlier slice cannot hold is found only now: past
                 # the limit, this slice fails (earlier slices stand, as for any failed slice).
                 self._gate(total_res.counts.rejected + res.counts.rejected, scan.records)
                 total_res.merge(res)
                 new_wm = self._next_watermark(total_res.candidate)
-                self._save_state(new_wm)
+                self._save_state(tx, new_wm)
                 if i == len(scan.slices):
                     # A file is applied when its last record is: the manifest commits with the last
                     # slice (a run killed earlier reads the same files again; the target absorbs it).
-                    self._record_files()
+                    self._record_files(tx)
                 lo_t, hi_t, wm_t = (V.format_value(v, self.kind, self.state.naive, self.tz) for v in (lo, hi, new_wm))
-                self._history(i, report.iso_now(), res, new_wm, lo_t, hi_t)
+                self._history(tx, i, report.iso_now(), res, new_wm, lo_t, hi_t)
                 windows.append(report.slice_entry(i, lo_t, hi_t, res.counts, wm_t))
             if o.dry_run is False:
                 self._committed_index, self._committed_wm = i, new_wm
                 emit("slice_committed", f"committed window {i} [{lo_t}, {hi_t})", **self._ids(),
                      **windows[-1])
-        summary = self._summary(total_res, prev_text, new_wm, t.count_rows(self.table), 0)
+        if o.dry_run:
+            total = self._dry.count()  # as staged
+        else:
+            info = self.target.table(self.table, count=True)
+            total = info.rows if info is not None else 0
+        summary = self._summary(total_res, prev_text, new_wm, total, 0)
         summary.windows = windows
         return summary
 
     # --- one pass over the source -----------------------------------------------------------
-    def _pass(self, *, part: tuple | None, write: bool) -> PassResult:
-        """Read the source once; decide (and, if ``write``, apply) the records of ``part`` (a
-        ``--window`` slice's ``(lo, hi, outside)``, see :meth:`Applier.apply`; None: all)."""
+    def _pass(self, tx, *, part: tuple | None) -> PassResult:
+        """Read the source once; decide (and, in a transaction ``tx``, apply) the records of
+        ``part`` (a ``--window`` slice's ``(lo, hi, outside)``, see :meth:`Applier.apply`; None:
+        all). Without ``tx`` it is the scan of a ``--window`` run: it counts, writes nothing."""
         o, b = self.opts, self.batch
+        write = tx is not None
         res = PassResult()
         window, window_kind = None, None
         done = 0
@@ -286,7 +302,7 @@ class Loader:
             w = self._window()  # a SQL source reads only the window (pushdown)
             self.source.set_window(w.lo, w.lo_inclusive, w.hi, self.kind, self.tz)
         fields: set = set()
-        b.begin_pass(hold_late=write and part is None)
+        b.begin_pass(tx, hold_late=write and part is None)
         light = write and part is None and b.light_ok()
         self.source.light_key = tuple(o.key) if light else None
         for raw in prefetch(self.source.batches(), early=b.store_early):
@@ -335,27 +351,26 @@ class Loader:
         src, o = self.source, self.opts
         self.files = None
         if src.tracked:
-            self.files = src.select(self.target.read_files(self.stream), reread=o.reread_files or o.full_load)
+            self.files = src.select(self.target.ledger.files(self.stream), reread=o.reread_files or o.full_load)
         if self.files is not None and self.files.vanished:
             self.warnings.append(report.vanished_files(self.files.vanished, src.description))
 
-    def _record_files(self) -> None:
+    def _record_files(self, tx) -> None:
         """Record the files this run read (and forget the vanished ones), in the transaction that
         commits the run's (or its last slice's) data."""
         if self.files is not None:
-            self.target.write_files(self.stream, self.files.read, self.run_id)
-            self.target.delete_files(self.stream, self.files.vanished)
+            tx.record(FilesRead(self.files.read), FilesGone(self.files.vanished))
 
     # --- state, history, summary -------------------------------------------------------------
-    def _save_state(self, new_wm) -> None:
+    def _save_state(self, tx, new_wm) -> None:
         self.state.advance(new_wm, self.run_id, self.batch.cand_naive)
-        self.target.write_state(self.state)
+        tx.record(State(self.state))
 
-    def _history(self, index, started, res, new_wm, lo_t, hi_t) -> None:
-        self.target.write_history(report.history_row(
+    def _history(self, tx, index, started, res, new_wm, lo_t, hi_t) -> None:
+        tx.record(History(report.history_row(
             res, self.state, self.tz, stream=self.stream, run_id=self.run_id, index=index, started=started,
             opts=self.opts, prev=self.prev, new_wm=new_wm, lo_t=lo_t, hi_t=hi_t,
-            new_columns=self.batch.new_columns, warnings=self.warnings, files=self.files, t0=self.t0))
+            new_columns=self.batch.new_columns, warnings=self.warnings, files=self.files, t0=self.t0)))
 
     def _summary(self, res: PassResult, prev_text, new_wm, total, pruned) -> Summary:
         return report.summary(
@@ -363,8 +378,3 @@ class Loader:
             source=self.source, files=self.files, prev=self.prev, prev_text=prev_text, new_wm=new_wm, total=total,
             pruned=pruned, warnings=self.warnings, new_columns=self.batch.new_columns)
 
-
-class _Rollback(Exception):
-    def __init__(self, summary):
-        super().__init__("dry run")
-        self.summary = summary

@@ -135,12 +135,8 @@ class Plan:
 @contextmanager
 def connected(db=None, target=None):
     """The target ``db``/``target`` names, connected for the ``with`` block, then closed."""
-    tgt = open_target(db=db, target=target)
-    try:
-        tgt.connect()
+    with open_target(db=db, target=target) as tgt:
         yield tgt
-    finally:
-        tgt.close()
 
 
 def project_groups(project, streams, db, target):

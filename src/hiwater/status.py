@@ -29,7 +29,7 @@ def status(streams=None, *, project=None, db=None, target=None, now=None) -> lis
     rows = []
     for kw, members in project_groups(project, streams, db, target):
         with connected(**kw) as tgt:
-            states = {s.stream: s for s in tgt.list_states()}
+            states = {s.stream: s for s in tgt.ledger.states()}
             names = [(n, c) for n, c in members] if members is not None else [(n, None) for n in states]
             if members is not None and (db is not None or target is not None):
                 for n, _ in names:
@@ -44,7 +44,7 @@ def status(streams=None, *, project=None, db=None, target=None, now=None) -> lis
                     rows.append(aggregate_row(name[0], name[1], rows, states, cfg, now_us))
                     continue
                 s = states.get(name)
-                facts = tgt.stream_facts(name)
+                facts = tgt.ledger.facts(name)
                 last = facts["last_run"]
                 failed = [r for r in last if r.get("outcome") == "failed"]
                 head = failed[0] if failed else (last[-1] if last else None)

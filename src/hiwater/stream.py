@@ -44,29 +44,24 @@ def run(spec: StreamSpec, *, stdin=None, progress=None) -> Summary:
         tgt.close()
         raise
     try:
-        return Loader(src, tgt, o, table=spec.table, progress=progress, notices=notices).run()
+        with tgt:
+            return Loader(src, tgt, o, table=spec.table, progress=progress, notices=notices).run()
     finally:
         src.close()
-        tgt.close()
 
 
 def replay(stream: str, *, db=None, target=None, reason=None, on_late="load", **options) -> Summary:
     """Run a stream's quarantined records through the loader again, in one transaction, with
     the key, cursor, table and zone the stream was made with."""
-    tgt = open_target(db=db, target=target)
-    tgt.connect()
-    try:
-        states = {s.stream: s for s in tgt.list_states()}
+    with open_target(db=db, target=target) as tgt:
+        states = {s.stream: s for s in tgt.ledger.states()}
         if stream not in states:
             raise UsageError(f"no stream named {stream!r}", hint="`hiwater state show` lists the streams")
         s = states[stream]
-        rows = tgt.read_quarantine(stream, reason)
-        src = QuarantineSource(rows, tgt, s.cursor)
+        src = QuarantineSource(tgt.ledger.quarantine(stream, reason), s.cursor)
         opts = LoadOptions.build(key=s.key, cursor=s.cursor, table=s.table, stream=stream,
                                  on_late=on_late, assume_tz=s.assume_tz, **options)
         return Loader(src, tgt, opts, table=s.table).run()
-    finally:
-        tgt.close()
 
 
 @dataclass

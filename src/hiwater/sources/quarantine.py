@@ -1,7 +1,8 @@
 """Quarantined records as a source, for ``hiwater quarantine replay``.
 
-The rows leave the quarantine in the same transaction that replays them; any
-that fail again are quarantined again by that run, so nothing is lost either way.
+The source only reads: the loader records the rows' release (:attr:`QuarantineSource.ids`) in
+the transaction that replays them, before anything is quarantined again; any that fail again
+are quarantined again by that run, so nothing is lost either way.
 """
 
 from __future__ import annotations
@@ -16,16 +17,14 @@ class QuarantineSource(Source):
     description = "quarantine"
     replay = True  # the loader does not read a replay's old cursors as a truncated source
 
-    def __init__(self, rows: list[dict], target, cursor: str | None = None):
+    def __init__(self, rows: list[dict], cursor: str | None = None):
         self.rows = rows
-        self.target = target
         self.cursor = cursor
+        self.ids = [r["id"] for r in rows]  # released by the replaying transaction
 
     def batches(self):
         if not self.rows:
             return
-        # Runs inside the loader's transaction: removing them here commits with the replay.
-        self.target.delete_quarantine([r["id"] for r in self.rows])
         records = [_loads(r["record"]) for r in self.rows]
         yield rows_to_batch(records, "quarantine", 1, cursor=self.cursor or "")
 

@@ -67,6 +67,7 @@ class TableInfo:
     columns: dict           # {column: logical type}, the hidden _hiwater_* columns left out
     has_rows: bool
     rows: int | None = None  # only with ``Target.table(name, count=True)``
+    managed: bool = True    # it has hiwater's hidden columns (a table hiwater did not make has not)
 
 
 # --- facts: what a transaction records beside the data (pyiceberg's *Update values) ---------------

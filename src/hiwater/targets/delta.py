@@ -125,9 +125,9 @@ class DeltaTarget(Target, DeltaLegacy):
         if dt is None:
             return None
         rows = row_count(dt)
-        columns = {f.name: logical(f.type) for f in pa.schema(dt.schema().to_arrow())
-                   if not f.name.startswith("_hiwater_")}
-        return TableInfo(columns, rows > 0, rows if count else None)
+        schema = pa.schema(dt.schema().to_arrow())
+        columns = {f.name: logical(f.type) for f in schema if not f.name.startswith("_hiwater_")}
+        return TableInfo(columns, rows > 0, rows if count else None, managed=CURSOR_COL in schema.names)
 
     def begin(self, stream: str, table: str | None = None, key: tuple = (), *,
               run_id: int | None = None, discard: bool = False) -> "DeltaTransaction":
@@ -256,6 +256,8 @@ class DeltaTransaction(Transaction):
     # --- the new interface ---------------------------------------------------------------------
     def evolve(self, columns: dict, cursor: tuple) -> None:
         """Every cursor is stored as its integer here, so ``cursor`` changes no column type."""
+        if not columns:
+            return
         have = self._columns(self._name)
         if have is None:
             self._create(self._name, columns, self._key)

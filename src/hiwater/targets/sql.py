@@ -134,8 +134,8 @@ class SqlTarget(SqlMeta, Target, LegacyTarget):
         columns = self.table_columns(name)
         if columns is None:
             return None
-        return TableInfo({c: t for c, t in columns.items() if c not in HIDDEN}, self.has_rows(name),
-                         self.count_rows(name) if count else None)
+        return TableInfo({c: t for c, t in columns.items() if not c.startswith("_hiwater_")}, self.has_rows(name),
+                         self.count_rows(name) if count else None, managed=CURSOR_COL in columns)
 
     def begin(self, stream: str, table: str | None = None, key: tuple = (), *,
               run_id: int | None = None, discard: bool = False) -> "SqlTransaction":
@@ -258,6 +258,8 @@ class SqlTransaction(Transaction):
     def evolve(self, columns: dict, cursor: tuple) -> None:
         t = self._t
         t.set_cursor(*cursor)
+        if not columns:
+            return  # nothing to add: the cursor is named for the writes that follow
         have = t.table_columns(self.table)
         if have is None:
             t.create_table(self.table, dict(columns), self.key)

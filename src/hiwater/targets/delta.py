@@ -533,13 +533,19 @@ class DeltaTransaction(Transaction):
     def _commit_data(self, stream: str, table: str, dt, txn: int) -> None:
         target = self._target
         dl = target._dl
+        bucket = bucket_of(stream)
+        # No retry on top of a commit made since the run's snapshot: delta-rs would re-base this
+        # MERGE (decided against that snapshot) when its conflict check finds no overlap, which
+        # for racing runs of one stream left a key twice or the watermark behind the data. A
+        # stream's commit is valid only on the snapshot it read (Iceberg's num-retries=0). The
+        # buckets of one stream commit side by side into their own partitions, so they retry.
         props = dl.CommitProperties(app_transactions=[dl.Transaction(app_id(stream), txn)],
-                                    custom_metadata={"hiwater.stream": stream, "hiwater.run_id": str(self._run_id or "")})
+                                    custom_metadata={"hiwater.stream": stream, "hiwater.run_id": str(self._run_id or "")},
+                                    max_commit_retries=0 if bucket is None else None)
         key = self._keys.get(table) or self._key_of(stream)
         staged = self._staged_latest(table, key) if key else None
         schema = self._schemas.get(table)
         uri = target._uri(table)
-        bucket = bucket_of(stream)
 
         def apply():
             nonlocal dt

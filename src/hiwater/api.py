@@ -93,6 +93,11 @@ def state_set(*, stream, value, db=None, target=None) -> dict:
             tz = V.zone(s.assume_tz)
             if value is None or str(value).lower() in ("null", "none"):
                 s.watermark = None
+            elif s.kind is None:
+                # no run has seen a record: a guess (20 as an integer? an instant?) could misread the data
+                raise UsageError(f"stream {stream!r} has no cursor kind yet (no run has seen a record): "
+                                 f"there is nothing to read {value!r} against",
+                                 hint="load it once first, or bound that load with --since")
             else:
                 s.watermark, s.naive = V.parse_bound(value, s.kind, tz, "state set")
             tx.record(State(s))

@@ -28,3 +28,34 @@ def test_a_reload_after_drop_keeping_the_table_is_unchanged(target_url):
     again = load(target_url)
     assert again["run_id"] > first["run_id"] + 1
     assert again["unchanged"] == 3 and again["updated"] == 0 and again["loaded"] == 0
+
+
+def _exists(url: str) -> bool:
+    """Whether anything of the target was made: its file, its folder, its PostgreSQL schema."""
+    if url.startswith(("sqlite", "duckdb")):
+        return os.path.exists(url.split(":///", 1)[1])
+    if url.startswith("delta"):
+        return os.path.exists(url.split("://", 1)[1])
+    from .dbutil import PG_URL, pg_connect
+    schema = url.rsplit("schema=", 1)[1]
+    with pg_connect(PG_URL) as conn:
+        return conn.execute("SELECT 1 FROM information_schema.schemata WHERE schema_name = %s",
+                            (schema,)).fetchone() is not None
+
+
+def test_read_commands_create_nothing(target_url, tmp_path):
+    """Items 10 and 12: validate --connect, status, check, history and quarantine list on a target
+    not made yet create no file, folder or schema; named directly, a missing file is exit 2."""
+    from .readback import cli
+    (tmp_path / "a.jsonl").write_text('{"id": 1, "modified_at": "2025-01-15T08:00:00Z"}\n')
+    project = tmp_path / "hiwater.toml"
+    project.write_text(f'[streams.t]\ninput = "a.jsonl"\ntarget = "{target_url}"\nerror-after = "1d"\n')
+    assert cli("validate", "--connect", "--project", project).code == 0
+    r = cli("status", "--project", project, "--json")
+    assert r.code == 0 and r.json[0]["last_outcome"] == "never run"
+    assert cli("check", "--project", project).code == 1  # never loaded: past every limit
+    for cmd in (("history",), ("quarantine", "list"), ("status",), ("state", "show")):
+        r = cli(*cmd, "--target", target_url)
+        assert r.code in (0, 2), (cmd, r.err)
+        assert r.code == 0 or "no such database" in r.err
+    assert not _exists(target_url)

@@ -326,7 +326,12 @@ class DeltaTransaction(Transaction):
 
     def _drop(self, stream: str, table: str | None) -> None:
         self._dropped = True
+        # run ids are the log's MAX + 1: the stream's highest stays in the log (a kept table's rows
+        # must never look written by a later run)
+        last = max((r["run_id"] or 0 for r in self._target.ledger.rows(stream)), default=0)
         self._target._forget(stream)
+        if last:
+            self._stage("dropped", {}, last)
         if table is not None:
             self._target._drop_table(table)
 

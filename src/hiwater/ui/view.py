@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from .. import api
 from ..durations import parse_duration
-from ..errors import HiwaterError, UsageError
+from ..errors import HiwaterError, TargetError, UsageError
 from ..freshness import verdict
 from ..keyhash import parse_name
 from ..project import load_project
@@ -106,8 +106,12 @@ class View:
             try:
                 if names is None:
                     snap.rows += api.status(now=now, **kw)
-                else:
-                    snap.rows += api.status(names, project=self.project, now=now)
+                else:  # a target that does not answer is the page's error, not a row
+                    rows = api.status(names, project=self.project, now=now)
+                    down = [r for r in rows if r["last_outcome"] == api.UNREACHABLE]
+                    if down:
+                        raise TargetError(down[0]["last_error"])
+                    snap.rows += rows
             except HiwaterError as exc:
                 snap.errors.append({"target": redact(kw["target"] or kw["db"] or "(memory)"),
                                     "message": str(exc)})

@@ -19,6 +19,8 @@ from ..errors import HiwaterError, TargetError, UsageError
 from ..freshness import verdict
 from ..keyhash import parse_name
 from ..project import load_project
+from ..spec import absent
+from ..targets import open_target
 from ..urls import redact
 
 REASONS = ("invalid", "future", "late")
@@ -138,6 +140,12 @@ class View:
         history.sort(key=lambda h: (h["finished_at"] or "", h["run_id"], h["window_index"]))
         return mask({"status": row, "history": history, "state": state, "members": members})
 
+    @staticmethod
+    def _made(groups) -> list:
+        """The groups whose target exists: one no run has made yet holds nothing to read (and a
+        read must not make it)."""
+        return [(kw, names) for kw, names in groups if absent(open_target(**kw)) is None]
+
     def _direct(self) -> bool:
         return self.db is not None or self.target is not None
 
@@ -146,7 +154,7 @@ class View:
         if stream is not None:
             return mask(api.history(stream=stream, limit=limit, **self._where(stream)))
         out = []
-        for kw, names in self._groups():
+        for kw, names in self._made(self._groups()):
             rows = api.history(limit=limit, **kw)
             out += rows if names is None else [r for r in rows if _base(r["stream"]) in names]
         return mask(out)
@@ -157,7 +165,7 @@ class View:
         if reason is not None and reason not in REASONS:
             raise UsageError(f"reason {reason!r}: choose {', '.join(REASONS)}")
         out = []
-        for kw, names in ([(self._where(stream), [stream])] if stream is not None else self._groups()):
+        for kw, names in self._made([(self._where(stream), [stream])] if stream is not None else self._groups()):
             if names is None:
                 out += api.quarantine_list(reason=reason, limit=limit, **kw)
                 continue

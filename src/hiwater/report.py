@@ -237,9 +237,10 @@ def quarantine_detail(verdict: D.Verdict, reason, window: D.Window, kind, naive:
 
 
 def quarantine_row(rec, *, stream: str, reason: str, detail: str, source, record_no: int, key: tuple,
-                   cursor: str, cursor_value, run_id) -> dict:
-    """A quarantine row for record ``rec`` (its values as they arrived)."""
-    text = record_text(rec)
+                   cursor: str, cursor_value, run_id, sent: str | None = None) -> dict:
+    """A quarantine row for record ``rec`` (its values as they arrived): ``sent`` is its text as it
+    arrived, where the source sent text (SPEC §8: ``1e400`` stays ``1e400``); else ``rec`` as JSON."""
+    text = record_text(rec) if sent is None else sent
     keyv = [rec.get(k) for k in key] if isinstance(rec, dict) else None
     return {
         "stream": stream, "reason": reason, "detail": detail, "source": source,

@@ -27,7 +27,8 @@ class QuarantineSource(Source):
         # Runs inside the loader's transaction: removing them here commits with the replay.
         self.target.delete_quarantine([r["id"] for r in self.rows])
         records = [_loads(r["record"]) for r in self.rows]
-        yield rows_to_batch(records, "quarantine", 1, cursor=self.cursor or "")
+        # Each record's stored text goes along: one quarantined again keeps the text it arrived as.
+        yield rows_to_batch(records, "quarantine", 1, cursor=self.cursor or "", texts=[r["record"] for r in self.rows])
 
 
 def _loads(text: str):

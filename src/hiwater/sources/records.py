@@ -6,13 +6,20 @@ column; Arrow data (Parquet, tables handed over in Python) gets its times as ISO
 JSON Lines readers (whole and key-first) drop the cursor column pyarrow invents, and every text
 reader names the first byte that is not UTF-8, with the helpers here. A module of its own so that
 the readers that use these need not import each other.
+
+Every JSON reader also keeps the text each record arrived as (:class:`SentText`): the quarantine
+stores that text, never the record written again from its parsed values (SPEC §8), so ``1e400``
+stays ``1e400`` (not ``Infinity``), ``-0.0`` and ``1.50`` keep their digits, and the fields keep
+their order.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from typing import Iterator
 
+import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -23,9 +30,114 @@ from .base import RawBatch
 BLOCK_BYTES = 4 << 20  # pyarrow's block (the longest line or row it takes), and a copy's chunk
 
 
-def rows_to_batch(rows: list, path: str, first_record: int, cursor: str) -> RawBatch:
+class SentText:
+    """The text each record of a batch arrived as: spans of one buffer of UTF-8 bytes (a block of
+    the file as read, so the readers copy nothing per record; decoded only for the few records
+    the quarantine stores). Picklable, for a window run's spill."""
+
+    def __init__(self, data: bytes, starts: np.ndarray, ends: np.ndarray):
+        self.data, self.starts, self.ends = data, starts, ends
+
+    @classmethod
+    def of(cls, texts: list) -> SentText:
+        """From one text (``bytes`` or ``str``) per record."""
+        parts = [t.encode() if isinstance(t, str) else t for t in texts]
+        ends = np.cumsum([len(t) for t in parts], dtype=np.int64)
+        return cls(b"".join(parts), ends - np.array([len(t) for t in parts], dtype=np.int64), ends)
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def __getitem__(self, row: int) -> str:
+        text = self.data[int(self.starts[row]):int(self.ends[row])]
+        return text.rstrip(b"\r").decode("utf-8", "replace")
+
+    def take(self, rows) -> SentText:
+        """The texts of the rows at these positions."""
+        return SentText(self.data, self.starts[rows], self.ends[rows])
+
+
+def blocks(path: str, size: int) -> Iterator[bytes]:
+    """The file in blocks of whole lines of about ``size`` bytes (the last may lack its newline)."""
+    rest = b""
+    with open(path, "rb") as f:
+        while True:
+            chunk = f.read(size)
+            if not chunk:
+                break
+            buf = rest + chunk if rest else chunk
+            cut = buf.rfind(b"\n")
+            if cut < 0:
+                rest = buf
+                continue
+            rest = buf[cut + 1:]
+            yield buf[:cut + 1]
+    if rest:
+        yield rest
+
+
+def line_spans(block: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The lines of a block that are records (blank ones are not: the readers skip them), as
+    ``(starts, ends, line offsets within the block)``; an end excludes the newline."""
+    arr = np.frombuffer(block, dtype=np.uint8)
+    nl = np.flatnonzero(arr == 10)
+    ends = (nl if block.endswith(b"\n") else np.append(nl, len(block))).astype(np.int64)
+    starts = np.concatenate(([0], ends[:-1] + 1)).astype(np.int64)
+    keep = (ends - starts) > 0
+    if keep.any():
+        mv = memoryview(block)
+        for i in np.flatnonzero(keep & ((ends - starts) <= 4)).tolist():
+            if not bytes(mv[starts[i]:ends[i]]).strip():
+                keep[i] = False
+    lines = np.arange(len(starts), dtype=np.int64)
+    if not keep.all():
+        starts, ends, lines = starts[keep], ends[keep], lines[keep]
+    return starts, ends, lines
+
+
+class LineReader:
+    """The record lines of a JSON Lines file, handed out in the order pyarrow reads the records:
+    :meth:`take` gives the next ``n`` as a :class:`SentText`."""
+
+    def __init__(self, path: str):
+        self._blocks = blocks(path, BLOCK_BYTES)
+        self._pending: list = []  # (block, starts, ends) not yet handed out
+
+    def take(self, n: int) -> SentText:
+        parts, have = [], 0
+        while have < n:
+            if not self._pending:
+                block = next(self._blocks, None)
+                if block is None:
+                    break
+                starts, ends, _ = line_spans(block)
+                self._pending.append((block, starts, ends))
+                continue
+            block, starts, ends = self._pending[0]
+            k = min(n - have, len(starts))
+            if k:
+                parts.append((block, starts[:k], ends[:k]))
+            have += k
+            if k == len(starts):
+                self._pending.pop(0)
+            else:
+                self._pending[0] = (block, starts[k:], ends[k:])
+        if len(parts) <= 1:
+            return SentText(*parts[0]) if parts else SentText.of([])
+        datas, starts, ends, base = [], [], [], 0
+        for block, ss, es in parts:  # the spans of each block, one after the other in one buffer
+            lo, hi = int(ss[0]), int(es[-1])
+            datas.append(block[lo:hi])
+            starts.append(ss - lo + base)
+            ends.append(es - lo + base)
+            base += hi - lo
+        return SentText(b"".join(datas), np.concatenate(starts), np.concatenate(ends))
+
+
+def rows_to_batch(rows: list, path: str, first_record: int, cursor: str, texts: list | None = None) -> RawBatch:
     """Python rows (dicts, or anything else: an invalid record) as one batch. A column whose values
-    have several types is left in ``mixed`` for prepare to judge against the target's column."""
+    have several types is left in ``mixed`` for prepare to judge against the target's column.
+    ``texts``: each row's text as it arrived, when it came as text."""
     names: dict = {}
     problems: dict = {}
     for i, row in enumerate(rows):
@@ -49,10 +161,11 @@ def rows_to_batch(rows: list, path: str, first_record: int, cursor: str) -> RawB
             sent[name] = values  # nested values, now JSON text: the quarantine keeps the objects
         columns.append(arr)
         fields.append(name)
+    sent_text = None if texts is None else SentText.of(texts)
     if not fields:
-        return RawBatch(pa.table({}), path, first_record, problems, rows=len(rows))
+        return RawBatch(pa.table({}), path, first_record, problems, rows=len(rows), record_texts=sent_text)
     return RawBatch(pa.Table.from_arrays(columns, names=fields), path, first_record, problems, mixed=mixed,
-                    sent=sent)
+                    sent=sent, record_texts=sent_text)
 
 
 def _column(values: list):

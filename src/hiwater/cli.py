@@ -151,6 +151,8 @@ def cli(ctx, verbose, log_format):
 @click.option("--since", metavar="VALUE", help="Bounded backfill: only records with cursor >= VALUE.")
 @click.option("--until", metavar="VALUE", help="Bounded backfill: only records with cursor < VALUE; the "
               "watermark never passes it.")
+@click.option("--start", metavar="VALUE", help="A new stream's first watermark: records with cursor < VALUE "
+              "are not loaded (counted below_window, not late). Ignored once the stream has state.")
 @click.option("--settle", metavar="DURATION", help="The watermark never passes now - DURATION.")
 @click.option("--dry-run", is_flag=True, help="Decide and print the summary; write nothing.")
 @click.option("--assume-tz", metavar="ZONE", help="Time zone of naive timestamps (default: the stream's own; UTC "

@@ -76,6 +76,7 @@ class LoadOptions:
     window: Duration | None = None
     since: object = None
     until: object = None
+    start: object = None  # a new stream's first watermark (ignored once the stream has state)
     settle: Duration | None = None
     dry_run: bool = False
     assume_tz: str | None = None  # None: the stream's own (UTC for a new stream)
@@ -152,6 +153,11 @@ class LoadOptions:
             raise UsageError(f"--delete-field {self.delete_field}: cannot be the key or the cursor")
         if self.full_load and (self.since is not None or self.until is not None):
             raise UsageError("--full-load cannot be combined with --since/--until: a full load reads everything")
+        if self.start is not None:
+            if self.full_load or self.since is not None:
+                raise UsageError("--start cannot be combined with --full-load or --since: --start gives a new "
+                                 "stream its first watermark, they choose the records to read themselves")
+            parse_bound(self.start, None, zone("UTC"), "--start")  # the kind is checked once known
         if self.full_load and self.lookback is not None:
             raise UsageError("--full-load cannot be combined with --lookback: a full load has no window")
         if self.assume_tz is not None:  # without it the stream's own zone decides (the loader checks)

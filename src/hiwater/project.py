@@ -72,7 +72,7 @@ TYPES = {
     "full-load": _FLAG, "reread-files": _FLAG, "prune": _FLAG, "strict": _FLAG, "soft-delete": _FLAG,
     "lookback": _DURATION, "window": _DURATION, "settle": _DURATION, "max-future": _DURATION,
     "lock-timeout": _DURATION, "warn-after": _DURATION, "error-after": _DURATION,
-    "since": _BOUND, "until": _BOUND,
+    "since": _BOUND, "until": _BOUND, "start": _BOUND,
     "batch-size": _NUMBER, "buckets": _NUMBER, "max-rejected": ("a whole number", "a string"),
 }
 

@@ -162,6 +162,17 @@ def summary(res, state: StreamState, tz, *, opts: LoadOptions, stream: str, tabl
     return s
 
 
+def start_ignored(start, state: StreamState, tz) -> list:
+    """The warning for ``--start`` on a stream that has state, when it would have mattered (the
+    watermark is below it, or there is none); a start the watermark has passed says nothing, so a
+    project file's ``start`` is quiet once the stream is under way."""
+    if state.watermark is not None and state.kind is not None \
+            and V.parse_bound(start, state.kind, tz, "--start")[0] <= state.watermark:
+        return []
+    return [f"--start {start} is ignored: the stream {state.stream!r} has state (watermark "
+            f"{state.watermark_text()}); `hiwater state set` moves a watermark"]
+
+
 def quality_gate(limit, rejected: int, source_records: int, first_reject: str | None) -> None:
     """``--max-rejected`` (``limit``): past it the run fails inside its transaction (nothing of
     it is committed), naming the count, the limit and the first rejected record."""

@@ -122,6 +122,11 @@ def cli(ctx, verbose, log_format):
 @target_options
 @click.option("--format", "format", type=click.Choice(["json", "jsonl", "csv", "parquet"]),
               help="Input format (default: from the extension, else sniffed).")
+@click.option("--csv-delimiter", metavar="CHAR", help="CSV: the field delimiter ('\\t' or tab for a tab; default: "
+              "sniffed per file among , ; tab |, shown by --details).")
+@click.option("--csv-quote", metavar="CHAR", help="CSV: the quote character.  [default: \"]")
+@click.option("--encoding", metavar="CODEC", help="CSV: the files' text encoding, any Python codec (latin-1, "
+              "cp1252, utf-16...); default UTF-8, and a file that is not is refused.")
 @click.option("--table", help="Target table (default: the input file's name, or 'records').")
 @click.option("--stream", help="Stream name for the state (default: the table).")
 @click.option("--key", default="id", show_default=True, help="Primary key column(s), comma-separated.")

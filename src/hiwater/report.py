@@ -123,7 +123,8 @@ def summary(res, state: StreamState, tz, *, opts: LoadOptions, stream: str, tabl
     s = Summary(counts=c, previous_watermark=prev_text, new_watermark=new_text, total_in_target=total,
                 stream=stream, table=table, mode=o.mode, run_id=run_id,
                 dry_run=o.dry_run, warnings=warnings, pruned=pruned,
-                new_columns=new_columns, files=files_detail(files).get("files"))
+                new_columns=new_columns, files=files_detail(files).get("files"),
+                csv=getattr(source, "csv_dialects", None))
     fmt = lambda v: V.format_value(v, kind, naive, tz)  # noqa: E731
     if c.source_records == 0:
         s.stale_source = True

@@ -41,7 +41,7 @@ class SentText:
     @classmethod
     def of(cls, texts: list) -> SentText:
         """From one text (``bytes`` or ``str``) per record."""
-        parts = [t.encode() if isinstance(t, str) else t for t in texts]
+        parts = [t.encode() if isinstance(t, str) else bytes(t) for t in texts]
         ends = np.cumsum([len(t) for t in parts], dtype=np.int64)
         return cls(b"".join(parts), ends - np.array([len(t) for t in parts], dtype=np.int64), ends)
 
@@ -55,6 +55,19 @@ class SentText:
     def take(self, rows) -> SentText:
         """The texts of the rows at these positions."""
         return SentText(self.data, self.starts[rows], self.ends[rows])
+
+    def __getstate__(self):
+        """Pickled (a window run's spill) with its own texts only, not the block they point into."""
+        if len(self.starts) and int(self.starts.min()) == int(self.starts[0]) \
+                and int(self.ends.max()) == int(self.ends[-1]):  # in order: one slice of the block
+            lo = int(self.starts[0])
+            return self.data[lo:int(self.ends[-1])], self.starts - lo, self.ends - lo
+        mv = memoryview(self.data)
+        compact = SentText.of([mv[s:e] for s, e in zip(self.starts.tolist(), self.ends.tolist())])
+        return compact.data, compact.starts, compact.ends
+
+    def __setstate__(self, state):
+        self.data, self.starts, self.ends = state
 
 
 def blocks(path: str, size: int) -> Iterator[bytes]:
@@ -271,9 +284,9 @@ def _mentions(path: str, name: str) -> bool:
             return m.find(needle) >= 0
 
 
-def not_utf8(path: str, name: str) -> InputError:
+def not_utf8(path: str, name: str, hint: str = "convert the file to UTF-8") -> InputError:
     """The error for a text file that is not UTF-8, naming the first bad byte."""
-    return InputError(f"not UTF-8 text at byte {_first_bad_utf8(path)}", path=name, hint="convert the file to UTF-8")
+    return InputError(f"not UTF-8 text at byte {_first_bad_utf8(path)}", path=name, hint=hint)
 
 
 def _first_bad_utf8(path: str) -> int:

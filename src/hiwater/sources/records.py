@@ -31,43 +31,59 @@ BLOCK_BYTES = 4 << 20  # pyarrow's block (the longest line or row it takes), and
 
 
 class SentText:
-    """The text each record of a batch arrived as: spans of one buffer of UTF-8 bytes (a block of
-    the file as read, so the readers copy nothing per record; decoded only for the few records
-    the quarantine stores). Picklable, for a window run's spill."""
+    """The text each record of a batch arrived as: spans of the blocks of the file as read (a
+    batch may span several), so the readers copy nothing per record; decoded only for the few
+    records the quarantine stores. Picklable, for a window run's spill."""
 
     def __init__(self, data: bytes, starts: np.ndarray, ends: np.ndarray):
-        self.data, self.starts, self.ends = data, starts, ends
+        self.parts = [(data, starts, ends)]
+
+    @classmethod
+    def joined(cls, parts: list) -> SentText:
+        """The texts of several ``(data, starts, ends)`` parts, one after the other."""
+        out = cls.__new__(cls)
+        out.parts = [p for p in parts if len(p[1])] or [(b"", np.zeros(0, np.int64), np.zeros(0, np.int64))]
+        return out
 
     @classmethod
     def of(cls, texts: list) -> SentText:
         """From one text (``bytes`` or ``str``) per record."""
         parts = [t.encode() if isinstance(t, str) else bytes(t) for t in texts]
-        ends = np.cumsum([len(t) for t in parts], dtype=np.int64)
-        return cls(b"".join(parts), ends - np.array([len(t) for t in parts], dtype=np.int64), ends)
+        lengths = np.array([len(t) for t in parts], dtype=np.int64)
+        ends = np.cumsum(lengths, dtype=np.int64)
+        return cls(b"".join(parts), ends - lengths, ends)
 
     def __len__(self) -> int:
-        return len(self.starts)
+        return sum(len(starts) for _, starts, _ in self.parts)
 
     def __getitem__(self, row: int) -> str:
-        text = self.data[int(self.starts[row]):int(self.ends[row])]
-        return text.rstrip(b"\r").decode("utf-8", "replace")
+        for data, starts, ends in self.parts:
+            if row < len(starts):
+                return data[int(starts[row]):int(ends[row])].rstrip(b"\r").decode("utf-8", "replace")
+            row -= len(starts)
+        raise IndexError(row)
 
     def take(self, rows) -> SentText:
-        """The texts of the rows at these positions."""
-        return SentText(self.data, self.starts[rows], self.ends[rows])
+        """The texts of the rows at these positions (ascending)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        bounds = np.cumsum([0] + [len(starts) for _, starts, _ in self.parts])
+        part_of = np.searchsorted(bounds, rows, side="right") - 1
+        out = []
+        for i, (data, starts, ends) in enumerate(self.parts):
+            local = rows[part_of == i] - bounds[i]
+            out.append((data, starts[local], ends[local]))
+        return SentText.joined(out)
 
     def __getstate__(self):
-        """Pickled (a window run's spill) with its own texts only, not the block they point into."""
-        if len(self.starts) and int(self.starts.min()) == int(self.starts[0]) \
-                and int(self.ends.max()) == int(self.ends[-1]):  # in order: one slice of the block
-            lo = int(self.starts[0])
-            return self.data[lo:int(self.ends[-1])], self.starts - lo, self.ends - lo
-        mv = memoryview(self.data)
-        compact = SentText.of([mv[s:e] for s, e in zip(self.starts.tolist(), self.ends.tolist())])
-        return compact.data, compact.starts, compact.ends
+        """Pickled (a window run's spill) with its own texts only, not the blocks they point into."""
+        compact = []
+        for data, starts, ends in self.parts:
+            lo, hi = (int(starts.min()), int(ends.max())) if len(starts) else (0, 0)
+            compact.append((data[lo:hi], starts - lo, ends - lo))
+        return compact
 
     def __setstate__(self, state):
-        self.data, self.starts, self.ends = state
+        self.parts = state
 
 
 def blocks(path: str, size: int) -> Iterator[bytes]:
@@ -96,12 +112,7 @@ def line_spans(block: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     nl = np.flatnonzero(arr == 10)
     ends = (nl if block.endswith(b"\n") else np.append(nl, len(block))).astype(np.int64)
     starts = np.concatenate(([0], ends[:-1] + 1)).astype(np.int64)
-    keep = (ends - starts) > 0
-    if keep.any():
-        mv = memoryview(block)
-        for i in np.flatnonzero(keep & ((ends - starts) <= 4)).tolist():
-            if not bytes(mv[starts[i]:ends[i]]).strip():
-                keep[i] = False
+    keep = _not_blank(block, starts, ends)
     lines = np.arange(len(starts), dtype=np.int64)
     if not keep.all():
         starts, ends, lines = starts[keep], ends[keep], lines[keep]
@@ -110,41 +121,62 @@ def line_spans(block: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 class LineReader:
     """The record lines of a JSON Lines file, handed out in the order pyarrow reads the records:
-    :meth:`take` gives the next ``n`` as a :class:`SentText`."""
+    :meth:`take` gives the next ``n`` as a :class:`SentText`. The file is mapped, not read: the
+    texts point into the mapping (which outlives a temporary file's removal), nothing is copied."""
 
     def __init__(self, path: str):
-        self._blocks = blocks(path, BLOCK_BYTES)
-        self._pending: list = []  # (block, starts, ends) not yet handed out
+        import mmap
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            self._data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
+        self._pos = 0
+        self._pending: list = []  # (starts, ends) of a scanned stretch not yet handed out
+
+    def _scan(self) -> bool:
+        """The record lines of the next stretch of about BLOCK_BYTES (whole lines)."""
+        data, lo = self._data, self._pos
+        if lo >= len(data):
+            return False
+        hi = min(len(data), lo + BLOCK_BYTES)
+        while hi < len(data) and data.rfind(b"\n", lo, hi) < 0:
+            hi = min(len(data), hi + BLOCK_BYTES)  # a line longer than a block
+        if hi < len(data):
+            hi = data.rfind(b"\n", lo, hi) + 1
+        arr = np.frombuffer(data, dtype=np.uint8, count=hi - lo, offset=lo)
+        nl = np.flatnonzero(arr == 10)
+        ends = nl if arr[-1] == 10 else np.append(nl, hi - lo)
+        starts = np.concatenate(([0], ends[:-1] + 1))
+        starts, ends = starts.astype(np.int64) + lo, ends.astype(np.int64) + lo
+        keep = _not_blank(data, starts, ends)
+        self._pending.append((starts[keep], ends[keep]) if not keep.all() else (starts, ends))
+        self._pos = hi
+        return True
 
     def take(self, n: int) -> SentText:
         parts, have = [], 0
         while have < n:
             if not self._pending:
-                block = next(self._blocks, None)
-                if block is None:
+                if not self._scan():
                     break
-                starts, ends, _ = line_spans(block)
-                self._pending.append((block, starts, ends))
                 continue
-            block, starts, ends = self._pending[0]
+            starts, ends = self._pending[0]
             k = min(n - have, len(starts))
-            if k:
-                parts.append((block, starts[:k], ends[:k]))
+            parts.append((self._data, starts[:k], ends[:k]))
             have += k
             if k == len(starts):
                 self._pending.pop(0)
             else:
-                self._pending[0] = (block, starts[k:], ends[k:])
-        if len(parts) <= 1:
-            return SentText(*parts[0]) if parts else SentText.of([])
-        datas, starts, ends, base = [], [], [], 0
-        for block, ss, es in parts:  # the spans of each block, one after the other in one buffer
-            lo, hi = int(ss[0]), int(es[-1])
-            datas.append(block[lo:hi])
-            starts.append(ss - lo + base)
-            ends.append(es - lo + base)
-            base += hi - lo
-        return SentText(b"".join(datas), np.concatenate(starts), np.concatenate(ends))
+                self._pending[0] = (starts[k:], ends[k:])
+        return SentText.joined(parts)
+
+
+def _not_blank(data, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Which lines are records: blank ones are not (the readers skip them)."""
+    keep = (ends - starts) > 0
+    for i in np.flatnonzero(keep & ((ends - starts) <= 4)).tolist():
+        if not bytes(data[starts[i]:ends[i]]).strip():
+            keep[i] = False
+    return keep
 
 
 def rows_to_batch(rows: list, path: str, first_record: int, cursor: str, texts: list | None = None) -> RawBatch:

@@ -108,3 +108,15 @@ def test_buckets_and_windows_keep_the_text(hw, tmp_path, how):
     r = hw("load", "-i", path, "--db", db, "--now", NOW, *how)
     assert r.code == 0, r.err
     assert records(db) == [HUGE]
+
+
+def test_a_record_without_its_cursor_is_replayed_and_quarantined_again(hw, tmp_path):
+    """Kept as it arrived, the record has no cursor field at all (it used to be stored with
+    ``"modified_at": null``): replayed alone, it is invalid again, not a wrong --cursor."""
+    db = tmp_path / "t.db"
+    path = tmp_path / "events.jsonl"
+    path.write_text(GOOD + '\n{"id": 900, "name": "bad"}\n')
+    assert hw("load", "-i", path, "--db", db, "--now", NOW).code == 0
+    r = hw("quarantine", "replay", "--db", db, "--stream", "events", "--now", NOW)
+    assert r.code == 0, r.err
+    assert records(db) == ['{"id": 900, "name": "bad"}']

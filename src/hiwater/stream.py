@@ -63,7 +63,7 @@ def replay(stream: str, *, db=None, target=None, reason=None, on_late="load", **
             raise UsageError(f"no stream named {stream!r}", hint="`hiwater state show` lists the streams")
         s = states[stream]
         rows = tgt.read_quarantine(stream, reason)
-        src = QuarantineSource(rows, tgt, s.cursor)
+        src = QuarantineSource(rows, tgt, s.cursor, s.key)
         opts = LoadOptions.build(key=s.key, cursor=s.cursor, table=s.table, stream=stream,
                                  on_late=on_late, assume_tz=s.assume_tz, **options)
         return Loader(src, tgt, opts, table=s.table).run()

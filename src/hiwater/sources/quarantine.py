@@ -7,6 +7,7 @@ that fail again are quarantined again by that run, so nothing is lost either way
 from __future__ import annotations
 
 import orjson
+import pyarrow as pa
 
 from .base import Source
 from .records import rows_to_batch
@@ -16,10 +17,11 @@ class QuarantineSource(Source):
     description = "quarantine"
     replay = True  # the loader does not read a replay's old cursors as a truncated source
 
-    def __init__(self, rows: list[dict], target, cursor: str | None = None):
+    def __init__(self, rows: list[dict], target, cursor: str | None = None, key: tuple = ()):
         self.rows = rows
         self.target = target
         self.cursor = cursor
+        self.key = tuple(key)
 
     def batches(self):
         if not self.rows:
@@ -28,7 +30,13 @@ class QuarantineSource(Source):
         self.target.delete_quarantine([r["id"] for r in self.rows])
         records = [_loads(r["record"]) for r in self.rows]
         # Each record's stored text goes along: one quarantined again keeps the text it arrived as.
-        yield rows_to_batch(records, "quarantine", 1, cursor=self.cursor or "", texts=[r["record"] for r in self.rows])
+        batch = rows_to_batch(records, "quarantine", 1, cursor=self.cursor or "", texts=[r["record"] for r in self.rows])
+        # A record stored without its key or cursor (as it arrived) is judged again, invalid again,
+        # even when no replayed record has the field: that is no sign of a wrong --key or --cursor.
+        for name in (*self.key, self.cursor):
+            if name and batch.table.num_columns and name not in batch.table.column_names:
+                batch.table = batch.table.append_column(name, pa.nulls(len(batch), pa.string()))
+        yield batch
 
 
 def _loads(text: str):

@@ -37,3 +37,32 @@ def test_readme_gives_the_two_commands_and_ci_runs_the_same_test_command():
     assert test_cmd, "the README's first lines must give the test command"
     ci = (ROOT / ".ci" / "run").read_text()
     assert test_cmd.group(1) in ci
+
+
+def _gen_docs():
+    spec = importlib.util.spec_from_file_location("gen_docs", ROOT / "scripts" / "gen_docs.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_type_tables_and_readme_figures_are_generated_and_current():
+    """Each target's type table comes from its type maps, the README's speed figures from the
+    bench/results run docs/benchmarks.md shows (issue 22 item 7)."""
+    assert _gen_docs().outdated() == [], "run python scripts/gen_docs.py"
+
+
+def test_the_generated_parts_say_what_the_code_and_results_say():
+    mod = _gen_docs()
+    pg = (ROOT / "docs" / "databases" / "postgresql.md").read_text()
+    assert re.search(r"\| decimal\(P,S\)[^\n]*\| `numeric`", pg)
+    path, results = mod.bench_results()
+    first, _ = mod._median(results, "hiwater", "sqlite", "first")
+    readme = (ROOT / "README.md").read_text()
+    assert f"loads into SQLite in {first:.2f} s" in readme and path in readme
+
+
+def test_no_doc_says_decimals_are_stored_as_real_numbers():
+    for doc in (ROOT / "docs" / "databases").glob("*.md"):
+        text = re.sub(r"\s+", " ", doc.read_text())
+        assert not re.search(r"(numeric|DECIMAL|decimal)[^.;|]{0,60}(stored as a real|double precision)", text), doc

@@ -69,7 +69,8 @@ def test_csv_not_utf8(hw, tmp_path, db):
     f = tmp_path / "latin.csv"
     f.write_bytes("id,name,modified_at\n9,caf\xe9,2025-01-16T00:00:00\n".encode("latin-1"))
     r = hw("load", "--input", f, "--db", db, "--table", "events")
-    check(r, 1, f"error: {f}: not UTF-8 text at byte 25 (convert the file to UTF-8)", db)
+    check(r, 1, f"error: {f}: not UTF-8 text at byte 25 (pass --encoding with the file's encoding "
+                f"(for example --encoding latin-1 or cp1252))", db)
 
 
 @pytest.mark.parametrize("args, line", [

@@ -233,7 +233,7 @@ def _count_reads(monkeypatch):
     import collections
     from hiwater.sources import files as F
     counts = collections.Counter()
-    for name in ("read_jsonl", "_read_csv", "read_json_array", "_read_parquet"):
+    for name in ("read_jsonl", "read_csv", "read_json_array", "_read_parquet"):
         real = getattr(F, name)
 
         def counting(path, name_, *a, _real=real, **kw):

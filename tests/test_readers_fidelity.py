@@ -24,7 +24,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from hiwater.errors import InputError
-from hiwater.sources import files, jsonl
+from hiwater.sources import csvfile, jsonl
 from hiwater.sources.files import open_files
 
 CURSOR = "modified_at"
@@ -236,7 +236,7 @@ def test_csv_exact_reader_gives_what_the_fast_reader_gives(tmp_path, extra):
     f = write_csv(tmp_path / "a.csv", ["id", CURSOR, "name", "code", "amount"], rows)
     for batch_size in (2, 100):
         fast = batches(f, batch_size=batch_size)
-        exact = list(files._read_csv_exact(str(f), str(f), CURSOR, batch_size))
+        exact = list(csvfile.read_csv_exact(str(f), str(f), CURSOR, batch_size))
         assert len(fast) == len(exact)
         for a, b in zip(fast, exact):
             assert a.table.schema == b.table.schema and a.table.equals(b.table), (a.table, b.table)
@@ -364,7 +364,7 @@ def test_property_csv_cells_come_back_as_written(columns):
     with tempfile.TemporaryDirectory() as d:
         f = write_csv(Path(d) / "a.csv", header, rows)
         fast = batches(f)
-        exact = list(files._read_csv_exact(str(f), str(f), CURSOR, 65_536))
+        exact = list(csvfile.read_csv_exact(str(f), str(f), CURSOR, 65_536))
     for bs in (fast, exact):
         (b,) = bs
         for j, col in enumerate(columns):
@@ -404,6 +404,6 @@ def test_a_nested_object_keeps_missing_and_null_fields_apart(tmp_path):
 def test_csv_negative_zero_stays_text():
     """-0.0 is the shortest text of its float, but SQLite stores 0.0: the cell stays text."""
     import pyarrow as pa
-    from hiwater.sources.files import _csv_number
+    from hiwater.sources.csvfile import _csv_number
     assert _csv_number(pa.array(["-0.0", "1.5"])) is None
     assert _csv_number(pa.array(["0.0", "-1.5"])).to_pylist() == [0.0, -1.5]

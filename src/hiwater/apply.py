@@ -399,7 +399,8 @@ class Applier:
                 rec, stream=self.stream, reason=D.QUARANTINE[v],
                 detail=report.quarantine_detail(v, p.reasons[i], window, kind, naive, self.tz),
                 source=p.raw.path, record_no=int(first_records[i]), key=o.key, cursor=o.cursor,
-                cursor_value=int(p.cursor[i]) if p.valid[i] else None, run_id=run_id)
+                cursor_value=int(p.cursor[i]) if p.valid[i] else None, run_id=run_id,
+                sent=None if p.raw.record_texts is None else p.raw.record_texts[row])
             if v == D.Verdict.LATE and self.late is not None:
                 # held until the run has read every batch
                 self.late.append((row_dict, key_values(tbl, o.key, np.array([i]))[0], int(p.cursor[i])))

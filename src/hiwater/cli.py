@@ -123,6 +123,11 @@ def cli(ctx, verbose, log_format):
 @target_options
 @click.option("--format", "format", type=click.Choice(["json", "jsonl", "csv", "parquet"]),
               help="Input format (default: from the extension, else sniffed).")
+@click.option("--csv-delimiter", metavar="CHAR", help="CSV: the field delimiter ('\\t' or tab for a tab; default: "
+              "sniffed per file among , ; tab |, shown by --details).")
+@click.option("--csv-quote", metavar="CHAR", help="CSV: the quote character.  [default: \"]")
+@click.option("--encoding", metavar="CODEC", help="CSV: the files' text encoding, any Python codec (latin-1, "
+              "cp1252, utf-16...); default UTF-8, and a file that is not is refused.")
 @click.option("--table", help="Target table (default: the input file's name; 'records' for standard input, and for "
               "a folder or glob with a warning: two folders loaded without --table share it and its watermark).")
 @click.option("--stream", help="Stream name for the state (default: the table).")
@@ -153,6 +158,8 @@ def cli(ctx, verbose, log_format):
 @click.option("--since", metavar="VALUE", help="Bounded backfill: only records with cursor >= VALUE.")
 @click.option("--until", metavar="VALUE", help="Bounded backfill: only records with cursor < VALUE; the "
               "watermark never passes it.")
+@click.option("--start", metavar="VALUE", help="A new stream's first watermark: records with cursor < VALUE "
+              "are not loaded (counted below_window, not late). Ignored once the stream has state.")
 @click.option("--settle", metavar="DURATION", help="The watermark never passes now - DURATION.")
 @click.option("--dry-run", is_flag=True, help="Decide and print the summary; write nothing.")
 @click.option("--assume-tz", metavar="ZONE", help="Time zone of naive timestamps (default: the stream's own; UTC "

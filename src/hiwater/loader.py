@@ -54,6 +54,7 @@ class Loader:
         self.judged = Judged()  # what restarts learn about the input (see _run and _run_widening)
         self.state: StreamState | None = None  # (this and below: set as the run starts, again on a restart)
         self.prev: int | None = None  # the watermark the run found
+        self.start = None  # --start, for a new stream only
         self.batch: Applier | None = None
         self._started_at: str | None = None
         self._committed_index: int | None = None  # --window: the last committed slice's index
@@ -159,6 +160,7 @@ class Loader:
         t, o = self.target, self.opts
         self._started_at = report.iso_now()
         stored = state = next(iter(t.ledger.states(self.stream)), None)
+        self.start = o.start if state is None else None  # --start: a new stream's first watermark
         if state is None:
             check_new_stream([s.stream for s in t.ledger.states()], self.stream)
             state = StreamState(self.stream, self.table, tuple(o.key), o.cursor,
@@ -171,6 +173,8 @@ class Loader:
             state.check(self.table, o.key, o.cursor, o.assume_tz, t.flags)
         o.check_range(state.assume_tz, state.kind)
         self.warnings = list(self.notices)  # (again on a restart: a run's warnings are its own)
+        if o.start is not None and self.start is None:
+            self.warnings += report.start_ignored(o.start, state, self.tz)
         self.judged.start(state)
         if state.kind is not None:
             check_durations(o, state.kind, self.tz)
@@ -201,10 +205,10 @@ class Loader:
         report.quality_gate(self.opts.max_rejected, rejected, source_records, self.batch.first_reject)
 
     def _window(self):
-        return window_for(self.opts, self.prev, self.kind, self.now, self.tz)
+        return window_for(self.opts, self.prev, self.kind, self.now, self.tz, self.start)
 
     def _next_watermark(self, candidate: int | None) -> int | None:
-        return next_watermark(self.opts, self.prev, candidate, self.kind, self.now, self.tz)
+        return next_watermark(self.opts, self.prev, candidate, self.kind, self.now, self.tz, self.start)
 
     # --- one transaction ------------------------------------------------------------------
     def _run_single(self, prev_text) -> Summary:

@@ -76,6 +76,10 @@ class LoadOptions:
     window: Duration | None = None
     since: object = None
     until: object = None
+    start: object = None  # a new stream's first watermark (ignored once the stream has state)
+    csv_delimiter: str | None = None  # None: sniffed per file (hiwater.sources.csvfile)
+    csv_quote: str = '"'
+    encoding: str | None = None  # a Python codec for CSV files; None: UTF-8
     settle: Duration | None = None
     dry_run: bool = False
     assume_tz: str | None = None  # None: the stream's own (UTC for a new stream)
@@ -103,6 +107,8 @@ class LoadOptions:
         if "max_future" in kw:
             mf = kw["max_future"]
             kw["max_future"] = None if mf is None or str(mf).lower() == "none" else parse_duration(mf, "--max-future")
+        if kw.get("csv_delimiter") in ("\\t", "tab", "TAB"):
+            kw["csv_delimiter"] = "\t"
         now = kw.get("now")
         if isinstance(now, str):
             try:
@@ -152,6 +158,12 @@ class LoadOptions:
             raise UsageError(f"--delete-field {self.delete_field}: cannot be the key or the cursor")
         if self.full_load and (self.since is not None or self.until is not None):
             raise UsageError("--full-load cannot be combined with --since/--until: a full load reads everything")
+        if self.start is not None:
+            if self.full_load or self.since is not None:
+                raise UsageError("--start cannot be combined with --full-load or --since: --start gives a new "
+                                 "stream its first watermark, they choose the records to read themselves")
+            parse_bound(self.start, None, zone("UTC"), "--start")  # the kind is checked once known
+        self.check_csv()
         if self.full_load and self.lookback is not None:
             raise UsageError("--full-load cannot be combined with --lookback: a full load has no window")
         if self.assume_tz is not None:  # without it the stream's own zone decides (the loader checks)
@@ -176,6 +188,22 @@ class LoadOptions:
                 raise UsageError(f"--lock-timeout {self.lock_timeout.text!r}: give a unit",
                                  hint="for example 30s or 2m; 0 fails at once")
             self.lock_timeout = Duration(self.lock_timeout.text, micros=0)
+
+    def check_csv(self) -> None:
+        """The CSV dialect: one character each (not a line break, not the same two), and an
+        encoding Python knows."""
+        for flag, char in (("--csv-delimiter", self.csv_delimiter), ("--csv-quote", self.csv_quote)):
+            if char is not None and (not isinstance(char, str) or len(char) != 1 or char in "\r\n"):
+                raise UsageError(f"{flag} {char!r}: give one character", hint="for a tab: --csv-delimiter '\\t'")
+        if self.csv_delimiter is not None and self.csv_delimiter == self.csv_quote:
+            raise UsageError(f"--csv-delimiter and --csv-quote are both {self.csv_delimiter!r}")
+        if self.encoding is not None:
+            import codecs
+            try:
+                codecs.lookup(self.encoding).incrementaldecoder
+            except (LookupError, TypeError):
+                raise UsageError(f"--encoding {self.encoding!r}: not an encoding Python knows",
+                                 hint="for example utf-8, latin-1, cp1252, utf-16") from None
 
     def check_range(self, tz_name: str, kind: str | None) -> None:
         """``--until`` must be later than ``--since``, both read as the stream reads cursors."""

@@ -68,11 +68,11 @@ TYPES = {
     "input": _TEXT, "source": _TEXT, "source-table": _TEXT, "query": _TEXT, "target": _TEXT, "db": _TEXT,
     "key": ("a string", "a list of strings"), "cursor": _TEXT, "table": _TEXT, "stream": _TEXT,
     "format": _TEXT, "boundary": _TEXT, "on-late": _TEXT, "assume-tz": _TEXT, "delete-field": _TEXT,
-    "executor": _TEXT,
+    "executor": _TEXT, "csv-delimiter": _TEXT, "csv-quote": _TEXT, "encoding": _TEXT,
     "full-load": _FLAG, "reread-files": _FLAG, "prune": _FLAG, "strict": _FLAG, "soft-delete": _FLAG,
     "lookback": _DURATION, "window": _DURATION, "settle": _DURATION, "max-future": _DURATION,
     "lock-timeout": _DURATION, "warn-after": _DURATION, "error-after": _DURATION,
-    "since": _BOUND, "until": _BOUND,
+    "since": _BOUND, "until": _BOUND, "start": _BOUND,
     "batch-size": _NUMBER, "buckets": _NUMBER, "max-rejected": ("a whole number", "a string"),
 }
 

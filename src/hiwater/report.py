@@ -123,7 +123,8 @@ def summary(res, state: StreamState, tz, *, opts: LoadOptions, stream: str, tabl
     s = Summary(counts=c, previous_watermark=prev_text, new_watermark=new_text, total_in_target=total,
                 stream=stream, table=table, mode=o.mode, run_id=run_id,
                 dry_run=o.dry_run, warnings=warnings, pruned=pruned,
-                new_columns=new_columns, files=files_detail(files).get("files"))
+                new_columns=new_columns, files=files_detail(files).get("files"),
+                csv=getattr(source, "csv_dialects", None))
     fmt = lambda v: V.format_value(v, kind, naive, tz)  # noqa: E731
     if c.source_records == 0:
         s.stale_source = True
@@ -160,6 +161,17 @@ def summary(res, state: StreamState, tz, *, opts: LoadOptions, stream: str, tabl
     if c.rejected and c.rejected != c.source_records:
         warnings.append(f"{c.rejected} invalid record(s) were quarantined (see `hiwater quarantine list`)")
     return s
+
+
+def start_ignored(start, state: StreamState, tz) -> list:
+    """The warning for ``--start`` on a stream that has state, when it would have mattered (the
+    watermark is below it, or there is none); a start the watermark has passed says nothing, so a
+    project file's ``start`` is quiet once the stream is under way."""
+    if state.watermark is not None and state.kind is not None \
+            and V.parse_bound(start, state.kind, tz, "--start")[0] <= state.watermark:
+        return []
+    return [f"--start {start} is ignored: the stream {state.stream!r} has state (watermark "
+            f"{state.watermark_text()}); `hiwater state set` moves a watermark"]
 
 
 def quality_gate(limit, rejected: int, source_records: int, first_reject: str | None) -> None:
@@ -237,9 +249,10 @@ def quarantine_detail(verdict: D.Verdict, reason, window: D.Window, kind, naive:
 
 
 def quarantine_row(rec, *, stream: str, reason: str, detail: str, source, record_no: int, key: tuple,
-                   cursor: str, cursor_value, run_id) -> dict:
-    """A quarantine row for record ``rec`` (its values as they arrived)."""
-    text = record_text(rec)
+                   cursor: str, cursor_value, run_id, sent: str | None = None) -> dict:
+    """A quarantine row for record ``rec`` (its values as they arrived): ``sent`` is its text as it
+    arrived, where the source sent text (SPEC §8: ``1e400`` stays ``1e400``); else ``rec`` as JSON."""
+    text = record_text(rec) if sent is None else sent
     keyv = [rec.get(k) for k in key] if isinstance(rec, dict) else None
     return {
         "stream": stream, "reason": reason, "detail": detail, "source": source,

@@ -15,6 +15,7 @@ from .errors import HiwaterError, UsageError
 from .loader import Loader
 from .options import LoadOptions
 from .sources.bucket import BucketSource
+from .sources.csvfile import CsvDialect
 from .sources.files import open_files
 from .sources.quarantine import QuarantineSource
 from .sources.sql import open_sql
@@ -37,7 +38,8 @@ def run(spec: StreamSpec, *, stdin=None, progress=None) -> Summary:
         notices.insert(0, "the target is an in-memory database: nothing of this run is kept when it ends "
                           "(give --db PATH or --target URL)")
     try:
-        src = source or open_files(spec.input, o.format, cursor=o.cursor, batch_size=o.batch_size, stdin=stdin)
+        src = source or open_files(spec.input, o.format, cursor=o.cursor, batch_size=o.batch_size, stdin=stdin,
+                                   csv=CsvDialect(o.csv_delimiter, o.csv_quote, o.encoding))
         if spec.bucket is not None and spec.source_url is None:  # a SQL source reads only its bucket already
             src = BucketSource(src, o.key, *spec.bucket)
     except BaseException:
@@ -58,7 +60,7 @@ def replay(stream: str, *, db=None, target=None, reason=None, on_late="load", **
         if stream not in states:
             raise UsageError(f"no stream named {stream!r}", hint="`hiwater state show` lists the streams")
         s = states[stream]
-        src = QuarantineSource(tgt.ledger.quarantine(stream, reason), s.cursor)
+        src = QuarantineSource(tgt.ledger.quarantine(stream, reason), s.cursor, s.key)
         opts = LoadOptions.build(key=s.key, cursor=s.cursor, table=s.table, stream=stream,
                                  on_late=on_late, assume_tz=s.assume_tz, **options)
         return Loader(src, tgt, opts, table=s.table).run()

@@ -59,6 +59,7 @@ class Summary:
     new_columns: list = field(default_factory=list)
     duration_s: float | None = None  # seconds from the start of the run to its end
     files: dict | None = None  # a folder/glob source: files listed, read, skipped, vanished
+    csv: list | None = None  # CSV files read: each dialect (delimiter, quote, encoding, sniffed) and its files
     buckets: list | None = None  # a bucketed run: each bucket's stream, six-key summary and run id
 
     @property
@@ -107,6 +108,8 @@ class Summary:
             out["new_columns"] = self.new_columns
         if self.files is not None:
             out["files"] = self.files
+        if self.csv:
+            out["csv"] = self.csv
         if self.windows:
             out["windows"] = self.windows
         if self.buckets is not None:

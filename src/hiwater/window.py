@@ -13,9 +13,13 @@ from . import values as V
 from .options import LoadOptions
 
 
-def window_for(opts: LoadOptions, prev: int | None, kind: str | None, now: int, tz: dt.tzinfo) -> D.Window:
+def window_for(opts: LoadOptions, prev: int | None, kind: str | None, now: int, tz: dt.tzinfo,
+               start=None) -> D.Window:
     """The cursor range a run applies: ``--since``/``--until`` if given, else from the
-    watermark ``prev`` (less ``--lookback``) up; everything on a full load or a first run."""
+    watermark ``prev`` (less ``--lookback``) up; everything on a full load or a first run, but
+    from ``start`` (``--start``, given by the loader for a new stream only) up. Records below
+    ``--since`` or ``start`` are outside the range (``below_window``), never late: no earlier run
+    read them."""
     o = opts
     future = None
     if o.max_future is not None and kind != V.INT:
@@ -26,6 +30,9 @@ def window_for(opts: LoadOptions, prev: int | None, kind: str | None, now: int, 
     if o.since is not None:
         lo, _ = V.parse_bound(o.since, kind, tz, "--since")
         return D.Window(lo, True, hi, future, o.on_late, ranged=True)
+    if start is not None:
+        lo, _ = V.parse_bound(start, kind, tz, "--start")
+        return D.Window(lo, True, hi, future, o.on_late, ranged=True)
     if o.full_load or prev is None:
         return D.Window(None, True, hi, future, o.on_late)
     lo = prev
@@ -35,11 +42,14 @@ def window_for(opts: LoadOptions, prev: int | None, kind: str | None, now: int, 
 
 
 def next_watermark(opts: LoadOptions, prev: int | None, candidate: int | None, kind: str | None, now: int,
-                   tz: dt.tzinfo) -> int | None:
+                   tz: dt.tzinfo, start=None) -> int | None:
     """The watermark a run leaves, from the newest applied cursor ``candidate``: held back by
-    ``--settle`` and ``--until``, never below ``prev`` (except on a full load)."""
+    ``--settle`` and ``--until``, never below ``prev`` (except on a full load), nor below a new
+    stream's ``start`` (its first watermark, even when no record reached it)."""
     o = opts
     wm = candidate
+    if start is not None:
+        prev, _ = V.parse_bound(start, kind, tz, "--start")
     if o.since is not None:
         since, _ = V.parse_bound(o.since, kind, tz, "--since")
         if prev is None or since > prev:
@@ -68,6 +78,6 @@ def check_durations(opts: LoadOptions, kind: str | None, tz: dt.tzinfo) -> None:
         d = getattr(opts, name)
         if d is not None:
             d.for_kind(kind, "--" + name)
-    for name in ("since", "until"):
+    for name in ("since", "until", "start"):
         if getattr(opts, name) is not None:
             V.parse_bound(getattr(opts, name), kind, tz, "--" + name)

@@ -31,6 +31,8 @@ class RawBatch:
     sent: dict = field(default_factory=dict)  # column -> Python values as sent, where the table holds another form
     csv: bool = False  # cells that were text, typed by the reader (a column's type is a guess)
     texts: dict = field(default_factory=dict)  # CSV column read as a number -> its cells' text (pa.string)
+    # Each record's text as it arrived (a records.SentText, from the JSON readers): the quarantine keeps it.
+    record_texts: object = None
     # The 1-based record number of each row, when the rows are not consecutive records (a
     # bucket's rows, or the records of a LightBatch that must be written); sorted ascending.
     numbers: object = None

@@ -57,4 +57,5 @@ def take_bucket(raw, key, b: int, n: int):
         sent={c: [v[i] for i in idx] for c, v in raw.sent.items()},
         csv=raw.csv,
         texts={c: v.take(take) for c, v in raw.texts.items()},
+        record_texts=None if raw.record_texts is None else raw.record_texts.take(idx),
         numbers=numbers)

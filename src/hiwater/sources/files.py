@@ -3,7 +3,7 @@
 This module lists the files (a path, a folder, a glob, an object-storage prefix, with each file's
 version for the manifest), decompresses them, and hands each to its format's reader: JSON and
 JSON Lines in :mod:`hiwater.sources.jsonl` (and :mod:`hiwater.sources.lightjson` for a re-read),
-CSV and Parquet here.
+CSV in :mod:`hiwater.sources.csvfile` (with its dialect), Parquet here.
 
 The fast path is pyarrow's own readers (streaming, columnar, bounded by the block
 size). When a file is messier than they accept (a column whose type changes, a
@@ -26,7 +26,6 @@ whole column reads as numbers that give the same text back (the cells go along i
 
 from __future__ import annotations
 
-import csv
 import glob
 import os
 import shutil
@@ -36,14 +35,13 @@ from dataclasses import dataclass
 from typing import Iterator
 
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 
 from ..errors import ConfigError, HiwaterError, InputError, UsageError
 from .base import RawBatch, Source
+from .csvfile import CsvDialect, read_csv
 from .jsonl import read_json_array, read_jsonl
 from .lightjson import read_jsonl_light
-from .records import BLOCK_BYTES, iso_columns, not_utf8
+from .records import BLOCK_BYTES, iso_columns
 
 EXTENSIONS = {
     ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv",
@@ -296,9 +294,11 @@ class FileSource(Source):
     # the stored versions do not show to be current.
 
     def __init__(self, spec: str, fmt: str | None = None, *, cursor: str = "modified_at",
-                 batch_size: int = 65_536, stdin=None):
+                 batch_size: int = 65_536, stdin=None, csv: CsvDialect | None = None):
         self.spec = spec
         self.fmt = fmt
+        self.csv = csv or CsvDialect()
+        self.csv_read: dict = {}  # CSV file name -> what it was read with (its dialect)
         self.cursor = cursor
         self.batch_size = batch_size
         self._tmp = None
@@ -323,6 +323,18 @@ class FileSource(Source):
         else:
             self.entries = local_entries(paths) if self.tracked else {}
         self._listed = list(self.paths)
+
+    @property
+    def csv_dialects(self) -> list | None:
+        """What the CSV files this run read were read with: each distinct dialect once, with its
+        number of files (the summary's ``csv`` detail); ``None`` when no CSV file was read."""
+        if not self.csv_read:
+            return None
+        out: dict = {}
+        for d in self.csv_read.values():
+            key = tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in d.items())
+            out.setdefault(key, {**d, "files": 0})["files"] += 1
+        return list(out.values())
 
     def select(self, known: dict, reread: bool = False) -> FileSelection:
         """Read only the listed files that ``known`` (the manifest: ``{path: (size, mtime_ns,
@@ -405,8 +417,10 @@ class FileSource(Source):
                 if fmt == "jsonl" and self.light_key:
                     yield from read_jsonl_light(data, name, self.cursor, self.batch_size, self.light_key)
                     continue
-                reader = {"json": read_json_array, "jsonl": read_jsonl, "csv": _read_csv,
-                          "parquet": _read_parquet}[fmt]
+                if fmt == "csv":
+                    yield from read_csv(data, name, self.cursor, self.batch_size, self.csv, self.csv_read)
+                    continue
+                reader = {"json": read_json_array, "jsonl": read_jsonl, "parquet": _read_parquet}[fmt]
                 yield from reader(data, name, self.cursor, self.batch_size)
             finally:
                 for tmp in {data, local} - {path}:
@@ -431,134 +445,6 @@ def open_files(spec: str, fmt: str | None = None, **kw) -> FileSource:
     if fmt is not None and fmt not in ("json", "jsonl", "csv", "parquet"):
         raise UsageError(f"--format {fmt!r}: choose json, jsonl, csv or parquet")
     return FileSource(spec, fmt, **kw)
-
-
-def _read_csv(path: str, name: str, cursor: str, batch_size: int) -> Iterator[RawBatch]:
-    if os.path.getsize(path) == 0:
-        return
-    emitted = 0
-    try:
-        for rb in _open_csv(path):
-            tbl = pa.Table.from_batches([rb])
-            for start in range(0, tbl.num_rows, batch_size):
-                part = tbl.slice(start, batch_size)
-                yield _csv_batch(part, name, emitted + 1, cursor)
-                emitted += part.num_rows
-        return
-    except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError):
-        pass  # the exact reader names the line (or the byte that is not UTF-8)
-    yield from _read_csv_exact(path, name, cursor, batch_size, skip=emitted)
-
-
-def _open_csv(path: str):
-    """pyarrow's CSV reader with every column read as text, an empty cell as null. It has no
-    option for "every column", so the header's names come from a first reading of the first block."""
-    read = pacsv.ReadOptions(block_size=BLOCK_BYTES)
-    try:
-        names = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 16)).schema.names
-    except pa.ArrowInvalid:  # a header (or first row) longer than that
-        names = pacsv.open_csv(path, read_options=read).schema.names
-    convert = pacsv.ConvertOptions(column_types={n: pa.string() for n in names},
-                                   strings_can_be_null=True, null_values=[""])
-    reader = pacsv.open_csv(path, read_options=read, convert_options=convert)
-    if any(f.type != pa.string() for f in reader.schema):
-        raise pa.ArrowInvalid("a CSV column was not read as text")
-    return reader
-
-
-# A cell is a number only when the number gives the same text back: canonical integers
-# ("007", "+7" and "-0" are not), and reals (not "-0.0": no target keeps a negative zero) in the form Python's repr() prints (fixed
-# notation with ".0" for 1e-4 <= |x| < 1e16, else d[.ddd]e±XX; no trailing zeros), with the
-# shortest digits that give the float back (checked against Arrow's own shortest text).
-_INT_TEXT = r"^(0|-?[1-9][0-9]*)$"
-_REAL_TEXT = (r"^-?([1-9][0-9]{0,15}\.(0|[0-9]*[1-9])|0\.0{0,3}[1-9]([0-9]*[1-9])?)$|^0\.0$"  # not -0.0
-              r"|^-?[1-9](\.[0-9]*[1-9])?e(\+(1[6-9]|[2-9][0-9]|[1-9][0-9]{2})|-(0[5-9]|[1-9][0-9]|[1-9][0-9]{2}))$")
-
-
-def _csv_batch(tbl: pa.Table, path: str, first_record: int, cursor: str) -> RawBatch:
-    """A batch of CSV cells (text, empty = null) with each column typed where that loses nothing
-    (SPEC §8): int64 if every cell is canonical integer text within 64 bits, float64 if every
-    cell is the shortest text of a finite float, else text. The cells of a column typed as a
-    number go along in ``texts``; a column with no value at all has no type yet (like JSON's)."""
-    texts = {}
-    for i, name in enumerate(tbl.column_names):
-        if name == cursor:
-            continue
-        col = tbl.column(i).combine_chunks()
-        if col.null_count == len(col):
-            tbl = tbl.set_column(i, name, pa.nulls(len(col)))
-            continue
-        number = _csv_number(col)
-        if number is not None:
-            tbl = tbl.set_column(i, name, number)
-            texts[name] = col
-    return RawBatch(tbl, path, first_record, {}, texts=texts, csv=True)
-
-
-def _csv_number(col: pa.Array):
-    if _all_match(col, _INT_TEXT):
-        try:
-            return pc.cast(col, pa.int64())
-        except pa.ArrowInvalid:
-            return None  # beyond 64 bits
-    if _all_match(col, _REAL_TEXT):
-        real = pc.cast(col, pa.float64())
-        shortest = real.cast(pa.string())  # Arrow's shortest text, often the cell itself ("306.16")
-        other = pc.invert(pc.fill_null(pc.equal(col, shortest), True))
-        if pc.all(pc.equal(_digits(col.filter(other)), _digits(shortest.filter(other)))).as_py() is not False:
-            return real
-    return None
-
-
-def _all_match(col: pa.Array, pattern: str) -> bool:
-    """Every cell matches; a look at the first ones first (where most text columns stop)."""
-    return all(pc.all(pc.match_substring_regex(part, pattern)).as_py() is not False
-               for part in (col.slice(0, 64), col))
-
-
-def _digits(text: pa.Array) -> pa.Array:
-    """The significant digits of decimal number text ("-1.50e+16" -> "15")."""
-    return pc.utf8_trim(pc.replace_substring_regex(text, r"^-|\.|e.*$", ""), "0")
-
-
-def _read_csv_exact(path: str, name: str, cursor: str, batch_size: int, skip: int = 0) -> Iterator[RawBatch]:
-    try:
-        with open(path, "r", encoding="utf-8-sig", newline="") as f:
-            reader = csv.reader(f, strict=True)
-            try:
-                header = next(reader)
-            except StopIteration:
-                return
-            if len(set(header)) != len(header):
-                raise InputError("the header names a column twice", path=name, line=1)
-            rows: list = []
-            first = skip + 1
-            record = 0
-            for row in reader:
-                if not row:
-                    continue  # a blank line (pyarrow skips them too)
-                record += 1
-                if record <= skip:
-                    continue
-                if len(row) != len(header):
-                    raise InputError(f"expected {len(header)} fields, found {len(row)}", path=name,
-                                     line=reader.line_num)
-                rows.append(row)
-                if len(rows) >= batch_size:
-                    yield _csv_batch(_csv_table(header, rows), name, first, cursor)
-                    first += len(rows)
-                    rows = []
-            if rows:
-                yield _csv_batch(_csv_table(header, rows), name, first, cursor)
-    except csv.Error as exc:
-        raise InputError(f"malformed CSV: {exc}", path=name, line=getattr(reader, "line_num", None)) from None
-    except UnicodeDecodeError:
-        raise not_utf8(path, name) from None
-
-
-def _csv_table(header: list, rows: list) -> pa.Table:
-    return pa.Table.from_arrays([pa.array([v or None for v in col], pa.string()) for col in zip(*rows)],
-                                names=header)
 
 
 def _read_parquet(path: str, name: str, cursor: str, batch_size: int) -> Iterator[RawBatch]:

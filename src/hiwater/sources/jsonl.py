@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from typing import Iterator
 
 import pyarrow as pa
@@ -18,7 +19,7 @@ import pyarrow.json as pajson
 
 from ..errors import InputError
 from .base import RawBatch
-from .records import BLOCK_BYTES, non_finite_or_beyond, not_utf8, rows_to_batch, without_phantom
+from .records import BLOCK_BYTES, LineReader, non_finite_or_beyond, not_utf8, rows_to_batch, without_phantom
 
 
 def json_error(exc: json.JSONDecodeError, name: str, line: int | None = None) -> InputError:
@@ -34,19 +35,63 @@ def read_json_array(path: str, name: str, cursor: str, batch_size: int) -> Itera
     if not data.strip():
         return
     try:
-        # The standard parser keeps integers of any size exactly (orjson turns huge ones into floats).
-        records = json.loads(data)
-    except json.JSONDecodeError as exc:
-        raise json_error(exc, name) from None
-    except UnicodeDecodeError:
-        raise not_utf8(path, name) from None
+        records, texts = _array_items(data)
+    except (json.JSONDecodeError, UnicodeDecodeError, _NotAnArray):
+        records, texts = _whole(data, path, name), None
     del data
     if isinstance(records, dict):
         records = [records]
     if not isinstance(records, list):
         raise InputError("a JSON file must hold an array of objects (or use JSON Lines)", path=name)
     for start in range(0, len(records), batch_size):
-        yield rows_to_batch(records[start:start + batch_size], name, start + 1, cursor)
+        part = None if texts is None else texts[start:start + batch_size]
+        yield rows_to_batch(records[start:start + batch_size], name, start + 1, cursor, part)
+
+
+class _NotAnArray(ValueError):
+    """The file is not a JSON array (its whole parse says what it is instead)."""
+
+
+_SPACE = re.compile(r"[ \t\n\r]*")
+
+
+def _array_items(data: bytes) -> tuple[list, list]:
+    """The elements of a JSON array and the text of each, as written (for the quarantine). The
+    standard parser keeps integers of any size exactly (orjson turns huge ones into floats). Any
+    error, and a file that is not an array, is left to :func:`_whole`, which names it as always."""
+    text = data.decode("utf-8")
+    decode = json.JSONDecoder().raw_decode
+    pos = _SPACE.match(text, 0).end()
+    if text[pos:pos + 1] != "[":
+        raise _NotAnArray
+    records, texts = [], []
+    pos = _SPACE.match(text, pos + 1).end()
+    if text[pos:pos + 1] == "]":
+        pos += 1
+    else:
+        while True:
+            value, end = decode(text, pos)
+            records.append(value)
+            texts.append(text[pos:end])
+            pos = _SPACE.match(text, end).end()
+            if text[pos:pos + 1] == "]":
+                pos += 1
+                break
+            if text[pos:pos + 1] != ",":
+                raise _NotAnArray
+            pos = _SPACE.match(text, pos + 1).end()
+    if _SPACE.match(text, pos).end() != len(text):
+        raise _NotAnArray
+    return records, texts
+
+
+def _whole(data: bytes, path: str, name: str):
+    try:
+        return json.loads(data)
+    except json.JSONDecodeError as exc:
+        raise json_error(exc, name) from None
+    except UnicodeDecodeError:
+        raise not_utf8(path, name) from None
 
 
 # pyarrow's JSON reader refuses a file, or accepts bytes that are not UTF-8 in a field name and
@@ -129,6 +174,7 @@ def _read_jsonl_fast(path: str, name: str, cursor: str, batch_size: int) -> Iter
         if f.read(3) == b"\xef\xbb\xbf":
             raise pa.ArrowInvalid("BOM")
     reader = open_jsonl(path, cursor)
+    lines = LineReader(path)  # each record's text, for the quarantine
     record = 1
     pending: list = []  # blocks (one schema: the reader enforces it) not yet handed on
     for rb in reader:
@@ -147,11 +193,12 @@ def _read_jsonl_fast(path: str, name: str, cursor: str, batch_size: int) -> Iter
             if part.num_rows < batch_size and record > 1 and start > 0:
                 pending = [part]  # a remainder waits for the next block
                 break
-            yield RawBatch(without_phantom(part, cursor, path), name, record, {})
+            yield RawBatch(without_phantom(part, cursor, path), name, record, {},
+                           record_texts=lines.take(part.num_rows))
             record += part.num_rows
     if pending:
         tbl = pa.concat_tables(pending) if len(pending) > 1 else pending[0]
-        yield RawBatch(without_phantom(tbl, cursor, path), name, record, {})
+        yield RawBatch(without_phantom(tbl, cursor, path), name, record, {}, record_texts=lines.take(tbl.num_rows))
 
 
 def refuse_inexact_floats(arr) -> None:
@@ -186,6 +233,7 @@ def refuse_filled_fields(arr) -> None:
 
 def _read_jsonl_exact(path: str, name: str, cursor: str, batch_size: int, skip: int = 0) -> Iterator[RawBatch]:
     rows: list = []
+    texts: list = []
     record = 0
     first = skip + 1
     with open(path, "rb") as f:
@@ -204,9 +252,10 @@ def _read_jsonl_exact(path: str, name: str, cursor: str, batch_size: int, skip: 
                 raise json_error(exc, name, lineno) from None
             except UnicodeDecodeError:
                 raise not_utf8(path, name) from None
+            texts.append(line)
             if len(rows) >= batch_size:
-                yield rows_to_batch(rows, name, first, cursor)
+                yield rows_to_batch(rows, name, first, cursor, texts)
                 first += len(rows)
-                rows = []
+                rows, texts = [], []
     if rows:
-        yield rows_to_batch(rows, name, first, cursor)
+        yield rows_to_batch(rows, name, first, cursor, texts)

@@ -24,7 +24,7 @@ import pyarrow.json as pajson
 
 from .base import RawBatch
 from .jsonl import FAST_REFUSED, json_error, open_jsonl, read_jsonl, refuse_filled_fields, refuse_inexact_floats
-from .records import BLOCK_BYTES, not_utf8, rows_to_batch, without_phantom
+from .records import BLOCK_BYTES, SentText, blocks, line_spans, not_utf8, rows_to_batch, without_phantom
 
 CHUNK_BYTES = 8 << 20
 
@@ -60,7 +60,7 @@ def _expand(block, starts, ends, lines, numbers, name, file, schema, cursor) -> 
             for col in tbl.columns:
                 refuse_inexact_floats(col)
                 refuse_filled_fields(col)
-            b = RawBatch(without_phantom(tbl, cursor, file), name, int(numbers[0]), {})
+            b = RawBatch(without_phantom(tbl, cursor, file), name, int(numbers[0]), {}, record_texts=SentText.of(raw))
             b.numbers = numbers
             return b
         except FAST_REFUSED:
@@ -73,28 +73,9 @@ def _expand(block, starts, ends, lines, numbers, name, file, schema, cursor) -> 
             raise json_error(exc, name, int(lineno)) from None
         except UnicodeDecodeError:
             raise not_utf8(file, name) from None
-    b = rows_to_batch(rows, name, int(numbers[0]), cursor)
+    b = rows_to_batch(rows, name, int(numbers[0]), cursor, texts=raw)
     b.numbers = numbers
     return b
-
-
-def _blocks(path: str) -> Iterator[bytes]:
-    """The file in blocks of whole lines (the last one may lack its newline)."""
-    rest = b""
-    with open(path, "rb") as f:
-        while True:
-            chunk = f.read(CHUNK_BYTES)
-            if not chunk:
-                break
-            buf = rest + chunk if rest else chunk
-            cut = buf.rfind(b"\n")
-            if cut < 0:
-                rest = buf
-                continue
-            rest = buf[cut + 1:]
-            yield buf[:cut + 1]
-    if rest:
-        yield rest
 
 
 def _light_schema(path: str, key: tuple, cursor: str) -> pa.Schema | None:
@@ -137,24 +118,10 @@ def read_jsonl_light(path: str, name: str, cursor: str, batch_size: int, key: tu
         yield from read_jsonl(path, name, cursor, batch_size)
         return
     record, line = 1, 1
-    for block in _blocks(path):
-        arr = np.frombuffer(block, dtype=np.uint8)
-        nl = np.flatnonzero(arr == 10)
-        ends = nl if block.endswith(b"\n") else np.append(nl, len(block))
-        starts = np.concatenate(([0], ends[:-1] + 1)).astype(np.int64)
-        ends = ends.astype(np.int64)
-        lines = line + np.arange(len(starts), dtype=np.int64)
-        line += len(starts)
-        # Blank lines are not records (the readers skip them).
-        keep = (ends - starts) > 0
-        if keep.any():
-            short = np.flatnonzero(keep & ((ends - starts) <= 4))
-            mv = memoryview(block)
-            for i in short.tolist():
-                if not bytes(mv[starts[i]:ends[i]]).strip():
-                    keep[i] = False
-        if not keep.all():
-            starts, ends, lines = starts[keep], ends[keep], lines[keep]
+    for block in blocks(path, CHUNK_BYTES):
+        starts, ends, offsets = line_spans(block)
+        lines = line + offsets
+        line += block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
         n = len(starts)
         if n == 0:
             continue
@@ -174,6 +141,8 @@ def read_jsonl_light(path: str, name: str, cursor: str, batch_size: int, key: tu
                 yield _expand(block, starts[lo:hi], ends[lo:hi], lines[lo:hi], record + np.arange(hi - lo),
                               name, path, schema, cursor)
             else:
-                yield LightBatch(tbl.slice(lo, hi - lo), name, record, path, block, starts[lo:hi], ends[lo:hi],
-                                 lines[lo:hi], schema, cursor)
+                b = LightBatch(tbl.slice(lo, hi - lo), name, record, path, block, starts[lo:hi], ends[lo:hi],
+                               lines[lo:hi], schema, cursor)
+                b.record_texts = SentText(block, starts[lo:hi], ends[lo:hi])
+                yield b
             record += hi - lo

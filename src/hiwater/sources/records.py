@@ -6,13 +6,20 @@ column; Arrow data (Parquet, tables handed over in Python) gets its times as ISO
 JSON Lines readers (whole and key-first) drop the cursor column pyarrow invents, and every text
 reader names the first byte that is not UTF-8, with the helpers here. A module of its own so that
 the readers that use these need not import each other.
+
+Every JSON reader also keeps the text each record arrived as (:class:`SentText`): the quarantine
+stores that text, never the record written again from its parsed values (SPEC §8), so ``1e400``
+stays ``1e400`` (not ``Infinity``), ``-0.0`` and ``1.50`` keep their digits, and the fields keep
+their order.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from typing import Iterator
 
+import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -23,9 +30,159 @@ from .base import RawBatch
 BLOCK_BYTES = 4 << 20  # pyarrow's block (the longest line or row it takes), and a copy's chunk
 
 
-def rows_to_batch(rows: list, path: str, first_record: int, cursor: str) -> RawBatch:
+class SentText:
+    """The text each record of a batch arrived as: spans of the blocks of the file as read (a
+    batch may span several), so the readers copy nothing per record; decoded only for the few
+    records the quarantine stores. Picklable, for a window run's spill."""
+
+    def __init__(self, data: bytes, starts: np.ndarray, ends: np.ndarray):
+        self.parts = [(data, starts, ends)]
+
+    @classmethod
+    def joined(cls, parts: list) -> SentText:
+        """The texts of several ``(data, starts, ends)`` parts, one after the other."""
+        out = cls.__new__(cls)
+        out.parts = [p for p in parts if len(p[1])] or [(b"", np.zeros(0, np.int64), np.zeros(0, np.int64))]
+        return out
+
+    @classmethod
+    def of(cls, texts: list) -> SentText:
+        """From one text (``bytes`` or ``str``) per record."""
+        parts = [t.encode() if isinstance(t, str) else bytes(t) for t in texts]
+        lengths = np.array([len(t) for t in parts], dtype=np.int64)
+        ends = np.cumsum(lengths, dtype=np.int64)
+        return cls(b"".join(parts), ends - lengths, ends)
+
+    def __len__(self) -> int:
+        return sum(len(starts) for _, starts, _ in self.parts)
+
+    def __getitem__(self, row: int) -> str:
+        for data, starts, ends in self.parts:
+            if row < len(starts):
+                return data[int(starts[row]):int(ends[row])].rstrip(b"\r").decode("utf-8", "replace")
+            row -= len(starts)
+        raise IndexError(row)
+
+    def take(self, rows) -> SentText:
+        """The texts of the rows at these positions (ascending)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        bounds = np.cumsum([0] + [len(starts) for _, starts, _ in self.parts])
+        part_of = np.searchsorted(bounds, rows, side="right") - 1
+        out = []
+        for i, (data, starts, ends) in enumerate(self.parts):
+            local = rows[part_of == i] - bounds[i]
+            out.append((data, starts[local], ends[local]))
+        return SentText.joined(out)
+
+    def __getstate__(self):
+        """Pickled (a window run's spill) with its own texts only, not the blocks they point into."""
+        compact = []
+        for data, starts, ends in self.parts:
+            lo, hi = (int(starts.min()), int(ends.max())) if len(starts) else (0, 0)
+            compact.append((data[lo:hi], starts - lo, ends - lo))
+        return compact
+
+    def __setstate__(self, state):
+        self.parts = state
+
+
+def blocks(path: str, size: int) -> Iterator[bytes]:
+    """The file in blocks of whole lines of about ``size`` bytes (the last may lack its newline)."""
+    rest = b""
+    with open(path, "rb") as f:
+        while True:
+            chunk = f.read(size)
+            if not chunk:
+                break
+            buf = rest + chunk if rest else chunk
+            cut = buf.rfind(b"\n")
+            if cut < 0:
+                rest = buf
+                continue
+            rest = buf[cut + 1:]
+            yield buf[:cut + 1]
+    if rest:
+        yield rest
+
+
+def line_spans(block: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The lines of a block that are records (blank ones are not: the readers skip them), as
+    ``(starts, ends, line offsets within the block)``; an end excludes the newline."""
+    arr = np.frombuffer(block, dtype=np.uint8)
+    nl = np.flatnonzero(arr == 10)
+    ends = (nl if block.endswith(b"\n") else np.append(nl, len(block))).astype(np.int64)
+    starts = np.concatenate(([0], ends[:-1] + 1)).astype(np.int64)
+    keep = _not_blank(block, starts, ends)
+    lines = np.arange(len(starts), dtype=np.int64)
+    if not keep.all():
+        starts, ends, lines = starts[keep], ends[keep], lines[keep]
+    return starts, ends, lines
+
+
+class LineReader:
+    """The record lines of a JSON Lines file, handed out in the order pyarrow reads the records:
+    :meth:`take` gives the next ``n`` as a :class:`SentText`. The file is mapped, not read: the
+    texts point into the mapping (which outlives a temporary file's removal), nothing is copied."""
+
+    def __init__(self, path: str):
+        import mmap
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            self._data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
+        self._pos = 0
+        self._pending: list = []  # (starts, ends) of a scanned stretch not yet handed out
+
+    def _scan(self) -> bool:
+        """The record lines of the next stretch of about BLOCK_BYTES (whole lines)."""
+        data, lo = self._data, self._pos
+        if lo >= len(data):
+            return False
+        hi = min(len(data), lo + BLOCK_BYTES)
+        while hi < len(data) and data.rfind(b"\n", lo, hi) < 0:
+            hi = min(len(data), hi + BLOCK_BYTES)  # a line longer than a block
+        if hi < len(data):
+            hi = data.rfind(b"\n", lo, hi) + 1
+        arr = np.frombuffer(data, dtype=np.uint8, count=hi - lo, offset=lo)
+        nl = np.flatnonzero(arr == 10)
+        ends = nl if arr[-1] == 10 else np.append(nl, hi - lo)
+        starts = np.concatenate(([0], ends[:-1] + 1))
+        starts, ends = starts.astype(np.int64) + lo, ends.astype(np.int64) + lo
+        keep = _not_blank(data, starts, ends)
+        self._pending.append((starts[keep], ends[keep]) if not keep.all() else (starts, ends))
+        self._pos = hi
+        return True
+
+    def take(self, n: int) -> SentText:
+        parts, have = [], 0
+        while have < n:
+            if not self._pending:
+                if not self._scan():
+                    break
+                continue
+            starts, ends = self._pending[0]
+            k = min(n - have, len(starts))
+            parts.append((self._data, starts[:k], ends[:k]))
+            have += k
+            if k == len(starts):
+                self._pending.pop(0)
+            else:
+                self._pending[0] = (starts[k:], ends[k:])
+        return SentText.joined(parts)
+
+
+def _not_blank(data, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Which lines are records: blank ones are not (the readers skip them)."""
+    keep = (ends - starts) > 0
+    for i in np.flatnonzero(keep & ((ends - starts) <= 4)).tolist():
+        if not bytes(data[starts[i]:ends[i]]).strip():
+            keep[i] = False
+    return keep
+
+
+def rows_to_batch(rows: list, path: str, first_record: int, cursor: str, texts: list | None = None) -> RawBatch:
     """Python rows (dicts, or anything else: an invalid record) as one batch. A column whose values
-    have several types is left in ``mixed`` for prepare to judge against the target's column."""
+    have several types is left in ``mixed`` for prepare to judge against the target's column.
+    ``texts``: each row's text as it arrived, when it came as text."""
     names: dict = {}
     problems: dict = {}
     for i, row in enumerate(rows):
@@ -49,10 +206,11 @@ def rows_to_batch(rows: list, path: str, first_record: int, cursor: str) -> RawB
             sent[name] = values  # nested values, now JSON text: the quarantine keeps the objects
         columns.append(arr)
         fields.append(name)
+    sent_text = None if texts is None else SentText.of(texts)
     if not fields:
-        return RawBatch(pa.table({}), path, first_record, problems, rows=len(rows))
+        return RawBatch(pa.table({}), path, first_record, problems, rows=len(rows), record_texts=sent_text)
     return RawBatch(pa.Table.from_arrays(columns, names=fields), path, first_record, problems, mixed=mixed,
-                    sent=sent)
+                    sent=sent, record_texts=sent_text)
 
 
 def _column(values: list):
@@ -158,9 +316,9 @@ def _mentions(path: str, name: str) -> bool:
             return m.find(needle) >= 0
 
 
-def not_utf8(path: str, name: str) -> InputError:
+def not_utf8(path: str, name: str, hint: str = "convert the file to UTF-8") -> InputError:
     """The error for a text file that is not UTF-8, naming the first bad byte."""
-    return InputError(f"not UTF-8 text at byte {_first_bad_utf8(path)}", path=name, hint="convert the file to UTF-8")
+    return InputError(f"not UTF-8 text at byte {_first_bad_utf8(path)}", path=name, hint=hint)
 
 
 def _first_bad_utf8(path: str) -> int:

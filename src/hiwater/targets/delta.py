@@ -43,7 +43,6 @@ from ..errors import LockTimeout, TargetError
 from ..keyhash import parse_name
 from .base import (CURSOR_COL, HIDDEN, RUN_COL, Capabilities, Dropped, FilesGone, FilesRead, History,
                    Quarantined, Released, State, TableInfo, Target, Transaction)
-from .deltalegacy import DeltaLegacy
 from .deltalog import LOG, DeltaLedger, append_rows, log_rows
 from .deltatypes import (BUCKET_COL, OP, UPDATE_WHEN, HeldKeys, add_fields, anti, app_id, arrow_type, castable,
                          check_column, conform, deltalake, differing, first_rows, is_conflict, last_per_key, logical,
@@ -75,7 +74,7 @@ def table_name(folder: str) -> str:
     return re.sub(r"(?:~[0-9A-F]{2})+", lambda m: bytes.fromhex(m.group(0).replace("~", "")).decode(), folder)
 
 
-class DeltaTarget(Target, DeltaLegacy):
+class DeltaTarget(Target):
     dialect = "delta"
     capabilities = Capabilities(lock="optimistic", meta_atomic=False)
 
@@ -88,7 +87,6 @@ class DeltaTarget(Target, DeltaLegacy):
         self._stream: str | None = None
         self._pins: dict = {}  # table -> DeltaTable at the snapshot this run reads (see _table)
         self._held_cache: dict = {}  # table -> its keys, cursors and runs at that snapshot (see _committed_keys)
-        self._tx: DeltaTransaction | None = None
         self._dl = deltalake()
         self._ledger = DeltaLedger(self._table)
 
@@ -107,7 +105,7 @@ class DeltaTarget(Target, DeltaLegacy):
         return self
 
     def __exit__(self, *exc) -> None:
-        self._tx = None
+        """Nothing to close: every read and commit opens what it needs."""
 
     @contextmanager
     def lock(self, stream: str, timeout_s: float) -> Iterator[None]:
@@ -212,8 +210,8 @@ class DeltaTransaction(Transaction):
     over the run's snapshot. The commit is the log append, then one MERGE carrying the app
     transaction; a discarded or failed transaction just drops what it staged.
 
-    The private methods take the table and key (the old interface names them per call); the
-    public ones act on the table and key the transaction was begun with."""
+    The public methods act on the table and key the transaction was begun with; the private
+    ones (staging, reads over the snapshot) take them as arguments."""
 
     def __init__(self, target: DeltaTarget, stream: str | None, table: str | None = None, key: tuple = (), *,
                  run_id: int | None = None, discard: bool = False):
@@ -239,11 +237,10 @@ class DeltaTransaction(Transaction):
         return self._run_id
 
     def __enter__(self) -> "DeltaTransaction":
-        self._target._tx = self
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        target, target._tx = self._target, None
+        target = self._target
         if exc_type is None and not self._discard:
             try:
                 self._commit()
@@ -253,7 +250,7 @@ class DeltaTransaction(Transaction):
                 raise
         target._pins, target._held_cache = {}, {}  # what follows (the failed run's history row) reads afresh
 
-    # --- the new interface ---------------------------------------------------------------------
+    # --- the Transaction interface -------------------------------------------------------------
     def evolve(self, columns: dict, cursor: tuple) -> None:
         """Every cursor is stored as its integer here, so ``cursor`` changes no column type."""
         if not columns:

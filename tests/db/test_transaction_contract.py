@@ -295,6 +295,7 @@ def test_released_before_quarantined_files_and_drop(target):
 
 TRY_LOCK = """
 import sys
+from hiwater.errors import LockTimeout
 from hiwater.targets import open_target
 with open_target(target=sys.argv[1]) as t:
     try:

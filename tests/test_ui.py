@@ -275,3 +275,13 @@ def test_no_page_or_api_shows_a_password(tmp_path):
     finally:
         with pg_connect() as c:
             c.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def test_a_project_that_never_ran_shows_empty_history_and_quarantine_and_makes_nothing(tmp_path):
+    from hiwater.ui.view import View
+    data = write_jsonl(tmp_path / "events.jsonl", [rec(1, "08:00")])
+    project = tmp_path / "hiwater.toml"
+    project.write_text(f'[defaults]\ndb = "{tmp_path / "never.db"}"\n\n[streams.events]\ninput = "{data}"\n')
+    view = View(project=str(project))
+    assert view.history() == [] and view.quarantine() == []
+    assert not (tmp_path / "never.db").exists()

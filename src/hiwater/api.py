@@ -20,8 +20,8 @@ from .pipeline import run_streams
 from .project import load_project
 from .sources.files import resolve_paths
 from .sources.sql import open_sql
-from .spec import StreamSpec, connected, spec_from
-from .status import check, status
+from .spec import StreamSpec, absent, connected, spec_from
+from .status import UNREACHABLE, check, status
 from .summary import Summary
 from .targets import open_target
 from .targets.base import Dropped, State
@@ -81,18 +81,23 @@ def _stream_names(tgt, stream):
 
 def state_show(*, db=None, target=None, stream=None) -> list[dict]:
     """Every stream's state (or one stream's)."""
-    with connected(db, target) as tgt:
+    with connected(db, target, existing="state show") as tgt:
         return [s.to_public() for s in _stream_names(tgt, stream)]
 
 
 def state_set(*, stream, value, db=None, target=None) -> dict:
     """Set a stream's watermark by hand (a repair; it may move backwards)."""
-    with connected(db, target) as tgt:
+    with connected(db, target, existing="state set") as tgt:
         with tgt.lock(stream, 30), tgt.begin(stream) as tx:
             s = _stream_names(tgt, stream)[0]
             tz = V.zone(s.assume_tz)
             if value is None or str(value).lower() in ("null", "none"):
                 s.watermark = None
+            elif s.kind is None:
+                # no run has seen a record: a guess (20 as an integer? an instant?) could misread the data
+                raise UsageError(f"stream {stream!r} has no cursor kind yet (no run has seen a record): "
+                                 f"there is nothing to read {value!r} against",
+                                 hint="load it once first, or bound that load with --since")
             else:
                 s.watermark, s.naive = V.parse_bound(value, s.kind, tz, "state set")
             tx.record(State(s))
@@ -107,7 +112,7 @@ def state_reset(*, stream, db=None, target=None) -> dict:
 def stream_drop(*, stream, table: bool = False, db=None, target=None) -> dict:
     """Forget a stream: its state, history and quarantine rows; with ``table=True`` also drop
     its data table. The next run starts the stream afresh (with any --key/--cursor/--assume-tz)."""
-    with connected(db, target) as tgt:
+    with connected(db, target, existing="stream drop") as tgt:
         with tgt.lock(stream, 30), tgt.begin(stream) as tx:
             s = _stream_names(tgt, stream)[0]
             tx.record(Dropped(s.table if table else None))
@@ -116,7 +121,7 @@ def stream_drop(*, stream, table: bool = False, db=None, target=None) -> dict:
 
 def state_rewind(*, stream, to_run: int, db=None, target=None) -> dict:
     """Put the watermark back where it stood before run ``to_run``, so that run is replayed."""
-    with connected(db, target) as tgt:
+    with connected(db, target, existing="state rewind") as tgt:
         with tgt.lock(stream, 30), tgt.begin(stream) as tx:
             s = _stream_names(tgt, stream)[0]
             rows = [r for r in tgt.ledger.history(stream) if r["run_id"] == to_run]
@@ -130,7 +135,7 @@ def state_rewind(*, stream, to_run: int, db=None, target=None) -> dict:
 
 def history(*, db=None, target=None, stream=None, limit=None) -> list[dict]:
     """One row per run and per committed window, oldest first."""
-    with connected(db, target) as tgt:
+    with connected(db, target, existing="history") as tgt:
         return tgt.ledger.history(stream, limit)
 
 
@@ -138,7 +143,7 @@ def history(*, db=None, target=None, stream=None, limit=None) -> list[dict]:
 
 def quarantine_list(*, db=None, target=None, stream=None, reason=None, limit=None) -> list[dict]:
     """The records runs did not apply, with the reason and the runs that saw them."""
-    with connected(db, target) as tgt:
+    with connected(db, target, existing="quarantine list") as tgt:
         return tgt.ledger.quarantine(stream, reason, limit)
 
 
@@ -198,10 +203,9 @@ def _probe(cfg) -> list[dict]:
     """Open a stream's target and source without writing anything; the errors met."""
     problems = []
     try:
-        tgt = open_target(**cfg.target_kw)
-        path = getattr(tgt, "path", None)
-        if isinstance(path, str) and path != ":memory:" and not os.path.exists(path):
-            # A database file not made yet: the first run makes it; validating must not.
+        path = absent(open_target(**cfg.target_kw))
+        if path is not None:
+            # A database file or Delta folder not made yet: the first run makes it; validating must not.
             folder = os.path.dirname(os.path.abspath(path))
             if not os.path.isdir(folder):
                 raise ConfigError(f"{path}: the folder {folder} does not exist")

@@ -6,7 +6,8 @@ arguments. Errors become exit codes here, and only here:
 - 0: done
 - 1: the load failed and nothing of it was committed (with ``--window``: nothing of
   the failed slice; earlier slices stand and a rerun resumes); ``hiwater run``: a stream
-  failed (the others committed); ``hiwater check``: a stream is past ``--error-after``
+  failed (the others committed); ``hiwater check``: a stream is past ``--error-after``;
+  ``hiwater status``: a project target did not answer (its streams' rows say ``unreachable``)
 - 2: bad usage or configuration
 
 Warnings and progress go to stderr through the ``hiwater`` logger (:mod:`hiwater.events`):
@@ -122,7 +123,8 @@ def cli(ctx, verbose, log_format):
 @target_options
 @click.option("--format", "format", type=click.Choice(["json", "jsonl", "csv", "parquet"]),
               help="Input format (default: from the extension, else sniffed).")
-@click.option("--table", help="Target table (default: the input file's name, or 'records').")
+@click.option("--table", help="Target table (default: the input file's name; 'records' for standard input, and for "
+              "a folder or glob with a warning: two folders loaded without --table share it and its watermark).")
 @click.option("--stream", help="Stream name for the state (default: the table).")
 @click.option("--key", default="id", show_default=True, help="Primary key column(s), comma-separated.")
 @click.option("--cursor", default="modified_at", show_default=True,
@@ -291,7 +293,9 @@ def stream():
 @click.option("--table", "table", is_flag=True, help="Also drop the stream's data table (its rows are deleted).")
 @json_option
 def stream_drop(as_json, **kw):
-    """Forget STREAM (state, history, quarantine) so it can start over; --table drops its data too."""
+    """Forget STREAM (state, history, quarantine) so it can start over; --table drops its data too.
+
+    Run ids are never reused within a target: a reload into a kept table finds its rows unchanged."""
     _print_rows([api.stream_drop(**kw)], as_json, ["stream", "table", "table_dropped"])
 
 
@@ -470,7 +474,10 @@ class _RunBoard:
 @wide_option
 def status_cmd(streams, as_json, wide, **kw):
     """Every stream of the project (or of the target --db/--target): watermark, data age (now - watermark),
-    load age (since the latest successful run), the latest run and the quarantine size."""
+    load age (since the latest successful run), the latest run and the quarantine size.
+
+    A project target that does not answer marks each of its streams 'unreachable' (with the error) and
+    the command exits 1 after printing every row."""
     rows = api.status(list(streams), **kw)
     cols = ["stream", "watermark", "data_age", "load_age", "last_outcome", "last_loaded",
             "last_rejected", "last_duration_s", "quarantined", "last_error"]
@@ -479,6 +486,8 @@ def status_cmd(streams, as_json, wide, **kw):
     _print_rows(rows, as_json, cols, optional=["last_duration_s", "last_rejected", "lag", "data_age", "last_loaded",
                                               "quarantined", "load_age"],
                 whole=["stream", "watermark"], wide=wide)
+    if any(r["last_outcome"] == api.UNREACHABLE for r in rows):
+        raise click.exceptions.Exit(EXIT_FAILED)
 
 
 @cli.command("check")
@@ -500,7 +509,8 @@ def check_cmd(streams, as_json, **kw):
     for r in rows:
         if r["verdict"] != "ok":
             limit = r["error_after"] if r["verdict"] == "error" else r["warn_after"]
-            age = f"{r['by']} age {r['age']}" if r["age"] is not None else "never loaded"
+            age = (f"{r['by']} age {r['age']}" if r["age"] is not None
+                   else "target unreachable" if r["last_outcome"] == api.UNREACHABLE else "never loaded")
             events.emit("freshness", f"[{r['stream']}] {age}, past {r['verdict']}-after {limit}",
                         level=logging.ERROR if r["verdict"] == "error" else logging.WARNING, **r)
     _print_rows(rows, as_json, ["stream", "verdict", "by", "age", "warn_after", "error_after", "watermark",

@@ -158,17 +158,18 @@ class Loader:
     def _run_locked(self) -> Summary:
         t, o = self.target, self.opts
         self._started_at = report.iso_now()
-        state = next(iter(t.ledger.states(self.stream)), None)
+        stored = state = next(iter(t.ledger.states(self.stream)), None)
         if state is None:
             check_new_stream([s.stream for s in t.ledger.states()], self.stream)
             state = StreamState(self.stream, self.table, tuple(o.key), o.cursor,
                                 assume_tz=zone_name(o.assume_tz or "UTC"))
-        else:
-            state.check(self.table, o.key, o.cursor, o.assume_tz, t.flags)
+        # set before the checks: a refused run's history row carries the stream's watermark
         self.tz = V.zone(state.assume_tz)
-        o.check_range(state.assume_tz, state.kind)
         self.state = state
         self.prev = state.watermark
+        if stored is not None:
+            state.check(self.table, o.key, o.cursor, o.assume_tz, t.flags)
+        o.check_range(state.assume_tz, state.kind)
         self.warnings = list(self.notices)  # (again on a restart: a run's warnings are its own)
         self.judged.start(state)
         if state.kind is not None:

@@ -86,7 +86,7 @@ def spec_from(input=None, *, db: str | None = None, target: str | None = None, s
     else:
         table = opts.table or default_table(input)
         if opts.table is None and input is not None and opts.buckets == 1:  # a bucketed run has no notice
-            notice = dated_table_notice(input, table)
+            notice = dated_table_notice(input, table) or folder_table_notice(input, table)
             if notice:
                 notices.append(notice)
     return StreamSpec(opts, table, input=input, db=db, target=target, source_url=source_url,
@@ -119,6 +119,15 @@ def dated_table_notice(spec: str | None, table: str) -> str | None:
             f"load into another table; pass --table {plain} (or the name you want)")
 
 
+def folder_table_notice(spec: str, table: str) -> str | None:
+    """A warning when a folder or glob loads into the default table: a second folder loaded the
+    same way would merge into it, under one watermark."""
+    if table != "records" or not (any(ch in spec for ch in "*?[") or spec.endswith("/") or os.path.isdir(spec)):
+        return None
+    return (f"{spec} is a folder or a glob: it loads into the default table 'records' (stream 'records'), "
+            f"which any other folder loaded without --table shares, watermark included; pass --table NAME")
+
+
 @dataclass
 class Plan:
     """How a bucketed run runs: which tasks, on what, in which order."""
@@ -133,10 +142,33 @@ class Plan:
 
 
 @contextmanager
-def connected(db=None, target=None):
-    """The target ``db``/``target`` names, connected for the ``with`` block, then closed."""
-    with open_target(db=db, target=target) as tgt:
+def connected(db=None, target=None, *, existing: str | None = None):
+    """The target ``db``/``target`` names, connected for the ``with`` block, then closed.
+
+    ``existing`` names a command that works on what loads left (``history``, ``state show``,
+    ``stream drop``…): it needs a target named (an in-memory database holds nothing) and never
+    creates one, so a mistyped ``--db`` is an error, not a new empty file."""
+    tgt = open_target(db=db, target=target)
+    if existing is not None:
+        if getattr(tgt, "memory", False):
+            raise UsageError(f"{existing}: no target: give --db PATH or --target URL",
+                             hint="or set HIWATER_TARGET_URL; `hiwater status` reads the project file's targets")
+        missing = absent(tgt)
+        if missing is not None:
+            raise UsageError(f"no such database: {missing}", hint="check the path (only a load creates a target)")
+    with tgt:
         yield tgt
+
+
+def absent(tgt) -> str | None:
+    """The local file (SQLite, DuckDB) or folder (Delta) a target keeps its data in, when it does
+    not exist yet: connecting would create it, which a command that only reads must not do."""
+    path = getattr(tgt, "path", None)
+    if path is None and getattr(tgt, "remote", True) is False:
+        path = tgt.root
+    if isinstance(path, str) and path not in (":memory:", "") and not os.path.exists(path):
+        return path
+    return None
 
 
 def project_groups(project, streams, db, target):

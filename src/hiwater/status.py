@@ -7,10 +7,14 @@ from __future__ import annotations
 from . import freshness as F
 from . import values as V
 from .durations import parse_duration
-from .errors import UsageError
+from .errors import HiwaterError, UsageError
 from .keyhash import buckets_of, least_state, parse_name
 from .options import LoadOptions
-from .spec import connected, project_groups
+from .spec import absent, connected, project_groups
+from .targets import open_target
+from .urls import redact
+
+UNREACHABLE = "unreachable"  # a status row's outcome when its target did not answer
 
 
 def _now_us(now) -> int:
@@ -22,58 +26,108 @@ def _now_us(now) -> int:
 def status(streams=None, *, project=None, db=None, target=None, now=None) -> list[dict]:
     """``hiwater status``: every stream of the project (or of the target ``db``/``target``): its
     watermark, its two ages (load age: since the latest successful run; data age: now −
-    watermark), the latest run (when, outcome, counts, duration, error) and the quarantine size."""
+    watermark), the latest run (when, outcome, counts, duration, error) and the quarantine size.
+
+    A target's streams are those with a state or a history row (a stream whose runs all failed
+    is listed, failing). A project stream is looked up under its state name (its ``stream``). A
+    project target that is down gives each of its streams a row with outcome ``unreachable``
+    and the error; the other targets' rows are shown. Nothing is created: a target not made yet
+    has its streams "never run"."""
     if isinstance(streams, str):
         streams = [streams]
     now_us = _now_us(now)
     rows = []
     for kw, members in project_groups(project, streams, db, target):
-        with connected(**kw) as tgt:
-            states = {s.stream: s for s in tgt.ledger.states()}
-            names = [(n, c) for n, c in members] if members is not None else [(n, None) for n in states]
-            if members is not None and (db is not None or target is not None):
-                for n, _ in names:
-                    if n not in states and not buckets_of(states, n):
-                        raise UsageError(f"no stream named {n!r} in {tgt.description}",
-                                         hint="`hiwater status` lists the streams")
-            # A bucketed stream: one row for the stream (the least watermark of its buckets), then
-            # one row per bucket (docs/scale-out.md).
-            names = status_rows(names, states)
-            for name, cfg in names:
-                if isinstance(name, tuple):
-                    rows.append(aggregate_row(name[0], name[1], rows, states, cfg, now_us))
-                    continue
-                s = states.get(name)
-                facts = tgt.ledger.facts(name)
-                last = facts["last_run"]
-                failed = [r for r in last if r.get("outcome") == "failed"]
-                head = failed[0] if failed else (last[-1] if last else None)
-                load_age = F.load_age_s(facts["last_success_at"], now_us)
-                data_age = F.data_age_s(s.watermark if s else None, s.kind if s else None, now_us)
-                row = {
-                    "stream": name, "table": s.table if s else (cfg.load.get("table") if cfg else None),
-                    "target": tgt.description, "kind": s.kind if s else None,
-                    "watermark": s.watermark_text() if s else None,
-                    "load_age_s": None if load_age is None else round(load_age, 3),
-                    "load_age": F.age_text(load_age),
-                    "data_age_s": None if data_age is None else round(data_age, 3),
-                    "data_age": F.age_text(data_age),
-                    "last_success_at": facts["last_success_at"],
-                    "last_run_id": head["run_id"] if head else None,
-                    "last_run_at": max(r["finished_at"] for r in last) if last else None,
-                    "last_outcome": ("failed" if failed else head["outcome"]) if head else "never run",
-                    "last_source_records": _sum(last, "source_records"),
-                    "last_loaded": _sum(last, "loaded"), "last_skipped": _sum(last, "skipped"),
-                    "last_rejected": _sum(last, "rejected"),
-                    "last_duration_s": max((r.get("duration_s") or 0 for r in last), default=None) if last else None,
-                    "last_error": failed[0].get("error") if failed else None,
-                    "quarantined": facts["quarantined"],
-                }
-                if cfg is not None:
-                    row["warn_after"] = cfg.warn_after.text if cfg.warn_after else None
-                    row["error_after"] = cfg.error_after.text if cfg.error_after else None
-                rows.append(row)
+        if members is None or db is not None or target is not None:
+            with connected(**kw, existing="status") as tgt:  # the target asked for: its error is the command's
+                rows += _target_rows(tgt, members, now_us, named=members is not None)
+            continue
+        tgt = open_target(**kw)
+        if absent(tgt) is not None:
+            rows += _target_rows(None, members, now_us, named=False)
+            continue
+        try:
+            with tgt:
+                rows += _target_rows(tgt, members, now_us, named=False)
+        except HiwaterError as exc:
+            rows += [_unreachable(cfg, tgt.description, exc) for _, cfg in members]
     return rows
+
+
+def _target_rows(tgt, members, now_us: int, *, named: bool) -> list[dict]:
+    """The rows of one target's streams (``members``: ``[(name, StreamConfig or None)]``, or
+    ``None``: every stream it holds). ``tgt`` ``None``: a target not made yet."""
+    states = {s.stream: s for s in tgt.ledger.states()} if tgt is not None else {}
+    if members is None:
+        ran = {h["stream"] for h in tgt.ledger.history()}
+        names = [(n, None) for n in sorted(set(states) | ran)]
+    else:  # a project stream keeps its state under its own stream name
+        names = [(cfg.load["stream"] if cfg is not None else n, cfg) for n, cfg in members]
+    if named:
+        known = set(states) | {h["stream"] for h in tgt.ledger.history()}
+        for n, _ in names:
+            if n not in known and not buckets_of(states, n):
+                raise UsageError(f"no stream named {n!r} in {tgt.description}",
+                                 hint="`hiwater status` lists the streams")
+    rows = []
+    # A bucketed stream: one row for the stream (the least watermark of its buckets), then
+    # one row per bucket (docs/scale-out.md).
+    for name, cfg in status_rows(names, states):
+        if isinstance(name, tuple):
+            row = aggregate_row(name[0], name[1], rows, states, now_us)
+        else:
+            row = _stream_row(tgt, name, states.get(name), cfg, now_us)
+        if cfg is not None:
+            row["stream"] = cfg.name
+            row["warn_after"] = cfg.warn_after.text if cfg.warn_after else None
+            row["error_after"] = cfg.error_after.text if cfg.error_after else None
+        rows.append(row)
+    return rows
+
+
+def _stream_row(tgt, name: str, s, cfg, now_us: int) -> dict:
+    facts = tgt.ledger.facts(name) if tgt is not None else {"last_run": [], "last_success_at": None,
+                                                             "quarantined": 0}
+    last = facts["last_run"]
+    failed = [r for r in last if r.get("outcome") == "failed"]
+    head = failed[0] if failed else (last[-1] if last else None)
+    load_age = F.load_age_s(facts["last_success_at"], now_us)
+    data_age = F.data_age_s(s.watermark if s else None, s.kind if s else None, now_us)
+    return {
+        "stream": name, "table": s.table if s else (cfg.load.get("table") if cfg else None),
+        "target": tgt.description if tgt is not None else _described(cfg), "kind": s.kind if s else None,
+        "watermark": s.watermark_text() if s else None,
+        "load_age_s": None if load_age is None else round(load_age, 3),
+        "load_age": F.age_text(load_age),
+        "data_age_s": None if data_age is None else round(data_age, 3),
+        "data_age": F.age_text(data_age),
+        "last_success_at": facts["last_success_at"],
+        "last_run_id": head["run_id"] if head else None,
+        "last_run_at": max(r["finished_at"] for r in last) if last else None,
+        "last_outcome": ("failed" if failed else head["outcome"]) if head else "never run",
+        "last_source_records": _sum(last, "source_records"),
+        "last_loaded": _sum(last, "loaded"), "last_skipped": _sum(last, "skipped"),
+        "last_rejected": _sum(last, "rejected"),
+        "last_duration_s": max((r.get("duration_s") or 0 for r in last), default=None) if last else None,
+        "last_error": failed[0].get("error") if failed else None,
+        "quarantined": facts["quarantined"],
+    }
+
+
+def _described(cfg) -> str | None:
+    kw = cfg.target_kw if cfg is not None else {}
+    return redact(kw["target"]) if kw.get("target") else kw.get("db")
+
+
+def _unreachable(cfg, description: str, exc: HiwaterError) -> dict:
+    """A project stream whose target did not answer: nothing known but the error."""
+    row = {k: None for k in ("table", "kind", "watermark", "load_age_s", "load_age", "data_age_s", "data_age",
+                             "last_success_at", "last_run_id", "last_run_at", "last_source_records",
+                             "last_loaded", "last_skipped", "last_rejected", "last_duration_s", "quarantined")}
+    row.update(stream=cfg.name, table=cfg.load.get("table"), target=description, last_outcome=UNREACHABLE,
+               last_error=str(exc), warn_after=cfg.warn_after.text if cfg.warn_after else None,
+               error_after=cfg.error_after.text if cfg.error_after else None)
+    return row
 
 
 def _sum(rows, name):
@@ -152,7 +206,7 @@ def status_rows(names: list, states: dict) -> list:
     return out
 
 
-def aggregate_row(stream: str, members: list, rows: list, states: dict, cfg, now_us: int) -> dict:
+def aggregate_row(stream: str, members: list, rows: list, states: dict, now_us: int) -> dict:
     """The stream's row from its buckets' rows: the least watermark (a bucket never run: none),
     the oldest load age, the sum of the counts; each bucket's lag behind the most advanced one."""
     mine = {r["stream"]: r for r in rows if r["stream"] in members}
@@ -173,7 +227,7 @@ def aggregate_row(stream: str, members: list, rows: list, states: dict, cfg, now
                             "lag_text": F.age_text(lag) if per_unit != 1 else lag,
                             "last_outcome": mine[m]["last_outcome"]})
         mine[m]["lag"] = bucket_rows[-1]["lag_text"]
-    row = {
+    return {
         "stream": stream, "table": ss[0].table, "target": next(iter(mine.values()))["target"], "kind": kind,
         "watermark": least.watermark_text() if least else None,
         "load_age_s": load_age, "load_age": F.age_text(load_age),
@@ -190,7 +244,3 @@ def aggregate_row(stream: str, members: list, rows: list, states: dict, cfg, now
         "quarantined": sum(r["quarantined"] or 0 for r in mine.values()),
         "buckets": bucket_rows, "lag": None,
     }
-    if cfg is not None:
-        row["warn_after"] = cfg.warn_after.text if cfg.warn_after else None
-        row["error_after"] = cfg.error_after.text if cfg.error_after else None
-    return row

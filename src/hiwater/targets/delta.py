@@ -323,7 +323,12 @@ class DeltaTransaction(Transaction):
 
     def _drop(self, stream: str, table: str | None) -> None:
         self._dropped = True
+        # run ids are the log's MAX + 1: the stream's highest stays in the log (a kept table's rows
+        # must never look written by a later run)
+        last = max((r["run_id"] or 0 for r in self._target.ledger.rows(stream)), default=0)
         self._target._forget(stream)
+        if last:
+            self._stage("dropped", {}, last)
         if table is not None:
             self._target._drop_table(table)
 
@@ -530,13 +535,19 @@ class DeltaTransaction(Transaction):
     def _commit_data(self, stream: str, table: str, dt, txn: int) -> None:
         target = self._target
         dl = target._dl
+        bucket = bucket_of(stream)
+        # No retry on top of a commit made since the run's snapshot: delta-rs would re-base this
+        # MERGE (decided against that snapshot) when its conflict check finds no overlap, which
+        # for racing runs of one stream left a key twice or the watermark behind the data. A
+        # stream's commit is valid only on the snapshot it read (Iceberg's num-retries=0). The
+        # buckets of one stream commit side by side into their own partitions, so they retry.
         props = dl.CommitProperties(app_transactions=[dl.Transaction(app_id(stream), txn)],
-                                    custom_metadata={"hiwater.stream": stream, "hiwater.run_id": str(self._run_id or "")})
+                                    custom_metadata={"hiwater.stream": stream, "hiwater.run_id": str(self._run_id or "")},
+                                    max_commit_retries=0 if bucket is None else None)
         key = self._keys.get(table) or self._key_of(stream)
         staged = self._staged_latest(table, key) if key else None
         schema = self._schemas.get(table)
         uri = target._uri(table)
-        bucket = bucket_of(stream)
 
         def apply():
             nonlocal dt

@@ -78,7 +78,10 @@ def meta_ddl(sp: Spelling, name) -> list[str]:
         f"""CREATE TABLE IF NOT EXISTS {name('_hiwater_files')} (
         stream {T} NOT NULL, path {T} NOT NULL, size {B} NOT NULL, mtime_ns {B}, etag {T},
         run_id {B} NOT NULL, PRIMARY KEY (stream, path)){sp.files_suffix}""",
-    ]
+    ] + ([] if sp.run_ids is not None else [
+        # Without a sequence, run ids are MAX(run_id) + 1 over the history; a dropped stream's
+        # highest id is kept here, so its kept table's rows never look written by a later run.
+        f"CREATE TABLE IF NOT EXISTS {name('_hiwater_runs')} (last_run {B} NOT NULL)"])
 
 
 def state_of(row) -> StreamState:
@@ -176,8 +179,11 @@ class SqlMeta(ABC):
         if self.spelling.run_ids is not None:  # runs of different streams may commit concurrently
             sequence = self._meta_name(self.spelling.run_ids)
             return int(self._rows(f"SELECT nextval({self.placeholder})", [sequence])[0][0])
-        # One writer at a time (SQLite's write lock, DuckDB's file lock): MAX + 1 inside the transaction.
-        return int(self._rows(f"SELECT COALESCE(MAX(run_id), 0) + 1 FROM {self._meta_name('_hiwater_history')}")[0][0])
+        # One writer at a time (SQLite's write lock, DuckDB's file lock): MAX + 1 inside the transaction,
+        # over the history and the ids dropped streams used (never repeated within a target).
+        h, r = self._meta_name("_hiwater_history"), self._meta_name("_hiwater_runs")
+        return int(self._rows(f"SELECT COALESCE(MAX(n), 0) + 1 FROM (SELECT MAX(run_id) AS n FROM {h}"
+                              f" UNION ALL SELECT MAX(last_run) AS n FROM {r}) AS ids")[0][0])
 
     def _put_state(self, s: StreamState) -> None:
         sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in STATE_COLS[1:])
@@ -223,7 +229,12 @@ class SqlMeta(ABC):
         self._rows(f"DELETE FROM {self._meta_name('_hiwater_state')} WHERE stream = {self.placeholder}", [stream])
 
     def _forget_stream(self, stream: str) -> None:
-        """A stream's history, quarantine rows and file manifest go."""
+        """A stream's history, quarantine rows and file manifest go; without a sequence, its highest
+        run id is kept (:meth:`_next_run_id`)."""
+        if self.spelling.run_ids is None:
+            h = self._meta_name("_hiwater_history")
+            self._rows(f"INSERT INTO {self._meta_name('_hiwater_runs')} (last_run) SELECT MAX(run_id) FROM {h}"
+                       f" WHERE stream = {self.placeholder} HAVING MAX(run_id) IS NOT NULL", [stream])
         for t in ("_hiwater_history", "_hiwater_quarantine", "_hiwater_files"):
             self._rows(f"DELETE FROM {self._meta_name(t)} WHERE stream = {self.placeholder}", [stream])
 

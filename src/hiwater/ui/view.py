@@ -15,10 +15,12 @@ from dataclasses import dataclass, field
 
 from .. import api
 from ..durations import parse_duration
-from ..errors import HiwaterError, UsageError
+from ..errors import HiwaterError, TargetError, UsageError
 from ..freshness import verdict
 from ..keyhash import parse_name
 from ..project import load_project
+from ..spec import absent
+from ..targets import open_target
 from ..urls import redact
 
 REASONS = ("invalid", "future", "late")
@@ -106,8 +108,12 @@ class View:
             try:
                 if names is None:
                     snap.rows += api.status(now=now, **kw)
-                else:
-                    snap.rows += api.status(names, project=self.project, now=now)
+                else:  # a target that does not answer is the page's error, not a row
+                    rows = api.status(names, project=self.project, now=now)
+                    down = [r for r in rows if r["last_outcome"] == api.UNREACHABLE]
+                    if down:
+                        raise TargetError(down[0]["last_error"])
+                    snap.rows += rows
             except HiwaterError as exc:
                 snap.errors.append({"target": redact(kw["target"] or kw["db"] or "(memory)"),
                                     "message": str(exc)})
@@ -134,6 +140,12 @@ class View:
         history.sort(key=lambda h: (h["finished_at"] or "", h["run_id"], h["window_index"]))
         return mask({"status": row, "history": history, "state": state, "members": members})
 
+    @staticmethod
+    def _made(groups) -> list:
+        """The groups whose target exists: one no run has made yet holds nothing to read (and a
+        read must not make it)."""
+        return [(kw, names) for kw, names in groups if absent(open_target(**kw)) is None]
+
     def _direct(self) -> bool:
         return self.db is not None or self.target is not None
 
@@ -142,7 +154,7 @@ class View:
         if stream is not None:
             return mask(api.history(stream=stream, limit=limit, **self._where(stream)))
         out = []
-        for kw, names in self._groups():
+        for kw, names in self._made(self._groups()):
             rows = api.history(limit=limit, **kw)
             out += rows if names is None else [r for r in rows if _base(r["stream"]) in names]
         return mask(out)
@@ -153,7 +165,7 @@ class View:
         if reason is not None and reason not in REASONS:
             raise UsageError(f"reason {reason!r}: choose {', '.join(REASONS)}")
         out = []
-        for kw, names in ([(self._where(stream), [stream])] if stream is not None else self._groups()):
+        for kw, names in self._made([(self._where(stream), [stream])] if stream is not None else self._groups()):
             if names is None:
                 out += api.quarantine_list(reason=reason, limit=limit, **kw)
                 continue

@@ -36,6 +36,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 import hiwater  # noqa: E402
 from hiwater.sources.files import FileSource  # noqa: E402
 from hiwater.targets import open_target  # noqa: E402
+from hiwater.targets.base import FilesRead  # noqa: E402
 
 NOW = "2025-06-01T00:00:00Z"
 PG_URL = os.environ.get("HIWATER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
@@ -67,13 +68,11 @@ def manifest_bytes(target, kind: str, schema: str | None) -> int:
         except Exception:  # noqa: BLE001 - no dbstat in this SQLite build: the file grew by
             return None
     if kind == "postgresql":
-        got = target.execute(f"SELECT pg_total_relation_size('\"{schema}\"._hiwater_files')")
-        return (got.fetchall() if hasattr(got, "fetchall") else got)[0][0]
-    target.execute("CHECKPOINT")
+        return target.conn.execute(f"SELECT pg_total_relation_size('\"{schema}\"._hiwater_files')").fetchall()[0][0]
+    target.conn.execute("CHECKPOINT")
     # the distinct storage blocks (262,144 bytes each) that hold the table's column segments
-    got = target.execute("SELECT count(DISTINCT block_id) FROM pragma_storage_info('_hiwater_files')"
-                         " WHERE block_id >= 0")
-    blocks = (got.fetchall() if hasattr(got, "fetchall") else got)[0][0]
+    blocks = target.conn.execute("SELECT count(DISTINCT block_id) FROM pragma_storage_info('_hiwater_files')"
+                                 " WHERE block_id >= 0").fetchall()[0][0]
     return blocks * 262_144 if blocks else None
 
 
@@ -90,23 +89,22 @@ def bench_target(kind: str, work: str, src: FileSource, n: int) -> dict:
             admin.execute(f'CREATE SCHEMA "{schema}"')
         target = open_target(target=f"{PG_URL}?schema={schema}")
     try:
-        target.connect()
-        with target.transaction():
-            target.ensure_meta()
-        entries = list(src.entries.values())
+        with target:
+            with target.begin("events", run_id=1):
+                pass  # the meta store is made by the first begin, before the clock starts
+            entries = list(src.entries.values())
 
-        def write():
-            with target.transaction():
-                target.write_files("events", entries, 1)
-        _, t_write = clock(write)
-        known, t_read = clock(lambda: target.read_files("events"))
-        sel, t_cmp = clock(lambda: src.select(known))
-        assert len(known) == n and sel.skipped == n and not sel.read, (len(known), sel.to_dict())
-        size = manifest_bytes(target, kind, schema)
+            def write():
+                with target.begin("events", run_id=1) as tx:
+                    tx.record(FilesRead(entries))
+            _, t_write = clock(write)
+            known, t_read = clock(lambda: target.ledger.files("events"))
+            sel, t_cmp = clock(lambda: src.select(known))
+            assert len(known) == n and sel.skipped == n and not sel.read, (len(known), sel.to_dict())
+            size = manifest_bytes(target, kind, schema)
         return {"target": kind, "write_s": t_write, "read_s": t_read, "compare_s": t_cmp,
                 "bytes": size, "bytes_per_file": None if size is None else size / n}
     finally:
-        target.close()
         if schema:
             import psycopg
             with psycopg.connect(PG_URL, autocommit=True) as admin:
@@ -135,14 +133,11 @@ def bench_s3(work: str, n: int) -> dict:
             client.put_object(Bucket="landing", Key=f"events/export-{i:07d}.jsonl", Body=record(i))
         t_put = time.perf_counter() - t
         src, t_list = clock(lambda: FileSource("s3://landing/events/"))
-        target = open_target(db=os.path.join(work, "s3.db"))
-        target.connect()
-        with target.transaction():
-            target.ensure_meta()
-            target.write_files("events", list(src.entries.values()), 1)
-        known, t_read = clock(lambda: target.read_files("events"))
-        sel, t_cmp = clock(lambda: src.select(known))
-        target.close()
+        with open_target(db=os.path.join(work, "s3.db")) as target:
+            with target.begin("events", run_id=1) as tx:
+                tx.record(FilesRead(list(src.entries.values())))
+            known, t_read = clock(lambda: target.ledger.files("events"))
+            sel, t_cmp = clock(lambda: src.select(known))
         assert sel.skipped == n
         return {"objects": n, "put_s": t_put, "list_s": t_list, "read_s": t_read, "compare_s": t_cmp}
     finally:

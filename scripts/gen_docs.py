@@ -54,7 +54,7 @@ NOTES = {
 
 def _sql_column(cls, logical: str, kind: str | None = None) -> str:
     """A SQL target's column type for a logical type (or, with ``kind``, for the cursor column)."""
-    me = SimpleNamespace(cursor_column=CURSOR if kind else None, cursor_kind=kind)
+    me = SimpleNamespace(_cursor_column=CURSOR if kind else None, _cursor_kind=kind)
     return cls._column_type(me, CURSOR if kind else "x", logical)
 
 

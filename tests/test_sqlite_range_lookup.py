@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import sqlite3
 
-import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -41,12 +40,8 @@ def build_keyed(path, rows, keys: dict):
 
 
 def held(path, lo, hi, run_id):
-    t = SQLiteTarget(str(path))
-    t.connect()
-    try:
+    with SQLiteTarget(str(path)) as t:
         got = t._held_range("t", "id", lo, hi, run_id)
-    finally:
-        t.close()
     return sorted(map(tuple, got.tolist()))
 
 
@@ -114,14 +109,10 @@ def test_composite_range_lookup_agrees_with_the_probe(tmp_path_factory, kinds, d
     keys = data.draw(st.lists(st.tuples(gen[0], gen[1]), min_size=1, max_size=80))
     path = tmp_path_factory.mktemp("c") / "t.db"
     build_composite(path, held, decls)
-    t = SQLiteTarget(str(path))
-    t.connect()
-    try:
+    with SQLiteTarget(str(path)) as t:
         arrays = [pa.array([k[i] for k in keys], pa.int64() if kinds[i] == "int" else pa.string()) for i in range(2)]
-        fast = t.lookup_arrow("t", ("a", "b"), arrays, np.zeros(len(keys), np.int64), 9)
-        slow = t.lookup("t", ("a", "b"), [list(k) for k in keys])
-    finally:
-        t.close()
+        fast = t._composite("t", ("a", "b"), arrays)
+        slow = t._lookup("t", ("a", "b"), [list(k) for k in keys])
     if fast is not None:
         assert fast.exists.tolist() == slow.exists.tolist()
         assert fast.cursor.tolist() == slow.cursor.tolist() and fast.run.tolist() == slow.run.tolist()
@@ -134,15 +125,11 @@ def test_composite_keys_in_a_column_declared_otherwise_agree_with_the_probe(tmp_
     import pyarrow as pa
     path = tmp_path / "t.db"
     build_composite(path, [(v, "x", 10 + v, 1) for v in (2, 9, 10, 11)], [decl, "TEXT"])
-    t = SQLiteTarget(str(path))
-    t.connect()
-    try:
+    with SQLiteTarget(str(path)) as t:
         keys = [2, 9, 10, 11, 3]
         arrays = [pa.array(keys, pa.int64()), pa.array(["x"] * len(keys))]
-        fast = t.lookup_arrow("t", ("a", "b"), arrays, np.zeros(len(keys), np.int64), 9)
-        slow = t.lookup("t", ("a", "b"), [[k, "x"] for k in keys])
-    finally:
-        t.close()
+        fast = t._composite("t", ("a", "b"), arrays)
+        slow = t._lookup("t", ("a", "b"), [[k, "x"] for k in keys])
     assert slow.exists.tolist() == [True, True, True, True, False]
     if fast is not None:
         assert (fast.exists.tolist(), fast.cursor.tolist()) == (slow.exists.tolist(), slow.cursor.tolist())

@@ -37,14 +37,10 @@ def run(spec: StreamSpec, *, stdin=None, progress=None) -> Summary:
     if getattr(tgt, "memory", False) and not o.dry_run:
         notices.insert(0, "the target is an in-memory database: nothing of this run is kept when it ends "
                           "(give --db PATH or --target URL)")
-    try:
-        src = source or open_files(spec.input, o.format, cursor=o.cursor, batch_size=o.batch_size, stdin=stdin,
-                                   csv=CsvDialect(o.csv_delimiter, o.csv_quote, o.encoding))
-        if spec.bucket is not None and spec.source_url is None:  # a SQL source reads only its bucket already
-            src = BucketSource(src, o.key, *spec.bucket)
-    except BaseException:
-        tgt.close()
-        raise
+    src = source or open_files(spec.input, o.format, cursor=o.cursor, batch_size=o.batch_size, stdin=stdin,
+                               csv=CsvDialect(o.csv_delimiter, o.csv_quote, o.encoding))
+    if spec.bucket is not None and spec.source_url is None:  # a SQL source reads only its bucket already
+        src = BucketSource(src, o.key, *spec.bucket)
     try:
         with tgt:
             return Loader(src, tgt, o, table=spec.table, progress=progress, notices=notices).run()

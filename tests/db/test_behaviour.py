@@ -344,9 +344,7 @@ def test_the_same_runs_give_the_same_summaries_on_every_target(load, target_url,
 HOLDER = textwrap.dedent("""
     import sys, time
     from hiwater.targets import open_target
-    t = open_target(target=sys.argv[1])
-    t.connect()
-    with t.stream_lock("events", 10):
+    with open_target(target=sys.argv[1]) as t, t.lock("events", 10):
         print("locked", flush=True)
         time.sleep(60)
 """)

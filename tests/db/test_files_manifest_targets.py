@@ -20,9 +20,8 @@ def load(src, url, **kw):
 def files(url):
     if url.startswith("delta"):  # the manifest is folded from the log's committed chain
         from hiwater.targets import open_target
-        t = open_target(target=url)
-        t.connect()
-        return {os.path.basename(p): (size, run) for p, (size, _m, _e, run) in t.ledger.manifest("t").items()}
+        with open_target(target=url) as t:
+            return {os.path.basename(p): (size, run) for p, (size, _m, _e, run) in t.ledger.manifest("t").items()}
     return {os.path.basename(p): (int(size), int(run)) for p, size, run in
             query(url, "SELECT path, size, run_id FROM _hiwater_files WHERE stream = ?", ("t",))}
 

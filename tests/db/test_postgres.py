@@ -64,35 +64,26 @@ def test_state_schema_keeps_the_meta_tables_apart(pg_admin, tmp_path):
 
 
 def test_the_lock_is_a_transaction_scoped_advisory_lock(target_url, pg_admin):
-    t = open_target(target=target_url)
-    t.connect()
-    try:
-        with t.stream_lock("events", 5):
-            rows = pg_admin.execute(
-                "SELECT l.locktype, l.mode, a.state, a.application_name FROM pg_locks l"
-                " JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory'"
-                " AND (l.classid::bigint << 32 | l.objid::bigint) = (%s::bigint & x'ffffffffffffffff'::bigint)",
-                (lock_key(t.state_schema, "events"),)).fetchall()
-            assert rows == [("advisory", "ExclusiveLock", "idle in transaction", "hiwater")]
-            other = open_target(target=target_url)
-            other.connect()
+    with open_target(target=target_url) as t, t.lock("events", 5):
+        rows = pg_admin.execute(
+            "SELECT l.locktype, l.mode, a.state, a.application_name FROM pg_locks l"
+            " JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory'"
+            " AND (l.classid::bigint << 32 | l.objid::bigint) = (%s::bigint & x'ffffffffffffffff'::bigint)",
+            (lock_key(t.state_schema, "events"),)).fetchall()
+        assert rows == [("advisory", "ExclusiveLock", "idle in transaction", "hiwater")]
+        with open_target(target=target_url) as other:
             with pytest.raises(hiwater.LockTimeout, match="gave up after 0.3s"):
-                with other.stream_lock("events", 0.3):
+                with other.lock("events", 0.3):
                     pass
-            with other.stream_lock("another stream", 0.3):
+            with other.lock("another stream", 0.3):
                 pass  # streams lock independently
-            other.close()
-    finally:
-        t.close()
 
 
 def test_losing_the_lock_mid_run_commits_nothing(target_url, pg_admin):
     """If the lock's connection dies (here: terminated), the run fails instead of committing."""
 
-    probe = open_target(target=target_url)
-    probe.connect()
-    key = lock_key(probe.state_schema, "events")  # only this test's lock: other runs on the server live on
-    probe.close()
+    with open_target(target=target_url) as probe:
+        key = lock_key(probe.state_schema, "events")  # only this test's lock: other runs on the server live on
 
     class KillsTheLock:
         description = "test"
@@ -137,13 +128,12 @@ def test_a_missing_driver_or_server_is_one_clear_error(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", real)
     t = open_target(target="postgresql://u:secret@127.0.0.1:1/db")
     with pytest.raises(ConnectError) as e:
-        t.connect()
+        with t:
+            pass
     assert str(e.value).startswith("postgresql://u:***@127.0.0.1:1/db: cannot connect:")
     assert "secret" not in str(e.value)
 
 
 def test_libpq_parameters_pass_through_the_url(pg_admin):
-    t = open_target(target=PG_URL + "?application_name=ignored&connect_timeout=3")
-    t.connect()
-    assert t.schema == "public" and t.state_schema == "public"
-    t.close()
+    with open_target(target=PG_URL + "?application_name=ignored&connect_timeout=3") as t:
+        assert t.schema == "public" and t.state_schema == "public"

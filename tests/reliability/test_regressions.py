@@ -101,9 +101,8 @@ def test_switching_a_new_file_to_wal_retries_a_busy_answer(tmp_path, monkeypatch
         return real(self, sql, params, many)
 
     monkeypatch.setattr(SQLiteTarget, "_op", flaky)
-    t.connect()
-    assert len(calls) == 2 and t.conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-    t.close()
+    with t:
+        assert len(calls) == 2 and t.conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
 def test_a_new_file_gets_large_pages_and_wal(tmp_path):

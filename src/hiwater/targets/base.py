@@ -1,25 +1,25 @@
 """The interface every target implements. Storage-neutral: nothing here assumes SQL.
 
-What the loader and the API call, grouped (docs/architecture.md draws it):
+Three objects (docs/architecture.md draws them):
 
-- connection, the one-runner-per-stream lock, and a transaction (all of a run or none);
-- the stream's state, history, quarantine and file manifest (SPEC §3, §6, §10);
-- the data table: its columns (create, add), **one** lookup (:meth:`Target.lookup`), one
-  guarded upsert, delete, count, prune.
+- :class:`Target`: one database or lake folder, opened with ``with``; it holds the
+  one-runner-per-stream lock, describes a committed data table, and begins transactions;
+- :class:`Transaction`: the unit of work of a run or a ``--window`` slice on one stream's table:
+  schema evolution, **one** lookup (:meth:`Transaction.held`), one guarded write, delete, prune,
+  count, and the facts recorded beside the data (:class:`State`, :class:`History`, …);
+- :class:`Ledger`: the committed state, history, quarantine and file manifest (SPEC §3, §6, §10).
 
-Two lookups and one upsert have faster variants with defaults here (``lookup_versions``,
-``lookup_arrow``, ``upsert_arrow``): a target overrides them only to go faster. SQL targets
-share their SQL in :mod:`.sql` (:class:`~.sql.SqlTarget`); Delta implements this class
-directly in one file (:mod:`.delta`). Logical types live in :mod:`hiwater.types`, the pure
-key-matching helpers in :mod:`.keys`.
+SQL targets share their SQL in :mod:`.sql` (:class:`~.sql.SqlTarget`) and the meta store in
+:mod:`.meta`; Delta implements these classes directly (:mod:`.delta`). Logical types live in
+:mod:`hiwater.types`, the pure key-matching helpers in :mod:`.keys`.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import ClassVar, Iterator, Literal, Union
+from typing import ClassVar, Literal, Union
 
 import numpy as np
 import pyarrow as pa
@@ -248,190 +248,3 @@ class Ledger(ABC):
         return {"last_run": [h for h in hist if h["run_id"] == last],
                 "last_success_at": max(ok) if ok else None,
                 "quarantined": len(self.quarantine(stream))}
-
-
-class LegacyTarget(ABC):
-    """TEMPORARY (until the loader and api call sites are switched to :class:`Target` +
-    :class:`Transaction`): the old one-method-per-write interface. Deleted in the next step."""
-
-    cursor_column: str | None = None
-    cursor_kind: str | None = None
-    refresh: bool = False       # a full load: the same cursor with other content replaces a row
-    last_written: int | None = None  # rows the last upsert inserted or changed, where known
-
-    def cli_flags(self) -> str:
-        """How a command names this target, for hints a person can paste (never a password)."""
-        return target_flag(self.description)
-
-    def set_cursor(self, column: str, kind: str | None) -> None:
-        """Name the stream's cursor column and its kind before tables are made or written.
-
-        A target with native date-time types (PostgreSQL, DuckDB) uses it to store the
-        cursor as ``timestamptz``/``date``; SQLite keeps the text as given.
-        """
-        self.cursor_column, self.cursor_kind = column, kind
-
-    # --- connection, locks, transactions -------------------------------------------
-    @abstractmethod
-    def connect(self) -> None: ...
-
-    @abstractmethod
-    def close(self) -> None: ...
-
-    @abstractmethod
-    @contextmanager
-    def stream_lock(self, stream: str, timeout_s: float) -> Iterator[None]:
-        """Hold the one-runner-per-stream lock; raise LockTimeout after ``timeout_s``."""
-
-    @abstractmethod
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
-        """Everything inside commits together or not at all."""
-
-    # --- state, history, quarantine ----------------------------------------------------
-    @abstractmethod
-    def ensure_meta(self) -> None:
-        """Create the ``_hiwater_*`` tables if missing (inside a transaction)."""
-
-    @abstractmethod
-    def read_state(self, stream: str) -> StreamState | None: ...
-
-    @abstractmethod
-    def write_state(self, state: StreamState) -> None: ...
-
-    @abstractmethod
-    def delete_state(self, stream: str) -> None: ...
-
-    def drop_stream(self, stream: str, table: str | None) -> None:
-        """Forget a stream (state, history, quarantine rows) and, with ``table``, drop its data."""
-        self.delete_state(stream)
-        self.forget_stream(stream)
-        if table is not None:
-            self.drop_table(table)
-
-    @abstractmethod
-    def forget_stream(self, stream: str) -> None:
-        """Delete a stream's history, quarantine rows and file manifest."""
-
-    # --- the file manifest (SPEC §10) ------------------------------------------------------
-    @abstractmethod
-    def read_files(self, stream: str) -> dict:
-        """The stream's manifest, ``{path: (size, mtime_ns, etag)}``, in one query."""
-
-    @abstractmethod
-    def write_files(self, stream: str, entries: list, run_id: int) -> None:
-        """Record ``entries`` (``FileEntry``) as applied by ``run_id``, in the caller's transaction."""
-
-    @abstractmethod
-    def delete_files(self, stream: str, paths: list) -> None:
-        """Forget manifest rows (files that vanished from the source)."""
-
-    @abstractmethod
-    def drop_table(self, table: str) -> None: ...
-
-    @abstractmethod
-    def list_states(self) -> list[StreamState]: ...
-
-    @abstractmethod
-    def next_run_id(self) -> int: ...
-
-    def stream_facts(self, stream: str) -> dict:
-        """What ``hiwater status`` shows beside the state: the latest run's history rows, when the
-        latest successful run finished, and how many records are in the quarantine. This default
-        reads them through the interface; a SQL target asks its tables directly."""
-        hist = self.read_history(stream)
-        last = max((h["run_id"] for h in hist), default=None)
-        failed = {h["run_id"] for h in hist if h["outcome"] == "failed"}
-        ok = [h["finished_at"] for h in hist if h["outcome"] == "committed" and h["run_id"] not in failed]
-        return {"last_run": [h for h in hist if h["run_id"] == last],
-                "last_success_at": max(ok) if ok else None,
-                "quarantined": len(self.read_quarantine(stream))}
-
-    @abstractmethod
-    def write_history(self, row: dict) -> None: ...
-
-    @abstractmethod
-    def read_history(self, stream: str | None = None, limit: int | None = None) -> list[dict]: ...
-
-    @abstractmethod
-    def write_quarantine(self, rows: list[dict]) -> None: ...
-
-    @abstractmethod
-    def read_quarantine(self, stream: str | None = None, reason: str | None = None,
-                        limit: int | None = None) -> list[dict]: ...
-
-    @abstractmethod
-    def delete_quarantine(self, ids: list[int]) -> None: ...
-
-    # --- data ----------------------------------------------------------------------------
-    @abstractmethod
-    def table_columns(self, table: str) -> dict | None:
-        """``{column: logical type}`` of an existing table, or ``None``."""
-
-    @abstractmethod
-    def create_table(self, table: str, columns: dict, key: tuple) -> None: ...
-
-    @abstractmethod
-    def add_columns(self, table: str, columns: dict) -> None: ...
-
-    @abstractmethod
-    def lookup(self, table: str, key: tuple, keys: list) -> Lookup:
-        """For each key (a scalar, or a tuple for a composite key): cursor and run held."""
-
-    def lookup_versions(self, table: str, key: tuple, keys: list, cursors, run_id: int) -> Lookup:
-        """Like :meth:`lookup`, knowing the cursor each key arrives with.
-
-        A target may answer only for the keys whose row is missing, holds another cursor, or
-        was written by ``run_id``; a key it does not answer for holds exactly ``cursors[i]``
-        from an earlier run (the common case of a re-read, which then costs no row transfer).
-        """
-        return self.lookup(table, key, keys)
-
-    def lookup_arrow(self, table: str, key: tuple, keys: list, cursors: np.ndarray,
-                     run_id: int) -> Lookup | None:
-        """:meth:`lookup_versions` with the keys as Arrow arrays, one per key column (no nulls).
-
-        A target that can use them as they are (no Python object per key) answers; the default
-        answers ``None`` and the caller passes Python keys to :meth:`lookup_versions` instead.
-        """
-        return None
-
-    @abstractmethod
-    def upsert(self, table: str, columns: list, rows: list, key: tuple) -> None:
-        """Insert or replace rows; never replace a row holding a newer cursor."""
-
-    def upsert_arrow(self, table: str, data: pa.Table, key: tuple, fresh: bool = False) -> None:
-        """Upsert an Arrow table whose last two columns are ``_hiwater_cursor`` and ``_hiwater_run``.
-
-        ``fresh`` says no key of ``data`` can be in the table yet (a first load into an empty
-        table); a target may then insert without the conflict check.
-
-        The default turns it into Python rows for :meth:`upsert`; the targets override it with
-        their own bulk path from Arrow.
-        """
-        if data.num_rows == 0:
-            return
-        columns = [c for c in data.column_names if c not in HIDDEN]
-        values = [data.column(c).to_pylist() for c in columns + [CURSOR_COL, RUN_COL]]
-        self.upsert(table, columns, list(zip(*values)), key)
-
-    @abstractmethod
-    def delete_keys(self, table: str, key: tuple, keys: list) -> int: ...
-
-    @abstractmethod
-    def count_rows(self, table: str) -> int: ...
-
-    def has_rows(self, table: str) -> bool:
-        """Whether the table holds any row (a target whose count scans the table overrides it)."""
-        return self.count_rows(table) > 0
-
-    @abstractmethod
-    def prune_begin(self, key: tuple) -> None:
-        """Start collecting the keys a full load saw."""
-
-    @abstractmethod
-    def prune_seen(self, key: tuple, keys: list) -> None: ...
-
-    @abstractmethod
-    def prune_finish(self, table: str, key: tuple) -> int:
-        """Delete rows whose key was not seen; return how many."""

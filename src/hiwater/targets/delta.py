@@ -40,15 +40,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import LockTimeout, TargetError
-from ..keyhash import parse_name
 from .base import (CURSOR_COL, HIDDEN, RUN_COL, Capabilities, Dropped, FilesGone, FilesRead, History,
                    Quarantined, Released, State, TableInfo, Target, Transaction)
-from .deltalegacy import DeltaLegacy
 from .deltalog import LOG, DeltaLedger, append_rows, log_rows
-from .deltatypes import (BUCKET_COL, OP, UPDATE_WHEN, HeldKeys, add_fields, anti, app_id, arrow_type, castable,
-                         check_column, conform, deltalake, differing, first_rows, is_conflict, last_per_key, logical,
-                         merge_source, no_hits, one_line, parse_url, remove_folder, row_count, sql_text,
-                         storage_error, storage_options, txn_id, updates)
+from .deltatypes import (BUCKET_COL, OP, UPDATE_WHEN, HeldKeys, add_fields, anti, app_id, arrow_type, bucket_of,
+                         castable, check_column, conform, deltalake, differing, first_rows, is_conflict, last_per_key,
+                         logical, merge_source, no_hits, one_line, parse_url, partition_filter, remove_folder,
+                         row_count, sql_text, storage_error, storage_options, txn_id, updates)
 from .keys import Lookup
 
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
@@ -75,7 +73,7 @@ def table_name(folder: str) -> str:
     return re.sub(r"(?:~[0-9A-F]{2})+", lambda m: bytes.fromhex(m.group(0).replace("~", "")).decode(), folder)
 
 
-class DeltaTarget(Target, DeltaLegacy):
+class DeltaTarget(Target):
     dialect = "delta"
     capabilities = Capabilities(lock="optimistic", meta_atomic=False)
 
@@ -88,7 +86,6 @@ class DeltaTarget(Target, DeltaLegacy):
         self._stream: str | None = None
         self._pins: dict = {}  # table -> DeltaTable at the snapshot this run reads (see _table)
         self._held_cache: dict = {}  # table -> its keys, cursors and runs at that snapshot (see _committed_keys)
-        self._tx: DeltaTransaction | None = None
         self._dl = deltalake()
         self._ledger = DeltaLedger(self._table)
 
@@ -107,7 +104,7 @@ class DeltaTarget(Target, DeltaLegacy):
         return self
 
     def __exit__(self, *exc) -> None:
-        self._tx = None
+        """Nothing to close: every read and commit opens what it needs."""
 
     @contextmanager
     def lock(self, stream: str, timeout_s: float) -> Iterator[None]:
@@ -171,7 +168,7 @@ class DeltaTarget(Target, DeltaLegacy):
         matches every batch in memory: one scan per run, not one per batch. A table past
         ``HELD_IN_MEMORY`` rows is scanned per batch instead (a key filter)."""
         cols = list(key) + [CURSOR_COL, RUN_COL]
-        part = _partition(dt, self._stream)
+        part = partition_filter(dt, self._stream)
         first = want.column(key[0])
         cache = self._held_cache.get(table)
         if cache is None:
@@ -212,8 +209,8 @@ class DeltaTransaction(Transaction):
     over the run's snapshot. The commit is the log append, then one MERGE carrying the app
     transaction; a discarded or failed transaction just drops what it staged.
 
-    The private methods take the table and key (the old interface names them per call); the
-    public ones act on the table and key the transaction was begun with."""
+    The public methods act on the table and key the transaction was begun with; the private
+    ones (staging, reads over the snapshot) take them as arguments."""
 
     def __init__(self, target: DeltaTarget, stream: str | None, table: str | None = None, key: tuple = (), *,
                  run_id: int | None = None, discard: bool = False):
@@ -239,11 +236,10 @@ class DeltaTransaction(Transaction):
         return self._run_id
 
     def __enter__(self) -> "DeltaTransaction":
-        self._target._tx = self
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        target, target._tx = self._target, None
+        target = self._target
         if exc_type is None and not self._discard:
             try:
                 self._commit()
@@ -253,7 +249,7 @@ class DeltaTransaction(Transaction):
                 raise
         target._pins, target._held_cache = {}, {}  # what follows (the failed run's history row) reads afresh
 
-    # --- the new interface ---------------------------------------------------------------------
+    # --- the Transaction interface -------------------------------------------------------------
     def evolve(self, columns: dict, cursor: tuple) -> None:
         """Every cursor is stored as its integer here, so ``cursor`` changes no column type."""
         if not columns:
@@ -483,7 +479,7 @@ class DeltaTransaction(Transaction):
         if dt is None:
             return 0
         # a bucket prunes only its own rows
-        held = dt.to_pyarrow_dataset().to_table(columns=list(key), filter=_partition(dt, self._stream))
+        held = dt.to_pyarrow_dataset().to_table(columns=list(key), filter=partition_filter(dt, self._stream))
         seen = [s.cast(pa.schema([held.schema.field(k) for k in key])) for s in self._seen] if self._seen else []
         gone = anti(held, pa.concat_tables(seen) if seen else held.slice(0, 0), key)
         self._seen = None
@@ -596,19 +592,3 @@ def _kill_point(name: str) -> None:
     if os.environ.get("HIWATER_DELTA_KILL") == name:
         import signal
         os.kill(os.getpid(), signal.SIGKILL)
-
-
-# --- a bucketed stream: its own partition of the shared table ------------------------------------
-
-
-def bucket_of(stream: str) -> int | None:
-    """The bucket a bucketed stream's name says (``orders#2/4`` → 2), else ``None``."""
-    p = parse_name(stream or "")
-    return p[1] if p is not None else None
-
-
-def _partition(dt, stream: str | None):
-    """The filter to a bucketed stream's own partition of its shared table (``None``: all of it)."""
-    b = bucket_of(stream)
-    return (pc.field(BUCKET_COL) == b) if b is not None and BUCKET_COL in pa.schema(dt.schema().to_arrow()).names \
-        else None

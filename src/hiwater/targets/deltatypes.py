@@ -1,5 +1,5 @@
-"""Pure helpers of the Delta target: types, Arrow tables, names, error text, storage settings
-(and removing a table's folder).
+"""Pure helpers of the Delta target: types, Arrow tables, names, error text, storage settings, a
+bucketed stream's partition (and removing a table's folder).
 
 Nothing here opens a table, so :mod:`.delta` (the target and its transaction) and
 :mod:`.deltalog` (the ledger) share them without importing each other.
@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import ConfigError, TargetError, UsageError
+from ..keyhash import parse_name
 from ..types import BOOLEAN, INTEGER, REAL, TEXT, logical_type
 from .base import CURSOR_COL, RUN_COL
 
@@ -318,3 +319,19 @@ def deltalake():
         raise ConfigError("a Delta target needs the deltalake package, which is not installed",
                           hint="pip install 'hiwater[delta]'") from None
     return deltalake
+
+
+# --- a bucketed stream: its own partition of the shared table ------------------------------------
+
+
+def bucket_of(stream: str) -> int | None:
+    """The bucket a bucketed stream's name says (``orders#2/4`` → 2), else ``None``."""
+    p = parse_name(stream or "")
+    return p[1] if p is not None else None
+
+
+def partition_filter(dt, stream: str | None):
+    """The filter to a bucketed stream's own partition of its shared table (``None``: all of it)."""
+    b = bucket_of(stream)
+    return (pc.field(BUCKET_COL) == b) if b is not None and BUCKET_COL in pa.schema(dt.schema().to_arrow()).names \
+        else None

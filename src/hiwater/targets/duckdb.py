@@ -103,14 +103,14 @@ class DuckDBTarget(SqlTarget):
         self.conn: duckdb.DuckDBPyConnection | None = None
         self._locked = False
         self._seq = 0
-        self._types: dict = {}  # table -> {column: SQL type}, see sql_types
+        self._types: dict = {}  # table -> {column: SQL type}, see _sql_types
         self._faults = None  # test-only fault injection (targets/faults.py); None unless asked for
         if os.environ.get("HIWATER_FAULT_AT") or os.environ.get("HIWATER_FAULT_TRACE"):
             from . import faults
             self._faults = faults.from_env(None)
 
     # --- connection, locks, transactions ---------------------------------------------
-    def connect(self) -> None:
+    def _connect(self) -> None:
         """Check the path; the database itself opens when first used (or under the lock)."""
         if not self.memory:
             parent = os.path.dirname(os.path.abspath(self.path))
@@ -137,7 +137,7 @@ class DuckDBTarget(SqlTarget):
             except duckdb.Error as exc:
                 raise TargetError(f"{self.path}: cannot open as a DuckDB database: {exc}") from None
 
-    def close(self) -> None:
+    def _close(self) -> None:
         if self.conn is not None:
             try:
                 self.conn.close()
@@ -146,11 +146,11 @@ class DuckDBTarget(SqlTarget):
             self.conn = None
 
     @contextmanager
-    def stream_lock(self, stream: str, timeout_s: float) -> Iterator[None]:
+    def lock(self, stream: str, timeout_s: float) -> Iterator[None]:
         if self.memory:
             yield
             return
-        self.close()  # never hold the file open while waiting for the lock (another runner needs it)
+        self._close()  # never hold the file open while waiting for the lock (another runner needs it)
         deadline = time.monotonic() + max(timeout_s, 0.0)
         fd = os.open(self.path + ".hwlock", os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -171,14 +171,14 @@ class DuckDBTarget(SqlTarget):
                 yield
             finally:
                 self._locked = False
-                self.close()  # close the database before the lock goes
+                self._close()  # close the database before the lock goes
         finally:
             os.close(fd)  # closing the descriptor releases the lock
 
     def _begin(self) -> None:
         self._db()
         self._types.clear()
-        self.execute("BEGIN TRANSACTION")
+        self._execute("BEGIN TRANSACTION")
 
     def _end(self, sql: str) -> None:
         self._op(sql, lambda: self.conn.execute(sql).fetchall())
@@ -201,7 +201,7 @@ class DuckDBTarget(SqlTarget):
             return run()
         return self._faults.run(run, sql, duckdb.IOException)
 
-    def execute(self, sql: str, params=None, what: str | None = None) -> list:
+    def _execute(self, sql: str, params=None, what: str | None = None) -> list:
         """Run one statement and return all its rows."""
         res = self._run(sql, params, what)
         try:
@@ -225,15 +225,15 @@ class DuckDBTarget(SqlTarget):
 
     # --- the meta store's hooks (targets/meta.py) ----------------------------------------------
     def _meta_exists(self, name: str) -> bool:
-        return bool(self.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ?"
-                                 " AND schema_name = current_schema()", [name])[0][0])
+        return bool(self._execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ?"
+                                  " AND schema_name = current_schema()", [name])[0][0])
 
     def _meta_columns(self, name: str) -> set:
-        return {r[0] for r in self.execute("SELECT column_name FROM duckdb_columns() WHERE table_name = ?"
-                                           " AND schema_name = current_schema()", [name])}
+        return {r[0] for r in self._execute("SELECT column_name FROM duckdb_columns() WHERE table_name = ?"
+                                            " AND schema_name = current_schema()", [name])}
 
     def _rows(self, sql: str, params=(), what: str | None = None) -> list:
-        return self.execute(sql, params or None, what)
+        return self._execute(sql, params or None, what)
 
     def _dicts(self, sql: str, params) -> list[dict]:
         cur = self._run(sql, params)
@@ -253,54 +253,54 @@ class DuckDBTarget(SqlTarget):
                         for i, c in enumerate(cols)})
         names = ", ".join(cols)
         with self._registered(tbl) as stage:
-            self.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM {stage}{tail}", what=what)
+            self._execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM {stage}{tail}", what=what)
 
     def _delete_in(self, table: str, column: str, values: list, stream: str | None, what: str) -> None:
         kind = pa.int64() if column in INT_COLUMNS else pa.string()
         with self._registered(pa.table({column: pa.array(values, kind)})) as stage:
             where = "stream = ? AND " if stream is not None else ""
-            self.execute(f"DELETE FROM {table} WHERE {where}{column} IN (SELECT {column} FROM {stage})",
-                         [stream] if stream is not None else None, what=what)
+            self._execute(f"DELETE FROM {table} WHERE {where}{column} IN (SELECT {column} FROM {stage})",
+                          [stream] if stream is not None else None, what=what)
 
-    def drop_table(self, table: str) -> None:
+    def _drop_table(self, table: str) -> None:
         self._types.pop(table, None)
-        self.execute(f"DROP TABLE IF EXISTS {quote(table)}", what=f"dropping {table!r}")
+        self._execute(f"DROP TABLE IF EXISTS {quote(table)}", what=f"dropping {table!r}")
 
     # --- data ---------------------------------------------------------------------------------
-    def sql_types(self, table: str) -> dict | None:
+    def _sql_types(self, table: str) -> dict | None:
         """``{column: SQL type}``, remembered for the transaction (one process holds a DuckDB
         file at a time, so only this run changes it; creating or widening a table forgets it)."""
         if table in self._types:
             return self._types[table]
-        rows = self.execute("SELECT column_name, data_type FROM duckdb_columns()"
-                            " WHERE table_name = ? AND schema_name = current_schema() ORDER BY column_index",
-                            [table])
+        rows = self._execute("SELECT column_name, data_type FROM duckdb_columns()"
+                             " WHERE table_name = ? AND schema_name = current_schema() ORDER BY column_index",
+                             [table])
         types = {r[0]: r[1] for r in rows} if rows else None
         if types is not None:
             self._types[table] = types
         return types
 
-    def table_columns(self, table: str) -> dict | None:
-        types = self.sql_types(table)
+    def _columns(self, table: str) -> dict | None:
+        types = self._sql_types(table)
         return None if types is None else {c: logical(t) for c, t in types.items()}
 
     def _column_type(self, name: str, logical_type: str) -> str:
-        if name == self.cursor_column and self.cursor_kind in CURSOR_TYPES:
-            return CURSOR_TYPES[self.cursor_kind]
+        if name == self._cursor_column and self._cursor_kind in CURSOR_TYPES:
+            return CURSOR_TYPES[self._cursor_kind]
         if logical_type.startswith(DECIMAL):
             return decimal_sql(logical_type)
         return SQL_TYPES[logical_type]
 
-    def create_table(self, table: str, columns: dict, key: tuple) -> None:
+    def _create_table(self, table: str, columns: dict, key: tuple) -> None:
         self._types.pop(table, None)
         defs = table_definition(columns, key, quote, self._column_type, "BIGINT")
-        self.execute(f"CREATE TABLE {quote(table)} ({defs})", what=f"creating {table!r}")
+        self._execute(f"CREATE TABLE {quote(table)} ({defs})", what=f"creating {table!r}")
 
-    def add_columns(self, table: str, columns: dict) -> None:
+    def _add_columns(self, table: str, columns: dict) -> None:
         self._types.pop(table, None)
         for c, t in columns.items():
-            self.execute(f"ALTER TABLE {quote(table)} ADD COLUMN {quote(c)} {self._column_type(c, t)}",
-                         what=f"adding a column to {table!r}")
+            self._execute(f"ALTER TABLE {quote(table)} ADD COLUMN {quote(c)} {self._column_type(c, t)}",
+                          what=f"adding a column to {table!r}")
 
     def _keys_table(self, key: tuple, keys: list, types: dict) -> pa.Table:
         cols = [list(keys)] if len(key) == 1 else ([list(c) for c in zip(*keys)] if keys else [[] for _ in key])
@@ -313,7 +313,7 @@ class DuckDBTarget(SqlTarget):
         arrays["i"] = pa.array(np.arange(len(keys), dtype=np.int64))
         return pa.table(arrays)
 
-    def lookup(self, table: str, key: tuple, keys: list) -> Lookup:
+    def _lookup(self, table: str, key: tuple, keys: list) -> Lookup:
         n = len(keys)
         exists = np.zeros(n, dtype=bool)
         cursor = np.zeros(n, dtype=np.int64)
@@ -321,7 +321,7 @@ class DuckDBTarget(SqlTarget):
         if n == 0:
             return Lookup(exists, cursor, run)
         on = " AND ".join(f"t.{quote(k)} = k.k{i}" for i, k in enumerate(key))
-        with self._registered(self._keys_table(key, keys, self.sql_types(table) or {})) as stage:
+        with self._registered(self._keys_table(key, keys, self._sql_types(table) or {})) as stage:
             res = self._run(f"SELECT k.i, t.{quote(CURSOR_COL)}, t.{quote(RUN_COL)} FROM {stage} AS k"
                                f" JOIN {quote(table)} AS t ON {on}", what=f"looking up keys in {table!r}")
             got = res.fetchnumpy()
@@ -332,17 +332,10 @@ class DuckDBTarget(SqlTarget):
             run[idx] = np.asarray(got[RUN_COL], dtype=np.int64)
         return Lookup(exists, cursor, run)
 
-    def lookup_arrow(self, table: str, key: tuple, keys: list, cursors, run_id: int) -> Lookup | None:
-        """Keys whose Arrow type pairs with their column's (others convert per value: the
-        Python path); see :meth:`SqlTarget._held`."""
-        if self._staged_keys(table, key, keys) is None:
-            return None
-        return self._held(table, key, keys, cursors, run_id)
-
     # --- the lookup primitives (the strategy is SqlTarget._held) ---------------------------------
     def _staged_keys(self, table: str, key: tuple, keys: list) -> dict | None:
         """The key arrays cast to their columns' types (``k0``, …), or ``None`` if one does not pair."""
-        types = self.sql_types(table) or {}
+        types = self._sql_types(table) or {}
         stage = {}
         for i, (k, arr) in enumerate(zip(key, keys)):
             t = types.get(k, "VARCHAR").upper()
@@ -355,7 +348,7 @@ class DuckDBTarget(SqlTarget):
         return stage
 
     def _range_ok(self, table: str, column: str) -> bool:
-        return (self.sql_types(table) or {}).get(column, "").upper() in ("BIGINT", "INTEGER", "SMALLINT", "TINYINT")
+        return (self._sql_types(table) or {}).get(column, "").upper() in ("BIGINT", "INTEGER", "SMALLINT", "TINYINT")
 
     def _read_range(self, table: str, column: str, lo: int, hi: int, run_id: int) -> np.ndarray:
         """The key range's versions as columns (``fetchnumpy``)."""
@@ -369,7 +362,7 @@ class DuckDBTarget(SqlTarget):
         is missing, holds another cursor or was written by this run."""
         stage = self._staged_keys(table, key, keys)
         if stage is None:
-            return self.lookup(table, key, python_keys(keys))
+            return self._lookup(table, key, python_keys(keys))
         c, r, k0 = quote(CURSOR_COL), quote(RUN_COL), quote(key[0])
         stage["c"] = pa.array(cursors, pa.int64())
         stage["i"] = pa.array(np.arange(len(keys[0]), dtype=np.int64))
@@ -382,12 +375,13 @@ class DuckDBTarget(SqlTarget):
             got = res.fetchnumpy()
         return changed_versions(cursors, got["i"], got["found"], got["c"], got["r"])
 
-    def upsert_arrow(self, table: str, data: pa.Table, key: tuple, fresh: bool = False) -> None:
+    def _upsert(self, table: str, data: pa.Table, key: tuple, *, fresh: bool = False,
+                refresh: bool = False) -> int | None:
         """The Arrow bulk path: the batch is cast column by column to the target's types and
         registered as it is; no Python objects are built. Falls back to rows if a cast refuses."""
         if data.num_rows == 0:
-            return
-        types = self.sql_types(table) or {}
+            return None
+        types = self._sql_types(table) or {}
         columns = [c for c in data.column_names if c not in (CURSOR_COL, RUN_COL)]
         cursor_us = data.column(CURSOR_COL).combine_chunks()
         arrays = {}
@@ -395,9 +389,9 @@ class DuckDBTarget(SqlTarget):
             for c in columns + [CURSOR_COL, RUN_COL]:
                 t = types.get(c, "BIGINT").upper()
                 arr = data.column(c).combine_chunks()
-                if c == self.cursor_column and t == "TIMESTAMP WITH TIME ZONE":
+                if c == self._cursor_column and t == "TIMESTAMP WITH TIME ZONE":
                     arrays[c] = cursor_us.cast(pa.timestamp("us", tz="UTC"))
-                elif c == self.cursor_column and t == "DATE":
+                elif c == self._cursor_column and t == "DATE":
                     days = pa.array(cursor_us.to_numpy() // V.US_PER_DAY, pa.int32())
                     arrays[c] = days.cast(pa.date32())
                 elif t in INT_TYPES:
@@ -414,61 +408,61 @@ class DuckDBTarget(SqlTarget):
                 else:
                     raise pa.ArrowInvalid(f"{c}: {arr.type} into {t}")
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            return super().upsert_arrow(table, data, key)
+            return self._upsert_python(table, data, key, refresh)
         with self._registered(pa.table(arrays)) as stage:
-            rows = self.execute(upsert_sql(table, columns, key, stage, fresh, self.refresh), what=f"writing {table!r}")
-        self.last_written = int(rows[0][0]) if rows else None
+            rows = self._execute(upsert_sql(table, columns, key, stage, fresh, refresh), what=f"writing {table!r}")
+        return int(rows[0][0]) if rows else None
 
-    def upsert(self, table: str, columns: list, rows: list, key: tuple) -> None:
+    def _upsert_rows(self, table: str, columns: list, rows: list, key: tuple, refresh: bool) -> int | None:
         if not rows:
-            return
-        types = self.sql_types(table) or {}
+            return None
+        types = self._sql_types(table) or {}
         cols = list(columns) + [CURSOR_COL, RUN_COL]
         data = list(zip(*rows))
         cursor_us = pa.array(data[-2], pa.int64())
         arrays = {}
         for i, c in enumerate(cols):
             t = types.get(c, "BIGINT").upper()
-            if c == self.cursor_column and t == "TIMESTAMP WITH TIME ZONE":
+            if c == self._cursor_column and t == "TIMESTAMP WITH TIME ZONE":
                 arrays[c] = cursor_us.cast(pa.timestamp("us", tz="UTC"))  # exact, from the normalised value
-            elif c == self.cursor_column and t == "DATE":
+            elif c == self._cursor_column and t == "DATE":
                 arrays[c] = pa.array(np.asarray(data[-2], dtype=np.int64) // V.US_PER_DAY, pa.int32()).cast(pa.date32())
             else:
                 arrays[c] = _arrow(data[i], t)
         with self._registered(pa.table(arrays)) as stage:
-            rows = self.execute(upsert_sql(table, columns, key, stage, refresh=self.refresh), what=f"writing {table!r}")
-        self.last_written = int(rows[0][0]) if rows else None
+            rows = self._execute(upsert_sql(table, columns, key, stage, refresh=refresh), what=f"writing {table!r}")
+        return int(rows[0][0]) if rows else None
 
-    def delete_keys(self, table: str, key: tuple, keys: list) -> int:
+    def _delete_keys(self, table: str, key: tuple, keys: list) -> int:
         if not keys:
             return 0
         on = " AND ".join(f"{quote(table)}.{quote(k)} = k.k{i}" for i, k in enumerate(key))
-        with self._registered(self._keys_table(key, keys, self.sql_types(table) or {})) as stage:
-            row = self.execute(f"DELETE FROM {quote(table)} USING {stage} AS k WHERE {on}",
-                               what=f"deleting from {table!r}")[0]
+        with self._registered(self._keys_table(key, keys, self._sql_types(table) or {})) as stage:
+            row = self._execute(f"DELETE FROM {quote(table)} USING {stage} AS k WHERE {on}",
+                                what=f"deleting from {table!r}")[0]
         return int(row[0]) if row else 0
 
-    def count_rows(self, table: str) -> int:
-        if self.sql_types(table) is None:
+    def _count_rows(self, table: str) -> int:
+        if self._sql_types(table) is None:
             return 0
-        return int(self.execute(f"SELECT count(*) FROM {quote(table)}")[0][0])
+        return int(self._execute(f"SELECT count(*) FROM {quote(table)}")[0][0])
 
-    def prune_begin(self, key: tuple) -> None:
+    def _prune_begin(self, key: tuple) -> None:
         # Seen keys are kept as text: the table may not exist yet when a full load starts.
         cols = ", ".join(f"k{i} VARCHAR" for i in range(len(key)))
-        self.execute("DROP TABLE IF EXISTS temp._hiwater_seen")
-        self.execute(f"CREATE TEMP TABLE _hiwater_seen ({cols})")
+        self._execute("DROP TABLE IF EXISTS temp._hiwater_seen")
+        self._execute(f"CREATE TEMP TABLE _hiwater_seen ({cols})")
 
-    def prune_seen(self, key: tuple, keys: list) -> None:
+    def _prune_seen(self, key: tuple, keys: list) -> None:
         tbl = self._keys_table(key, keys, {}).drop(["i"])
         with self._registered(tbl) as stage:
-            self.execute(f"INSERT INTO temp._hiwater_seen SELECT * FROM {stage}", what="collecting keys for --prune")
+            self._execute(f"INSERT INTO temp._hiwater_seen SELECT * FROM {stage}", what="collecting keys for --prune")
 
-    def prune_finish(self, table: str, key: tuple) -> int:
+    def _prune_finish(self, table: str, key: tuple) -> int:
         on = " AND ".join(f"s.k{i} = CAST(t.{quote(k)} AS VARCHAR)" for i, k in enumerate(key))
-        row = self.execute(f"DELETE FROM {quote(table)} AS t WHERE NOT EXISTS"
-                           f" (SELECT 1 FROM temp._hiwater_seen AS s WHERE {on})", what="--prune")[0]
-        self.execute("DROP TABLE IF EXISTS temp._hiwater_seen")
+        row = self._execute(f"DELETE FROM {quote(table)} AS t WHERE NOT EXISTS"
+                            f" (SELECT 1 FROM temp._hiwater_seen AS s WHERE {on})", what="--prune")[0]
+        self._execute("DROP TABLE IF EXISTS temp._hiwater_seen")
         return int(row[0]) if row else 0
 
 

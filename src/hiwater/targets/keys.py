@@ -66,7 +66,7 @@ def match_held(keys: np.ndarray, held: np.ndarray) -> Lookup:
 
 
 def changed_versions(cursors: np.ndarray, idx, found, held_cursor, held_run) -> Lookup:
-    """Pure: the answer of a version-aware lookup (see :meth:`Target.lookup_versions`). Only
+    """Pure: the answer of a version-aware lookup (see :meth:`Transaction.held`). Only
     the keys at ``idx`` came back (``found`` says whether the target holds them, with
     ``held_cursor`` and ``held_run``); every other key holds exactly its cursor from an
     earlier run."""

@@ -108,12 +108,12 @@ def _grouped(rows: list) -> list[tuple]:
 
 class SqlMeta(ABC):
     """The write side of the meta store, over the dialect's hooks (the abstract methods here,
-    :attr:`spelling`, :attr:`placeholder` and :meth:`meta_name`)."""
+    :attr:`spelling`, :attr:`placeholder` and :meth:`_meta_name`)."""
 
     spelling: Spelling
     placeholder = "?"  # the driver's parameter mark
 
-    def meta_name(self, name: str) -> str:
+    def _meta_name(self, name: str) -> str:
         """A ``_hiwater_*`` table's name as this target's SQL writes it (qualified, quoted)."""
         return name
 
@@ -163,7 +163,7 @@ class SqlMeta(ABC):
         self._add_history_columns()
 
     def _create_meta(self) -> None:
-        for ddl in meta_ddl(self.spelling, self.meta_name):
+        for ddl in meta_ddl(self.spelling, self._meta_name):
             self._rows(ddl, (), "creating the _hiwater_* tables")
 
     def _add_history_columns(self) -> None:
@@ -172,21 +172,22 @@ class SqlMeta(ABC):
         sp = self.spelling
         for name, logical in HISTORY_ADDED.items():
             if name not in have:
-                self._rows(f"ALTER TABLE {self.meta_name('_hiwater_history')} {sp.add_column} {_quote(name)}"
+                self._rows(f"ALTER TABLE {self._meta_name('_hiwater_history')} {sp.add_column} {_quote(name)}"
                            f" {sp.real if logical == 'real' else sp.text}", (), "adding a history column")
 
     def _next_run_id(self) -> int:
         if self.spelling.run_ids is not None:  # runs of different streams may commit concurrently
-            return int(self._rows(f"SELECT nextval({self.placeholder})", [self.meta_name(self.spelling.run_ids)])[0][0])
+            sequence = self._meta_name(self.spelling.run_ids)
+            return int(self._rows(f"SELECT nextval({self.placeholder})", [sequence])[0][0])
         # One writer at a time (SQLite's write lock, DuckDB's file lock): MAX + 1 inside the transaction,
         # over the history and the ids dropped streams used (never repeated within a target).
-        h, r = self.meta_name("_hiwater_history"), self.meta_name("_hiwater_runs")
+        h, r = self._meta_name("_hiwater_history"), self._meta_name("_hiwater_runs")
         return int(self._rows(f"SELECT COALESCE(MAX(n), 0) + 1 FROM (SELECT MAX(run_id) AS n FROM {h}"
                               f" UNION ALL SELECT MAX(last_run) AS n FROM {r}) AS ids")[0][0])
 
     def _put_state(self, s: StreamState) -> None:
         sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in STATE_COLS[1:])
-        self._rows(f"INSERT INTO {self.meta_name('_hiwater_state')} ({', '.join(STATE_COLS)})"
+        self._rows(f"INSERT INTO {self._meta_name('_hiwater_state')} ({', '.join(STATE_COLS)})"
                    f" VALUES ({', '.join([self.placeholder] * len(STATE_COLS))})"
                    f" ON CONFLICT (stream) DO UPDATE SET {sets}, updated_at = {self.spelling.now}",
                    [s.stream, s.table, orjson.dumps(list(s.key)).decode(), s.cursor, s.kind, s.watermark,
@@ -196,46 +197,46 @@ class SqlMeta(ABC):
         cols = list(row)
         updates = ", ".join(f"{_quote(c)} = EXCLUDED.{_quote(c)}" for c in cols
                             if c not in ("run_id", "window_index"))
-        self._rows(f"INSERT INTO {self.meta_name('_hiwater_history')} ({', '.join(_quote(c) for c in cols)})"
+        self._rows(f"INSERT INTO {self._meta_name('_hiwater_history')} ({', '.join(_quote(c) for c in cols)})"
                    f" VALUES ({', '.join([self.placeholder] * len(cols))})"
                    f" ON CONFLICT (run_id, window_index) DO UPDATE SET {updates}",
                    [row[c] for c in cols], "writing the history")
 
     def _put_quarantine(self, rows: list[dict]) -> None:
         if rows:
-            self._insert_many(self.meta_name("_hiwater_quarantine"), QUARANTINE_COLS, _grouped(rows),
+            self._insert_many(self._meta_name("_hiwater_quarantine"), QUARANTINE_COLS, _grouped(rows),
                               " ON CONFLICT (stream, reason, fingerprint) DO UPDATE SET last_run = EXCLUDED.last_run,"
                               " seen = _hiwater_quarantine.seen + EXCLUDED.seen, detail = EXCLUDED.detail,"
                               " source = EXCLUDED.source, record_no = EXCLUDED.record_no", "writing quarantine")
 
     def _release_quarantine(self, ids: list) -> None:
         if ids:
-            self._delete_in(self.meta_name("_hiwater_quarantine"), "id", list(ids), None, "releasing quarantine rows")
+            self._delete_in(self._meta_name("_hiwater_quarantine"), "id", list(ids), None, "releasing quarantine rows")
 
     def _put_files(self, stream: str, entries: list, run_id: int) -> None:
         if entries:
-            self._insert_many(self.meta_name("_hiwater_files"), FILES_COLS, files_rows(stream, entries, run_id),
+            self._insert_many(self._meta_name("_hiwater_files"), FILES_COLS, files_rows(stream, entries, run_id),
                               " ON CONFLICT (stream, path) DO UPDATE SET size = EXCLUDED.size,"
                               " mtime_ns = EXCLUDED.mtime_ns, etag = EXCLUDED.etag, run_id = EXCLUDED.run_id",
                               "writing the file manifest")
 
     def _forget_files(self, stream: str, paths: list) -> None:
         if paths:
-            self._delete_in(self.meta_name("_hiwater_files"), "path", list(paths), stream,
+            self._delete_in(self._meta_name("_hiwater_files"), "path", list(paths), stream,
                             "writing the file manifest")
 
     def _delete_state(self, stream: str) -> None:
-        self._rows(f"DELETE FROM {self.meta_name('_hiwater_state')} WHERE stream = {self.placeholder}", [stream])
+        self._rows(f"DELETE FROM {self._meta_name('_hiwater_state')} WHERE stream = {self.placeholder}", [stream])
 
     def _forget_stream(self, stream: str) -> None:
         """A stream's history, quarantine rows and file manifest go; without a sequence, its highest
         run id is kept (:meth:`_next_run_id`)."""
         if self.spelling.run_ids is None:
-            h = self.meta_name("_hiwater_history")
-            self._rows(f"INSERT INTO {self.meta_name('_hiwater_runs')} (last_run) SELECT MAX(run_id) FROM {h}"
+            h = self._meta_name("_hiwater_history")
+            self._rows(f"INSERT INTO {self._meta_name('_hiwater_runs')} (last_run) SELECT MAX(run_id) FROM {h}"
                        f" WHERE stream = {self.placeholder} HAVING MAX(run_id) IS NOT NULL", [stream])
         for t in ("_hiwater_history", "_hiwater_quarantine", "_hiwater_files"):
-            self._rows(f"DELETE FROM {self.meta_name(t)} WHERE stream = {self.placeholder}", [stream])
+            self._rows(f"DELETE FROM {self._meta_name(t)} WHERE stream = {self.placeholder}", [stream])
 
 
 class SqlLedger(Ledger):
@@ -249,7 +250,7 @@ class SqlLedger(Ledger):
         t = self._t
         if not t._has_meta():
             return []
-        sql = f"SELECT {', '.join(STATE_COLS)} FROM {t.meta_name('_hiwater_state')}"
+        sql = f"SELECT {', '.join(STATE_COLS)} FROM {t._meta_name('_hiwater_state')}"
         if stream is not None:
             return [state_of(r) for r in t._rows(sql + f" WHERE stream = {t.placeholder}", [stream])]
         return [state_of(r) for r in t._rows(sql + " ORDER BY stream")]
@@ -258,27 +259,27 @@ class SqlLedger(Ledger):
         t = self._t
         if not t._has_meta():
             return []
-        return t._dicts(*history_query(t.meta_name("_hiwater_history"), t.placeholder, stream, limit))
+        return t._dicts(*history_query(t._meta_name("_hiwater_history"), t.placeholder, stream, limit))
 
     def quarantine(self, stream: str | None = None, reason: str | None = None,
                    limit: int | None = None) -> list[dict]:
         t = self._t
         if not t._has_meta():
             return []
-        return t._dicts(*quarantine_query(t.meta_name("_hiwater_quarantine"), t.placeholder, stream, reason, limit))
+        return t._dicts(*quarantine_query(t._meta_name("_hiwater_quarantine"), t.placeholder, stream, reason, limit))
 
     def files(self, stream: str) -> dict:
         t = self._t
         if not t._has_meta():
             return {}
-        return manifest(t._rows(*files_read_query(t.meta_name("_hiwater_files"), t.placeholder, stream)))
+        return manifest(t._rows(*files_read_query(t._meta_name("_hiwater_files"), t.placeholder, stream)))
 
     def facts(self, stream: str) -> dict:
         """Asked of the tables directly (the default reads whole histories)."""
         t = self._t
         if not t._has_meta():
             return {"last_run": [], "last_success_at": None, "quarantined": 0}
-        h, q, ph = t.meta_name("_hiwater_history"), t.meta_name("_hiwater_quarantine"), t.placeholder
+        h, q, ph = t._meta_name("_hiwater_history"), t._meta_name("_hiwater_quarantine"), t.placeholder
         return {"last_run": t._dicts(*last_run_query(h, ph, stream)),
                 "last_success_at": t._dicts(*last_success_query(h, ph, stream))[0]["at"],
                 "quarantined": int(t._dicts(*quarantine_count_query(q, ph, stream))[0]["n"])}

@@ -110,17 +110,17 @@ class PostgresTarget(SqlTarget):
         except psycopg.Error as exc:
             raise ConnectError(f"{self.description}: cannot connect: {self._msg(exc)}") from None
 
-    def connect(self) -> None:
+    def _connect(self) -> None:
         if self.conn is not None:
             return
         self.conn = self._open()
         if self.schema is None:
-            self.schema = self.execute("SELECT current_schema()").fetchone()[0] or "public"
+            self.schema = self._execute("SELECT current_schema()").fetchone()[0] or "public"
         if self.state_schema is None:
             self.state_schema = self.schema
         self.description = redact(self.url) if "schema=" in self.url else f"{redact(self.url)} (schema {self.schema})"
 
-    def close(self) -> None:
+    def _close(self) -> None:
         for name in ("_lock_conn", "conn"):
             conn = getattr(self, name)
             if conn is not None:
@@ -135,8 +135,8 @@ class PostgresTarget(SqlTarget):
         return scrub(text, self.url)
 
     @contextmanager
-    def stream_lock(self, stream: str, timeout_s: float) -> Iterator[None]:
-        self.connect()
+    def lock(self, stream: str, timeout_s: float) -> Iterator[None]:
+        self._connect()
         key = lock_key(self.state_schema, stream)
         lc = self._open()
 
@@ -193,18 +193,18 @@ class PostgresTarget(SqlTarget):
                               f"this transaction was committed", hint="run again", retryable=True) from None
 
     @contextmanager
-    def transaction(self) -> Iterator[None]:
-        self.connect()
+    def _transaction(self) -> Iterator[None]:
+        self._connect()
         if self.conn.info.transaction_status != TransactionStatus.IDLE:
             # Nested: a savepoint, so an inner failure leaves the outer transaction usable.
             with self.conn.transaction():
                 yield
             return
-        with super().transaction():
+        with super()._transaction():
             yield
 
     def _begin(self) -> None:
-        self.execute("BEGIN")
+        self._execute("BEGIN")
 
     def _end(self, sql: str) -> None:
         self._op(sql, lambda: self.conn.execute(sql))
@@ -222,14 +222,14 @@ class PostgresTarget(SqlTarget):
     def _in_transaction(self) -> Iterator[None]:
         """Temporary staging tables need a transaction; open one if the caller did not."""
         if self.conn.info.transaction_status == TransactionStatus.IDLE:
-            with self.transaction():
+            with self._transaction():
                 yield
         else:
             yield
 
-    def execute(self, sql: str, params=None, what: str | None = None):
+    def _execute(self, sql: str, params=None, what: str | None = None):
         if self.conn is None:
-            self.connect()
+            self._connect()
         try:
             return self._op(sql, lambda: self.conn.execute(sql, params))
         except psycopg.Error as exc:
@@ -269,42 +269,42 @@ class PostgresTarget(SqlTarget):
     def _m(self, table: str) -> str:
         return f"{quote(self.state_schema)}.{quote(table)}"
 
-    def meta_name(self, name: str) -> str:
-        self.connect()
+    def _meta_name(self, name: str) -> str:
+        self._connect()
         return self._m(name)
 
     # --- the meta store's hooks (targets/meta.py) ----------------------------------------------
     def _exists(self, qualified: str) -> bool:
-        return self.execute("SELECT to_regclass(%s) IS NOT NULL", (qualified,)).fetchone()[0]
+        return self._execute("SELECT to_regclass(%s) IS NOT NULL", (qualified,)).fetchone()[0]
 
     def _meta_exists(self, name: str) -> bool:
-        return self._exists(self.meta_name(name))
+        return self._exists(self._meta_name(name))
 
     def _meta_columns(self, name: str) -> set:
-        return {r[0] for r in self.execute(
+        return {r[0] for r in self._execute(
             "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attnum > 0 AND NOT attisdropped",
             (self._m(name),)).fetchall()}
 
     def _schema_exists(self, name: str) -> bool:
-        return self.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (name,)).fetchone() is not None
+        return self._execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (name,)).fetchone() is not None
 
     def _ensure_meta(self) -> None:
         needed = ("_hiwater_state", "_hiwater_history", "_hiwater_quarantine", "_hiwater_files", "_hiwater_run_id")
         if not (all(self._meta_exists(n) for n in needed) and self._schema_exists(self.schema)):
             # First use: serialise the DDL of concurrent first runs (CREATE … IF NOT EXISTS can race).
-            self.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key(self.state_schema, "\x00meta"),))
+            self._execute("SELECT pg_advisory_xact_lock(%s)", (lock_key(self.state_schema, "\x00meta"),))
             for name in dict.fromkeys((self.state_schema, self.schema)):
                 if not self._schema_exists(name):
-                    self.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(name)}", what=f"creating schema {name!r}")
+                    self._execute(f"CREATE SCHEMA IF NOT EXISTS {quote(name)}", what=f"creating schema {name!r}")
             self._create_meta()
         self._add_history_columns()
 
     def _rows(self, sql: str, params=(), what: str | None = None) -> list:
-        cur = self.execute(sql, params or None, what=what)
+        cur = self._execute(sql, params or None, what=what)
         return cur.fetchall() if cur.description is not None else []
 
     def _dicts(self, sql: str, params) -> list[dict]:
-        cur = self.execute(sql, params)
+        cur = self._execute(sql, params)
         names = [d.name for d in cur.description]
         return [dict(zip(names, r)) for r in cur.fetchall()]
 
@@ -317,24 +317,24 @@ class PostgresTarget(SqlTarget):
 
     def _delete_in(self, table: str, column: str, values: list, stream: str | None, what: str) -> None:
         if stream is None:
-            self.execute(f"DELETE FROM {table} WHERE {column} = ANY(%s)", (values,), what=what)
+            self._execute(f"DELETE FROM {table} WHERE {column} = ANY(%s)", (values,), what=what)
         else:
-            self.execute(f"DELETE FROM {table} WHERE stream = %s AND {column} = ANY(%s)", (stream, values), what=what)
+            self._execute(f"DELETE FROM {table} WHERE stream = %s AND {column} = ANY(%s)", (stream, values), what=what)
 
-    def drop_table(self, table: str) -> None:
+    def _drop_table(self, table: str) -> None:
         self._types.pop(table, None)
-        self.execute(f"DROP TABLE IF EXISTS {self._q(table)}", what=f"dropping {table!r}")
+        self._execute(f"DROP TABLE IF EXISTS {self._q(table)}", what=f"dropping {table!r}")
 
     @property
     def flags(self) -> str:
         return target_flag(redact(self.url))
 
     # --- data ---------------------------------------------------------------------------------
-    def sql_types(self, table: str) -> dict | None:
+    def _sql_types(self, table: str) -> dict | None:
         """``{column: SQL type}`` of an existing table (cached until a rollback or DDL)."""
         if table in self._types:
             return self._types[table]
-        rows = self.execute(
+        rows = self._execute(
             "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a"
             " JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
             " WHERE n.nspname = %s AND c.relname = %s AND c.relkind IN ('r', 'p')"
@@ -344,34 +344,34 @@ class PostgresTarget(SqlTarget):
             self._types[table] = types
         return types
 
-    def table_columns(self, table: str) -> dict | None:
-        types = self.sql_types(table)
+    def _columns(self, table: str) -> dict | None:
+        types = self._sql_types(table)
         return None if types is None else {c: logical(t) for c, t in types.items()}
 
     def _column_type(self, name: str, logical_type: str) -> str:
-        if name == self.cursor_column and self.cursor_kind in CURSOR_TYPES:
-            return CURSOR_TYPES[self.cursor_kind]
+        if name == self._cursor_column and self._cursor_kind in CURSOR_TYPES:
+            return CURSOR_TYPES[self._cursor_kind]
         if logical_type.startswith(DECIMAL):
             return "numeric"  # exact, any scale: 1.50 stays 1.50
         return SQL_TYPES[logical_type]
 
-    def create_table(self, table: str, columns: dict, key: tuple) -> None:
+    def _create_table(self, table: str, columns: dict, key: tuple) -> None:
         defs = table_definition(columns, key, quote, self._column_type, "bigint")
         self._types.pop(table, None)
-        self.execute(f"CREATE TABLE {self._q(table)} ({defs})", what=f"creating {table!r}")
+        self._execute(f"CREATE TABLE {self._q(table)} ({defs})", what=f"creating {table!r}")
 
-    def add_columns(self, table: str, columns: dict) -> None:
+    def _add_columns(self, table: str, columns: dict) -> None:
         if not columns:
             return
         adds = ", ".join(f"ADD COLUMN {quote(c)} {self._column_type(c, t)}" for c, t in columns.items())
         self._types.pop(table, None)
-        self.execute(f"ALTER TABLE {self._q(table)} {adds}", what=f"adding columns to {table!r}")
+        self._execute(f"ALTER TABLE {self._q(table)} {adds}", what=f"adding columns to {table!r}")
 
     def _key_arrays(self, table: str, key: tuple, keys, cursors=None, sqltypes=None) -> tuple[str, list]:
         """``unnest(%s::type[], …) WITH ORDINALITY AS k(k0, …, i)`` and its parameters; with
         ``cursors``, a ``kc`` column of them too. ``keys``: a list (or array) of single keys, or
         of key tuples; ``sqltypes``: the arrays' types, the columns' own by default."""
-        types = self.sql_types(table) or {}
+        types = self._sql_types(table) or {}
         if len(key) == 1:
             arrays = [keys]
         else:
@@ -386,41 +386,32 @@ class PostgresTarget(SqlTarget):
             names.append("kc")
         return f"unnest({', '.join(casts)}) WITH ORDINALITY AS k({', '.join(names)}, i)", params
 
-    def lookup_versions(self, table: str, key: tuple, keys: list, cursors, run_id: int) -> Lookup:
+    def _versions(self, table: str, key: tuple, keys, cursors, run_id: int, sqltypes=None) -> Lookup:
         """Any key (composite ones included): the keys go with their cursors as array
         parameters, and PostgreSQL returns only the keys whose row is missing, holds another
         cursor or was written by this run, so a re-read of unchanged data transfers nothing."""
-        return self._versions(table, key, keys, cursors, run_id)
-
-    def _versions(self, table: str, key: tuple, keys, cursors, run_id: int, sqltypes=None) -> Lookup:
         if not len(keys):
-            return self.lookup(table, key, list(keys))
+            return self._lookup(table, key, list(keys))
         cursors = np.asarray(cursors, dtype=np.int64)
         src, params = self._key_arrays(table, key, keys, cursors, sqltypes)
         on = " AND ".join(f"t.{quote(k)} = k.k{i}" for i, k in enumerate(key))
         c, r, k0 = quote(CURSOR_COL), quote(RUN_COL), quote(key[0])
-        rows = self.execute(f"SELECT k.i, t.{k0} IS NOT NULL, coalesce(t.{c}, 0), coalesce(t.{r}, 0) FROM {src}"
-                            f" LEFT JOIN {self._q(table)} AS t ON {on}"
-                            f" WHERE t.{k0} IS NULL OR t.{c} <> k.kc OR t.{r} = %s", params + [run_id],
-                            what=f"looking up keys in {table!r}").fetchall()
+        rows = self._execute(f"SELECT k.i, t.{k0} IS NOT NULL, coalesce(t.{c}, 0), coalesce(t.{r}, 0) FROM {src}"
+                             f" LEFT JOIN {self._q(table)} AS t ON {on}"
+                             f" WHERE t.{k0} IS NULL OR t.{c} <> k.kc OR t.{r} = %s", params + [run_id],
+                             what=f"looking up keys in {table!r}").fetchall()
         got = np.array(rows, dtype=np.int64).reshape(-1, 4)
         return changed_versions(cursors, got[:, 0] - 1, got[:, 1], got[:, 2], got[:, 3])
 
-    def lookup_arrow(self, table: str, key: tuple, keys: list, cursors, run_id: int) -> Lookup | None:
-        """Integer keys (others take :meth:`lookup_versions`): see :meth:`SqlTarget._held`."""
-        if len(key) != 1 or not pa.types.is_integer(keys[0].type) or not self._range_ok(table, key[0]):
-            return None
-        return self._held(table, key, keys, cursors, run_id)
-
     # --- the lookup primitives (the strategy is SqlTarget._held) ---------------------------------
     def _range_ok(self, table: str, column: str) -> bool:
-        return (self.sql_types(table) or {}).get(column) in ("bigint", "integer", "smallint")
+        return (self._sql_types(table) or {}).get(column) in ("bigint", "integer", "smallint")
 
     def _read_range(self, table: str, column: str, lo: int, hi: int, run_id: int) -> np.ndarray | None:
         """The key range's (key, cursor, run) as three ``string_agg`` texts that numpy parses:
         nothing is sent, no Python object per row."""
         k, c, r = quote(column), quote(CURSOR_COL), quote(RUN_COL)
-        row = self.execute(
+        row = self._execute(
             f"SELECT count(*), string_agg({k}::text, ','), string_agg({c}::text, ','),"
             f" string_agg({r}::text, ',') FROM {self._q(table)} WHERE {k} BETWEEN %s AND %s",
             (lo, hi), what=f"looking up keys in {table!r}").fetchone()
@@ -432,7 +423,7 @@ class PostgresTarget(SqlTarget):
             return self._versions(table, key, ids, cursors, run_id, sqltypes=["bigint"])
         return self._versions(table, key, python_keys(keys), cursors, run_id)
 
-    def lookup(self, table: str, key: tuple, keys: list) -> Lookup:
+    def _lookup(self, table: str, key: tuple, keys: list) -> Lookup:
         n = len(keys)
         exists = np.zeros(n, dtype=bool)
         cursor = np.zeros(n, dtype=np.int64)
@@ -441,8 +432,8 @@ class PostgresTarget(SqlTarget):
             return Lookup(exists, cursor, run)
         src, params = self._key_arrays(table, key, keys)
         on = " AND ".join(f"t.{quote(k)} = k.k{i}" for i, k in enumerate(key))
-        rows = self.execute(f"SELECT k.i, t.{quote(CURSOR_COL)}, t.{quote(RUN_COL)} FROM {src}"
-                            f" JOIN {self._q(table)} AS t ON {on}", params, what=f"looking up keys in {table!r}")
+        rows = self._execute(f"SELECT k.i, t.{quote(CURSOR_COL)}, t.{quote(RUN_COL)} FROM {src}"
+                             f" JOIN {self._q(table)} AS t ON {on}", params, what=f"looking up keys in {table!r}")
         for i, cur, r in rows:
             exists[i - 1] = True
             cursor[i - 1] = cur
@@ -452,10 +443,10 @@ class PostgresTarget(SqlTarget):
     def _staging(self, table: str, columns: list) -> tuple[dict, list, list]:
         """For a batch of ``columns``: the columns computed in SQL (the cursor, from
         ``_hiwater_cursor``: exact, whatever the text's zone), the staged ones and their types."""
-        types = self.sql_types(table)
+        types = self._sql_types(table)
         exprs = {}
         for c in columns:
-            e = cursor_expr(types.get(c, "")) if c == self.cursor_column else None
+            e = cursor_expr(types.get(c, "")) if c == self._cursor_column else None
             if e is not None:
                 exprs[c] = e
         staged = [c for c in list(columns) + [CURSOR_COL, RUN_COL] if c not in exprs]
@@ -463,36 +454,38 @@ class PostgresTarget(SqlTarget):
         return exprs, staged, stage_types
 
     def _merge(self, table: str, columns: list, key: tuple, exprs: dict, staged: list, stage_types: list,
-               copy) -> None:
-        """Stage a batch (``copy(stage)`` fills it) and merge it with one guarded upsert."""
+               copy, refresh: bool) -> int:
+        """Stage a batch (``copy(stage)`` fills it) and merge it with one guarded upsert; the rows
+        it inserted or changed."""
         with self._in_transaction():
-            self.execute("DROP TABLE IF EXISTS pg_temp._hiwater_stage")
-            self.execute("CREATE TEMP TABLE _hiwater_stage ("
-                         + ", ".join(f"{quote(c)} {t}" for c, t in zip(staged, stage_types))
-                         + ") ON COMMIT DROP", what="staging a batch")
+            self._execute("DROP TABLE IF EXISTS pg_temp._hiwater_stage")
+            self._execute("CREATE TEMP TABLE _hiwater_stage ("
+                          + ", ".join(f"{quote(c)} {t}" for c, t in zip(staged, stage_types))
+                          + ") ON COMMIT DROP", what="staging a batch")
             copy("_hiwater_stage")
-            cur = self.execute(upsert_sql(self._q(table), columns, key, exprs, refresh=self.refresh),
-                               what=f"writing {table!r}")
-            self.last_written = cur.rowcount
-            self.execute("DROP TABLE pg_temp._hiwater_stage")
+            cur = self._execute(upsert_sql(self._q(table), columns, key, exprs, refresh=refresh),
+                                what=f"writing {table!r}")
+            self._execute("DROP TABLE pg_temp._hiwater_stage")
+            return cur.rowcount
 
-    def upsert(self, table: str, columns: list, rows: list, key: tuple) -> None:
+    def _upsert_rows(self, table: str, columns: list, rows: list, key: tuple, refresh: bool) -> int | None:
         if not rows:
-            return
-        types = self.sql_types(table)
+            return None
+        types = self._sql_types(table)
         exprs, staged, stage_types = self._staging(table, columns)
         data = list(zip(*rows))
         pos = {c: i for i, c in enumerate(list(columns) + [CURSOR_COL, RUN_COL])}
         columns_out = [copy_values(data[pos[c]], types.get(c, "bigint")) for c in staged]
-        self._merge(table, columns, key, exprs, staged, stage_types, lambda stage: self._copy_columns(
-            stage, staged, columns_out, stage_types, f"writing {table!r}"))
+        return self._merge(table, columns, key, exprs, staged, stage_types, lambda stage: self._copy_columns(
+            stage, staged, columns_out, stage_types, f"writing {table!r}"), refresh)
 
-    def upsert_arrow(self, table: str, data: pa.Table, key: tuple, fresh: bool = False) -> None:
+    def _upsert(self, table: str, data: pa.Table, key: tuple, *, fresh: bool = False,
+                refresh: bool = False) -> int | None:
         """The batch goes from Arrow to COPY (CSV written in C++) without a Python object per
         value; a column that needs a per-value conversion (jsonb, text from numbers) takes
-        the row path."""
+        the row path. (``fresh`` changes nothing here: the merge costs the same.)"""
         if data.num_rows == 0:
-            return
+            return None
         columns = [c for c in data.column_names if c not in HIDDEN]
         exprs, staged, stage_types = self._staging(table, columns)
         try:
@@ -507,9 +500,9 @@ class PostgresTarget(SqlTarget):
                 arrays[f"c{i}"] = arr.cast(ARROW_TYPES[t])  # safe casts: a fraction into bigint refuses
             tbl = pa.table(arrays)
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-            return super().upsert_arrow(table, data, key, fresh)
-        self._merge(table, columns, key, exprs, staged, stage_types, lambda stage: self._copy_table(
-            stage, staged, tbl, f"writing {table!r}"))
+            return self._upsert_python(table, data, key, refresh)
+        return self._merge(table, columns, key, exprs, staged, stage_types, lambda stage: self._copy_table(
+            stage, staged, tbl, f"writing {table!r}"), refresh)
 
     def _copy_columns(self, stage: str, names: list, columns: list, sqltypes: list, what: str) -> None:
         """COPY whole columns: Arrow writes them as CSV in C++; odd values take the row path."""
@@ -547,42 +540,42 @@ class PostgresTarget(SqlTarget):
         except psycopg.Error as exc:
             raise TargetError(f"{self.description}: {what}: {self._msg(exc)}") from None
 
-    def delete_keys(self, table: str, key: tuple, keys: list) -> int:
+    def _delete_keys(self, table: str, key: tuple, keys: list) -> int:
         if not keys:
             return 0
         src, params = self._key_arrays(table, key, keys)
         on = " AND ".join(f"t.{quote(k)} = k.k{i}" for i, k in enumerate(key))
-        cur = self.execute(f"DELETE FROM {self._q(table)} AS t USING {src} WHERE {on}", params,
-                           what=f"deleting from {table!r}")
+        cur = self._execute(f"DELETE FROM {self._q(table)} AS t USING {src} WHERE {on}", params,
+                            what=f"deleting from {table!r}")
         return cur.rowcount
 
-    def count_rows(self, table: str) -> int:
-        if self.sql_types(table) is None:
+    def _count_rows(self, table: str) -> int:
+        if self._sql_types(table) is None:
             return 0
-        return int(self.execute(f"SELECT count(*) FROM {self._q(table)}").fetchone()[0])
+        return int(self._execute(f"SELECT count(*) FROM {self._q(table)}").fetchone()[0])
 
-    def has_rows(self, table: str) -> bool:
-        if self.sql_types(table) is None:
+    def _has_rows(self, table: str) -> bool:
+        if self._sql_types(table) is None:
             return False
-        return self.execute(f"SELECT 1 FROM {self._q(table)} LIMIT 1").fetchone() is not None
+        return self._execute(f"SELECT 1 FROM {self._q(table)} LIMIT 1").fetchone() is not None
 
-    def prune_begin(self, key: tuple) -> None:
+    def _prune_begin(self, key: tuple) -> None:
         # Seen keys are kept as text: the table may not exist yet when a full load starts.
         self._prune_cols = [f"k{i}" for i in range(len(key))]
         with self._in_transaction():
-            self.execute("DROP TABLE IF EXISTS pg_temp._hiwater_seen")
-            self.execute("CREATE TEMP TABLE _hiwater_seen ("
-                         + ", ".join(f"{c} text" for c in self._prune_cols) + ") ON COMMIT DROP")
+            self._execute("DROP TABLE IF EXISTS pg_temp._hiwater_seen")
+            self._execute("CREATE TEMP TABLE _hiwater_seen ("
+                          + ", ".join(f"{c} text" for c in self._prune_cols) + ") ON COMMIT DROP")
 
-    def prune_seen(self, key: tuple, keys: list) -> None:
+    def _prune_seen(self, key: tuple, keys: list) -> None:
         rows = ([(text_key(k),) for k in keys] if len(key) == 1
                 else [tuple(text_key(v) for v in k) for k in keys])
         self._copy("_hiwater_seen", self._prune_cols, rows, "collecting keys for --prune")
 
-    def prune_finish(self, table: str, key: tuple) -> int:
+    def _prune_finish(self, table: str, key: tuple) -> int:
         on = " AND ".join(f"s.k{i} = t.{quote(k)}::text" for i, k in enumerate(key))
-        cur = self.execute(f"DELETE FROM {self._q(table)} AS t WHERE NOT EXISTS"
-                           f" (SELECT 1 FROM pg_temp._hiwater_seen AS s WHERE {on})", what="--prune")
-        self.execute("DROP TABLE IF EXISTS pg_temp._hiwater_seen")
+        cur = self._execute(f"DELETE FROM {self._q(table)} AS t WHERE NOT EXISTS"
+                            f" (SELECT 1 FROM pg_temp._hiwater_seen AS s WHERE {on})", what="--prune")
+        self._execute("DROP TABLE IF EXISTS pg_temp._hiwater_seen")
         return cur.rowcount
 

@@ -18,8 +18,8 @@ import numpy as np
 import pyarrow as pa
 
 from ..errors import TargetError
-from .base import (CURSOR_COL, HIDDEN, RUN_COL, Dropped, FilesGone, FilesRead, History, LegacyTarget, Mode,
-                   Quarantined, Released, State, TableInfo, Target, Transaction)
+from .base import (CURSOR_COL, HIDDEN, RUN_COL, Dropped, FilesGone, FilesRead, History, Mode, Quarantined,
+                   Released, State, TableInfo, Target, Transaction)
 from .keys import Lookup, dense, match_held, python_keys
 from .meta import SqlLedger, SqlMeta
 
@@ -61,29 +61,39 @@ class _Discard(Exception):
     """Thrown into a transaction begun with ``discard=True`` to roll it back."""
 
 
-class SqlTarget(SqlMeta, Target, LegacyTarget):
-    """A target spoken to in SQL. A dialect implements the meta-store hooks (:class:`.meta.SqlMeta`),
-    the transaction hooks (``_begin``, ``_end``, ``_forget_cache``, ``_before_commit``,
-    :attr:`_driver_error`) and the lookup primitives (``_range_ok``, ``_read_range``,
+class SqlTarget(SqlMeta, Target):
+    """A target spoken to in SQL. A dialect implements the connection (``_connect``, ``_close``,
+    :meth:`lock`), the meta-store hooks (:class:`.meta.SqlMeta`), the transaction hooks
+    (``_begin``, ``_end``, ``_forget_cache``, ``_before_commit``, :attr:`_driver_error`), the
+    data-table primitives :class:`SqlTransaction` calls (``_columns``, ``_create_table``,
+    ``_upsert``, ``_prune_*``, …) and the lookup primitives (``_range_ok``, ``_read_range``,
     ``_read_versions``)."""
 
     _driver_error: type = Exception  # what the driver raises
     _meta_ready = False              # the meta store was made by this open target
+    # The stream's cursor column and its kind, named by ``Transaction.evolve``: a dialect with
+    # native date-time types stores (and stages) that column as one.
+    _cursor_column: str | None = None
+    _cursor_kind: str | None = None
 
-    # --- connection, lock, transactions -------------------------------------------------------
+    # --- connection, transactions -------------------------------------------------------------
     def __enter__(self) -> "SqlTarget":
-        self.connect()
+        self._connect()
         return self
 
     def __exit__(self, *exc) -> None:
-        self.close()
+        self._close()
         self._meta_ready = False
 
-    def lock(self, stream: str, timeout_s: float):
-        return self.stream_lock(stream, timeout_s)
+    @abstractmethod
+    def _connect(self) -> None:
+        """Open the connection (idempotent)."""
+
+    @abstractmethod
+    def _close(self) -> None: ...
 
     @contextmanager
-    def transaction(self) -> Iterator[None]:
+    def _transaction(self) -> Iterator[None]:
         """BEGIN … COMMIT through the statement funnel; a failure rolls back (a failed rollback
         is not reported: the original error matters more) and a failed commit says so."""
         self._begin()
@@ -131,19 +141,75 @@ class SqlTarget(SqlMeta, Target, LegacyTarget):
         return SqlLedger(self)
 
     def table(self, name: str, *, count: bool = False) -> TableInfo | None:
-        columns = self.table_columns(name)
+        columns = self._columns(name)
         if columns is None:
             return None
-        return TableInfo({c: t for c, t in columns.items() if not c.startswith("_hiwater_")}, self.has_rows(name),
-                         self.count_rows(name) if count else None, managed=CURSOR_COL in columns)
+        return TableInfo({c: t for c, t in columns.items() if not c.startswith("_hiwater_")}, self._has_rows(name),
+                         self._count_rows(name) if count else None, managed=CURSOR_COL in columns)
 
     def begin(self, stream: str, table: str | None = None, key: tuple = (), *,
               run_id: int | None = None, discard: bool = False) -> "SqlTransaction":
         if not self._meta_ready:  # in its own committed transaction, before the run's
-            with self.transaction():
+            with self._transaction():
                 self._ensure_meta()
             self._meta_ready = True
         return SqlTransaction(self, stream, table, tuple(key), run_id, discard)
+
+    # --- the data table: what SqlTransaction calls ----------------------------------------------
+    @abstractmethod
+    def _columns(self, table: str) -> dict | None:
+        """``{column: logical type}`` of an existing table, the hidden columns included, or ``None``."""
+
+    @abstractmethod
+    def _create_table(self, table: str, columns: dict, key: tuple) -> None: ...
+
+    @abstractmethod
+    def _add_columns(self, table: str, columns: dict) -> None: ...
+
+    @abstractmethod
+    def _drop_table(self, table: str) -> None: ...
+
+    @abstractmethod
+    def _lookup(self, table: str, key: tuple, keys: list) -> Lookup:
+        """For each Python key (a scalar, or a sequence for a composite key): cursor and run held."""
+
+    @abstractmethod
+    def _upsert(self, table: str, data: pa.Table, key: tuple, *, fresh: bool = False,
+                refresh: bool = False) -> int | None:
+        """The guarded upsert of an Arrow batch (see :meth:`Transaction.write`): the dialect's bulk
+        path. Returns the rows inserted or changed where the driver says, else ``None``."""
+
+    @abstractmethod
+    def _upsert_rows(self, table: str, columns: list, rows: list, key: tuple, refresh: bool) -> int | None:
+        """The same upsert from Python rows (``columns`` values, then cursor and run): the path
+        of a batch a column of which will not go to the bulk path as Arrow."""
+
+    def _upsert_python(self, table: str, data: pa.Table, key: tuple, refresh: bool) -> int | None:
+        """An Arrow batch turned into Python rows for :meth:`_upsert_rows`."""
+        columns = [c for c in data.column_names if c not in HIDDEN]
+        values = [data.column(c).to_pylist() for c in columns + [CURSOR_COL, RUN_COL]]
+        return self._upsert_rows(table, columns, list(zip(*values)), key, refresh)
+
+    @abstractmethod
+    def _delete_keys(self, table: str, key: tuple, keys: list) -> int: ...
+
+    @abstractmethod
+    def _count_rows(self, table: str) -> int: ...
+
+    def _has_rows(self, table: str) -> bool:
+        """Whether the table holds any row (a dialect whose count scans the table overrides it)."""
+        return self._count_rows(table) > 0
+
+    @abstractmethod
+    def _prune_begin(self, key: tuple) -> None:
+        """Start collecting the keys a full load saw."""
+
+    @abstractmethod
+    def _prune_seen(self, key: tuple, keys: list) -> None: ...
+
+    @abstractmethod
+    def _prune_finish(self, table: str, key: tuple) -> int:
+        """Delete rows whose key was not seen; return how many."""
 
     # --- the lookup strategy, once ------------------------------------------------------------
     def _held(self, table: str, key: tuple, keys: list, cursors: np.ndarray, run_id: int) -> Lookup:
@@ -171,60 +237,6 @@ class SqlTarget(SqlMeta, Target, LegacyTarget):
     def _read_versions(self, table: str, key: tuple, keys: list, cursors: np.ndarray, run_id: int) -> Lookup:
         """The keys (Arrow arrays) sent with their cursors (see :func:`.keys.changed_versions`)."""
 
-    # --- the old interface (LegacyTarget), kept until the loader and api call the new one ------
-    def cli_flags(self) -> str:
-        return self.flags
-
-    def ensure_meta(self) -> None:
-        self._ensure_meta()
-
-    def next_run_id(self) -> int:
-        return self._next_run_id()
-
-    def read_state(self, stream: str):
-        found = self.ledger.states(stream)
-        return found[0] if found else None
-
-    def list_states(self) -> list:
-        return self.ledger.states()
-
-    def write_state(self, state) -> None:
-        self._put_state(state)
-
-    def delete_state(self, stream: str) -> None:
-        self._delete_state(stream)
-
-    def forget_stream(self, stream: str) -> None:
-        self._forget_stream(stream)
-
-    def read_files(self, stream: str) -> dict:
-        return self.ledger.files(stream)
-
-    def write_files(self, stream: str, entries: list, run_id: int) -> None:
-        self._put_files(stream, entries, run_id)
-
-    def delete_files(self, stream: str, paths: list) -> None:
-        self._forget_files(stream, paths)
-
-    def stream_facts(self, stream: str) -> dict:
-        return self.ledger.facts(stream)
-
-    def write_history(self, row: dict) -> None:
-        self._put_history(row)
-
-    def read_history(self, stream: str | None = None, limit: int | None = None) -> list[dict]:
-        return self.ledger.history(stream, limit)
-
-    def write_quarantine(self, rows: list[dict]) -> None:
-        self._put_quarantine(rows)
-
-    def read_quarantine(self, stream: str | None = None, reason: str | None = None,
-                        limit: int | None = None) -> list[dict]:
-        return self.ledger.quarantine(stream, reason, limit)
-
-    def delete_quarantine(self, ids: list[int]) -> None:
-        self._release_quarantine(ids)
-
 
 class SqlTransaction(Transaction):
     """One SQL transaction on a stream's table: the target's connection between BEGIN and
@@ -244,7 +256,7 @@ class SqlTransaction(Transaction):
         return self._run_id
 
     def __enter__(self) -> "SqlTransaction":
-        self._cm = self._t.transaction()
+        self._cm = self._t._transaction()
         self._cm.__enter__()
         return self
 
@@ -257,58 +269,48 @@ class SqlTransaction(Transaction):
 
     def evolve(self, columns: dict, cursor: tuple) -> None:
         t = self._t
-        t.set_cursor(*cursor)
+        t._cursor_column, t._cursor_kind = cursor
         if not columns:
             return  # nothing to add: the cursor is named for the writes that follow
-        have = t.table_columns(self.table)
+        have = t._columns(self.table)
         if have is None:
-            t.create_table(self.table, dict(columns), self.key)
+            t._create_table(self.table, dict(columns), self.key)
             return
         new = {c: v for c, v in columns.items() if c not in have}
         if new:
-            t.add_columns(self.table, new)
+            t._add_columns(self.table, new)
 
     def held(self, keys: list, cursors: np.ndarray | None = None) -> Lookup:
         if cursors is None:
-            return self._t.lookup(self.table, self.key, python_keys(keys))
+            return self._t._lookup(self.table, self.key, python_keys(keys))
         return self._t._held(self.table, self.key, keys, cursors, self.run_id)
 
     def write(self, rows: pa.Table, *, mode: Mode = "upsert") -> int | None:
-        t = self._t
         if rows.num_rows == 0:
             return 0
-        t.last_written = None
-        if mode == "refresh":
-            t.refresh = True
-            try:
-                t.upsert_arrow(self.table, rows, self.key)
-            finally:
-                t.refresh = False
-        else:
-            t.upsert_arrow(self.table, rows, self.key, fresh=mode == "fresh")
-        return t.last_written
+        return self._t._upsert(self.table, rows, self.key, fresh=mode == "fresh", refresh=mode == "refresh")
 
     def delete(self, keys: list) -> int:
-        return self._t.delete_keys(self.table, self.key, python_keys(keys))
+        return self._t._delete_keys(self.table, self.key, python_keys(keys))
 
     def seen(self, keys: list) -> None:
         if not self._pruning:
-            self._t.prune_begin(self.key)
+            self._t._prune_begin(self.key)
             self._pruning = True
-        self._t.prune_seen(self.key, python_keys(keys))
+        self._t._prune_seen(self.key, python_keys(keys))
 
     def prune(self) -> int:
         """Rows whose key no :meth:`seen` showed go (all of them if none was seen)."""
         t = self._t
-        if t.table_columns(self.table) is None:
+        if t._columns(self.table) is None:
             return 0
         if not self._pruning:
-            t.prune_begin(self.key)
+            t._prune_begin(self.key)
         self._pruning = False
-        return t.prune_finish(self.table, self.key)
+        return t._prune_finish(self.table, self.key)
 
     def count(self) -> int:
-        return self._t.count_rows(self.table)
+        return self._t._count_rows(self.table)
 
     def record(self, *facts) -> None:
         t = self._t
@@ -329,6 +331,6 @@ class SqlTransaction(Transaction):
                 t._delete_state(self.stream)
                 t._forget_stream(self.stream)
                 if f.table is not None:
-                    t.drop_table(f.table)
+                    t._drop_table(f.table)
             else:
                 raise TypeError(f"not a fact: {f!r}")

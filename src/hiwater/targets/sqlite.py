@@ -75,7 +75,7 @@ class SQLiteTarget(SqlTarget):
         return "" if self.memory else f" --db {shlex.quote(self.path)}"
 
     # --- connection, locks, transactions ---------------------------------------------
-    def connect(self) -> None:
+    def _connect(self) -> None:
         if self.conn is not None:
             return
         if not self.memory:
@@ -116,19 +116,19 @@ class SQLiteTarget(SqlTarget):
                     raise
                 time.sleep(0.01)
 
-    def close(self) -> None:
+    def _close(self) -> None:
         if self.conn is not None:
             self.conn.close()
             self.conn = None
 
     @contextmanager
-    def stream_lock(self, stream: str, timeout_s: float) -> Iterator[None]:
+    def lock(self, stream: str, timeout_s: float) -> Iterator[None]:
         if self.memory:
             yield
             return
         self.busy_timeout_s = max(timeout_s, 0.0)
         if self.conn is not None:
-            self.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_s * 1000)}")
+            self._execute(f"PRAGMA busy_timeout={int(self.busy_timeout_s * 1000)}")
         fd = os.open(self.path + ".hwlock", os.O_RDWR | os.O_CREAT, 0o644)
         offset = zlib.crc32(stream.encode()) & 0x3FFFFFFF
         deadline = time.monotonic() + timeout_s
@@ -170,13 +170,13 @@ class SQLiteTarget(SqlTarget):
             return run(sql, params)
         return self._faults.run(lambda: run(sql, params), sql, sqlite3.OperationalError)
 
-    def execute(self, sql: str, params=()):
+    def _execute(self, sql: str, params=()):
         try:
             return self._op(sql, params)
         except sqlite3.Error as exc:
             raise TargetError(f"{self.description}: {exc}") from None
 
-    def executemany(self, sql: str, rows, what: str):
+    def _executemany(self, sql: str, rows, what: str):
         try:
             return self._op(sql, rows, many=True)
         except (sqlite3.Error, OverflowError) as exc:
@@ -184,41 +184,41 @@ class SQLiteTarget(SqlTarget):
 
     # --- the meta store's hooks (targets/meta.py) ----------------------------------------------
     def _rows(self, sql: str, params=(), what: str | None = None) -> list:
-        return self.execute(sql, params).fetchall()
+        return self._execute(sql, params).fetchall()
 
     def _dicts(self, sql: str, params) -> list[dict]:
-        cur = self.execute(sql, params)
+        cur = self._execute(sql, params)
         names = [d[0] for d in cur.description]
         return [dict(zip(names, r)) for r in cur.fetchall()]
 
     def _many(self, sql: str, rows: list, what: str) -> None:
-        self.executemany(sql, rows, what)
+        self._executemany(sql, rows, what)
 
     def _meta_exists(self, name: str) -> bool:
-        return self.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (name,)).fetchone() is not None
+        return self._execute("SELECT 1 FROM sqlite_master WHERE name = ?", (name,)).fetchone() is not None
 
     def _meta_columns(self, name: str) -> set:
-        return {r[1] for r in self.execute(f"PRAGMA table_info({quote(name)})").fetchall()}
+        return {r[1] for r in self._execute(f"PRAGMA table_info({quote(name)})").fetchall()}
 
-    def drop_table(self, table: str) -> None:
-        self.execute(f"DROP TABLE IF EXISTS {quote(table)}")
+    def _drop_table(self, table: str) -> None:
+        self._execute(f"DROP TABLE IF EXISTS {quote(table)}")
 
     # --- data ---------------------------------------------------------------------------------
-    def table_columns(self, table: str) -> dict | None:
-        rows = self.execute(f"PRAGMA table_info({quote(table)})").fetchall()
+    def _columns(self, table: str) -> dict | None:
+        rows = self._execute(f"PRAGMA table_info({quote(table)})").fetchall()
         if not rows:
             return None
         return {r[1]: LOGICAL.get((r[2] or "").upper(), ANY) for r in rows}
 
-    def create_table(self, table: str, columns: dict, key: tuple) -> None:
+    def _create_table(self, table: str, columns: dict, key: tuple) -> None:
         defs = table_definition(columns, key, quote, lambda c, t: sql_type(t), "INTEGER")
-        self.execute(f"CREATE TABLE {quote(table)} ({defs})")
+        self._execute(f"CREATE TABLE {quote(table)} ({defs})")
 
-    def add_columns(self, table: str, columns: dict) -> None:
+    def _add_columns(self, table: str, columns: dict) -> None:
         for c, t in columns.items():
-            self.execute(f"ALTER TABLE {quote(table)} ADD COLUMN {quote(c)} {sql_type(t)}".rstrip())
+            self._execute(f"ALTER TABLE {quote(table)} ADD COLUMN {quote(c)} {sql_type(t)}".rstrip())
 
-    def lookup(self, table: str, key: tuple, keys: list) -> Lookup:
+    def _lookup(self, table: str, key: tuple, keys: list) -> Lookup:
         n = len(keys)
         exists = np.zeros(n, dtype=bool)
         cursor = np.zeros(n, dtype=np.int64)
@@ -236,23 +236,12 @@ class SQLiteTarget(SqlTarget):
         for start in range(0, n, LOOKUP_CHUNK):
             chunk = keys[start:start + LOOKUP_CHUNK]
             payload = orjson.dumps(chunk, option=orjson.OPT_PASSTHROUGH_DATETIME, default=str).decode()
-            for idx, cur, r in self.execute(sql, (payload,)):
+            for idx, cur, r in self._execute(sql, (payload,)):
                 i = start + idx
                 exists[i] = True
                 cursor[i] = cur
                 run[i] = r
         return Lookup(exists, cursor, run)
-
-    def lookup_versions(self, table: str, key: tuple, keys: list, cursors, run_id: int) -> Lookup:
-        """Send ``(key, cursor)`` pairs; SQLite returns only the keys that are not already held
-        at exactly that cursor by an earlier run. A re-read of unchanged data transfers nothing."""
-        if len(key) != 1 or not len(keys):
-            return self.lookup(table, key, keys)
-        if type(keys[0]) is int:  # (a first load in key order skipped lookups: the loader's _fresh_keys)
-            found = self._lookup_range(table, key[0], keys, run_id)
-            if found is not None:
-                return found
-        return self._versions(table, key[0], keys, cursors, run_id)
 
     # --- the lookup primitives (the strategy is SqlTarget._held) ---------------------------------
     def _range_ok(self, table: str, column: str) -> bool:
@@ -264,9 +253,9 @@ class SQLiteTarget(SqlTarget):
     def _read_versions(self, table: str, key: tuple, keys: list, cursors, run_id: int) -> Lookup:
         if len(key) > 1:
             found = self._composite(table, key, keys)
-            return found if found is not None else self.lookup(table, key, python_keys(keys))
+            return found if found is not None else self._lookup(table, key, python_keys(keys))
         if not len(keys[0]):
-            return self.lookup(table, key, [])
+            return self._lookup(table, key, [])
         return self._versions(table, key[0], python_keys(keys), cursors, run_id)
 
     def _versions(self, table: str, key: str, keys: list, cursors, run_id: int) -> Lookup:
@@ -282,12 +271,9 @@ class SQLiteTarget(SqlTarget):
         for start in range(0, n, LOOKUP_CHUNK):
             pairs = list(zip(keys[start:start + LOOKUP_CHUNK], cur_list[start:start + LOOKUP_CHUNK]))
             payload = orjson.dumps(pairs, default=str).decode()
-            got += [(start + i, f, hc, hr) for i, f, hc, hr in self.execute(sql, (payload, run_id))]
+            got += [(start + i, f, hc, hr) for i, f, hc, hr in self._execute(sql, (payload, run_id))]
         got = np.array(got, dtype=np.int64).reshape(-1, 4)
         return changed_versions(cursors, got[:, 0], got[:, 1], got[:, 2], got[:, 3])
-
-    def lookup_arrow(self, table: str, key: tuple, keys: list, cursors, run_id: int) -> Lookup | None:
-        return self._composite(table, key, keys)
 
     def _composite(self, table: str, key: tuple, keys: list) -> Lookup | None:
         """A composite key of integer and text columns (flights: year, month, day, carrier,
@@ -339,7 +325,7 @@ class SQLiteTarget(SqlTarget):
         if probe:
             idx = np.sort(np.concatenate(probe))
             rows = [list(t) for t in zip(*(c.take(pa.array(idx)).to_pylist() for c in cols))]
-            old = self.lookup(table, key, rows)
+            old = self._lookup(table, key, rows)
             exists[idx], cursor[idx], run[idx] = old.exists, old.cursor, old.run
         return Lookup(exists, cursor, run)
 
@@ -356,12 +342,12 @@ class SQLiteTarget(SqlTarget):
         joined = ", ".join(f"group_concat({quote(k)}, ',')" if pa.types.is_integer(c.type)
                            else f"group_concat({quote(k)}, char(31))" for k, c in zip(key, cols))
         most = 4 * len(piece) + 64
-        (seen,) = self.execute(f"SELECT count(*) FROM (SELECT 1{where} LIMIT {most + 1})", lo + hi).fetchone()
+        (seen,) = self._execute(f"SELECT count(*) FROM (SELECT 1{where} LIMIT {most + 1})", lo + hi).fetchone()
         if seen == 0:
             return False
         if seen > most:  # stop counting there: a sparse range costs at most 4 rows a key
             return None
-        count, *texts = self.execute(
+        count, *texts = self._execute(
             f"SELECT count(*), {joined}, group_concat({quote(CURSOR_COL)}), group_concat({quote(RUN_COL)})"
             + where, lo + hi).fetchone()
         arrays = []
@@ -390,17 +376,17 @@ class SQLiteTarget(SqlTarget):
         sig = (table, key, tuple(integer))
         if sig not in cache:
             ok = False
-            for _, name, _, origin, _ in self.execute(f"PRAGMA index_list({quote(table)})").fetchall():
+            for _, name, _, origin, _ in self._execute(f"PRAGMA index_list({quote(table)})").fetchall():
                 if origin != "pk":
                     continue
-                info = [r for r in self.execute(f"PRAGMA index_xinfo({quote(name)})").fetchall() if r[5]]
-                declared = {r[1]: (r[2] or "").upper() for r in self.execute(f"PRAGMA table_info({quote(table)})")}
+                info = [r for r in self._execute(f"PRAGMA index_xinfo({quote(name)})").fetchall() if r[5]]
+                declared = {r[1]: (r[2] or "").upper() for r in self._execute(f"PRAGMA table_info({quote(table)})")}
                 ok = ([r[2] for r in info] == list(key) and all(r[4] == "BINARY" and not r[3] for r in info)
                       and all(declared.get(k) == ("INTEGER" if i else "TEXT") for k, i in zip(key, integer)))
             cache[sig] = ok
         return cache[sig]
 
-    def _lookup_range(self, table: str, key: str, keys: list, run_id: int | None = None) -> Lookup | None:
+    def _lookup_range(self, table: str, key: str, keys: list) -> Lookup | None:
         """Dense integer keys: one range scan of the primary key instead of one probe per key
         (sparse keys take the JSON path)."""
         try:
@@ -409,7 +395,7 @@ class SQLiteTarget(SqlTarget):
             return None
         if not dense(arr):
             return None
-        return match_held(arr, self._held_range(table, key, int(arr.min()), int(arr.max()), run_id))
+        return match_held(arr, self._held_range(table, key, int(arr.min()), int(arr.max())))
 
     def _held_range(self, table: str, key: str, lo: int, hi: int, run_id: int | None = None) -> np.ndarray:
         """``(key, cursor, run)`` of every integer key ``lo <= key <= hi``, as an ``(n, 3)`` array.
@@ -425,79 +411,78 @@ class SQLiteTarget(SqlTarget):
         k, c, r = quote(key), quote(CURSOR_COL), quote(RUN_COL)
         where = f" FROM {quote(table)} WHERE {k} BETWEEN ? AND ?"
         if run_id is not None:
-            n, keys, cursors, newest = self.execute(
+            n, keys, cursors, newest = self._execute(
                 f"SELECT count(*), group_concat({k}), group_concat({c}), max({r})" + where, (lo, hi)).fetchone()
             if newest is None or newest < run_id:
                 held = parse_joined(n, [keys, cursors])
                 if held is not None:
                     return np.concatenate([held, np.zeros((len(held), 1), np.int64)], axis=1)
-        n, *texts = self.execute(
+        n, *texts = self._execute(
             f"SELECT count(*), group_concat({k}), group_concat({c}), group_concat({r})" + where, (lo, hi)).fetchone()
         held = parse_joined(n, texts)
         if held is None:
             where += f" AND typeof({k}) = 'integer'"
-            rows = self.execute(f"SELECT {k}, {c}, {r}" + where, (lo, hi)).fetchall()
+            rows = self._execute(f"SELECT {k}, {c}, {r}" + where, (lo, hi)).fetchall()
             held = np.array(rows, dtype=np.int64).reshape(-1, 3)
         return held
 
-    def upsert(self, table: str, columns: list, rows: list, key: tuple) -> None:
+    def _upsert_rows(self, table: str, columns: list, rows: list, key: tuple, refresh: bool) -> int | None:
         if not rows:
-            return
-        cur = self.executemany(upsert_sql(table, columns, key, refresh=self.refresh), rows, f"writing {table!r}")
-        self.last_written = cur.rowcount
+            return None
+        return self._executemany(upsert_sql(table, columns, key, refresh=refresh), rows, f"writing {table!r}").rowcount
 
-    def upsert_arrow(self, table: str, data: pa.Table, key: tuple, fresh: bool = False) -> None:
+    def _upsert(self, table: str, data: pa.Table, key: tuple, *, fresh: bool = False,
+                refresh: bool = False) -> int | None:
         """Rows go to ``executemany`` straight from the columns (an iterator, no row list), and
         the run id, one value per batch, is written into the statement instead of bound per row."""
         if data.num_rows == 0:
-            return
+            return None
         columns = [c for c in data.column_names if c not in HIDDEN]
         for i, c in enumerate(data.column_names):  # exact decimals are kept as their digits
             if pa.types.is_decimal(data.schema.field(i).type):
                 data = data.set_column(i, c, data.column(i).cast(pa.string()))
         runs = pc.unique(data.column(RUN_COL))
         if len(runs) != 1:
-            return super().upsert_arrow(table, data, key)
+            return self._upsert_python(table, data, key, refresh)
         values = [data.column(c).to_pylist() for c in columns + [CURSOR_COL]]
-        sql = upsert_sql(table, columns, key, run=int(runs[0].as_py()), refresh=self.refresh)
-        cur = self.executemany(sql, zip(*values), f"writing {table!r}")
-        self.last_written = cur.rowcount
+        sql = upsert_sql(table, columns, key, run=int(runs[0].as_py()), refresh=refresh)
+        return self._executemany(sql, zip(*values), f"writing {table!r}").rowcount
 
-    def delete_keys(self, table: str, key: tuple, keys: list) -> int:
+    def _delete_keys(self, table: str, key: tuple, keys: list) -> int:
         if not keys:
             return 0
         where = " AND ".join(f"{quote(k)} = ?" for k in key)
         params = [(k,) if len(key) == 1 else tuple(k) for k in keys]
-        cur = self.executemany(f"DELETE FROM {quote(table)} WHERE {where}", params, f"deleting from {table!r}")
+        cur = self._executemany(f"DELETE FROM {quote(table)} WHERE {where}", params, f"deleting from {table!r}")
         return cur.rowcount
 
-    def count_rows(self, table: str) -> int:
-        if self.table_columns(table) is None:
+    def _count_rows(self, table: str) -> int:
+        if self._columns(table) is None:
             return 0
-        return int(self.execute(f"SELECT count(*) FROM {quote(table)}").fetchone()[0])
+        return int(self._execute(f"SELECT count(*) FROM {quote(table)}").fetchone()[0])
 
-    def has_rows(self, table: str) -> bool:
-        if self.table_columns(table) is None:
+    def _has_rows(self, table: str) -> bool:
+        if self._columns(table) is None:
             return False
-        return self.execute(f"SELECT 1 FROM {quote(table)} LIMIT 1").fetchone() is not None
+        return self._execute(f"SELECT 1 FROM {quote(table)} LIMIT 1").fetchone() is not None
 
-    def prune_begin(self, key: tuple) -> None:
+    def _prune_begin(self, key: tuple) -> None:
         cols = ", ".join(quote(k) for k in key)
-        self.execute("DROP TABLE IF EXISTS temp._hiwater_seen")
-        self.execute(f"CREATE TEMP TABLE _hiwater_seen ({cols}, PRIMARY KEY ({cols})) WITHOUT ROWID")
+        self._execute("DROP TABLE IF EXISTS temp._hiwater_seen")
+        self._execute(f"CREATE TEMP TABLE _hiwater_seen ({cols}, PRIMARY KEY ({cols})) WITHOUT ROWID")
 
-    def prune_seen(self, key: tuple, keys: list) -> None:
+    def _prune_seen(self, key: tuple, keys: list) -> None:
         cols = ", ".join(quote(k) for k in key)
         params = [(k,) if len(key) == 1 else tuple(k) for k in keys]
-        self.executemany(
+        self._executemany(
             f"INSERT OR IGNORE INTO temp._hiwater_seen ({cols}) VALUES ({', '.join('?' for _ in key)})",
             params, "collecting keys for --prune")
 
-    def prune_finish(self, table: str, key: tuple) -> int:
+    def _prune_finish(self, table: str, key: tuple) -> int:
         cols = ", ".join(quote(k) for k in key)
-        cur = self.execute(f"DELETE FROM {quote(table)} WHERE ({cols}) NOT IN"
-                           f" (SELECT {cols} FROM temp._hiwater_seen)")
-        self.execute("DROP TABLE IF EXISTS temp._hiwater_seen")
+        cur = self._execute(f"DELETE FROM {quote(table)} WHERE ({cols}) NOT IN"
+                            f" (SELECT {cols} FROM temp._hiwater_seen)")
+        self._execute("DROP TABLE IF EXISTS temp._hiwater_seen")
         return cur.rowcount
 
 

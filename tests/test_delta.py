@@ -137,6 +137,29 @@ def test_a_first_log_append_that_loses_the_creation_race_appends_again(tmp_path,
     assert hiwater.state_show(target=url)[0]["watermark"] == "2025-01-15T10:05:00"
 
 
+
+def test_a_run_that_read_the_log_just_before_another_committed_starts_from_that_commit(tmp_path, monkeypatch):
+    """The log is read first, the data table opened (pinned) next: a run that commits in between
+    (its log rows appended after the read, its data before the pin) must not be missed, or the
+    next watermark is computed from the one before it and ends behind the data."""
+    from hiwater.targets.deltalog import DeltaLedger
+    url = f"delta://{tmp_path / 'lake'}"
+    load(write(tmp_path / "a.jsonl", range(20), 1), url)
+    real, raced = DeltaLedger.rows, []
+
+    def rows_then_race(self, stream=None):
+        got = real(self, stream)
+        if stream == "events" and not raced:
+            raced.append(True)
+            load(write(tmp_path / "b.jsonl", range(20), 5), url)  # commits between the read and the pin
+        return got
+    monkeypatch.setattr(DeltaLedger, "rows", rows_then_race)
+    s = load(write(tmp_path / "c.jsonl", range(20), 3), url)
+    monkeypatch.undo()
+    assert raced and s["unchanged"] == 20
+    assert {v[0] for v in rows(tmp_path / "lake").values()} == {"2025-01-15T10:05:00"}
+    assert hiwater.state_show(target=url)[0]["watermark"] == "2025-01-15T10:05:00"
+
 def _racer(url, folder, proc, runs):
     code = f"""
 import json, os, sys

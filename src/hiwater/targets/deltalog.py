@@ -75,8 +75,27 @@ class DeltaLedger(Ledger):
 
     def head(self, stream: str) -> int | None:
         """The stream's last committed transaction id (the ``prev`` of its next one)."""
-        rows = self.rows(stream)
+        rows = self._fresh(stream, self.rows(stream))
         return self._head(stream, rows) if rows else None
+
+    def _fresh(self, stream: str, rows: list[dict]) -> list[dict]:
+        """``rows`` (the stream's log rows), read again when the data table's committed
+        transaction is not among them: another run appended its rows after they were read and
+        committed its data before the table was opened. Its rows were appended before its data
+        commit, so a second read holds them (without it the chain would end one run early, and
+        a run would start from the watermark before that one)."""
+        if not rows:
+            return rows
+        v = self._data_txn(stream, rows)
+        if v is not None and v not in {r["txn"] for r in rows}:
+            return self.rows(stream)
+        return rows
+
+    def _data_txn(self, stream: str, rows: list[dict]) -> int | None:
+        """The transaction id the stream's data table holds (its last data commit), if any."""
+        table = max(rows, key=lambda r: r["seq"])["table_name"]
+        dt = self._open(table) if table else None
+        return None if dt is None else dt.transaction_version(app_id(stream))
 
     def last_table(self, stream: str) -> str | None:
         """The data table the stream's latest log row names."""
@@ -97,6 +116,7 @@ class DeltaLedger(Ledger):
             by_stream.setdefault(r["stream"], []).append(r)
         out = {}
         for s, rs in by_stream.items():
+            rs = self._fresh(s, rs)
             head = self._head(s, rs)
             by_txn: dict = {}
             for r in sorted(rs, key=lambda r: r["seq"]):
@@ -110,14 +130,9 @@ class DeltaLedger(Ledger):
         return out
 
     def _head(self, stream: str, rows: list[dict]) -> int | None:
-        txns = {r["txn"] for r in rows}
-        table = max(rows, key=lambda r: r["seq"])["table_name"]
-        if table:
-            dt = self._open(table)
-            if dt is not None:
-                v = dt.transaction_version(app_id(stream))
-                if v is not None and v in txns:
-                    return v
+        v = self._data_txn(stream, rows)
+        if v is not None and v in {r["txn"] for r in rows}:
+            return v
         selfs = [r for r in rows if r["anchor"] == "self"]
         return max(selfs, key=lambda r: r["seq"])["txn"] if selfs else None
 

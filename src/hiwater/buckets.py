@@ -24,6 +24,7 @@ from .executor import PipelineResult, execute
 from .keyhash import bucket_name, check_count, least_state, parse_name
 from .options import parse_executor
 from .spec import Plan, StreamSpec, connected
+from .stream import attempt, replay
 from .summary import Counts, Summary
 
 
@@ -113,3 +114,12 @@ def load_bucketed(spec: StreamSpec) -> Summary:
                               if all(s is not None and s.watermark is not None for s in olds) else None)
     out.warnings = list(spec.notices) + out.warnings
     return out
+
+
+def replay_buckets(stream: str, buckets: list, *, db=None, target=None, **options) -> Summary:
+    """``quarantine replay`` of a bucketed stream: each bucket's records in that bucket's own
+    transaction (its keys, its partition), one summary of them all."""
+    started = time.monotonic()
+    results = [attempt(b, replay, b, db=db, target=target, **options) for b in buckets]
+    table = next((r.summary.table for r in results if r.summary is not None), None)
+    return combine(results, stream, table, None, time.monotonic() - started)

@@ -60,6 +60,13 @@ def buckets_of(names, stream: str) -> dict[int, list[str]]:
     return out
 
 
+def members(names, stream: str) -> list[str]:
+    """Every bucket stream of ``stream`` whose count appears among ``names``, in (N, b) order,
+    including a bucket of that count that is not among them (one whose first run failed):
+    the stream is all of its buckets, committed or not."""
+    return [bucket_name(stream, b, n) for n in sorted(buckets_of(names, stream)) for b in range(n)]
+
+
 # --- the hash ------------------------------------------------------------------------------------
 
 def canonical(v) -> str:

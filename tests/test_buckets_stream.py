@@ -1,0 +1,59 @@
+"""A bucketed stream is ONE stream to every command (issue 20, SPEC §11): drop, state, history,
+quarantine, status, check, the quality gate and the summary see the stream, its buckets as
+detail. On SQLite files; the other targets are in tests/db/test_buckets_targets.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hiwater
+
+from conftest import NOW, write_jsonl
+from test_buckets import records, table_rows
+
+
+def load(hw, src, db, *args):
+    return hw("load", "-i", src, "--db", db, "--table", "t", "--key", "id", "--cursor", "modified_at",
+              "--now", NOW, *args)
+
+
+def test_one_bucket_cannot_drop_the_shared_table_and_the_stream_name_drops_every_bucket(tmp_path, hw):
+    src = write_jsonl(tmp_path / "t.jsonl", records(200))
+    db, one = tmp_path / "b.db", tmp_path / "one.db"
+    assert load(hw, src, one).code == 0
+    assert load(hw, src, db, "--buckets", "4").code == 0
+    r = hw("stream", "drop", "t#1/4", "--table", "--db", db)
+    assert r.code == 2 and "hiwater stream drop t --table" in r.err, r.err
+    assert table_rows(db) == table_rows(one)  # nothing dropped
+    r = hw("stream", "drop", "t", "--table", "--db", db, "--json")
+    assert r.code == 0 and r.json[0]["table_dropped"] is True and len(r.json[0]["buckets"]) == 4
+    assert hiwater.state_show(db=str(db)) == [] and hiwater.history(db=str(db), stream="t") == []
+    assert hiwater.quarantine_list(db=str(db), stream="t#0/4") == []
+    assert load(hw, src, db, "--buckets", "4").code == 0
+    assert table_rows(db) == table_rows(one)  # every row back: no bucket kept a watermark
+
+
+def test_state_history_and_quarantine_given_the_streams_name_act_on_all_its_buckets(tmp_path, hw):
+    src = write_jsonl(tmp_path / "t.jsonl", records(200))
+    db = tmp_path / "b.db"
+    assert load(hw, src, db, "--buckets", "4").code == 0
+    shown = hiwater.state_show(db=str(db), stream="t")
+    assert [s["stream"] for s in shown] == [f"t#{b}/4" for b in range(4)]
+    runs = hiwater.history(db=str(db), stream="t")
+    assert sorted(r["stream"] for r in runs) == [f"t#{b}/4" for b in range(4)]
+    q = hiwater.quarantine_list(db=str(db), stream="t")
+    assert len(q) == 2 and {r["record_no"] for r in q} == {97, 194}  # records 97 and 194 are invalid
+    assert len(hiwater.history(db=str(db), stream="t", limit=2)) == 2
+    # rewind by one bucket's run id puts every bucket back to (at most) that run's start
+    r = hiwater.state_rewind(db=str(db), stream="t", to_run=runs[0]["run_id"])
+    assert r["watermark"] is None and all(b["watermark"] is None for b in r["buckets"])
+    assert load(hw, src, db, "--buckets", "4").code == 0
+    r = hw("state", "set", "--stream", "t", "2025-01-02T00:00:00", "--db", db, "--json")
+    assert r.code == 0 and {b["watermark"] for b in r.json[0]["buckets"]} == {"2025-01-02T00:00:00"}
+    r = hiwater.state_reset(db=str(db), stream="t")
+    assert r["watermark"] is None and len(r["buckets"]) == 4
+    # a bucket's own name still works for detail
+    assert [s["stream"] for s in hiwater.state_show(db=str(db), stream="t#2/4")] == ["t#2/4"]
+    # replay by the stream's name: each bucket replays its own records (they fail again: invalid)
+    s = hiwater.quarantine_replay(db=str(db), stream="t", now=NOW)
+    assert s.counts.rejected == 2 and len(hiwater.quarantine_list(db=str(db), stream="t")) == 2

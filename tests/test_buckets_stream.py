@@ -57,3 +57,36 @@ def test_state_history_and_quarantine_given_the_streams_name_act_on_all_its_buck
     # replay by the stream's name: each bucket replays its own records (they fail again: invalid)
     s = hiwater.quarantine_replay(db=str(db), stream="t", now=NOW)
     assert s.counts.rejected == 2 and len(hiwater.quarantine_list(db=str(db), stream="t")) == 2
+
+
+def test_a_bucket_that_never_committed_keeps_the_stream_behind(tmp_path, hw, monkeypatch):
+    src = write_jsonl(tmp_path / "t.jsonl", records(200))
+    db = tmp_path / "b.db"
+    monkeypatch.setenv("HIWATER_BUCKET_FAULT", "3:1")  # bucket 3's worker dies in its first run
+    assert load(hw, src, db, "--buckets", "4").code == 1
+    monkeypatch.delenv("HIWATER_BUCKET_FAULT")
+    rows = {r["stream"]: r for r in hiwater.status(db=str(db))}
+    assert "t#3/4" in rows and rows["t#3/4"]["last_outcome"] != "ok"
+    assert rows["t"]["last_outcome"] != "ok" and rows["t"]["watermark"] is None
+    assert [b["stream"] for b in rows["t"]["buckets"]] == [f"t#{b}/4" for b in range(4)]
+    r = hw("check", "--db", db, "--error-after", "1000d", "--now", NOW, "--json")
+    assert r.code != 0 and [c["verdict"] for c in r.json if c["stream"] == "t"] == ["error"], r.out
+    assert load(hw, src, db, "--buckets", "4").code == 0
+    assert hiwater.status(db=str(db), streams="t")[-1]["last_outcome"] == "ok"
+
+
+def test_empty_buckets_are_not_an_empty_source(tmp_path, hw):
+    # ids 1 and 3 fall in buckets 1 and 2 of 4: buckets 0 and 3 have no record at all
+    src = write_jsonl(tmp_path / "t.jsonl", [{"id": 1, "modified_at": "2025-01-10T00:00:00"},
+                                             {"id": 3, "modified_at": "2025-01-12T00:00:00"}])
+    db = tmp_path / "b.db"
+    r = load(hw, src, db, "--buckets", "4")
+    assert r.code == 0 and r.json["new_watermark"] == "2025-01-10T00:00:00", r.out
+    assert "empty" not in r.err and not r.json.get("warnings")
+    row = hiwater.status(db=str(db), streams="t")[-1]
+    assert row["stream"] == "t" and row["watermark"] == "2025-01-10T00:00:00" and row["last_outcome"] == "ok"
+    r = hw("check", "--db", db, "--by", "data", "--warn-after", "1000d", "--now", NOW, "--json")
+    assert r.code == 0 and r.json[0]["verdict"] == "ok", r.out
+    r = load(hw, write_jsonl(tmp_path / "none.jsonl", []), db, "--buckets", "4")
+    assert r.code == 0 and "is empty" in r.err  # the whole source empty: that is said, once
+    assert r.err.count("is empty") == 1

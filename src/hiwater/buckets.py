@@ -16,12 +16,15 @@ pushed down). docs/scale-out.md has the design, and docs/benchmarks-buckets.md t
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 
+from . import events
 from .errors import UsageError
+from .executor import SHARE as _SHARE
 from .executor import PipelineResult, execute
-from .keyhash import bucket_name, check_count, least_state, parse_name
+from .keyhash import bucket_name, check_count, parse_name, stream_watermark
 from .options import parse_executor
 from .spec import Plan, StreamSpec, connected
 from .stream import attempt, replay
@@ -46,36 +49,46 @@ def plan(tgt, stream: str, table: str, n: int, executor, db, target) -> Plan:
 
 
 def combine(results: list, stream: str, table: str, total: int | None, duration_s: float):
-    """One :class:`~hiwater.summary.Summary` for the bucketed run (its watermarks: the minimum
-    over the buckets), or a :class:`~hiwater.errors.PipelineError` naming the failed buckets."""
+    """One :class:`~hiwater.summary.Summary` for the bucketed run (its watermarks: the least of
+    the buckets that hold one), or a :class:`~hiwater.errors.PipelineError` naming the failed buckets."""
     ok = [r for r in results if r.ok]
     if len(ok) < len(results):
         PipelineResult(results, duration_s).raise_for_failures()
     counts = Counts()
-    warnings, new_columns = [], []
+    new_columns = []
     for r in ok:
         counts.add(r.summary.counts)
-        warnings += [f"{r.stream}: {w}" for w in r.summary.warnings]
         new_columns += [c for c in r.summary.new_columns if c not in new_columns]
     s0 = ok[0].summary
     prev = [r.summary.previous_watermark for r in ok]
     new = [r.summary.new_watermark for r in ok]
     out = Summary(counts, _least(prev), _least(new), total if total is not None else max(
         r.summary.total_in_target for r in ok), stream, table, s0.mode, None, dry_run=s0.dry_run,
-        stale_source=all(r.summary.stale_source for r in ok), warnings=warnings, new_columns=new_columns,
-        duration_s=round(duration_s, 3))
+        stale_source=all(r.summary.stale_source for r in ok), warnings=_warnings(ok, counts),
+        new_columns=new_columns, duration_s=round(duration_s, 3))
     out.buckets = [{"stream": r.stream, **r.summary.headline(), "run_id": r.summary.run_id,
                     "duration_s": r.summary.duration_s} for r in ok]
     return out
 
 
+def _warnings(ok: list, counts: Counts) -> list:
+    """The stream's warnings: each bucket's (named), but a warning about a bucket's own share
+    only when the sums say it of the whole stream (once, unnamed)."""
+    share = [(r, w) for r in ok for w in r.summary.warnings if w.startswith(_SHARE)]
+    out = [f"{r.stream}: {w}" for r in ok for w in r.summary.warnings if not w.startswith(_SHARE)]
+    whole = counts.source_records == 0 or counts.loaded == 0 or counts.rejected == counts.source_records
+    if whole and share:
+        out.insert(0, share[0][1])
+    return out
+
+
 def _least(values):
-    """The stream's watermark: the least of its buckets' (``None`` if one has none). Values of one
-    stream have one kind and print in one form, so their text order is their order for ISO text
-    of one offset and for dates; integers compare as integers."""
-    if any(v is None for v in values):
-        return None
-    return min(values)
+    """The stream's watermark: the least of the buckets' that hold one (a bucket with no record
+    yet holds nothing to be behind on; ``None`` when none does). Values of one stream have one
+    kind and print in one form, so their text order is their order for ISO text of one offset
+    and for dates; integers compare as integers."""
+    held = [v for v in values if v is not None]
+    return min(held) if held else None
 
 
 def load_bucketed(spec: StreamSpec) -> Summary:
@@ -107,11 +120,11 @@ def load_bucketed(spec: StreamSpec) -> Summary:
             total = info.rows if info is not None else None
     out = combine(results, stream, table, total, time.monotonic() - started)
     if not opts.dry_run and len(states) == n:
-        out.new_watermark = least_state(list(states.values())).watermark_text() \
-            if all(s.watermark is not None for s in states.values()) else None
+        out.new_watermark = stream_watermark(list(states.values()))
     olds = [before.get(name) for name in p.names]
-    out.previous_watermark = (least_state(olds).watermark_text()
-                              if all(s is not None and s.watermark is not None for s in olds) else None)
+    out.previous_watermark = stream_watermark(olds) if all(s is not None for s in olds) else None
+    if out.warnings and out.warnings[0].startswith(_SHARE):  # the workers kept it to themselves
+        events.emit("warning", out.warnings[0], level=logging.WARNING, stream=stream)
     out.warnings = list(spec.notices) + out.warnings
     return out
 

@@ -196,6 +196,15 @@ def check_new_stream(names, stream: str) -> None:
 
 
 def least_state(states):
-    """The bucket state with the least watermark: a bucketed stream's watermark is its least
-    bucket's (they share one kind, so integers compare)."""
-    return min(states, key=lambda s: s.watermark)
+    """The state with the least watermark among the buckets that hold one (``None`` when none
+    does): a bucketed stream's watermark is its least bucket's (they share one kind, so integers
+    compare). A bucket that committed without a record yet (an empty share) holds nothing to be
+    behind on; a bucket that never committed is the caller's to judge (it keeps the stream behind)."""
+    held = [s for s in states if s.watermark is not None]
+    return min(held, key=lambda s: s.watermark) if held else None
+
+
+def stream_watermark(states) -> str | None:
+    """The text of :func:`least_state`'s watermark (``None``: no bucket holds one)."""
+    least = least_state(states)
+    return least.watermark_text() if least is not None else None

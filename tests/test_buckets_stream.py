@@ -90,3 +90,33 @@ def test_empty_buckets_are_not_an_empty_source(tmp_path, hw):
     r = load(hw, write_jsonl(tmp_path / "none.jsonl", []), db, "--buckets", "4")
     assert r.code == 0 and "is empty" in r.err  # the whole source empty: that is said, once
     assert r.err.count("is empty") == 1
+
+
+def gate_source(tmp_path) -> Path:
+    """108 records, 8 of them invalid, spread over the buckets."""
+    recs = [{"id": i, "modified_at": f"2025-01-{1 + i % 28:02d}T00:00:00"} for i in range(1, 101)]
+    recs += [{"id": 1000 + i, "modified_at": "not a time"} for i in range(8)]
+    return write_jsonl(tmp_path / "g.jsonl", recs)
+
+
+def test_max_rejected_judges_the_whole_stream_and_commits_nothing_past_it(tmp_path, hw):
+    src, db, one = gate_source(tmp_path), tmp_path / "b.db", tmp_path / "one.db"
+    r = load(hw, src, one, "--max-rejected", "5")
+    assert r.code == 1 and "8 of 108" in r.err
+    r = load(hw, src, db, "--max-rejected", "5", "--buckets", "4")
+    assert r.code == 1 and "8 of 108" in r.err and "--max-rejected 5" in r.err, r.err
+    assert hiwater.state_show(db=str(db)) == [] and hiwater.quarantine_list(db=str(db)) == []
+    r = load(hw, src, db, "--max-rejected", "8", "--buckets", "4")
+    assert r.code == 0 and r.json["loaded"] == 100 and r.json["source_records"] == 108
+    assert len(hiwater.quarantine_list(db=str(db), stream="t")) == 8
+
+
+def test_strict_fails_the_whole_stream_when_any_bucket_meets_an_invalid_record(tmp_path, hw):
+    recs = [{"id": i, "modified_at": f"2025-01-{1 + i % 28:02d}T00:00:00"} for i in range(1, 101)]
+    recs[2]["modified_at"] = "not a time"  # id 3: bucket 2 of 4; the other buckets are clean
+    src, db = write_jsonl(tmp_path / "s.jsonl", recs), tmp_path / "b.db"
+    r = load(hw, src, db, "--strict", "--buckets", "4")
+    assert r.code == 1 and "--strict: nothing was committed" in r.err, r.err
+    assert hiwater.state_show(db=str(db)) == []
+    assert load(hw, src, db, "--strict", "--buckets", "4").code == 1  # still nothing, every time
+    assert hiwater.state_show(db=str(db)) == []

@@ -16,16 +16,18 @@ pushed down). docs/scale-out.md has the design, and docs/benchmarks-buckets.md t
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
 
 from . import events
-from .errors import UsageError
+from .errors import StrictError, UsageError
 from .executor import SHARE as _SHARE
 from .executor import PipelineResult, execute
 from .keyhash import bucket_name, check_count, parse_name, stream_watermark
-from .options import parse_executor
+from .options import RejectLimit, parse_executor
+from .report import quality_gate
 from .spec import Plan, StreamSpec, connected
 from .stream import attempt, replay
 from .summary import Counts, Summary
@@ -110,7 +112,10 @@ def load_bucketed(spec: StreamSpec) -> Summary:
     with connected(db, target) as tgt:
         p = plan(tgt, stream, table, n, opts.executor, db, target)
         before = {s.stream: s for s in tgt.ledger.states()}
-    results = execute(p, [spec.for_bucket(b, n) for b in range(n)])
+    specs = [spec.for_bucket(b, n) for b in range(n)]
+    if (opts.max_rejected is not None or opts.strict) and not opts.dry_run:
+        specs = gated(p, specs, opts.max_rejected)
+    results = execute(p, specs)
     total = None
     states: dict = {}
     if all(r.ok for r in results):
@@ -127,6 +132,34 @@ def load_bucketed(spec: StreamSpec) -> Summary:
         events.emit("warning", out.warnings[0], level=logging.WARNING, stream=stream)
     out.warnings = list(spec.notices) + out.warnings
     return out
+
+
+def gated(p: Plan, specs: list, limit) -> list:
+    """The quality gate of a bucketed run, judged on the whole stream (``--max-rejected``,
+    ``--strict``): a scan phase first. Every bucket makes a dry run of its share (its reading
+    and deciding, nothing committed) and hands back its counts; the coordinator sums them and
+    fails the stream, with nothing committed anywhere, where one run would have failed. Then
+    the buckets apply, each allowed no more rejections than its scan found, so a source that
+    changed in between cannot carry the stream past the limit (a bucket that finds more fails
+    alone, committing nothing). The price: the stream is read twice when a gate is set
+    (docs/scale-out.md, "The quality gate")."""
+    scan = [dataclasses.replace(s, options=dataclasses.replace(s.options, dry_run=True, max_rejected=None))
+            for s in specs]
+    results = execute(dataclasses.replace(p, first_alone=False), scan)
+    strict = next((r.error for r in results if isinstance(r.error, StrictError)), None)
+    if strict is not None:
+        raise strict
+    if not all(r.ok for r in results):
+        PipelineResult(results).raise_for_failures()
+    counts = Counts()
+    for r in results:
+        counts.add(r.summary.counts)
+    quality_gate(limit, counts.rejected, counts.source_records, None)
+    if limit is None:
+        return specs
+    return [dataclasses.replace(s, options=dataclasses.replace(s.options, max_rejected=RejectLimit(
+        f"{limit.text} (its share: {r.summary.counts.rejected}, as its scan found)",
+        count=r.summary.counts.rejected))) for s, r in zip(specs, results)]
 
 
 def replay_buckets(stream: str, buckets: list, *, db=None, target=None, **options) -> Summary:

@@ -40,10 +40,19 @@ def _file_target(db, target) -> bool:
     return url.split(":", 1)[0].lower() in ("sqlite", "duckdb", "")
 
 
-def plan(tgt, stream: str, table: str, n: int, executor, db, target) -> Plan:
+def plan(tgt, stream: str, table: str, n: int, key, executor, db, target) -> Plan:
     """Check the stream's bucket count against the target's state and say how to run."""
-    names = [s.stream for s in tgt.ledger.states()]
+    states = tgt.ledger.states()
+    names = [s.stream for s in states]
     check_count(names, stream, n)
+    mine = [bucket_name(stream, b, n) for b in range(n)]
+    place = getattr(tgt, "place_buckets", None)  # a target partitioned by bucket (Delta)
+    if place is not None and not all(name in names for name in mine):
+        # A bucket starts afresh (the count changed, or the stream was dropped): the table's rows
+        # go to their buckets' partitions first, where this count's buckets will look for them.
+        key = key or next((s.key for s in states if s.stream in mine), None)
+        if key:
+            place(table, tuple(key), n)
     kind, where = parse_executor(executor)
     return Plan(stream, n, kind, where, serial=_file_target(db, target),
                 first_alone=tgt.table(table) is None,
@@ -110,7 +119,7 @@ def load_bucketed(spec: StreamSpec) -> Summary:
         raise UsageError(f"--stream {stream!r}: a name ending in #B/N is a bucket's; give the stream's own name")
     started = time.monotonic()
     with connected(db, target) as tgt:
-        p = plan(tgt, stream, table, n, opts.executor, db, target)
+        p = plan(tgt, stream, table, n, opts.key, opts.executor, db, target)
         before = {s.stream: s for s in tgt.ledger.states()}
     specs = [spec.for_bucket(b, n) for b in range(n)]
     if (opts.max_rejected is not None or opts.strict) and not opts.dry_run:

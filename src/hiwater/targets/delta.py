@@ -39,13 +39,13 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..errors import LockTimeout, TargetError
-from ..keyhash import parse_name
+from ..errors import LockTimeout, TargetError, UsageError
+from ..keyhash import bucket_ids, parse_name
 from .base import (CURSOR_COL, HIDDEN, RUN_COL, Capabilities, Dropped, FilesGone, FilesRead, History,
                    Quarantined, Released, State, TableInfo, Target, Transaction)
 from .deltalegacy import DeltaLegacy
 from .deltalog import LOG, DeltaLedger, append_rows, log_rows
-from .deltatypes import (BUCKET_COL, OP, UPDATE_WHEN, HeldKeys, add_fields, anti, app_id, arrow_type, castable,
+from .deltatypes import (BUCKET_COL, OP, UPDATE_WHEN, HeldKeys, add_fields, anti, app_id, arrow_type, castable, col,
                          check_column, conform, deltalake, differing, first_rows, is_conflict, last_per_key, logical,
                          merge_source, no_hits, one_line, parse_url, remove_folder, row_count, sql_text,
                          storage_error, storage_options, txn_id, updates)
@@ -189,6 +189,30 @@ class DeltaTarget(Target, DeltaLegacy):
         dt = self._table(LOG)
         if dt is not None:
             self._run(lambda: dt.delete(f"stream = '{sql_text(stream)}'"), "forgetting the stream")
+
+    def place_buckets(self, table: str, key: tuple, n: int) -> int:
+        """Move every row of a bucketed stream's table to the partition of its key's bucket of
+        ``n``, in one commit; the rows moved. A bucket merges only inside its own partition, so
+        after the count changed a row left in its old bucket's partition would be inserted a
+        second time (docs/scale-out.md, changing the number of buckets). Idempotent: a table
+        already placed for ``n`` reads its key columns and commits nothing."""
+        dt = self._table(table)
+        if dt is None or BUCKET_COL not in pa.schema(dt.schema().to_arrow()).names:
+            return 0  # not partitioned (a plain stream's table): every merge matches by key across it
+        held = dt.to_pyarrow_dataset().to_table(columns=list(key) + [BUCKET_COL])
+        want = pa.array(bucket_ids(held, key, n), pa.int64())
+        wrong = pc.invert(pc.equal(pc.fill_null(held.column(BUCKET_COL), -1), want))
+        if not pc.any(wrong).as_py():
+            return 0
+        placed_by_text(held.schema, key)
+        src = held.select(list(key)).filter(wrong).append_column("_hiwater_to", want.filter(wrong))
+        on = " AND ".join(f"{col(k, 't')} = {col(k, 's')}" for k in key)
+        self._run(lambda: dt.merge(src, on, source_alias="s", target_alias="t")
+                  .when_matched_update(updates={f"`{BUCKET_COL}`": "s._hiwater_to"}).execute(),
+                  f"moving the rows of {table!r} to their buckets of {n}")
+        self._pins.pop(table, None)
+        self._held_cache.pop(table, None)
+        return src.num_rows
 
     def _drop_table(self, table: str) -> None:
         self._pins.pop(table, None)
@@ -594,6 +618,18 @@ def bucket_of(stream: str) -> int | None:
     """The bucket a bucketed stream's name says (``orders#2/4`` → 2), else ``None``."""
     p = parse_name(stream or "")
     return p[1] if p is not None else None
+
+
+def placed_by_text(schema: pa.Schema, key: tuple) -> None:
+    """Refuse to re-place rows whose key's stored type may print otherwise than the source sent
+    it: a record's bucket is the hash of its key as sent (hiwater.keyhash), and only integers
+    and strings are stored as they print."""
+    for k in key:
+        t = schema.field(k).type
+        if not (pa.types.is_integer(t) or pa.types.is_string(t) or pa.types.is_large_string(t)):
+            raise UsageError(f"changing the bucket count of a Delta table keyed by {k!r} ({t}): its rows cannot be "
+                             f"moved to their new buckets (their stored values may hash otherwise than the source's)",
+                             hint="reload it: hiwater stream drop STREAM --table, then run with the new --buckets")
 
 
 def _partition(dt, stream: str | None):

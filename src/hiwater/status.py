@@ -8,7 +8,8 @@ from . import freshness as F
 from . import values as V
 from .durations import parse_duration
 from .errors import UsageError
-from .keyhash import buckets_of, least_state, members, parse_name
+from .keyhash import buckets_of, least_state, parse_name
+from .keyhash import members as bucket_streams
 from .options import LoadOptions
 from .spec import connected, project_groups
 
@@ -146,7 +147,7 @@ def status_rows(names: list, states: dict) -> list:
         seen.add(base)
         for n in sorted(groups):
             # every bucket of the count, a bucket that never committed (no state) included
-            names = [m for m in members(states, base) if parse_name(m)[2] == n]
+            names = [m for m in bucket_streams(states, base) if parse_name(m)[2] == n]
             out += [(m, None) for m in names]
             seen.update(names)
             out.append(((base, names), cfg))

@@ -1,10 +1,13 @@
 """Bucketed streams: one stream split by a stable hash of its key, run as parallel tasks.
 
-``--buckets N`` makes N streams of one, named ``<stream>#<b>/<N>`` (``orders#0/4`` …
-``orders#3/4``). Each is an ordinary stream: its own watermark, state, history, quarantine
-and lock, and its own atomic commit, so SPEC §3 holds per bucket. The buckets share the
-target table; their keys are disjoint, so their rows never meet, and the union of the
-buckets is what one run would have loaded.
+``--buckets N`` splits a stream into N buckets, named ``<stream>#<b>/<N>`` (``orders#0/4`` …
+``orders#3/4``). Underneath, each is an ordinary stream: its own watermark, state, history,
+quarantine and lock, and its own atomic commit, so SPEC §3 holds per bucket. The buckets share
+the target table; their keys are disjoint, so their rows never meet, and the union of the
+buckets is what one run would have loaded. Above them it is ONE stream (SPEC §11): the run is
+judged as one (the quality gate's scan phase, :func:`gated`), its summary and watermark are the
+stream's (:func:`combine`), and the admin commands given its name act on every bucket
+(:mod:`hiwater.api`, :func:`replay_buckets`).
 
 This module is the orchestration: check the stream's bucket count and plan the run (:func:`plan`),
 run one spec per bucket on the executor (:func:`hiwater.executor.execute`), and combine the
@@ -85,11 +88,11 @@ def combine(results: list, stream: str, table: str, total: int | None, duration_
 def _warnings(ok: list, counts: Counts) -> list:
     """The stream's warnings: each bucket's (named), but a warning about a bucket's own share
     only when the sums say it of the whole stream (once, unnamed)."""
-    share = [(r, w) for r in ok for w in r.summary.warnings if w.startswith(_SHARE)]
+    share = [w for r in ok for w in r.summary.warnings if w.startswith(_SHARE)]
     out = [f"{r.stream}: {w}" for r in ok for w in r.summary.warnings if not w.startswith(_SHARE)]
     whole = counts.source_records == 0 or counts.loaded == 0 or counts.rejected == counts.source_records
     if whole and share:
-        out.insert(0, share[0][1])
+        out.insert(0, share[0])
     return out
 
 
@@ -122,8 +125,9 @@ def load_bucketed(spec: StreamSpec) -> Summary:
         p = plan(tgt, stream, table, n, opts.key, opts.executor, db, target)
         before = {s.stream: s for s in tgt.ledger.states()}
     specs = [spec.for_bucket(b, n) for b in range(n)]
-    if (opts.max_rejected is not None or opts.strict) and not opts.dry_run:
-        specs = gated(p, specs, opts.max_rejected)
+    gate = opts.max_rejected is not None or opts.strict
+    if gate:  # a dry run is its own scan: judged on its sums below
+        specs = _ungated(specs) if opts.dry_run else gated(p, specs, opts.max_rejected)
     results = execute(p, specs)
     total = None
     states: dict = {}
@@ -133,6 +137,8 @@ def load_bucketed(spec: StreamSpec) -> Summary:
             info = None if opts.dry_run else tgt.table(table, count=True)
             total = info.rows if info is not None else None
     out = combine(results, stream, table, total, time.monotonic() - started)
+    if gate and opts.dry_run:
+        quality_gate(opts.max_rejected, out.counts.rejected, out.counts.source_records, None)
     if not opts.dry_run and len(states) == n:
         out.new_watermark = stream_watermark(list(states.values()))
     olds = [before.get(name) for name in p.names]
@@ -152,8 +158,7 @@ def gated(p: Plan, specs: list, limit) -> list:
     changed in between cannot carry the stream past the limit (a bucket that finds more fails
     alone, committing nothing). The price: the stream is read twice when a gate is set
     (docs/scale-out.md, "The quality gate")."""
-    scan = [dataclasses.replace(s, options=dataclasses.replace(s.options, dry_run=True, max_rejected=None))
-            for s in specs]
+    scan = [dataclasses.replace(s, options=dataclasses.replace(s.options, dry_run=True)) for s in _ungated(specs)]
     results = execute(dataclasses.replace(p, first_alone=False), scan)
     strict = next((r.error for r in results if isinstance(r.error, StrictError)), None)
     if strict is not None:
@@ -169,6 +174,11 @@ def gated(p: Plan, specs: list, limit) -> list:
     return [dataclasses.replace(s, options=dataclasses.replace(s.options, max_rejected=RejectLimit(
         f"{limit.text} (its share: {r.summary.counts.rejected}, as its scan found)",
         count=r.summary.counts.rejected))) for s, r in zip(specs, results)]
+
+
+def _ungated(specs: list) -> list:
+    """The bucket specs without a per-bucket ``--max-rejected`` (the stream's sums are judged)."""
+    return [dataclasses.replace(s, options=dataclasses.replace(s.options, max_rejected=None)) for s in specs]
 
 
 def replay_buckets(stream: str, buckets: list, *, db=None, target=None, **options) -> Summary:

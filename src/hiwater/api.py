@@ -14,8 +14,9 @@ import os
 
 from . import stream as _stream
 from . import values as V
-from .buckets import load_bucketed
+from .buckets import load_bucketed, replay_buckets
 from .errors import ConfigError, HiwaterError, UsageError
+from .keyhash import members, parse_name
 from .pipeline import run_streams
 from .project import load_project
 from .sources.files import resolve_paths
@@ -72,7 +73,8 @@ def _stream_names(tgt, stream):
     states = tgt.ledger.states()
     if stream is None:
         return states
-    found = [s for s in states if s.stream == stream]
+    found = [s for s in states if s.stream == stream] or _committed(states, members(
+        [s.stream for s in states], stream))
     if not found:
         raise UsageError(f"no stream named {stream!r} in {tgt.description}",
                          hint="`hiwater state show` lists the streams")
@@ -86,22 +88,30 @@ def state_show(*, db=None, target=None, stream=None) -> list[dict]:
 
 
 def state_set(*, stream, value, db=None, target=None) -> dict:
-    """Set a stream's watermark by hand (a repair; it may move backwards)."""
+    """Set a stream's watermark by hand (a repair; it may move backwards). A bucketed stream's
+    name sets every bucket's."""
     with connected(db, target, existing="state set") as tgt:
-        with tgt.lock(stream, 30), tgt.begin(stream) as tx:
-            s = _stream_names(tgt, stream)[0]
-            tz = V.zone(s.assume_tz)
-            if value is None or str(value).lower() in ("null", "none"):
-                s.watermark = None
-            elif s.kind is None:
-                # no run has seen a record: a guess (20 as an integer? an instant?) could misread the data
-                raise UsageError(f"stream {stream!r} has no cursor kind yet (no run has seen a record): "
-                                 f"there is nothing to read {value!r} against",
-                                 hint="load it once first, or bound that load with --since")
-            else:
-                s.watermark, s.naive = V.parse_bound(value, s.kind, tz, "state set")
-            tx.record(State(s))
-            return s.to_public()
+        buckets = _buckets(tgt, stream)
+        if buckets:
+            return _whole(stream, [_set(tgt, s.stream, value) for s in _committed(tgt.ledger.states(), buckets)])
+        return _set(tgt, stream, value)
+
+
+def _set(tgt, stream, value) -> dict:
+    with tgt.lock(stream, 30), tgt.begin(stream) as tx:
+        s = _stream_names(tgt, stream)[0]
+        tz = V.zone(s.assume_tz)
+        if value is None or str(value).lower() in ("null", "none"):
+            s.watermark = None
+        elif s.kind is None:
+            # no run has seen a record: a guess (20 as an integer? an instant?) could misread the data
+            raise UsageError(f"stream {stream!r} has no cursor kind yet (no run has seen a record): "
+                             f"there is nothing to read {value!r} against",
+                             hint="load it once first, or bound that load with --since")
+        else:
+            s.watermark, s.naive = V.parse_bound(value, s.kind, tz, "state set")
+        tx.record(State(s))
+        return s.to_public()
 
 
 def state_reset(*, stream, db=None, target=None) -> dict:
@@ -111,8 +121,17 @@ def state_reset(*, stream, db=None, target=None) -> dict:
 
 def stream_drop(*, stream, table: bool = False, db=None, target=None) -> dict:
     """Forget a stream: its state, history and quarantine rows; with ``table=True`` also drop
-    its data table. The next run starts the stream afresh (with any --key/--cursor/--assume-tz)."""
+    its data table. The next run starts the stream afresh (with any --key/--cursor/--assume-tz).
+    A bucketed stream's name drops all its buckets; one bucket cannot take the shared table along."""
     with connected(db, target, existing="stream drop") as tgt:
+        buckets = _buckets(tgt, stream)
+        if buckets:
+            return _drop_buckets(tgt, stream, buckets, table)
+        p = parse_name(stream)
+        if p is not None and table:
+            raise UsageError(f"{stream!r} is one bucket of the stream {p[0]!r}: its table holds all {p[2]} "
+                             f"buckets' rows, so it cannot be dropped with one bucket",
+                             hint=f"drop the whole stream: hiwater stream drop {p[0]} --table")
         with tgt.lock(stream, 30), tgt.begin(stream) as tx:
             s = _stream_names(tgt, stream)[0]
             tx.record(Dropped(s.table if table else None))
@@ -120,8 +139,13 @@ def stream_drop(*, stream, table: bool = False, db=None, target=None) -> dict:
 
 
 def state_rewind(*, stream, to_run: int, db=None, target=None) -> dict:
-    """Put the watermark back where it stood before run ``to_run``, so that run is replayed."""
+    """Put the watermark back where it stood before run ``to_run``, so that run is replayed.
+    A bucketed stream's name takes run ``to_run`` of any of its buckets and puts every bucket
+    back to that run's starting watermark (a bucket already behind it stays)."""
     with connected(db, target, existing="state rewind") as tgt:
+        buckets = _buckets(tgt, stream)
+        if buckets:
+            return _rewind_buckets(tgt, stream, buckets, to_run)
         with tgt.lock(stream, 30), tgt.begin(stream) as tx:
             s = _stream_names(tgt, stream)[0]
             rows = [r for r in tgt.ledger.history(stream) if r["run_id"] == to_run]
@@ -134,16 +158,27 @@ def state_rewind(*, stream, to_run: int, db=None, target=None) -> dict:
 
 
 def history(*, db=None, target=None, stream=None, limit=None) -> list[dict]:
-    """One row per run and per committed window, oldest first."""
+    """One row per run and per committed window, oldest first (a bucketed stream's name: its
+    buckets' rows)."""
     with connected(db, target, existing="history") as tgt:
+        buckets = _buckets(tgt, stream)
+        if buckets:
+            rows = sorted((r for b in buckets for r in tgt.ledger.history(b, limit)),
+                          key=lambda r: (r["run_id"], r.get("window_index") or 0))
+            return rows[-limit:] if limit else rows
         return tgt.ledger.history(stream, limit)
 
 
 # --- quarantine ------------------------------------------------------------------------------
 
 def quarantine_list(*, db=None, target=None, stream=None, reason=None, limit=None) -> list[dict]:
-    """The records runs did not apply, with the reason and the runs that saw them."""
+    """The records runs did not apply, with the reason and the runs that saw them (a bucketed
+    stream's name: its buckets' records)."""
     with connected(db, target, existing="quarantine list") as tgt:
+        buckets = _buckets(tgt, stream)
+        if buckets:
+            rows = sorted((r for b in buckets for r in tgt.ledger.quarantine(b, reason, limit)), key=lambda r: r["id"])
+            return rows[:limit] if limit else rows
         return tgt.ledger.quarantine(stream, reason, limit)
 
 
@@ -152,9 +187,67 @@ def quarantine_replay(*, stream, db=None, target=None, reason=None, on_late="loa
 
     Late records are applied (``on_late="load"``) unless the target already holds
     them or something newer; records that still fail (invalid, still in the future)
-    are quarantined again. Replayed records leave the quarantine.
+    are quarantined again. Replayed records leave the quarantine. A bucketed stream's name
+    replays each bucket's records (each bucket in its own transaction).
     """
+    with connected(db, target, existing="quarantine replay") as tgt:
+        buckets = [s.stream for s in _committed(tgt.ledger.states(), _buckets(tgt, stream))]
+    if buckets:
+        return replay_buckets(stream, buckets, db=db, target=target, reason=reason, on_late=on_late, **options)
     return _stream.replay(stream, db=db, target=target, reason=reason, on_late=on_late, **options)
+
+
+# --- a bucketed stream's own name: the admin commands act on all its buckets (docs/scale-out.md) ---
+
+def _buckets(tgt, stream) -> list[str]:
+    """The bucket streams of ``stream`` when it names a bucketed stream (not a plain stream,
+    not one bucket): every bucket of its count, a bucket that never committed included."""
+    if stream is None or parse_name(stream) is not None:
+        return []
+    names = [s.stream for s in tgt.ledger.states()]
+    return [] if stream in names else members(names, stream)
+
+
+def _committed(states, names: list) -> list:
+    """The states of the buckets ``names`` that have one (a bucket never committed has none)."""
+    by = {s.stream: s for s in states}
+    return [by[n] for n in names if n in by]
+
+
+def _whole(stream: str, rows: list) -> dict:
+    """One admin command's answer for a bucketed stream: its least watermark, each bucket's row."""
+    held = [r for r in rows if r["watermark_value"] is not None]
+    least = min(held, key=lambda r: r["watermark_value"]) if len(held) == len(rows) and held else None
+    return {"stream": stream, "watermark": least["watermark"] if least else None,
+            "kind": rows[0]["kind"] if rows else None, "buckets": rows}
+
+
+def _drop_buckets(tgt, stream: str, buckets: list, table: bool) -> dict:
+    """Forget every bucket; the shared table goes with the last one, so a drop cut short leaves
+    the table with buckets that re-read everything, never a bucket's watermark without its rows."""
+    names = [s.table for s in _committed(tgt.ledger.states(), buckets)]
+    for i, name in enumerate(buckets):
+        last = i == len(buckets) - 1
+        with tgt.lock(name, 30), tgt.begin(name) as tx:
+            tx.record(Dropped(names[0] if table and last and names else None))
+    return {"stream": stream, "table": names[0] if names else None, "table_dropped": bool(table and names),
+            "buckets": buckets}
+
+
+def _rewind_buckets(tgt, stream: str, buckets: list, to_run: int) -> dict:
+    runs = [r for b in buckets for r in tgt.ledger.history(b) if r["run_id"] == to_run]
+    if not runs:
+        raise UsageError(f"stream {stream!r} has no run {to_run} in any of its buckets",
+                         hint="`hiwater history --stream NAME` lists the runs")
+    to = runs[0]["watermark_before_value"]
+    out = []
+    for s in _committed(tgt.ledger.states(), buckets):
+        with tgt.lock(s.stream, 30), tgt.begin(s.stream) as tx:
+            if to is None or (s.watermark is not None and to < s.watermark):
+                s.watermark = to
+            tx.record(State(s))
+            out.append(s.to_public())
+    return _whole(stream, out)
 
 
 # --- projects: run, status, check, validate ----------------------------------------------------

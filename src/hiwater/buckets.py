@@ -1,10 +1,13 @@
 """Bucketed streams: one stream split by a stable hash of its key, run as parallel tasks.
 
-``--buckets N`` makes N streams of one, named ``<stream>#<b>/<N>`` (``orders#0/4`` …
-``orders#3/4``). Each is an ordinary stream: its own watermark, state, history, quarantine
-and lock, and its own atomic commit, so SPEC §3 holds per bucket. The buckets share the
-target table; their keys are disjoint, so their rows never meet, and the union of the
-buckets is what one run would have loaded.
+``--buckets N`` splits a stream into N buckets, named ``<stream>#<b>/<N>`` (``orders#0/4`` …
+``orders#3/4``). Underneath, each is an ordinary stream: its own watermark, state, history,
+quarantine and lock, and its own atomic commit, so SPEC §3 holds per bucket. The buckets share
+the target table; their keys are disjoint, so their rows never meet, and the union of the
+buckets is what one run would have loaded. Above them it is ONE stream (SPEC §11): the run is
+judged as one (the quality gate's scan phase, :func:`gated`), its summary and watermark are the
+stream's (:func:`combine`), and the admin commands given its name act on every bucket
+(:mod:`hiwater.api`, :func:`replay_buckets`).
 
 This module is the orchestration: check the stream's bucket count and plan the run (:func:`plan`),
 run one spec per bucket on the executor (:func:`hiwater.executor.execute`), and combine the
@@ -16,15 +19,23 @@ pushed down). docs/scale-out.md has the design, and docs/benchmarks-buckets.md t
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import os
 import time
 
-from .errors import UsageError
+from . import events
+from .errors import StrictError, UsageError
+from .executor import SHARE as _SHARE
 from .executor import PipelineResult, execute
-from .keyhash import bucket_name, check_count, least_state, parse_name
-from .options import parse_executor
+from .keyhash import bucket_name, check_count, parse_name, stream_watermark
+from .options import RejectLimit, parse_executor
+from .report import quality_gate
 from .spec import Plan, StreamSpec, connected
+from .stream import attempt, replay
 from .summary import Counts, Summary
+from .targets.delta import DeltaTarget
+from .targets.deltabuckets import place_buckets
 
 
 def _file_target(db, target) -> bool:
@@ -34,10 +45,18 @@ def _file_target(db, target) -> bool:
     return url.split(":", 1)[0].lower() in ("sqlite", "duckdb", "")
 
 
-def plan(tgt, stream: str, table: str, n: int, executor, db, target) -> Plan:
+def plan(tgt, stream: str, table: str, n: int, key, executor, db, target) -> Plan:
     """Check the stream's bucket count against the target's state and say how to run."""
-    names = [s.stream for s in tgt.ledger.states()]
+    states = tgt.ledger.states()
+    names = [s.stream for s in states]
     check_count(names, stream, n)
+    mine = [bucket_name(stream, b, n) for b in range(n)]
+    if isinstance(tgt, DeltaTarget) and not all(name in names for name in mine):  # partitioned by bucket
+        # A bucket starts afresh (the count changed, or the stream was dropped): the table's rows
+        # go to their buckets' partitions first, where this count's buckets will look for them.
+        key = key or next((s.key for s in states if s.stream in mine), None)
+        if key:
+            place_buckets(tgt, table, tuple(key), n)
     kind, where = parse_executor(executor)
     return Plan(stream, n, kind, where, serial=_file_target(db, target),
                 first_alone=tgt.table(table) is None,
@@ -45,36 +64,46 @@ def plan(tgt, stream: str, table: str, n: int, executor, db, target) -> Plan:
 
 
 def combine(results: list, stream: str, table: str, total: int | None, duration_s: float):
-    """One :class:`~hiwater.summary.Summary` for the bucketed run (its watermarks: the minimum
-    over the buckets), or a :class:`~hiwater.errors.PipelineError` naming the failed buckets."""
+    """One :class:`~hiwater.summary.Summary` for the bucketed run (its watermarks: the least of
+    the buckets that hold one), or a :class:`~hiwater.errors.PipelineError` naming the failed buckets."""
     ok = [r for r in results if r.ok]
     if len(ok) < len(results):
         PipelineResult(results, duration_s).raise_for_failures()
     counts = Counts()
-    warnings, new_columns = [], []
+    new_columns = []
     for r in ok:
         counts.add(r.summary.counts)
-        warnings += [f"{r.stream}: {w}" for w in r.summary.warnings]
         new_columns += [c for c in r.summary.new_columns if c not in new_columns]
     s0 = ok[0].summary
     prev = [r.summary.previous_watermark for r in ok]
     new = [r.summary.new_watermark for r in ok]
     out = Summary(counts, _least(prev), _least(new), total if total is not None else max(
         r.summary.total_in_target for r in ok), stream, table, s0.mode, None, dry_run=s0.dry_run,
-        stale_source=all(r.summary.stale_source for r in ok), warnings=warnings, new_columns=new_columns,
-        duration_s=round(duration_s, 3))
+        stale_source=all(r.summary.stale_source for r in ok), warnings=_warnings(ok, counts),
+        new_columns=new_columns, duration_s=round(duration_s, 3))
     out.buckets = [{"stream": r.stream, **r.summary.headline(), "run_id": r.summary.run_id,
                     "duration_s": r.summary.duration_s} for r in ok]
     return out
 
 
+def _warnings(ok: list, counts: Counts) -> list:
+    """The stream's warnings: each bucket's (named), but a warning about a bucket's own share
+    only when the sums say it of the whole stream (once, unnamed)."""
+    share = [w for r in ok for w in r.summary.warnings if w.startswith(_SHARE)]
+    out = [f"{r.stream}: {w}" for r in ok for w in r.summary.warnings if not w.startswith(_SHARE)]
+    whole = counts.source_records == 0 or counts.loaded == 0 or counts.rejected == counts.source_records
+    if whole and share:
+        out.insert(0, share[0])
+    return out
+
+
 def _least(values):
-    """The stream's watermark: the least of its buckets' (``None`` if one has none). Values of one
-    stream have one kind and print in one form, so their text order is their order for ISO text
-    of one offset and for dates; integers compare as integers."""
-    if any(v is None for v in values):
-        return None
-    return min(values)
+    """The stream's watermark: the least of the buckets' that hold one (a bucket with no record
+    yet holds nothing to be behind on; ``None`` when none does). Values of one stream have one
+    kind and print in one form, so their text order is their order for ISO text of one offset
+    and for dates; integers compare as integers."""
+    held = [v for v in values if v is not None]
+    return min(held) if held else None
 
 
 def load_bucketed(spec: StreamSpec) -> Summary:
@@ -94,9 +123,13 @@ def load_bucketed(spec: StreamSpec) -> Summary:
         raise UsageError(f"--stream {stream!r}: a name ending in #B/N is a bucket's; give the stream's own name")
     started = time.monotonic()
     with connected(db, target) as tgt:
-        p = plan(tgt, stream, table, n, opts.executor, db, target)
+        p = plan(tgt, stream, table, n, opts.key, opts.executor, db, target)
         before = {s.stream: s for s in tgt.ledger.states()}
-    results = execute(p, [spec.for_bucket(b, n) for b in range(n)])
+    specs = [spec.for_bucket(b, n) for b in range(n)]
+    gate = opts.max_rejected is not None or opts.strict
+    if gate:  # a dry run is its own scan: judged on its sums below
+        specs = _ungated(specs) if opts.dry_run else gated(p, specs, opts.max_rejected)
+    results = execute(p, specs)
     total = None
     states: dict = {}
     if all(r.ok for r in results):
@@ -105,11 +138,54 @@ def load_bucketed(spec: StreamSpec) -> Summary:
             info = None if opts.dry_run else tgt.table(table, count=True)
             total = info.rows if info is not None else None
     out = combine(results, stream, table, total, time.monotonic() - started)
+    if gate and opts.dry_run:
+        quality_gate(opts.max_rejected, out.counts.rejected, out.counts.source_records, None)
     if not opts.dry_run and len(states) == n:
-        out.new_watermark = least_state(list(states.values())).watermark_text() \
-            if all(s.watermark is not None for s in states.values()) else None
+        out.new_watermark = stream_watermark(list(states.values()))
     olds = [before.get(name) for name in p.names]
-    out.previous_watermark = (least_state(olds).watermark_text()
-                              if all(s is not None and s.watermark is not None for s in olds) else None)
+    out.previous_watermark = stream_watermark(olds) if all(s is not None for s in olds) else None
+    if out.warnings and out.warnings[0].startswith(_SHARE):  # the workers kept it to themselves
+        events.emit("warning", out.warnings[0], level=logging.WARNING, stream=stream)
     out.warnings = list(spec.notices) + out.warnings
     return out
+
+
+def gated(p: Plan, specs: list, limit) -> list:
+    """The quality gate of a bucketed run, judged on the whole stream (``--max-rejected``,
+    ``--strict``): a scan phase first. Every bucket makes a dry run of its share (its reading
+    and deciding, nothing committed) and hands back its counts; the coordinator sums them and
+    fails the stream, with nothing committed anywhere, where one run would have failed. Then
+    the buckets apply, each allowed no more rejections than its scan found, so a source that
+    changed in between cannot carry the stream past the limit (a bucket that finds more fails
+    alone, committing nothing). The price: the stream is read twice when a gate is set
+    (docs/scale-out.md, "The quality gate")."""
+    scan = [dataclasses.replace(s, options=dataclasses.replace(s.options, dry_run=True)) for s in _ungated(specs)]
+    results = execute(dataclasses.replace(p, first_alone=False), scan)
+    strict = next((r.error for r in results if isinstance(r.error, StrictError)), None)
+    if strict is not None:
+        raise strict
+    if not all(r.ok for r in results):
+        PipelineResult(results).raise_for_failures()
+    counts = Counts()
+    for r in results:
+        counts.add(r.summary.counts)
+    quality_gate(limit, counts.rejected, counts.source_records, None)
+    if limit is None:
+        return specs
+    return [dataclasses.replace(s, options=dataclasses.replace(s.options, max_rejected=RejectLimit(
+        f"{limit.text} (its share: {r.summary.counts.rejected}, as its scan found)",
+        count=r.summary.counts.rejected))) for s, r in zip(specs, results)]
+
+
+def _ungated(specs: list) -> list:
+    """The bucket specs without a per-bucket ``--max-rejected`` (the stream's sums are judged)."""
+    return [dataclasses.replace(s, options=dataclasses.replace(s.options, max_rejected=None)) for s in specs]
+
+
+def replay_buckets(stream: str, buckets: list, *, db=None, target=None, **options) -> Summary:
+    """``quarantine replay`` of a bucketed stream: each bucket's records in that bucket's own
+    transaction (its keys, its partition), one summary of them all."""
+    started = time.monotonic()
+    results = [attempt(b, replay, b, db=db, target=target, **options) for b in buckets]
+    table = next((r.summary.table for r in results if r.summary is not None), None)
+    return combine(results, stream, table, None, time.monotonic() - started)

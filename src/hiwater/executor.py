@@ -10,6 +10,9 @@ interpreter, the same on every platform, printing its events as the parent does.
 from __future__ import annotations
 
 import os
+import signal
+import sys
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -20,6 +23,10 @@ from .stream import StreamResult, attempt, run
 from .summary import Counts
 
 ENV_FAULT = "HIWATER_BUCKET_FAULT"  # test hook "<b>:<k>": SIGKILL bucket b's worker after its k-th batch
+# A bucket's warnings about its own share (empty, all skipped, all invalid) say nothing of the
+# stream: a bucket with no keys in this run is not an empty source. A bucket's worker keeps them
+# to itself; the coordinator judges them on the sums (hiwater.buckets.combine).
+SHARE = ("the source ", "no new or changed file", "every record was skipped", "every record (")
 
 
 @dataclass
@@ -58,8 +65,10 @@ class PipelineResult:
                             result=self)
 
 
-def _worker_init(log_setup) -> None:
-    """A worker process prints its events as the parent does (``--log-format``, ``-v``)."""
+def _worker_init(log_setup, parent: int) -> None:
+    """A worker process prints its events as the parent does (``--log-format``, ``-v``), and
+    dies with it."""
+    die_with(parent)
     if log_setup is not None:
         fmt, verbose, with_stream = log_setup
         events.configure(fmt, verbose=verbose, with_stream=with_stream)
@@ -76,13 +85,14 @@ class Pool:
         self.workers, self.what, self.executor, self.scheduler = workers, what, executor, scheduler
         self._close: list = []
         self._submit = None
+        self._futures: list = []
 
     def __enter__(self) -> "Pool":
         if self.executor == "local":
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
             pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                       initializer=_worker_init, initargs=(events.current(),))
+                                       initializer=_worker_init, initargs=(events.current(), os.getpid()))
             self._close.append(lambda: pool.shutdown(wait=True, cancel_futures=True))
             self._submit = pool.submit
         else:
@@ -92,8 +102,16 @@ class Pool:
         return self
 
     def submit(self, fn, name: str, *args):
-        """Start ``fn(name, *args)`` (it returns a StreamResult) in a worker; a future."""
-        return self._submit(fn, name, *args)
+        """Start ``fn(name, *args)`` (it returns a StreamResult) in a worker; a future. A pool
+        that cannot start it (broken by a worker that died) gives a future holding that error."""
+        try:
+            fut = self._submit(fn, name, *args)
+        except Exception as exc:  # noqa: BLE001 - BrokenProcessPool and the like: that task failed
+            from concurrent.futures import Future
+            fut = Future()
+            fut.set_exception(exc)
+        self._futures.append(fut)
+        return fut
 
     def result(self, fut, name: str) -> StreamResult:
         """The future's StreamResult; a failed one when the worker running it died."""
@@ -125,12 +143,45 @@ class Pool:
         return client
 
     def __exit__(self, *exc):
+        if exc[0] is not None:  # interrupted: no task of this run may start (or go on, on Dask) after it
+            for fut in self._futures:
+                fut.cancel()
         for close in reversed(self._close):
             try:
                 close()
             except Exception:  # noqa: BLE001 - closing a pool or cluster must not hide the run's outcome
                 pass
         return False
+
+
+def die_with(parent: int) -> None:
+    """End this worker process when ``parent`` (the coordinator that started it) ends, however
+    it ends (SIGKILL included): a worker must not go on committing for a run nobody waits for.
+    Its open transaction dies with it (rolled back: SPEC §3). Linux: the kernel's parent-death
+    signal (``prctl(PR_SET_PDEATHSIG, SIGKILL)``); elsewhere a thread watching ``getppid()``.
+    A process that is not ``parent``'s child (a worker of a remote Dask cluster) is left alone."""
+    if os.getppid() != parent:
+        return
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        except (OSError, AttributeError):
+            pass
+        else:
+            if os.getppid() != parent:  # the parent died before the signal was armed
+                os._exit(1)
+            return
+    threading.Thread(target=_watch, args=(parent,), name="hiwater-parent-watch", daemon=True).start()
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _watch(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
 
 
 def _died(what: str, name: str, exc: Exception) -> HiwaterError:
@@ -156,21 +207,34 @@ def execute(p: Plan, specs: list) -> list:
     cores = max(1, min(p.n, os.cpu_count() or 1))
     workers = 1 if p.serial and p.executor == "local" else cores
     with Pool(workers, what="bucket", executor=p.executor, scheduler=p.scheduler) as pool:
+        me = os.getpid()
         for b in head:
-            results[b] = pool.result(pool.submit(run_bucket, p.names[b], specs[b]), p.names[b])
-        futures = {b: pool.submit(run_bucket, p.names[b], specs[b]) for b in todo}
+            results[b] = pool.result(pool.submit(run_bucket, p.names[b], specs[b], me), p.names[b])
+        futures = {b: pool.submit(run_bucket, p.names[b], specs[b], me) for b in todo}
         for b, fut in futures.items():
             results[b] = pool.result(fut, p.names[b])
     return [results.get(b) or StreamResult(p.names[b], "not run") for b in range(p.n)]
 
 
-def run_bucket(name: str, spec: StreamSpec) -> StreamResult:
-    """One bucket's run in a worker (a process, or a Dask task)."""
+def run_bucket(name: str, spec: StreamSpec, coordinator: int) -> StreamResult:
+    """One bucket's run in a worker (a process, or a Dask task); a worker process of this
+    machine dies with the ``coordinator`` process (:func:`die_with`)."""
+    if os.getpid() != coordinator:
+        die_with(coordinator)
     progress = None
     fault = os.environ.get(ENV_FAULT, "")
     if fault.partition(":")[0] == str(spec.bucket[0]):
         progress = _killer(int(fault.partition(":")[2] or 1))
-    return attempt(name, run, spec, progress=progress)
+    events.log.addFilter(_not_share)
+    try:
+        return attempt(name, run, spec, progress=progress)
+    finally:
+        events.log.removeFilter(_not_share)
+
+
+def _not_share(record) -> bool:
+    """A logging filter: a bucket's warning about its own share is not printed (see SHARE)."""
+    return not (getattr(record, "hiwater_event", None) == "warning" and record.getMessage().startswith(SHARE))
 
 
 def _killer(after: int):
@@ -181,6 +245,5 @@ def _killer(after: int):
     def progress(done, expected):
         seen[0] += 1
         if seen[0] >= after:
-            import signal
             os.kill(os.getpid(), signal.SIGKILL)
     return progress

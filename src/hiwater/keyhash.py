@@ -60,6 +60,13 @@ def buckets_of(names, stream: str) -> dict[int, list[str]]:
     return out
 
 
+def members(names, stream: str) -> list[str]:
+    """Every bucket stream of ``stream`` whose count appears among ``names``, in (N, b) order,
+    including a bucket of that count that is not among them (one whose first run failed):
+    the stream is all of its buckets, committed or not."""
+    return [bucket_name(stream, b, n) for n in sorted(buckets_of(names, stream)) for b in range(n)]
+
+
 # --- the hash ------------------------------------------------------------------------------------
 
 def canonical(v) -> str:
@@ -178,8 +185,8 @@ def check_count(names, stream: str, n: int) -> None:
     raise UsageError(
         f"stream {stream!r} was loaded with {was_text}; this run asks for {now_text}",
         hint=(f"run it with --buckets {was} as before" if was > 1 else "run it without --buckets as before")
-        + "; to change the count, drop the old stream(s) with `hiwater stream drop` and run again: the "
-          "re-read finds every row unchanged (docs/scale-out.md, re-bucketing)")
+        + f"; to change the count, forget the stream with `hiwater stream drop {stream}` (the table stays) "
+          f"and run again: the re-read finds every row the table holds (docs/scale-out.md, re-bucketing)")
 
 
 def check_new_stream(names, stream: str) -> None:
@@ -189,6 +196,15 @@ def check_new_stream(names, stream: str) -> None:
 
 
 def least_state(states):
-    """The bucket state with the least watermark: a bucketed stream's watermark is its least
-    bucket's (they share one kind, so integers compare)."""
-    return min(states, key=lambda s: s.watermark)
+    """The state with the least watermark among the buckets that hold one (``None`` when none
+    does): a bucketed stream's watermark is its least bucket's (they share one kind, so integers
+    compare). A bucket that committed without a record yet (an empty share) holds nothing to be
+    behind on; a bucket that never committed is the caller's to judge (it keeps the stream behind)."""
+    held = [s for s in states if s.watermark is not None]
+    return min(held, key=lambda s: s.watermark) if held else None
+
+
+def stream_watermark(states) -> str | None:
+    """The text of :func:`least_state`'s watermark (``None``: no bucket holds one)."""
+    least = least_state(states)
+    return least.watermark_text() if least is not None else None

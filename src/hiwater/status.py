@@ -9,6 +9,7 @@ from . import values as V
 from .durations import parse_duration
 from .errors import HiwaterError, UsageError
 from .keyhash import buckets_of, least_state, parse_name
+from .keyhash import members as bucket_streams
 from .options import LoadOptions
 from .spec import absent, connected, project_groups
 from .targets import open_target
@@ -199,40 +200,44 @@ def status_rows(names: list, states: dict) -> list:
             continue
         seen.add(base)
         for n in sorted(groups):
-            members = sorted(groups[n], key=lambda x: parse_name(x)[1])
-            out += [(m, None) for m in members]
-            seen.update(members)
-            out.append(((base, members), cfg))
+            # every bucket of the count, a bucket that never committed (no state) included
+            names = [m for m in bucket_streams(states, base) if parse_name(m)[2] == n]
+            out += [(m, None) for m in names]
+            seen.update(names)
+            out.append(((base, names), cfg))
     return out
 
 
 def aggregate_row(stream: str, members: list, rows: list, states: dict, now_us: int) -> dict:
-    """The stream's row from its buckets' rows: the least watermark (a bucket never run: none),
-    the oldest load age, the sum of the counts; each bucket's lag behind the most advanced one."""
+    """The stream's row from its buckets' rows: the least watermark of the buckets that hold one
+    (an empty share holds nothing to be behind on), but none while a bucket never committed (its
+    keys were never loaded: the stream is behind, never ``ok``); the oldest load age, the sum of
+    the counts; each bucket's lag behind the most advanced one."""
     mine = {r["stream"]: r for r in rows if r["stream"] in members}
-    ss = [states[m] for m in members]
-    done = [s for s in ss if s.watermark is not None]
-    least = least_state(done) if len(done) == len(ss) and done else None
-    lead = max((s.watermark for s in done), default=None)
-    kind = ss[0].kind
+    ss = [states.get(m) for m in members]
+    committed = [s for s in ss if s is not None]
+    least = least_state(committed) if len(committed) == len(ss) else None
+    lead = max((s.watermark for s in committed if s.watermark is not None), default=None)
+    kind = committed[0].kind
     per_unit = 1_000_000 if kind in (V.TIMESTAMP, V.DATE) else 1
     data_age = F.data_age_s(least.watermark if least else None, kind, now_us)
     load_ages = [r["load_age_s"] for r in mine.values()]
     load_age = None if any(a is None for a in load_ages) else max(load_ages)
     outcomes = [r["last_outcome"] for r in mine.values()]
+    successes = [r["last_success_at"] for r in mine.values()]
     bucket_rows = []
     for m, s in zip(members, ss):
-        lag = None if s.watermark is None or lead is None else (lead - s.watermark) / per_unit
+        lag = None if s is None or s.watermark is None or lead is None else (lead - s.watermark) / per_unit
         bucket_rows.append({"stream": m, "watermark": mine[m]["watermark"], "lag": lag,
                             "lag_text": F.age_text(lag) if per_unit != 1 else lag,
                             "last_outcome": mine[m]["last_outcome"]})
         mine[m]["lag"] = bucket_rows[-1]["lag_text"]
     return {
-        "stream": stream, "table": ss[0].table, "target": next(iter(mine.values()))["target"], "kind": kind,
+        "stream": stream, "table": committed[0].table, "target": next(iter(mine.values()))["target"], "kind": kind,
         "watermark": least.watermark_text() if least else None,
         "load_age_s": load_age, "load_age": F.age_text(load_age),
         "data_age_s": None if data_age is None else round(data_age, 3), "data_age": F.age_text(data_age),
-        "last_success_at": min((r["last_success_at"] for r in mine.values() if r["last_success_at"]), default=None),
+        "last_success_at": None if None in successes else min(successes, default=None),
         "last_run_id": None,
         "last_run_at": max((r["last_run_at"] for r in mine.values() if r["last_run_at"]), default=None),
         "last_outcome": "failed" if "failed" in outcomes else "never run" if "never run" in outcomes else "ok",

@@ -44,9 +44,9 @@ from .base import (CURSOR_COL, HIDDEN, RUN_COL, Capabilities, Dropped, FilesGone
                    Quarantined, Released, State, TableInfo, Target, Transaction)
 from .deltalog import LOG, DeltaLedger, append_rows, log_rows
 from .deltatypes import (BUCKET_COL, OP, UPDATE_WHEN, HeldKeys, add_fields, anti, app_id, arrow_type, bucket_of,
-                         castable, check_column, conform, deltalake, differing, first_rows, is_conflict, last_per_key,
-                         logical, merge_source, no_hits, one_line, parse_url, partition_filter, remove_folder,
-                         row_count, sql_text, storage_error, storage_options, txn_id, updates)
+                         castable, check_column, conform, deltalake, differing, first_rows, is_conflict,
+                         last_per_key, logical, merge_source, no_hits, one_line, parse_url, partition_filter,
+                         remove_folder, row_count, sql_text, storage_error, storage_options, txn_id, updates)
 from .keys import Lookup
 
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
@@ -592,3 +592,5 @@ def _kill_point(name: str) -> None:
     if os.environ.get("HIWATER_DELTA_KILL") == name:
         import signal
         os.kill(os.getpid(), signal.SIGKILL)
+
+

@@ -335,3 +335,4 @@ def partition_filter(dt, stream: str | None):
     b = bucket_of(stream)
     return (pc.field(BUCKET_COL) == b) if b is not None and BUCKET_COL in pa.schema(dt.schema().to_arrow()).names \
         else None
+

@@ -1,0 +1,122 @@
+"""A bucketed stream is ONE stream to every command (issue 20, SPEC §11): drop, state, history,
+quarantine, status, check, the quality gate and the summary see the stream, its buckets as
+detail. On SQLite files; the other targets are in tests/db/test_buckets_targets.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hiwater
+
+from conftest import NOW, write_jsonl
+from test_buckets import records, table_rows
+
+
+def load(hw, src, db, *args):
+    return hw("load", "-i", src, "--db", db, "--table", "t", "--key", "id", "--cursor", "modified_at",
+              "--now", NOW, *args)
+
+
+def test_one_bucket_cannot_drop_the_shared_table_and_the_stream_name_drops_every_bucket(tmp_path, hw):
+    src = write_jsonl(tmp_path / "t.jsonl", records(200))
+    db, one = tmp_path / "b.db", tmp_path / "one.db"
+    assert load(hw, src, one).code == 0
+    assert load(hw, src, db, "--buckets", "4").code == 0
+    r = hw("stream", "drop", "t#1/4", "--table", "--db", db)
+    assert r.code == 2 and "hiwater stream drop t --table" in r.err, r.err
+    assert table_rows(db) == table_rows(one)  # nothing dropped
+    r = hw("stream", "drop", "t", "--table", "--db", db, "--json")
+    assert r.code == 0 and r.json[0]["table_dropped"] is True and len(r.json[0]["buckets"]) == 4
+    assert hiwater.state_show(db=str(db)) == [] and hiwater.history(db=str(db), stream="t") == []
+    assert hiwater.quarantine_list(db=str(db), stream="t#0/4") == []
+    assert load(hw, src, db, "--buckets", "4").code == 0
+    assert table_rows(db) == table_rows(one)  # every row back: no bucket kept a watermark
+
+
+def test_state_history_and_quarantine_given_the_streams_name_act_on_all_its_buckets(tmp_path, hw):
+    src = write_jsonl(tmp_path / "t.jsonl", records(200))
+    db = tmp_path / "b.db"
+    assert load(hw, src, db, "--buckets", "4").code == 0
+    shown = hiwater.state_show(db=str(db), stream="t")
+    assert [s["stream"] for s in shown] == [f"t#{b}/4" for b in range(4)]
+    runs = hiwater.history(db=str(db), stream="t")
+    assert sorted(r["stream"] for r in runs) == [f"t#{b}/4" for b in range(4)]
+    q = hiwater.quarantine_list(db=str(db), stream="t")
+    assert len(q) == 2 and {r["record_no"] for r in q} == {97, 194}  # records 97 and 194 are invalid
+    assert len(hiwater.history(db=str(db), stream="t", limit=2)) == 2
+    # rewind by one bucket's run id puts every bucket back to (at most) that run's start
+    r = hiwater.state_rewind(db=str(db), stream="t", to_run=runs[0]["run_id"])
+    assert r["watermark"] is None and all(b["watermark"] is None for b in r["buckets"])
+    assert load(hw, src, db, "--buckets", "4").code == 0
+    r = hw("state", "set", "--stream", "t", "2025-01-02T00:00:00", "--db", db, "--json")
+    assert r.code == 0 and {b["watermark"] for b in r.json[0]["buckets"]} == {"2025-01-02T00:00:00"}
+    r = hiwater.state_reset(db=str(db), stream="t")
+    assert r["watermark"] is None and len(r["buckets"]) == 4
+    # a bucket's own name still works for detail
+    assert [s["stream"] for s in hiwater.state_show(db=str(db), stream="t#2/4")] == ["t#2/4"]
+    # replay by the stream's name: each bucket replays its own records (they fail again: invalid)
+    s = hiwater.quarantine_replay(db=str(db), stream="t", now=NOW)
+    assert s.counts.rejected == 2 and len(hiwater.quarantine_list(db=str(db), stream="t")) == 2
+
+
+def test_a_bucket_that_never_committed_keeps_the_stream_behind(tmp_path, hw, monkeypatch):
+    src = write_jsonl(tmp_path / "t.jsonl", records(200))
+    db = tmp_path / "b.db"
+    monkeypatch.setenv("HIWATER_BUCKET_FAULT", "3:1")  # bucket 3's worker dies in its first run
+    assert load(hw, src, db, "--buckets", "4").code == 1
+    monkeypatch.delenv("HIWATER_BUCKET_FAULT")
+    rows = {r["stream"]: r for r in hiwater.status(db=str(db))}
+    assert "t#3/4" in rows and rows["t#3/4"]["last_outcome"] != "ok"
+    assert rows["t"]["last_outcome"] != "ok" and rows["t"]["watermark"] is None
+    assert [b["stream"] for b in rows["t"]["buckets"]] == [f"t#{b}/4" for b in range(4)]
+    r = hw("check", "--db", db, "--error-after", "1000d", "--now", NOW, "--json")
+    assert r.code != 0 and [c["verdict"] for c in r.json if c["stream"] == "t"] == ["error"], r.out
+    assert load(hw, src, db, "--buckets", "4").code == 0
+    assert hiwater.status(db=str(db), streams="t")[-1]["last_outcome"] == "ok"
+
+
+def test_empty_buckets_are_not_an_empty_source(tmp_path, hw):
+    # ids 1 and 3 fall in buckets 1 and 2 of 4: buckets 0 and 3 have no record at all
+    src = write_jsonl(tmp_path / "t.jsonl", [{"id": 1, "modified_at": "2025-01-10T00:00:00"},
+                                             {"id": 3, "modified_at": "2025-01-12T00:00:00"}])
+    db = tmp_path / "b.db"
+    r = load(hw, src, db, "--buckets", "4")
+    assert r.code == 0 and r.json["new_watermark"] == "2025-01-10T00:00:00", r.out
+    assert "empty" not in r.err and not r.json.get("warnings")
+    row = hiwater.status(db=str(db), streams="t")[-1]
+    assert row["stream"] == "t" and row["watermark"] == "2025-01-10T00:00:00" and row["last_outcome"] == "ok"
+    r = hw("check", "--db", db, "--by", "data", "--warn-after", "1000d", "--now", NOW, "--json")
+    assert r.code == 0 and r.json[0]["verdict"] == "ok", r.out
+    r = load(hw, write_jsonl(tmp_path / "none.jsonl", []), db, "--buckets", "4")
+    assert r.code == 0 and "is empty" in r.err  # the whole source empty: that is said, once
+    assert r.err.count("is empty") == 1
+
+
+def gate_source(tmp_path) -> Path:
+    """108 records, 8 of them invalid, spread over the buckets."""
+    recs = [{"id": i, "modified_at": f"2025-01-{1 + i % 28:02d}T00:00:00"} for i in range(1, 101)]
+    recs += [{"id": 1000 + i, "modified_at": "not a time"} for i in range(8)]
+    return write_jsonl(tmp_path / "g.jsonl", recs)
+
+
+def test_max_rejected_judges_the_whole_stream_and_commits_nothing_past_it(tmp_path, hw):
+    src, db, one = gate_source(tmp_path), tmp_path / "b.db", tmp_path / "one.db"
+    r = load(hw, src, one, "--max-rejected", "5")
+    assert r.code == 1 and "8 of 108" in r.err
+    r = load(hw, src, db, "--max-rejected", "5", "--buckets", "4")
+    assert r.code == 1 and "8 of 108" in r.err and "--max-rejected 5" in r.err, r.err
+    assert hiwater.state_show(db=str(db)) == [] and hiwater.quarantine_list(db=str(db)) == []
+    r = load(hw, src, db, "--max-rejected", "8", "--buckets", "4")
+    assert r.code == 0 and r.json["loaded"] == 100 and r.json["source_records"] == 108
+    assert len(hiwater.quarantine_list(db=str(db), stream="t")) == 8
+
+
+def test_strict_fails_the_whole_stream_when_any_bucket_meets_an_invalid_record(tmp_path, hw):
+    recs = [{"id": i, "modified_at": f"2025-01-{1 + i % 28:02d}T00:00:00"} for i in range(1, 101)]
+    recs[2]["modified_at"] = "not a time"  # id 3: bucket 2 of 4; the other buckets are clean
+    src, db = write_jsonl(tmp_path / "s.jsonl", recs), tmp_path / "b.db"
+    r = load(hw, src, db, "--strict", "--buckets", "4")
+    assert r.code == 1 and "--strict: nothing was committed" in r.err, r.err
+    assert hiwater.state_show(db=str(db)) == []
+    assert load(hw, src, db, "--strict", "--buckets", "4").code == 1  # still nothing, every time
+    assert hiwater.state_show(db=str(db)) == []

@@ -51,6 +51,7 @@ class Loader:
         self.warnings: list[str] = []
         self.run_id: int | None = None
         self.files = None  # a tracked file source: this run's FileSelection
+        self.left: set = set()  # ... and the names of its files holding records left for later
         self.judged = Judged()  # what restarts learn about the input (see _run and _run_widening)
         self.state: StreamState | None = None  # (this and below: set as the run starts, again on a restart)
         self.prev: int | None = None  # the watermark the run found
@@ -170,6 +171,7 @@ class Loader:
         self.state = state
         self.prev = state.watermark
         self.warnings = list(self.notices)  # (again on a restart: a run's warnings are its own)
+        self.left = set()
         self.judged.start(state)
         if state.kind is not None:
             check_durations(o, state.kind, self.tz)
@@ -330,6 +332,8 @@ class Loader:
                 window, window_kind = self._window(), self.kind
             places = D.place(p.cursor, p.valid, window)
             res.see(p.cursor, p.valid, places)
+            if self.files is not None and (window.ranged or window.hi is not None):
+                self._note_left(raw.path, places)
             if not write:
                 b.scan(res, raw, p, places, window)
                 continue
@@ -355,11 +359,21 @@ class Loader:
         if self.files is not None and self.files.vanished:
             self.warnings.append(report.vanished_files(self.files.vanished, src.description))
 
+    def _note_left(self, name: str, places) -> None:
+        """A file holding a record outside ``--since``/``--until`` is not applied completely
+        (SPEC §10): the run leaves that record for a later one, which must open the file again.
+        (Records the run counts deliberately, quarantined or below the window, do not count.)"""
+        if name not in self.left and ((places == D.Place.OUTSIDE) | (places == D.Place.BEYOND)).any():
+            self.left.add(name)
+
     def _record_files(self, tx) -> None:
-        """Record the files this run read (and forget the vanished ones), in the transaction that
-        commits the run's (or its last slice's) data."""
-        if self.files is not None:
-            tx.record(FilesRead(self.files.read), FilesGone(self.files.vanished))
+        """Record the files this run applied completely (and forget the vanished ones), in the
+        transaction that commits the run's (or its last slice's) data; the others stay unread."""
+        if self.files is None:
+            return
+        tx.record(FilesRead(self.files.applied(self.left)), FilesGone(self.files.vanished))
+        if self.left:
+            self.warnings.append(report.files_left(len(self.left), self.source.description))
 
     # --- state, history, summary -------------------------------------------------------------
     def _save_state(self, tx, new_wm) -> None:

@@ -227,6 +227,12 @@ def vanished_files(gone: list, description: str) -> str:
             f"forgets them)")
 
 
+def files_left(n: int, description: str) -> str:
+    """The warning for files holding records a bounded run left for a later run."""
+    return (f"{n} file(s) of {description} hold records outside --since/--until, left for a later run: "
+            f"they are not marked read, and the next run opens them again")
+
+
 def quarantine_detail(verdict: D.Verdict, reason, window: D.Window, kind, naive: bool, tz) -> str:
     """Why a record is quarantined, in words: its invalid ``reason``, or where its cursor lies."""
     if verdict == D.Verdict.REJECTED:

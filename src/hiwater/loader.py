@@ -60,6 +60,7 @@ class Loader:
         self._committed_index: int | None = None  # --window: the last committed slice's index
         self._committed_wm: int | None = None  # ... and the watermark it left
         self._dry = None  # a dry run: its one transaction, rolled back at the end
+        self._recorded: BaseException | None = None  # a failure its own transaction recorded already
 
     @property
     def kind(self) -> str | None:
@@ -111,7 +112,8 @@ class Loader:
                     self.judged.kind = change.kind
                     return self._run_widening()
             except Exception as exc:
-                self._record_failure(exc)  # after the rollback, in a transaction of its own
+                if exc is not self._recorded and not self.opts.dry_run:  # (a dry run records nothing)
+                    self._record_failure(exc)  # after the rollback, in a transaction of its own
                 raise
 
     def _run_widening(self) -> Summary:
@@ -201,6 +203,14 @@ class Loader:
     def _gate(self, rejected: int, source_records: int) -> None:
         report.quality_gate(self.opts.max_rejected, rejected, source_records, self.batch.first_reject)
 
+    def _nothing_valid(self, rejected: int, source_records: int):
+        """The error of a run whose every record was rejected (None for any other run): it
+        commits (its quarantine is kept for a fix and a replay) and is recorded as failed."""
+        failure = report.nothing_valid(self.opts.max_rejected, rejected, source_records,
+                                       self.batch.first_reject)
+        self._recorded = failure
+        return failure
+
     def _window(self):
         return window_for(self.opts, self.prev, self.kind, self.now, self.tz)
 
@@ -223,7 +233,10 @@ class Loader:
             self._save_state(tx, new_wm)
             self._record_files(tx)
             summary = self._summary(res, prev_text, new_wm, tx.count(), pruned)
-            self._history(tx, 0, started, res, new_wm, None, None)
+            failure = self._nothing_valid(res.counts.rejected, res.counts.source_records)
+            self._history(tx, 0, started, res, new_wm, None, None, failure)
+        if failure is not None:
+            raise failure
         return summary
 
     def _begin(self, run_id: int | None = None):
@@ -254,9 +267,13 @@ class Loader:
             total_res.merge(res)
             self._gate(total_res.counts.rejected, scan.records)
             self._save_state(tx, new_wm)
+            failure = None
             if not scan.slices:
                 self._record_files(tx)
-            self._history(tx, 0, started, res, new_wm, None, None)
+                failure = self._nothing_valid(total_res.counts.rejected, scan.records)
+            self._history(tx, 0, started, res, new_wm, None, None, failure)
+        if failure is not None:
+            raise failure
         self._committed_index, self._committed_wm = 0, new_wm
         width = o.window.for_kind(self.kind, "--window") if scan.slices else None
         for i, s in enumerate(sorted(scan.slices), start=1):
@@ -380,11 +397,12 @@ class Loader:
         self.state.advance(new_wm, self.run_id, self.batch.cand_naive)
         tx.record(State(self.state))
 
-    def _history(self, tx, index, started, res, new_wm, lo_t, hi_t) -> None:
+    def _history(self, tx, index, started, res, new_wm, lo_t, hi_t, failure=None) -> None:
         tx.record(History(report.history_row(
             res, self.state, self.tz, stream=self.stream, run_id=self.run_id, index=index, started=started,
             opts=self.opts, prev=self.prev, new_wm=new_wm, lo_t=lo_t, hi_t=hi_t,
-            new_columns=self.batch.new_columns, warnings=self.warnings, files=self.files, t0=self.t0)))
+            new_columns=self.batch.new_columns, warnings=self.warnings, files=self.files, t0=self.t0,
+            error=None if failure is None else self._error_text(failure))))
 
     def _summary(self, res: PassResult, prev_text, new_wm, total, pruned) -> Summary:
         return report.summary(

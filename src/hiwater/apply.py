@@ -289,6 +289,7 @@ class Applier:
         c = D.count(verdicts, late_applied, places)
         c["updated"] += refreshed
         c["unchanged"] -= refreshed
+        c["late_applied"] -= D.late_superseded(verdicts, places, target, window)
         for name, v in c.items():
             setattr(res.counts, name, getattr(res.counts, name) + v)
         cand = D.watermark_candidate(places, p.cursor, verdicts)

@@ -191,6 +191,19 @@ def decide(places: np.ndarray, cursor: np.ndarray, groups: np.ndarray, target: T
     return verdict, late & ~rewrite  # (a rewrite's key was counted late_applied once already)
 
 
+def late_superseded(verdicts: np.ndarray, places: np.ndarray, target: Target, window: Window) -> int:
+    """How many rewrites inside the window replace a version this run applied below it
+    (``--on-late load``): the run counted that key ``late_applied``, and as in one batch, where
+    the winner inside the window is not late, it no longer is (the loader subtracts these)."""
+    if window.on_late != "load" or window.lo is None:
+        return 0
+    rewrite = (verdicts == Verdict.REWRITE) & (places != Place.BELOW)
+    if not rewrite.any():
+        return 0
+    held_below = place(target.cursor, np.ones(len(places), bool), window) == Place.BELOW
+    return int((rewrite & held_below).sum())
+
+
 def watermark_candidate(places: np.ndarray, cursor: np.ndarray, verdicts: np.ndarray) -> int | None:
     """The largest cursor applied or found unchanged inside the window, or ``None``."""
     mask = (places == Place.IN) & np.isin(verdicts, (*APPLY, Verdict.UNCHANGED))

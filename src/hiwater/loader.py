@@ -205,7 +205,11 @@ class Loader:
 
     def _nothing_valid(self, rejected: int, source_records: int):
         """The error of a run whose every record was rejected (None for any other run): it
-        commits (its quarantine is kept for a fix and a replay) and is recorded as failed."""
+        commits (its quarantine is kept for a fix and a replay) and is recorded as failed.
+        A quarantine replay is never one: its records were judged when they arrived, and one
+        that finds them still invalid leaves them where they were."""
+        if self.source.replay:
+            return None
         failure = report.nothing_valid(self.opts.max_rejected, rejected, source_records,
                                        self.batch.first_reject)
         self._recorded = failure

@@ -324,6 +324,7 @@ def wm_value(db: Path):
 
 def load(src: Path, db: Path, **kw):
     kw.setdefault("now", NOW)
+    kw.setdefault("max_rejected", "100%")  # the model counts a run of invalid records (issue 21 fails it)
     return hiwater.load(str(src), db=str(db), table="events", **kw)
 
 
@@ -924,7 +925,7 @@ def _one(model, db, where, mode, records, kw, mk, loose=False):
                                           max_future=mk["max_future"])
             else:
                 src = write_jsonl(db.parent / "run.jsonl", records)
-                hiwater.load(str(src), db=str(db), table="events", **kw)
+                hiwater.load(str(src), db=str(db), table="events", **{"max_rejected": "100%", **kw})
         assert exc.value.exit_code == r.exit_code, where
         check_against_model(model, db, Expect(dict.fromkeys(COUNTS, 0)), dict.fromkeys(COUNTS, 0), None, where,
                             loose)
@@ -934,7 +935,7 @@ def _one(model, db, where, mode, records, kw, mk, loose=False):
                                       max_future=mk["max_future"])
     else:
         src = write_jsonl(db.parent / "run.jsonl", records)
-        s = hiwater.load(str(src), db=str(db), table="events", **kw)
+        s = hiwater.load(str(src), db=str(db), table="events", **{"max_rejected": "100%", **kw})
     note(f"  model: {exp}; loader: {counts(s)}")
     for name, v in exp.counts.items():  # what the sequences exercise: --hypothesis-show-statistics
         if v:

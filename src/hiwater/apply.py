@@ -256,7 +256,7 @@ class Applier:
             late_applied = late_applied & ~superseded
 
         # Apply: upserts, deletes, quarantine.
-        up = np.flatnonzero((verdicts == D.Verdict.INSERT) | (verdicts == D.Verdict.UPDATE))
+        up = np.flatnonzero(np.isin(verdicts, D.WRITE))
         self.encode_early = len(up) * 4 >= p.n
         if len(up):
             tx.write(self._rows_to_write(tbl, p, up, run_id), mode="fresh" if fresh else "upsert")
@@ -289,6 +289,7 @@ class Applier:
         c = D.count(verdicts, late_applied, places)
         c["updated"] += refreshed
         c["unchanged"] -= refreshed
+        c["late_applied"] -= D.late_superseded(verdicts, places, target, window)
         for name, v in c.items():
             setattr(res.counts, name, getattr(res.counts, name) + v)
         cand = D.watermark_candidate(places, p.cursor, verdicts)

@@ -39,9 +39,12 @@ class Verdict(IntEnum):
     BELOW_WINDOW = 6  # not examined (--on-late skip, or outside --since/--until)
     REJECTED = 7
     DELETE = 8        # a delete record that removes a (older) row
+    REWRITE = 9       # a newer (or tied, later) version of a key this run already wrote: written,
+    #                   counted unchanged (the key's change was counted once, SPEC §3.5)
 
 
-APPLY = (Verdict.INSERT, Verdict.UPDATE, Verdict.DELETE)
+APPLY = (Verdict.INSERT, Verdict.UPDATE, Verdict.DELETE, Verdict.REWRITE)
+WRITE = (Verdict.INSERT, Verdict.UPDATE, Verdict.REWRITE)  # the verdicts whose record is upserted
 QUARANTINE = {Verdict.LATE: "late", Verdict.FUTURE: "future", Verdict.REJECTED: "invalid"}
 
 
@@ -91,7 +94,8 @@ class Target:
     """What the target holds for each record's key (aligned with the batch).
 
     ``this_run`` marks rows written earlier in the same run, so that of two
-    records with one key and one cursor the later one in the source wins.
+    records with one key and one cursor the later one in the source wins, and
+    the key's change is counted once whatever the batch (or file) boundaries.
     """
 
     exists: np.ndarray
@@ -135,6 +139,11 @@ def decide(places: np.ndarray, cursor: np.ndarray, groups: np.ndarray, target: T
 
     Returns ``(verdicts, late)``: ``late`` marks records applied below the window
     (``--on-late load``), which are counted as inserted/updated and as late_applied.
+
+    A winner whose key this run wrote already (in an earlier batch, file or slice) is
+    ``REWRITE``: it is written (the newest, on a tie the later, wins) but counted
+    ``unchanged``, as it would be were both records in one batch, where the earlier one is
+    superseded: the run counts each key's change once (SPEC §3.5).
     """
     n = len(places)
     verdict = np.zeros(n, dtype=np.int8)
@@ -168,20 +177,36 @@ def decide(places: np.ndarray, cursor: np.ndarray, groups: np.ndarray, target: T
         if not soft_delete:  # a soft delete is an update that sets deleted_at
             verdict[dele & exists] = Verdict.DELETE
             would_update &= ~dele
+    rewrite = would_update & target.this_run
+    if is_delete is not None:
+        rewrite &= ~is_delete  # a delete is counted as one, in any batch
     verdict[would_insert] = Verdict.INSERT
-    verdict[would_update] = Verdict.UPDATE
+    verdict[would_update & ~rewrite] = Verdict.UPDATE
+    verdict[rewrite] = Verdict.REWRITE
 
     late = changes & below
     if window.on_late == "detect":
         verdict[late] = Verdict.LATE
         late = np.zeros(n, dtype=bool)
-    return verdict, late
+    return verdict, late & ~rewrite  # (a rewrite's key was counted late_applied once already)
+
+
+def late_superseded(verdicts: np.ndarray, places: np.ndarray, target: Target, window: Window) -> int:
+    """How many rewrites inside the window replace a version this run applied below it
+    (``--on-late load``): the run counted that key ``late_applied``, and as in one batch, where
+    the winner inside the window is not late, it no longer is (the loader subtracts these)."""
+    if window.on_late != "load" or window.lo is None:
+        return 0
+    rewrite = (verdicts == Verdict.REWRITE) & (places != Place.BELOW)
+    if not rewrite.any():
+        return 0
+    held_below = place(target.cursor, np.ones(len(places), bool), window) == Place.BELOW
+    return int((rewrite & held_below).sum())
 
 
 def watermark_candidate(places: np.ndarray, cursor: np.ndarray, verdicts: np.ndarray) -> int | None:
     """The largest cursor applied or found unchanged inside the window, or ``None``."""
-    mask = (places == Place.IN) & np.isin(verdicts, (Verdict.INSERT, Verdict.UPDATE,
-                                                      Verdict.UNCHANGED, Verdict.DELETE))
+    mask = (places == Place.IN) & np.isin(verdicts, (*APPLY, Verdict.UNCHANGED))
     if not mask.any():
         return None
     return int(cursor[mask].max())
@@ -189,12 +214,12 @@ def watermark_candidate(places: np.ndarray, cursor: np.ndarray, verdicts: np.nda
 
 def count(verdicts: np.ndarray, late: np.ndarray, places: np.ndarray) -> dict:
     """Counts of one batch's verdicts, under the names the summary uses."""
-    bc = np.bincount(verdicts.astype(np.int64), minlength=9)
+    bc = np.bincount(verdicts.astype(np.int64), minlength=len(Verdict) + 1)
     out = {
         "inserted": int(bc[Verdict.INSERT]),
         "updated": int(bc[Verdict.UPDATE] + bc[Verdict.DELETE]),
         "deleted": int(bc[Verdict.DELETE]),
-        "unchanged": int(bc[Verdict.UNCHANGED]),
+        "unchanged": int(bc[Verdict.UNCHANGED] + bc[Verdict.REWRITE]),
         "late": int(bc[Verdict.LATE]),
         "late_applied": int(late.sum()),
         "future": int(bc[Verdict.FUTURE]),

@@ -51,6 +51,7 @@ class Loader:
         self.warnings: list[str] = []
         self.run_id: int | None = None
         self.files = None  # a tracked file source: this run's FileSelection
+        self.left: set = set()  # ... and the names of its files holding records left for later
         self.judged = Judged()  # what restarts learn about the input (see _run and _run_widening)
         self.state: StreamState | None = None  # (this and below: set as the run starts, again on a restart)
         self.prev: int | None = None  # the watermark the run found
@@ -60,6 +61,7 @@ class Loader:
         self._committed_index: int | None = None  # --window: the last committed slice's index
         self._committed_wm: int | None = None  # ... and the watermark it left
         self._dry = None  # a dry run: its one transaction, rolled back at the end
+        self._recorded: BaseException | None = None  # a failure its own transaction recorded already
 
     @property
     def kind(self) -> str | None:
@@ -111,7 +113,8 @@ class Loader:
                     self.judged.kind = change.kind
                     return self._run_widening()
             except Exception as exc:
-                self._record_failure(exc)  # after the rollback, in a transaction of its own
+                if exc is not self._recorded and not self.opts.dry_run:  # (a dry run records nothing)
+                    self._record_failure(exc)  # after the rollback, in a transaction of its own
                 raise
 
     def _run_widening(self) -> Summary:
@@ -175,6 +178,7 @@ class Loader:
         self.warnings = list(self.notices)  # (again on a restart: a run's warnings are its own)
         if o.start is not None and self.start is None:
             self.warnings += report.start_ignored(o.start, state, self.tz)
+        self.left = set()
         self.judged.start(state)
         if state.kind is not None:
             check_durations(o, state.kind, self.tz)
@@ -204,6 +208,18 @@ class Loader:
     def _gate(self, rejected: int, source_records: int) -> None:
         report.quality_gate(self.opts.max_rejected, rejected, source_records, self.batch.first_reject)
 
+    def _nothing_valid(self, rejected: int, source_records: int):
+        """The error of a run whose every record was rejected (None for any other run): it
+        commits (its quarantine is kept for a fix and a replay) and is recorded as failed.
+        A quarantine replay is never one: its records were judged when they arrived, and one
+        that finds them still invalid leaves them where they were."""
+        if self.source.replay:
+            return None
+        failure = report.nothing_valid(self.opts.max_rejected, rejected, source_records,
+                                       self.batch.first_reject)
+        self._recorded = failure
+        return failure
+
     def _window(self):
         return window_for(self.opts, self.prev, self.kind, self.now, self.tz, self.start)
 
@@ -226,7 +242,10 @@ class Loader:
             self._save_state(tx, new_wm)
             self._record_files(tx)
             summary = self._summary(res, prev_text, new_wm, tx.count(), pruned)
-            self._history(tx, 0, started, res, new_wm, None, None)
+            failure = self._nothing_valid(res.counts.rejected, res.counts.source_records)
+            self._history(tx, 0, started, res, new_wm, None, None, failure)
+        if failure is not None:
+            raise failure
         return summary
 
     def _begin(self, run_id: int | None = None):
@@ -257,9 +276,13 @@ class Loader:
             total_res.merge(res)
             self._gate(total_res.counts.rejected, scan.records)
             self._save_state(tx, new_wm)
+            failure = None
             if not scan.slices:
                 self._record_files(tx)
-            self._history(tx, 0, started, res, new_wm, None, None)
+                failure = self._nothing_valid(total_res.counts.rejected, scan.records)
+            self._history(tx, 0, started, res, new_wm, None, None, failure)
+        if failure is not None:
+            raise failure
         self._committed_index, self._committed_wm = 0, new_wm
         width = o.window.for_kind(self.kind, "--window") if scan.slices else None
         for i, s in enumerate(sorted(scan.slices), start=1):
@@ -335,6 +358,8 @@ class Loader:
                 window, window_kind = self._window(), self.kind
             places = D.place(p.cursor, p.valid, window)
             res.see(p.cursor, p.valid, places)
+            if self.files is not None and (window.ranged or window.hi is not None):
+                self._note_left(raw.path, places)
             if not write:
                 b.scan(res, raw, p, places, window)
                 continue
@@ -360,22 +385,33 @@ class Loader:
         if self.files is not None and self.files.vanished:
             self.warnings.append(report.vanished_files(self.files.vanished, src.description))
 
+    def _note_left(self, name: str, places) -> None:
+        """A file holding a record outside ``--since``/``--until`` is not applied completely
+        (SPEC §10): the run leaves that record for a later one, which must open the file again.
+        (Records the run counts deliberately, quarantined or below the window, do not count.)"""
+        if name not in self.left and ((places == D.Place.OUTSIDE) | (places == D.Place.BEYOND)).any():
+            self.left.add(name)
+
     def _record_files(self, tx) -> None:
-        """Record the files this run read (and forget the vanished ones), in the transaction that
-        commits the run's (or its last slice's) data."""
-        if self.files is not None:
-            tx.record(FilesRead(self.files.read), FilesGone(self.files.vanished))
+        """Record the files this run applied completely (and forget the vanished ones), in the
+        transaction that commits the run's (or its last slice's) data; the others stay unread."""
+        if self.files is None:
+            return
+        tx.record(FilesRead(self.files.applied(self.left)), FilesGone(self.files.vanished))
+        if self.left:
+            self.warnings.append(report.files_left(len(self.left), self.source.description))
 
     # --- state, history, summary -------------------------------------------------------------
     def _save_state(self, tx, new_wm) -> None:
         self.state.advance(new_wm, self.run_id, self.batch.cand_naive)
         tx.record(State(self.state))
 
-    def _history(self, tx, index, started, res, new_wm, lo_t, hi_t) -> None:
+    def _history(self, tx, index, started, res, new_wm, lo_t, hi_t, failure=None) -> None:
         tx.record(History(report.history_row(
             res, self.state, self.tz, stream=self.stream, run_id=self.run_id, index=index, started=started,
             opts=self.opts, prev=self.prev, new_wm=new_wm, lo_t=lo_t, hi_t=hi_t,
-            new_columns=self.batch.new_columns, warnings=self.warnings, files=self.files, t0=self.t0)))
+            new_columns=self.batch.new_columns, warnings=self.warnings, files=self.files, t0=self.t0,
+            error=None if failure is None else self._error_text(failure))))
 
     def _summary(self, res: PassResult, prev_text, new_wm, total, pruned) -> Summary:
         return report.summary(

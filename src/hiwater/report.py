@@ -89,15 +89,17 @@ def failed_row(exc: BaseException, *, run_id, index: int, stream: str, opts: Loa
 
 
 def history_row(res, state: StreamState, tz, *, stream: str, run_id, index: int, started, opts: LoadOptions,
-                prev, new_wm, lo_t, hi_t, new_columns: list, warnings: list, files, t0: float) -> dict:
+                prev, new_wm, lo_t, hi_t, new_columns: list, warnings: list, files, t0: float,
+                error: str | None = None) -> dict:
     """The history row of a committed run (or ``--window`` slice ``index``) of ``state``'s stream
-    (its cursor's kind, how its watermark is printed)."""
+    (its cursor's kind, how its watermark is printed); outcome ``failed`` with the ``error`` of a
+    run that committed what it quarantined but failed (see :func:`nothing_valid`)."""
     c = res.counts
     kind, naive = state.kind, state.naive
     return {
         "run_id": run_id, "window_index": index, "stream": stream, "started_at": started,
         "finished_at": iso_now(), "mode": _mode(opts),
-        "outcome": "committed", "source_records": c.source_records, "loaded": c.loaded,
+        "outcome": "committed" if error is None else "failed", "source_records": c.source_records, "loaded": c.loaded,
         "skipped": c.skipped, "inserted": c.inserted, "updated": c.updated, "unchanged": c.unchanged,
         "late": c.late, "late_applied": c.late_applied, "future": c.future,
         "below_window": c.below_window, "rejected": c.rejected, "deleted": c.deleted,
@@ -108,7 +110,7 @@ def history_row(res, state: StreamState, tz, *, stream: str, run_id, index: int,
         "max_lateness": (amount(prev - res.min_late, kind, option=True)
                          if res.min_late is not None and prev is not None else None),
         "detail": orjson.dumps({"new_columns": new_columns, "warnings": warnings, **files_detail(files)}).decode(),
-        "duration_s": elapsed(t0),
+        "duration_s": elapsed(t0), **({} if error is None else {"error": error}),
     }
 
 
@@ -188,6 +190,22 @@ def quality_gate(limit, rejected: int, source_records: int, first_reject: str | 
         hint="fix the source, or raise --max-rejected; --dry-run --details shows the counts")
 
 
+def nothing_valid(limit, rejected: int, source_records: int, first_reject: str | None):
+    """The error of a run that read records and rejected every one (None for any other run):
+    nothing valid arrived, so the run failed (exit 1), although it commits its quarantine (the
+    records are kept, to be fixed and replayed) and leaves the watermark where it was. Only
+    ``--max-rejected 100%`` accepts such a run (docs/concepts.md)."""
+    if source_records == 0 or rejected < source_records or (limit is not None and limit.percent == 100):
+        return None
+    first = f"; the first: {first_reject}" if first_reject else ""
+    return QualityError(
+        f"every record ({rejected}) was rejected: nothing valid arrived and the run failed; the records "
+        f"are kept in the quarantine and the watermark does not move{first}",
+        rejected=rejected, source_records=source_records, limit="100%",
+        hint="`hiwater quarantine list` shows why; fix the source and load it again (or `hiwater quarantine "
+             "replay`), or accept such runs with --max-rejected 100%")
+
+
 def future_watermark(max_future, prev, prev_text, kind, now: int, tz) -> str | None:
     """The warning for a stored watermark past now + ``--max-future`` (None when it is not)."""
     if prev is None or kind not in (V.TIMESTAMP, V.DATE) or max_future is None \
@@ -237,6 +255,12 @@ def vanished_files(gone: list, description: str) -> str:
     return (f"{len(gone)} file(s) loaded by earlier runs are no longer in "
             f"{description}: {shown} (their rows stay in the target; the file list "
             f"forgets them)")
+
+
+def files_left(n: int, description: str) -> str:
+    """The warning for files holding records a bounded run left for a later run."""
+    return (f"{n} file(s) of {description} hold records outside --since/--until, left for a later run: "
+            f"they are not marked read, and the next run opens them again")
 
 
 def quarantine_detail(verdict: D.Verdict, reason, window: D.Window, kind, naive: bool, tz) -> str:

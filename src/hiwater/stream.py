@@ -31,9 +31,12 @@ def run(spec: StreamSpec, *, stdin=None, progress=None) -> Summary:
     if spec.source_url is not None and source is None:
         source = open_sql(spec.source_url, table=spec.source_table, query=spec.query, key=o.key, cursor=o.cursor,
                           batch_size=o.batch_size, assume_tz=o.assume_tz or "UTC", bucket=spec.bucket)
-    if o.dry_run and db is not None and not os.path.exists(db):
-        db = None  # a dry run against a file that does not exist yet writes nothing, not even the file
     tgt = open_target(db=db, target=spec.target)
+    if o.dry_run and not_made(tgt):
+        # A dry run makes nothing, not even the target's file or folder: against a target that
+        # does not exist yet it runs against an empty database in memory, which is what the
+        # real first run would find. (An existing target's dry run rolls back what it staged.)
+        tgt = open_target(db=":memory:")
     if getattr(tgt, "memory", False) and not o.dry_run:
         notices.insert(0, "the target is an in-memory database: nothing of this run is kept when it ends "
                           "(give --db PATH or --target URL)")
@@ -46,6 +49,17 @@ def run(spec: StreamSpec, *, stdin=None, progress=None) -> Summary:
             return Loader(src, tgt, o, table=spec.table, progress=progress, notices=notices).run()
     finally:
         src.close()
+
+
+def not_made(tgt) -> bool:
+    """Whether ``tgt`` is a local file or folder (SQLite, DuckDB, Delta) that does not exist yet,
+    in a folder that does (a missing folder stays the target's own error)."""
+    if getattr(tgt, "memory", False) or getattr(tgt, "remote", False):
+        return False
+    path = getattr(tgt, "path", None) or getattr(tgt, "root", None)
+    if not isinstance(path, str) or os.path.exists(path):
+        return False
+    return os.path.isdir(os.path.dirname(os.path.abspath(path)))
 
 
 def replay(stream: str, *, db=None, target=None, reason=None, on_late="load", **options) -> Summary:

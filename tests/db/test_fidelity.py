@@ -267,7 +267,9 @@ def check_one_table(hw, url, tmp_path, order, records):
     for key in ["id", "code"]:
         table = _table(f"fid_all_{key}_")
         for n, fmt in enumerate(order):
-            s = load(hw, url, export(records, fmt, tmp_path / f"{table}.{fmt}", KINDS), table, "--key", key)
+            # (a later export whose one record a column rejects is a run of invalid records only)
+            s = load(hw, url, export(records, fmt, tmp_path / f"{table}.{fmt}", KINDS), table, "--key", key,
+                     "--max-rejected", "100%")
             rows = query(url, f'SELECT count(*), count(DISTINCT "{key}") FROM "{table}"')[0] \
                 if table_exists(url, table) else (0, 0)
             assert tuple(rows) == (len(records), len(records)), \

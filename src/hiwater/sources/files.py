@@ -124,20 +124,45 @@ def _sniff(path: str, name: str | None = None) -> str:
     return "csv"
 
 
+def hidden(rel: str) -> bool:
+    """Whether a path below the listed root is hidden, as Spark and Hive treat them: a part that
+    starts with ``.`` (``.tmp/``, ``.part-0.crc``) or with ``_`` (``_SUCCESS``, ``_temporary/``)
+    unless it is a partition folder (``_x=1``). Such files are a writer's bookkeeping, not data."""
+    return any(part[:1] == "." or (part[:1] == "_" and "=" not in part) for part in rel.split("/") if part)
+
+
+def list_root(spec: str) -> str:
+    """The part of a folder, prefix or glob the user named literally: the hidden rule applies
+    only below it (a folder named ``_landing`` is read when named)."""
+    cut = min((spec.find(ch) for ch in "*?[" if ch in spec), default=-1)
+    if cut < 0:
+        return spec
+    return spec[:cut].rpartition("/")[0]
+
+
+def _visible(paths, root: str) -> list:
+    """``paths`` without the hidden ones below ``root``."""
+    root = root.rstrip("/")
+    return [p for p in paths if not hidden(p[len(root):] if p.startswith(root) else os.path.basename(p))]
+
+
 def resolve_paths(spec: str) -> list[str]:
-    """A path, a folder (its files, sorted) or a glob, to a list of files."""
+    """A path, a folder (its files, recursively, sorted) or a glob, to a list of files. A folder
+    and a glob skip hidden files and folders below the part named literally (:func:`hidden`)."""
     if spec == "-":
         return ["-"]
     if os.path.isdir(spec):
-        paths = sorted(
-            os.path.join(spec, name) for name in os.listdir(spec)
-            if not name.startswith(".") and os.path.isfile(os.path.join(spec, name))
-        )
+        paths = []
+        for top, dirs, files in os.walk(spec):
+            dirs[:] = [d for d in dirs if not hidden(d)]
+            paths += [os.path.join(top, name) for name in files
+                      if not hidden(name) and os.path.isfile(os.path.join(top, name))]
         if not paths:
             raise InputError("folder has no files", path=spec)
-        return paths
+        return sorted(paths)
     if any(ch in spec for ch in "*?["):
-        paths = sorted(p for p in glob.glob(spec, recursive=True) if os.path.isfile(p))
+        found = (p for p in glob.glob(spec, recursive=True) if os.path.isfile(p))
+        paths = sorted(_visible(found, list_root(spec)))
         if not paths:
             raise InputError("no file matches this pattern", path=spec)
         return paths
@@ -171,6 +196,13 @@ class FileSelection:
     read: list           # FileEntry of the files this run opens (new or changed, or all)
     skipped: int         # files the manifest already holds at this version
     vanished: list       # manifest paths no longer listed
+    names: list          # the names the records of ``read`` carry (RawBatch.path), aligned with it
+
+    def applied(self, left: set) -> list:
+        """The files read whole (SPEC §10): ``read`` less those named in ``left``, whose records
+        the run left partly for later (outside ``--since``/``--until``). Only these are recorded:
+        the others are opened again by the next run, which loads what was left."""
+        return [e for name, e in zip(self.names, self.read) if name not in left]
 
     def to_dict(self) -> dict:
         return {"listed": self.listed, "read": len(self.read), "skipped": self.skipped,
@@ -250,11 +282,12 @@ def remote_entries(fs, spec: str) -> dict:
     except Exception as exc:  # noqa: BLE001 - botocore's and fsspec's errors, one line each
         raise _remote_error(exc, spec) from None
     out = {}
+    root = list_root(spec)
     for key, info in sorted(found.items()):
         if info.get("type") == "directory" or key.endswith("/"):
             continue
         url = key if "://" in key else f"{scheme}://{key}"
-        if os.path.basename(url).startswith("."):
+        if not _visible([url], root):
             continue
         etag = info.get("ETag") or info.get("etag") or info.get("md5Hash")
         out[url] = FileEntry(url, int(info.get("size") or 0), None, None if etag is None else str(etag).strip('"'))
@@ -351,7 +384,7 @@ class FileSource(Source):
             read.append(e)
         listed = {e.path for e in self.entries.values()}
         vanished = sorted(p for p in known if p not in listed)
-        return FileSelection(len(self._listed), read, skipped, vanished)
+        return FileSelection(len(self._listed), read, skipped, vanished, [self.names[p] for p in self.paths])
 
     def expected_records(self) -> int | None:
         """An estimate of the number of records, for a progress bar's ETA (cheap: reads 1 MiB)."""

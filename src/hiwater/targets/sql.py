@@ -149,7 +149,7 @@ class SqlTarget(SqlMeta, Target):
 
     def begin(self, stream: str, table: str | None = None, key: tuple = (), *,
               run_id: int | None = None, discard: bool = False) -> "SqlTransaction":
-        if not self._meta_ready:  # in its own committed transaction, before the run's
+        if not self._meta_ready and not discard:  # in its own committed transaction, before the run's
             with self._transaction():
                 self._ensure_meta()
             self._meta_ready = True
@@ -258,6 +258,8 @@ class SqlTransaction(Transaction):
     def __enter__(self) -> "SqlTransaction":
         self._cm = self._t._transaction()
         self._cm.__enter__()
+        if self._discard and not self._t._meta_ready:
+            self._t._ensure_meta()  # a dry run's meta store is rolled back with the rest of it
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

@@ -21,12 +21,12 @@ import logging
 import os
 import signal
 import sys
-from contextlib import contextmanager
 
 import click
 
 from . import api, events
 from .errors import HiwaterError, UsageError
+from .terminal import RunBoard, print_rows, progress_bar
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -183,7 +183,7 @@ def load(input, output, details, **kw):
     """Load new and changed records from INPUT into the target."""
     if output:
         _check_writable(output)  # before the load: a failing exit must mean nothing was committed
-    with _progress_bar(kw.pop("progress")) as progress:
+    with progress_bar(kw.pop("progress")) as progress:
         summary = api.load(input, progress=progress, **kw)  # its warnings go to stderr as it logs them
     data = summary.to_dict(details=True) if details else _short_summary(summary)
     text = json.dumps(data, indent=2)
@@ -205,31 +205,6 @@ def _check_writable(path: str) -> None:
         raise UsageError(f"--output {path}: is a folder; nothing was loaded")
     if not os.access(path if os.path.exists(path) else folder, os.W_OK):
         raise UsageError(f"--output {path}: not writable; nothing was loaded")
-
-
-@contextmanager
-def _progress_bar(mode: str | None):
-    """A rich progress bar on stderr (rows, rate, ETA) when stderr is a terminal; else nothing."""
-    show = mode == "always" or (mode in (None, "auto") and sys.stderr.isatty())
-    if not show:
-        yield None
-        return
-    from rich.console import Console
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
-                               TimeElapsedColumn, TimeRemainingColumn)
-    bar = Progress(TextColumn("loading"), BarColumn(), TaskProgressColumn(), MofNCompleteColumn(),
-                   TextColumn("{task.fields[rate]} rows/s"), TimeElapsedColumn(), TimeRemainingColumn(),
-                   console=Console(stderr=True), transient=True)
-    task = bar.add_task("load", total=None, rate="-")
-    import time
-    start = time.monotonic()
-
-    def update(done: int, expected: int | None) -> None:
-        rate = done / max(time.monotonic() - start, 1e-6)
-        bar.update(task, completed=done, total=max(expected or 0, done) or None, rate=f"{rate:,.0f}")
-
-    with bar:
-        yield update
 
 
 def _short_summary(summary) -> dict:
@@ -257,7 +232,7 @@ def state():
 def state_show(as_json, **kw):
     """Show each stream's watermark and settings."""
     rows = api.state_show(**kw)
-    _print_rows(rows, as_json, ["stream", "table", "key", "cursor", "kind", "watermark", "last_run"])
+    print_rows(rows, as_json, ["stream", "table", "key", "cursor", "kind", "watermark", "last_run"])
 
 
 @state.command("set")
@@ -267,7 +242,7 @@ def state_show(as_json, **kw):
 @json_option
 def state_set(as_json, **kw):
     """Set a stream's watermark to VALUE (or 'null')."""
-    _print_rows([api.state_set(**kw)], as_json, ["stream", "watermark", "kind"])
+    print_rows([api.state_set(**kw)], as_json, ["stream", "watermark", "kind"])
 
 
 @state.command("reset")
@@ -276,7 +251,7 @@ def state_set(as_json, **kw):
 @json_option
 def state_reset(as_json, **kw):
     """Forget a stream's watermark: the next run examines everything."""
-    _print_rows([api.state_reset(**kw)], as_json, ["stream", "watermark", "kind"])
+    print_rows([api.state_reset(**kw)], as_json, ["stream", "watermark", "kind"])
 
 
 @state.command("rewind")
@@ -286,7 +261,7 @@ def state_reset(as_json, **kw):
 @json_option
 def state_rewind(as_json, **kw):
     """Put the watermark back to where it stood before run N."""
-    _print_rows([api.state_rewind(**kw)], as_json, ["stream", "watermark", "kind"])
+    print_rows([api.state_rewind(**kw)], as_json, ["stream", "watermark", "kind"])
 
 
 @cli.group()
@@ -303,7 +278,7 @@ def stream_drop(as_json, **kw):
     """Forget STREAM (state, history, quarantine) so it can start over; --table drops its data too.
 
     Run ids are never reused within a target: a reload into a kept table finds its rows unchanged."""
-    _print_rows([api.stream_drop(**kw)], as_json, ["stream", "table", "table_dropped"])
+    print_rows([api.stream_drop(**kw)], as_json, ["stream", "table", "table_dropped"])
 
 
 @cli.command()
@@ -315,7 +290,7 @@ def stream_drop(as_json, **kw):
 def history(as_json, wide, **kw):
     """One row per run and per committed window."""
     rows = api.history(**kw)
-    _print_rows(rows, as_json, ["run_id", "window_index", "stream", "finished_at", "mode", "outcome",
+    print_rows(rows, as_json, ["run_id", "window_index", "stream", "finished_at", "mode", "outcome",
                                 "source_records", "inserted", "updated", "unchanged", "late", "future",
                                 "rejected", "watermark_before", "watermark_after", "duration_s", "error"],
                 optional=["watermark_before", "window_index", "mode", "unchanged", "late", "future", "updated",
@@ -338,7 +313,7 @@ def quarantine():
 def quarantine_list(as_json, wide, **kw):
     """List quarantined records."""
     rows = api.quarantine_list(**kw)
-    _print_rows(rows, as_json, ["id", "stream", "reason", "detail", "source", "record_no", "key", "cursor",
+    print_rows(rows, as_json, ["id", "stream", "reason", "detail", "source", "record_no", "key", "cursor",
                                 "first_run", "last_run", "seen"],
                 optional=["seen", "first_run", "last_run", "record_no", "source"], whole=["stream", "cursor"], wide=wide)
 
@@ -377,7 +352,7 @@ def run_cmd(streams, as_json, progress, **kw):
     if setup is not None and setup[0] == "text":
         events.configure("text", verbose=setup[1], with_stream=True)  # name the stream on each line
     names = list(streams) or [r["stream"] for r in api.validate(project=kw["project"])]
-    board = _RunBoard(names, progress)
+    board = RunBoard(names, progress)
     try:
         with board:
             result = api.run(list(streams), raise_on_failure=False, on_start=board.start, on_result=board.result,
@@ -401,75 +376,10 @@ def run_cmd(streams, as_json, progress, **kw):
         rows.append({"stream": "total", "status": f"{t['ok']}/{t['streams']} ok", "source_records": t["source_records"],
                      "loaded": t["loaded"], "skipped": t["skipped"], "rejected": t["rejected"],
                      "duration_s": t["duration_s"]})
-        _print_rows(rows, False, ["stream", "status", "source_records", "loaded", "skipped", "rejected",
+        print_rows(rows, False, ["stream", "status", "source_records", "loaded", "skipped", "rejected",
                                   "watermark", "duration_s"])
     if not result.ok:
         raise click.exceptions.Exit(EXIT_FAILED)
-
-
-class _RunBoard:
-    """``hiwater run``'s progress: each stream waiting, running (rows so far), done or failed.
-
-    On a terminal (``--progress auto``) the lines update in place on stderr; with ``--progress
-    always`` into a pipe or a log each change is one line. Either way it remembers which streams
-    committed, for the message after Ctrl-C."""
-
-    def __init__(self, names: list, mode: str):
-        self.lines = {n: "waiting" for n in names}
-        self.committed: list = []
-        self.current = None
-        self.live = None
-        self.plain = mode == "always" and not sys.stderr.isatty()
-        if mode != "never" and not self.plain and sys.stderr.isatty():
-            from rich.console import Console
-            from rich.live import Live
-            self.live = Live(self._render(), console=Console(stderr=True), transient=True, refresh_per_second=4)
-
-    def __enter__(self):
-        if self.live is not None:
-            self.live.start()
-        return self
-
-    def __exit__(self, *exc):
-        if self.live is not None:
-            self.live.stop()
-
-    def _render(self):
-        from rich.table import Table
-        t = Table.grid(padding=(0, 2))
-        for name, line in self.lines.items():
-            t.add_row(name, line)
-        return t
-
-    def _set(self, name: str, line: str) -> None:
-        self.lines[name] = line
-        if self.live is not None:
-            self.live.update(self._render())
-        elif self.plain:
-            click.echo(f"hiwater: [{name}] {line}", err=True)
-
-    def start(self, name: str) -> None:
-        self.current = name
-        self._set(name, "running")
-
-    def rows(self, done: int, expected) -> None:
-        if self.current is not None and not self.plain:  # a log gets state changes, not every batch
-            self._set(self.current, f"running, {done:,} rows" + (f" of ~{expected:,}" if expected else ""))
-
-    def result(self, r) -> None:
-        if r.status == "ok":
-            self.committed.append(r.stream)
-            d = r.summary.to_dict()
-            self._set(r.stream, f"done, {d['loaded']:,} loaded, {d['skipped']:,} skipped in {r.duration_s:.1f}s")
-        else:
-            self._set(r.stream, r.status if r.error is None else f"{r.status}: {r.error}")
-
-    def interrupted(self) -> str:
-        why = {"running": "interrupted", "failed": "failed"}
-        others = [f"{n} ({why.get(s.split(',')[0].split(':')[0], 'not started')})"
-                  for n, s in self.lines.items() if n not in self.committed]
-        return (f"interrupted: committed: {', '.join(self.committed) or 'none'}; "
-                f"not committed: {', '.join(others) or 'none'}")
 
 
 @cli.command("status")
@@ -490,7 +400,7 @@ def status_cmd(streams, as_json, wide, **kw):
             "last_rejected", "last_duration_s", "quarantined", "last_error"]
     if any("lag" in r for r in rows):  # a bucketed stream: each bucket's lag behind its most advanced bucket
         cols.insert(2, "lag")
-    _print_rows(rows, as_json, cols, optional=["last_duration_s", "last_rejected", "lag", "data_age", "last_loaded",
+    print_rows(rows, as_json, cols, optional=["last_duration_s", "last_rejected", "lag", "data_age", "last_loaded",
                                               "quarantined", "load_age"],
                 whole=["stream", "watermark"], wide=wide)
     if any(r["last_outcome"] == api.UNREACHABLE for r in rows):
@@ -520,7 +430,7 @@ def check_cmd(streams, as_json, **kw):
                    else "target unreachable" if r["last_outcome"] == api.UNREACHABLE else "never loaded")
             events.emit("freshness", f"[{r['stream']}] {age}, past {r['verdict']}-after {limit}",
                         level=logging.ERROR if r["verdict"] == "error" else logging.WARNING, **r)
-    _print_rows(rows, as_json, ["stream", "verdict", "by", "age", "warn_after", "error_after", "watermark",
+    print_rows(rows, as_json, ["stream", "verdict", "by", "age", "warn_after", "error_after", "watermark",
                                 "last_outcome"])
     if any(r["verdict"] == "error" for r in rows):
         raise click.exceptions.Exit(EXIT_FAILED)
@@ -542,7 +452,7 @@ def validate_cmd(as_json, **kw):
                   "target": r.get("target") or r.get("db"),
                   "problems": "; ".join(f"{p['where']}: {p['message']}" for p in r["problems"]) or "ok"}
                  for r in rows]
-        _print_rows(shown, False, ["stream", "table", "source", "target", "problems"])
+        print_rows(shown, False, ["stream", "table", "source", "target", "problems"])
     codes = [p["exit_code"] for r in rows for p in r["problems"]]
     if codes:
         raise click.exceptions.Exit(max(codes))
@@ -564,63 +474,6 @@ def ui_cmd(**kw):
     target's own state, history and quarantine (docs/ui.md)."""
     from .ui import serve
     serve(**kw)
-
-
-def _print_rows(rows, as_json, columns, *, optional=(), whole=(), wide: bool = False) -> None:
-    """Print ``rows`` as JSON or as a table that fits the terminal.
-
-    ``optional`` lists the columns that may be left out, the least important first; they go,
-    one by one, until the table fits (a note names them; ``wide`` keeps them all). Columns in
-    ``whole`` (a watermark, an instant) are never cut; the others fold onto more lines."""
-    if as_json:
-        click.echo(json.dumps(rows, indent=2, default=str))
-        return
-    if not rows:
-        click.echo("(none)")
-        return
-    from rich.table import Table
-    cells = {c: ["" if r.get(c) is None else str(r.get(c)) for r in rows] for c in columns}
-    need = {c: max(len(c), *(len(v) for v in cells[c])) + 3 for c in columns}  # padding 2, border 1
-    width = _term_width()
-    shown, hidden = list(columns), []
-    if wide:
-        width = max(width, sum(need.values()) + 1)
-    else:
-        empty = [c for c in columns[1:] if not any(cells[c])]  # a column with nothing in it goes first
-        for c in empty + [c for c in optional if c in columns and c not in empty]:
-            if sum(need[k] for k in shown) - 1 <= width:  # fits, at least without the outer borders
-                break
-            shown.remove(c)
-            hidden.append(c)
-    total = sum(need[c] for c in shown)
-    edge = total + 1 <= width
-    keep_whole = total - 1 <= width  # else even the essential columns fold
-    table = Table(show_header=True, header_style="bold", show_edge=edge)
-    for c in shown:
-        table.add_column(c, overflow="fold", min_width=need[c] - 3 if keep_whole and c in whole else None)
-    for i in range(len(rows)):
-        table.add_row(*[cells[c][i] for c in shown])
-    console = _console(width)
-    console.print(table)
-    if hidden:
-        console.print(f"(hidden to fit {width} columns: {', '.join(hidden)}; --wide shows them)",
-                      style="dim", highlight=False)
-
-
-def _console(width: int):
-    """A rich console for stdout; ``NO_COLOR`` (any value) turns every colour and style off."""
-    from rich.console import Console
-    plain = bool(os.environ.get("NO_COLOR"))
-    return Console(width=width, **({"color_system": None} if plain else {}))
-
-
-def _term_width() -> int:
-    """The terminal's width (``$COLUMNS`` wins) when stdout is a terminal; 160 when it is a pipe or a
-    file, whose reader has no width (and a test runner's ``$COLUMNS`` is not a terminal's)."""
-    if not sys.stdout.isatty():
-        return 160
-    import shutil
-    return max(shutil.get_terminal_size((160, 24)).columns, 20)
 
 
 def _json_logs(argv) -> bool:

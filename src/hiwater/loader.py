@@ -24,6 +24,7 @@ from .prepare import CsvColumnIsText, Judged, KindChanged, check_fields, prepare
 from .sources.base import Source, as_source
 from .sources.lightjson import LightBatch
 from .sources.prefetch import prefetch
+from .sources.spill import read_once
 from .state import StreamState, zone_name
 from .summary import Summary
 from .targets.base import FilesGone, FilesRead, History, Released, State, Target
@@ -51,7 +52,6 @@ class Loader:
         self.warnings: list[str] = []
         self.run_id: int | None = None
         self.files = None  # a tracked file source: this run's FileSelection
-        self.left: set = set()  # ... and the names of its files holding records left for later
         self.judged = Judged()  # what restarts learn about the input (see _run and _run_widening)
         self.state: StreamState | None = None  # (this and below: set as the run starts, again on a restart)
         self.prev: int | None = None  # the watermark the run found
@@ -178,7 +178,6 @@ class Loader:
         self.warnings = list(self.notices)  # (again on a restart: a run's warnings are its own)
         if o.start is not None and self.start is None:
             self.warnings += report.start_ignored(o.start, state, self.tz)
-        self.left = set()
         self.judged.start(state)
         if state.kind is not None:
             check_durations(o, state.kind, self.tz)
@@ -194,31 +193,14 @@ class Loader:
         if o.window is None:
             return self._run_single(prev_text)
         source = self.source
-        if source.spill_for_window:
-            # Each file is read once per run, not once per slice: the scan spills what it reads.
-            from .sources.spill import Spilled
-            self.source = Spilled(source)
-        try:
-            return self._run_windowed(prev_text)
-        finally:
-            if self.source is not source:
-                self.source.close_spill()
+        with read_once(source) as self.source:
+            try:
+                return self._run_windowed(prev_text)
+            finally:
                 self.source = source
 
     def _gate(self, rejected: int, source_records: int) -> None:
         report.quality_gate(self.opts.max_rejected, rejected, source_records, self.batch.first_reject)
-
-    def _nothing_valid(self, rejected: int, source_records: int):
-        """The error of a run whose every record was rejected (None for any other run): it
-        commits (its quarantine is kept for a fix and a replay) and is recorded as failed.
-        A quarantine replay is never one: its records were judged when they arrived, and one
-        that finds them still invalid leaves them where they were."""
-        if self.source.replay:
-            return None
-        failure = report.nothing_valid(self.opts.max_rejected, rejected, source_records,
-                                       self.batch.first_reject)
-        self._recorded = failure
-        return failure
 
     def _window(self):
         return window_for(self.opts, self.prev, self.kind, self.now, self.tz, self.start)
@@ -242,7 +224,9 @@ class Loader:
             self._save_state(tx, new_wm)
             self._record_files(tx)
             summary = self._summary(res, prev_text, new_wm, tx.count(), pruned)
-            failure = self._nothing_valid(res.counts.rejected, res.counts.source_records)
+            failure = self._recorded = report.nothing_valid(self.opts.max_rejected, res.counts.rejected,
+                                                            res.counts.source_records, self.batch.first_reject,
+                                                            replay=self.source.replay)
             self._history(tx, 0, started, res, new_wm, None, None, failure)
         if failure is not None:
             raise failure
@@ -279,7 +263,9 @@ class Loader:
             failure = None
             if not scan.slices:
                 self._record_files(tx)
-                failure = self._nothing_valid(total_res.counts.rejected, scan.records)
+                failure = self._recorded = report.nothing_valid(o.max_rejected, total_res.counts.rejected,
+                                                                scan.records, self.batch.first_reject,
+                                                                replay=self.source.replay)
             self._history(tx, 0, started, res, new_wm, None, None, failure)
         if failure is not None:
             raise failure
@@ -359,7 +345,7 @@ class Loader:
             places = D.place(p.cursor, p.valid, window)
             res.see(p.cursor, p.valid, places)
             if self.files is not None and (window.ranged or window.hi is not None):
-                self._note_left(raw.path, places)
+                self.files.leave(raw.path, (places == D.Place.OUTSIDE) | (places == D.Place.BEYOND))
             if not write:
                 b.scan(res, raw, p, places, window)
                 continue
@@ -385,21 +371,14 @@ class Loader:
         if self.files is not None and self.files.vanished:
             self.warnings.append(report.vanished_files(self.files.vanished, src.description))
 
-    def _note_left(self, name: str, places) -> None:
-        """A file holding a record outside ``--since``/``--until`` is not applied completely
-        (SPEC §10): the run leaves that record for a later one, which must open the file again.
-        (Records the run counts deliberately, quarantined or below the window, do not count.)"""
-        if name not in self.left and ((places == D.Place.OUTSIDE) | (places == D.Place.BEYOND)).any():
-            self.left.add(name)
-
     def _record_files(self, tx) -> None:
         """Record the files this run applied completely (and forget the vanished ones), in the
         transaction that commits the run's (or its last slice's) data; the others stay unread."""
         if self.files is None:
             return
-        tx.record(FilesRead(self.files.applied(self.left)), FilesGone(self.files.vanished))
-        if self.left:
-            self.warnings.append(report.files_left(len(self.left), self.source.description))
+        tx.record(FilesRead(self.files.applied()), FilesGone(self.files.vanished))
+        if self.files.left:
+            self.warnings.append(report.files_left(len(self.files.left), self.source.description))
 
     # --- state, history, summary -------------------------------------------------------------
     def _save_state(self, tx, new_wm) -> None:

@@ -190,12 +190,14 @@ def quality_gate(limit, rejected: int, source_records: int, first_reject: str | 
         hint="fix the source, or raise --max-rejected; --dry-run --details shows the counts")
 
 
-def nothing_valid(limit, rejected: int, source_records: int, first_reject: str | None):
+def nothing_valid(limit, rejected: int, source_records: int, first_reject: str | None, *, replay: bool = False):
     """The error of a run that read records and rejected every one (None for any other run):
     nothing valid arrived, so the run failed (exit 1), although it commits its quarantine (the
     records are kept, to be fixed and replayed) and leaves the watermark where it was. Only
-    ``--max-rejected 100%`` accepts such a run (docs/concepts.md)."""
-    if source_records == 0 or rejected < source_records or (limit is not None and limit.percent == 100):
+    ``--max-rejected 100%`` accepts such a run (docs/concepts.md). A quarantine replay is never
+    one: its records were judged when they arrived, and one that finds them still invalid
+    leaves them where they were."""
+    if replay or source_records == 0 or rejected < source_records or (limit is not None and limit.percent == 100):
         return None
     first = f"; the first: {first_reject}" if first_reject else ""
     return QualityError(

@@ -31,7 +31,7 @@ import os
 import shutil
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterator
 
 import pyarrow as pa
@@ -197,12 +197,19 @@ class FileSelection:
     skipped: int         # files the manifest already holds at this version
     vanished: list       # manifest paths no longer listed
     names: list          # the names the records of ``read`` carry (RawBatch.path), aligned with it
+    left: set = field(default_factory=set)  # names of the files holding records left for later
 
-    def applied(self, left: set) -> list:
-        """The files read whole (SPEC §10): ``read`` less those named in ``left``, whose records
-        the run left partly for later (outside ``--since``/``--until``). Only these are recorded:
-        the others are opened again by the next run, which loads what was left."""
-        return [e for name, e in zip(self.names, self.read) if name not in left]
+    def leave(self, name: str, left_out) -> None:
+        """A batch of file ``name`` holds records the run leaves for a later one (``left_out``, a
+        mask: outside ``--since``/``--until``): that file is not applied completely (SPEC §10).
+        Records the run counts deliberately (quarantined, below the window) do not count."""
+        if name not in self.left and left_out.any():
+            self.left.add(name)
+
+    def applied(self) -> list:
+        """The files read whole (SPEC §10): ``read`` less those :meth:`leave` named. Only these are
+        recorded: the others are opened again by the next run, which loads what was left."""
+        return [e for name, e in zip(self.names, self.read) if name not in self.left]
 
     def to_dict(self) -> dict:
         return {"listed": self.listed, "read": len(self.read), "skipped": self.skipped,

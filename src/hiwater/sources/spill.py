@@ -17,6 +17,7 @@ from __future__ import annotations
 import mmap
 import pickle
 import tempfile
+from contextlib import contextmanager
 from typing import Iterator
 
 import io
@@ -149,3 +150,17 @@ class Spilled(Source):
             self._file = None
         self._index = []
         self._complete = False
+
+
+@contextmanager
+def read_once(source: Source):
+    """The source for a ``--window`` run: a file source is spilled as its first pass reads it, so
+    each file is read once per run, not once per slice; other sources are read as they are."""
+    if not source.spill_for_window:
+        yield source
+        return
+    spilled = Spilled(source)
+    try:
+        yield spilled
+    finally:
+        spilled.close_spill()

@@ -419,5 +419,5 @@ def _from_project(streams, api, project) -> list[Stream]:
         if "format" in load:
             source["format"] = load["format"]
         state = api.state_show(db=db, target=target, stream=load.get("stream", cfg.name))[0]
-        out.append(Stream(state, source, db=db, target=target, defaults=getattr(cfg, "verify", None), load=load))
+        out.append(Stream(state, source, db=db, target=target, defaults=cfg.verify, load=load))
     return out

@@ -127,9 +127,9 @@ def verify_stream(st: Stream, req: Request, *, api) -> dict:
     quarantined = {D.key_text(json.loads(q["key"])) for q in api.quarantine_list(stream=name, db=st.db,
                                                                                   target=st.target)
                    if q.get("key")}
-    tgt = S.target_side(url, s["table"], key, content=content, lo=lo, hi=hi)
+    tgt = S.target_side(url, s["table"], key, content=content)
     try:
-        src = _source_side(st, s, key, kind, lo, hi, content)
+        src = _source_side(st, s, key, kind, content)
     except BaseException:
         tgt.close()
         raise
@@ -165,9 +165,9 @@ def _blank(st: Stream, req: Request) -> dict:
             "verified_at": None, "duration_s": 0.0}
 
 
-def _source_side(st: Stream, s: dict, key, kind, lo, hi, content):
+def _source_side(st: Stream, s: dict, key, kind, content):
     src = st.source
-    common = dict(key=key, cursor=s["cursor"], kind=kind, assume_tz=s["assume_tz"], lo=lo, hi=hi, content=content)
+    common = dict(key=key, cursor=s["cursor"], kind=kind, assume_tz=s["assume_tz"], content=content)
     if src.get("data") is not None:
         return S.data_side(src["data"], **common)
     if src.get("source_url"):
@@ -330,7 +330,7 @@ def _prune(st: Stream, extra: list, out: dict) -> int:
     try:
         tgt.connect()
         with tgt.stream_lock(s["stream"], 30):
-            src = _source_side(st, s, list(s["key"]), s["kind"], None, None, None)
+            src = _source_side(st, s, list(s["key"]), s["kind"], None)
             try:
                 still = src.lookup(extra)
             finally:

@@ -145,10 +145,11 @@ def _values(batch, name: str) -> list:
     return [None] * len(batch)
 
 
-def from_batches(label: str, batches, *, key: list, cursor: str, kind: str, tz, lo: int | None, hi: int | None,
+def from_batches(label: str, batches, *, key: list, cursor: str, kind: str, tz,
                  content: list | None = None) -> MemorySide:
     """Read a source's batches once: the rows whose cursor parses (invalid ones are the
-    quarantine's) and lies in ``[lo, hi]``, normalised exactly as the loader normalises them."""
+    quarantine's), normalised exactly as the loader normalises them. Every row is kept, not only
+    the checked range: a key that left the range on one side is looked up here."""
     keys, cursors, contents = [], [], [] if content is not None else None
     fetched = 0
     for batch in batches:
@@ -166,10 +167,6 @@ def from_batches(label: str, batches, *, key: list, cursor: str, kind: str, tz, 
                     ok[i] = True
                 except (ValueError, OverflowError):
                     pass
-        if hi is not None:
-            ok &= vals <= hi
-        if lo is not None:
-            ok &= vals >= lo
         cols = [_values(batch, k) for k in key]
         other = [_values(batch, c) for c in content] if content is not None else None
         for i in np.flatnonzero(ok):
@@ -459,7 +456,7 @@ def _native(d: S.Dialect, col: S.Column, quoted: str, kind: str):
 
 
 def source_side(url: str, *, table: str | None, query: str | None, key: list, cursor: str, kind: str,
-                assume_tz: str, lo: int | None, hi: int, content: list | None = None, batch_size: int = 65_536):
+                assume_tz: str, content: list | None = None, batch_size: int = 65_536):
     """The stream's source: its digests in the database where the cursor can be normalised there,
     else (and with ``--content``) its rows read once through the loader's own reader."""
     from ..urls import expand
@@ -473,10 +470,9 @@ def source_side(url: str, *, table: str | None, query: str | None, key: list, cu
     flavour = S.DIALECTS[url.split(":", 1)[0].lower()].name
     expr = cursor_sql(flavour, col, d.quote(cursor), kind, tz) if content is None else None
     if expr is None:
-        src.set_window(lo, True, hi + 1 if hi is not None else None, kind, tz)
         try:
             return from_batches(f"source {src.description}", src.batches(), key=key, cursor=cursor, kind=kind,
-                                tz=tz, lo=lo, hi=hi, content=content)
+                                tz=tz, content=content)
         finally:
             src.close()
     conn = d.conn
@@ -488,23 +484,23 @@ def source_side(url: str, *, table: str | None, query: str | None, key: list, cu
 
 
 def files_side(spec: str, *, fmt: str | None, key: list, cursor: str, kind: str, assume_tz: str,
-               lo: int | None, hi: int, content: list | None = None) -> MemorySide:
+               content: list | None = None) -> MemorySide:
     from ..sources.files import open_files
     src = open_files(spec, fmt, cursor=cursor)
     try:
         return from_batches(f"input {spec}", src.batches(), key=key, cursor=cursor, kind=kind,
-                            tz=V.zone(assume_tz), lo=lo, hi=hi, content=content)
+                            tz=V.zone(assume_tz), content=content)
     finally:
         src.close()
 
 
-def data_side(data, *, key: list, cursor: str, kind: str, assume_tz: str, lo, hi, content=None) -> MemorySide:
+def data_side(data, *, key: list, cursor: str, kind: str, assume_tz: str, content=None) -> MemorySide:
     """Data in memory (a list of dicts, an Arrow table, a DataFrame) read as the loader reads it."""
     from ..sources.memory import DataSource
     src = DataSource(data, cursor=cursor)
     try:
         return from_batches("input (data)", src.batches(), key=key, cursor=cursor, kind=kind,
-                            tz=V.zone(assume_tz), lo=lo, hi=hi, content=content)
+                            tz=V.zone(assume_tz), content=content)
     finally:
         src.close()
 
@@ -543,29 +539,27 @@ def _execute(conn, flavour, sql):
     return conn.execute(sql)
 
 
-def target_side(url: str, table: str, key: list, *, content: list | None = None, lo=None, hi=None):
+def target_side(url: str, table: str, key: list, *, content: list | None = None):
     """The stream's table in the target: its key columns and ``_hiwater_cursor``, the integer the
     loader stored. Only this table is read, so other streams' tables beside it never count."""
     scheme = url.split(":", 1)[0].lower()
     label = f"target table {table}"
     if scheme in ("delta", "delta+s3"):
-        return _delta_side(url, table, key, label, content, lo, hi)
+        return _delta_side(url, table, key, label, content)
     d = _dialect(url, dt.timezone.utc)
     if d.name == "postgresql":
         d.conn.autocommit = True
     if content is not None:
-        return _read_target(d, table, key, content, lo, hi, label)
+        return _read_target(d, table, key, content, label)
     return SqlSide(label, d.conn, d.name, d.quote(table), list(key), d.quote(CURSOR_COL), d.quote,
                    placeholder=d.placeholder, escape=d.escape_percent)
 
 
-def _read_target(d, table, key, content, lo, hi, label) -> MemorySide:
-    """``--content`` on a SQL target: the rows of the range read once, their values canonical."""
+def _read_target(d, table, key, content, label) -> MemorySide:
+    """``--content`` on a SQL target: its rows read once, their values canonical."""
     cols = list(key) + [CURSOR_COL] + list(content)
     bools = _boolean_columns(d, table) if d.name == "sqlite" else set()
-    where = f" WHERE {d.quote(CURSOR_COL)} <= {int(hi)}" + (f" AND {d.quote(CURSOR_COL)} >= {int(lo)}"
-                                                            if lo is not None else "")
-    cur = _execute(d.conn, d.name, f"SELECT {', '.join(d.quote(c) for c in cols)} FROM {d.quote(table)}{where}")
+    cur = _execute(d.conn, d.name, f"SELECT {', '.join(d.quote(c) for c in cols)} FROM {d.quote(table)}")
     keys, cursors, contents, fetched = [], [], [], 0
     n = len(key)
     for r in cur.fetchall():
@@ -584,19 +578,14 @@ def _boolean_columns(d, table) -> set:
     return {r[1] for r in d.conn.execute(f"PRAGMA table_info({d.quote(table)})") if "BOOL" in (r[2] or "").upper()}
 
 
-def _delta_side(url, table, key, label, content, lo, hi) -> MemorySide:
-    """A Delta table read through its Arrow dataset: only the key, cursor (and content) columns,
-    the range pushed into the scan."""
+def _delta_side(url, table, key, label, content) -> MemorySide:
+    """A Delta table read once through its Arrow dataset: only the key, cursor (and content) columns."""
     import pyarrow.compute as pc
-    import pyarrow.dataset as ds
     dataset = _delta_dataset(url, table)
     if dataset is None:
         return MemorySide(label, [], [])
     cols = list(key) + [CURSOR_COL] + list(content or [])
-    flt = ds.field(CURSOR_COL) <= hi
-    if lo is not None:
-        flt &= ds.field(CURSOR_COL) >= lo
-    tbl = dataset.to_table(columns=cols, filter=flt)
+    tbl = dataset.to_table(columns=cols)
     keys = list(zip(*(tbl.column(k).to_pylist() for k in key))) if tbl.num_rows else []
     contents = None
     if content is not None:

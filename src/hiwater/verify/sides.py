@@ -362,17 +362,18 @@ class SqlSide:
         self.fetched += sum(_size(v) for r in rows for v in r)
         return rows
 
-    def _from(self, a: int, b: int) -> tuple[str, list]:
+    def _from(self, a: int | None, b: int) -> tuple[str, list]:
         where, params = "", []
         if self.native is not None:
             where, params = self.native(a, b, self.placeholder)
-        return f"({self.inner}{where}) AS _s WHERE _c BETWEEN {int(a)} AND {int(b)}", params
+        low = f"_c >= {int(a)} AND " if a is not None else ""
+        return f"({self.inner}{where}) AS _s WHERE {low}_c <= {int(b)}", params
 
     def _sum(self) -> str:
         return "hw_sum(_h)" if self.flavour == "sqlite" else "SUM(_h)"
 
     def span(self, lo, hi):
-        src, params = self._from(lo if lo is not None else -(1 << 63), hi)
+        src, params = self._from(lo, hi)
         row = self._query(f"SELECT MIN(_c), MAX(_c) FROM {src}", params)[0]
         return None if row[0] is None else (int(row[0]), int(row[1]))
 
@@ -442,7 +443,7 @@ def _dialect(url: str, tz):
 def _native(d: S.Dialect, col: S.Column, quoted: str, kind: str):
     """The cursor column's own bounds, as the loader pushes them down (widened where inexact)."""
     def where(a, b, placeholder):
-        lo = d.param(a, kind, col, upper=False)
+        lo = d.param(a, kind, col, upper=False) if a is not None else None
         hi = d.param(b, kind, col, upper=True)
         parts, params = [], []
         if lo is not None:
@@ -464,23 +465,26 @@ def source_side(url: str, *, table: str | None, query: str | None, key: list, cu
     tz = V.zone(assume_tz)
     src = S.open_sql(url, table=table, query=query, key=tuple(key), cursor=cursor, batch_size=batch_size,
                      assume_tz=assume_tz)
-    src._ensure_open()
-    d = src.dialect
-    col = src._column(cursor)
-    flavour = S.DIALECTS[url.split(":", 1)[0].lower()].name
-    expr = cursor_sql(flavour, col, d.quote(cursor), kind, tz) if content is None else None
-    if expr is None:
-        try:
-            return from_batches(f"source {src.description}", src.batches(), key=key, cursor=cursor, kind=kind,
-                                tz=tz, content=content)
-        finally:
+    label = f"source {src.description}"
+    try:
+        src._ensure_open()
+        d = src.dialect
+        col = src._column(cursor)
+        flavour = S.DIALECTS[url.split(":", 1)[0].lower()].name
+        expr = cursor_sql(flavour, col, d.quote(cursor), kind, tz) if content is None else None
+        if expr is None:  # the loader's own read, once
+            side = from_batches(label, src.batches(), key=key, cursor=cursor, kind=kind, tz=tz, content=content)
             src.close()
-    conn = d.conn
-    if flavour == "postgresql":
-        conn.autocommit = True
-    return SqlSide(f"source {src.description}", conn, flavour, src.base(), list(key), expr, d.quote,
-                   native=_native(d, col, d.quote(cursor), kind), placeholder=d.placeholder,
-                   escape=d.escape_percent)
+            return side
+        d.conn.rollback()  # no snapshot: a row that changes while verify runs shows on the second look
+        if flavour == "postgresql":
+            d.conn.autocommit = True
+        return SqlSide(label, d.conn, flavour, src.base(), list(key), expr, d.quote,
+                       native=_native(d, col, d.quote(cursor), kind), placeholder=d.placeholder,
+                       escape=d.escape_percent)
+    except BaseException:
+        src.close()
+        raise
 
 
 def files_side(spec: str, *, fmt: str | None, key: list, cursor: str, kind: str, assume_tz: str,

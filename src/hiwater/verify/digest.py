@@ -66,10 +66,10 @@ def content_text(values) -> str:
 def canonical(v) -> str:
     """One text per value, whatever type a side's driver hands back for it.
 
-    ``NULL`` is ``0x00``; booleans ``true``/``false``; integers decimal; a finite float or
-    decimal its shortest exact decimal (``1.50`` and ``1.5`` are one number; an integral one
-    prints as an integer, so ``7``, ``7.0`` and ``Decimal('7.00')`` agree); NaN and infinities
-    ``nan``/``inf``/``-inf``; text itself; an aware date-time as UTC ``YYYY-MM-DDTHH:MM:SS.ffffffZ``,
+    ``NULL`` is ``0x00``; booleans ``true``/``false``; integers decimal; a finite float its
+    shortest round-trip decimal, an integral one as an integer (``7.0`` is ``7``: JSON does not
+    tell them apart); an exact decimal as sent, scale included (``1.50`` stays ``1.50``, the text
+    a target that keeps decimals as text holds); NaN and infinities ``nan``/``inf``/``-inf``; text itself; an aware date-time as UTC ``YYYY-MM-DDTHH:MM:SS.ffffffZ``,
     a naive one the same without ``Z``; a date ``YYYY-MM-DD``; JSON objects and arrays as compact
     JSON with sorted keys (text that holds JSON is parsed first, so drivers that return JSON as a
     string agree with those that return it parsed); bytes as lowercase hex.
@@ -91,7 +91,7 @@ def canonical(v) -> str:
             return "nan"
         if v.is_infinite():
             return "inf" if v > 0 else "-inf"
-        return _number(v)
+        return format(v, "f")
     if isinstance(v, dt.datetime):
         if v.tzinfo is not None:
             return v.astimezone(dt.timezone.utc).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"

@@ -135,14 +135,13 @@ def verify_stream(st: Stream, req: Request, *, api) -> dict:
         raise
     try:
         result = _compare(src, tgt, s, lo, hi, step, quarantined, out)
-        version_after = api.state_show(stream=name, db=st.db, target=st.target)[0]["version"]
-        if version_after != s["version"]:
-            out["state_moved"] = True
-            _moving_last_window(result, out)
         out["bytes_fetched"] = {"source": src.fetched, "target": tgt.fetched}
     finally:
         src.close()
         tgt.close()
+    if api.state_show(stream=name, db=st.db, target=st.target)[0]["version"] != s["version"]:
+        out["state_moved"] = True
+        _moving_last_window(result, out)
     _summarise(out, result)
     if req.repair and not out["equal"]:
         out["repair"] = _repair(st, req, out, result, api)

@@ -12,6 +12,7 @@ key can leave the checked range on one side: an update the other side has not se
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from . import digest as D
@@ -21,6 +22,15 @@ MISSING, EXTRA, STALE, AHEAD, CHANGED = "missing", "extra", "stale", "ahead", "c
 QUARANTINED, PENDING, MOVING = "quarantined", "pending", "moving"
 DEFECTS = (MISSING, EXTRA, STALE, AHEAD, CHANGED)
 CLASSES = DEFECTS + (QUARANTINED, PENDING, MOVING)
+
+
+def both(on_source, on_target):
+    """Ask both sides at once (each has its own connection): a round costs the slower side's
+    time, not the sum."""
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(on_source)
+        second = on_target()
+        return first.result(), second
 
 
 def differing(a: dict, b: dict) -> list[int]:
@@ -51,7 +61,7 @@ def bisect(src: Side, tgt: Side, windows: list[tuple[int, int, int]], *, parts: 
             found.rounds += 1
             nxt = []
             for a, b, lo, hi in level:
-                da, db = src.ranges(a, b, lo, hi, parts), tgt.ranges(a, b, lo, hi, parts)
+                da, db = both(lambda: src.ranges(a, b, lo, hi, parts), lambda: tgt.ranges(a, b, lo, hi, parts))
                 width = _width(lo, hi, parts)
                 for p in differing(da, db):
                     plo, phi = lo + p * width, min(lo + (p + 1) * width, hi)
@@ -61,7 +71,7 @@ def bisect(src: Side, tgt: Side, windows: list[tuple[int, int, int]], *, parts: 
         if fetch:
             found.rounds += 1
             for a, b, lo, hi in fetch:
-                rs, rt = src.rows(a, b, lo, hi), tgt.rows(a, b, lo, hi)
+                rs, rt = both(lambda: src.rows(a, b, lo, hi), lambda: tgt.rows(a, b, lo, hi))
                 for t in set(rs) | set(rt):
                     x, y = rs.get(t), rt.get(t)
                     if x is None or y is None or x.h != y.h:

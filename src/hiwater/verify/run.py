@@ -25,7 +25,7 @@ from ..errors import UsageError
 from ..urls import redact
 from . import digest as D
 from . import sides as S
-from .bisect import DEFECTS, EXTRA, MISSING, MOVING, STALE, CLASSES, Diff, bisect, classify, differing
+from .bisect import CLASSES, DEFECTS, EXTRA, MISSING, MOVING, STALE, Diff, bisect, both, classify, differing
 from .plan import Plan, make_plan, parse_step
 
 SAMPLE = 10
@@ -187,7 +187,7 @@ class Compared:
 
 def _compare(src, tgt, s, lo, hi, step, quarantined, out) -> Compared:
     kind = s["kind"]
-    spans = [x for x in (src.span(lo, hi), tgt.span(lo, hi)) if x is not None]
+    spans = [x for x in both(lambda: src.span(lo, hi), lambda: tgt.span(lo, hi)) if x is not None]
     if not spans:
         out["since"] = _fmt(lo, s) if lo is not None else None
         return Compared(None, [])
@@ -195,7 +195,7 @@ def _compare(src, tgt, s, lo, hi, step, quarantined, out) -> Compared:
                      align=lo is None)
     out["since"], out["since_value"] = _fmt(plan.lo, s), plan.lo
     out["by"] = _step_text(plan.step, kind)
-    ws, wt = src.windows(plan), tgt.windows(plan)
+    ws, wt = both(lambda: src.windows(plan), lambda: tgt.windows(plan))
     out["rounds"] = 1
     bad = differing(ws, wt)
     out["windows"].update(checked=plan.count, equal=plan.count - len(bad), differing=len(bad))

@@ -197,6 +197,10 @@ class Dialect:
     def row_hash(self) -> str:
         raise NotImplementedError
 
+    def digest_sum(self) -> str:
+        """The sum of the row hashes of a group, as a number the driver returns exactly."""
+        return f"SUM({self.row_hash()})"
+
     def key_hash(self) -> str:
         raise NotImplementedError
 
@@ -253,22 +257,18 @@ class DuckSQL(Dialect):
         return f"({a}) // {b}"
 
 
-def _sqlite_hash(k, c):
-    h = D.row_hash(k, c)
-    return h - D.MOD if h >= 1 << 63 else h  # SQLite integers are signed
-
-
-class _SqliteSum:
-    """``hw_sum``: a sum modulo 2**64 (SQLite's own ``sum`` stops at an overflow)."""
+class _SqliteDigest:
+    """``hw_sum(_k, _c)``: the sum modulo 2**64 of the row hashes, one Python call per row (SQLite
+    has no md5, and its own ``sum`` stops at an overflow)."""
 
     def __init__(self):
         self.total = 0
 
-    def step(self, h):
-        self.total = (self.total + h) % D.MOD
+    def step(self, k, c):
+        self.total += D.row_hash(k, c)
 
     def finalize(self):
-        return str(self.total)
+        return str(self.total % D.MOD)
 
 
 class SQLiteSQL(Dialect):
@@ -277,16 +277,15 @@ class SQLiteSQL(Dialect):
     def key_text(self, quoted):
         return " || char(30) || ".join(f"CAST({q} AS TEXT)" for q in quoted)
 
-    def row_hash(self):
-        return "hw_hash(_k, _c)"
+    def digest_sum(self):
+        return "hw_sum(_k, _c)"
 
     def key_hash(self):
         return "hw_key(_k)"
 
     def setup(self, conn):
-        conn.create_function("hw_hash", 2, _sqlite_hash, deterministic=True)
         conn.create_function("hw_key", 1, D.key_hash, deterministic=True)
-        conn.create_aggregate("hw_sum", 1, _SqliteSum)
+        conn.create_aggregate("hw_sum", 2, _SqliteDigest)
 
 
 SQL = {"postgresql": PostgresSQL, "mysql": MySQLSQL, "duckdb": DuckSQL, "sqlite": SQLiteSQL}
@@ -369,17 +368,13 @@ class SqlSide:
         low = f"_c >= {int(a)} AND " if a is not None else ""
         return f"({self.inner}{where}) AS _s WHERE {low}_c <= {int(b)}", params
 
-    def _sum(self) -> str:
-        return "hw_sum(_h)" if self.flavour == "sqlite" else "SUM(_h)"
-
     def span(self, lo, hi):
         src, params = self._from(lo, hi)
         row = self._query(f"SELECT MIN(_c), MAX(_c) FROM {src}", params)[0]
         return None if row[0] is None else (int(row[0]), int(row[1]))
 
     def _digest(self, group: str, src: str, params: list) -> dict[int, tuple[int, int]]:
-        sql = (f"SELECT _g, COUNT(*), {self._sum()} FROM (SELECT {group} AS _g, {self.sql.row_hash()} AS _h "
-               f"FROM {src}) AS _d GROUP BY _g")
+        sql = f"SELECT _g, COUNT(*), {self.sql.digest_sum()} FROM (SELECT {group} AS _g, _k, _c FROM {src}) AS _d GROUP BY _g"
         return {int(g): (int(n), int(s) % D.MOD) for g, n, s in self._query(sql, params)}
 
     def windows(self, plan):

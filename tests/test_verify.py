@@ -335,8 +335,12 @@ def test_sql_dialects_hash_exactly_as_python(flavour, tmp_path):
     mem = MemorySide("m", keys, curs)
     plan = make_plan(-1, 2**62, kind=V.INT, step=2**58)
     assert side.windows(plan) == mem.windows(plan)
-    assert side.ranges(-1, 2**62, 0, D.KEY_SPACE, 7) == mem.ranges(-1, 2**62, 0, D.KEY_SPACE, 7)
-    assert side.rows(-1, 2**62, 0, D.KEY_SPACE) == mem.rows(-1, 2**62, 0, D.KEY_SPACE)
+    top = [(w, 0) for w in side.windows(plan)]
+    assert side.buckets(plan, 1, top) == mem.buckets(plan, 1, top)
+    second = list(mem.buckets(plan, 1, top))
+    assert side.buckets(plan, 2, second) == mem.buckets(plan, 2, second)
+    slices = [(w, 1, b) for w, b in second]
+    assert side.rows(plan, slices) == mem.rows(plan, slices) != {}
     assert side.lookup([(2,), (9,)]) == {"2": -1}
 
 
@@ -377,8 +381,7 @@ def test_property_verify_finds_exactly_the_planted_keys(case):
     p = make_plan(0, hi, kind=V.INT, step=step)
     ws, wt = src.windows(p), tgt.windows(p)
     bad = differing(ws, wt)
-    found = bisect(src, tgt, [(*p.window(i), max(ws.get(i, (0, 0))[0], wt.get(i, (0, 0))[0])) for i in bad],
-                   parts=4, small=small)
+    found = bisect(src, tgt, p, [(i, max(ws.get(i, (0, 0))[0], wt.get(i, (0, 0))[0])) for i in bad], small=small)
     lone_s = [r.key for t, r in found.source.items() if t not in found.target]
     lone_t = [r.key for t, r in found.target.items() if t not in found.source]
     diffs = classify(found, src.lookup(lone_t), tgt.lookup(lone_s), until=hi)

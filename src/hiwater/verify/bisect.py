@@ -1,10 +1,10 @@
 """Find and name the keys that differ (pure: it only asks the two sides questions).
 
-Windows whose digests differ are split into ``parts`` slices of the key-hash range; only the
-slices that still differ are split again, until a slice holds at most ``small`` rows on either
-side, whose rows are then fetched and compared. Each level is one *round* (one query per side
-per slice), so one differing row among N costs about ``log(N / small) / log(parts)`` rounds,
-and equal slices never cross the wire.
+Windows whose digests differ are split into 64 buckets of the key hash; only the buckets that
+still differ are split again, until one holds at most ``small`` rows on either side, whose rows
+are then fetched and compared. Each round is one query per side for every open slice at once,
+so one differing row among N costs about ``log64(N / small)`` rounds whatever the number of
+differences, and equal slices never cross the wire.
 
 :func:`classify` then names each differing key, using where the key is now on each side (a
 key can leave the checked range on one side: an update the other side has not seen).
@@ -16,7 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from . import digest as D
-from .sides import Row, Side, _width
+from .plan import Plan
+from .sides import LEVELS, Row, Side
 
 MISSING, EXTRA, STALE, AHEAD, CHANGED = "missing", "extra", "stale", "ahead", "changed"
 QUARANTINED, PENDING, MOVING = "quarantined", "pending", "moving"
@@ -47,39 +48,35 @@ class Found:
     rounds: int = 0
 
 
-def bisect(src: Side, tgt: Side, windows: list[tuple[int, int, int]], *, parts: int = 16,
-           small: int = 256) -> Found:
-    """``windows``: ``(a, b, rows)`` for each differing window (closed cursor range, the larger
-    side's row count). Returns the differing rows of both sides."""
+def bisect(src: Side, tgt: Side, plan: Plan, windows: list[tuple[int, int]], *, small: int = 64) -> Found:
+    """``windows``: ``(index, rows)`` of each differing window (the larger side's row count).
+
+    Each round asks each side ONE question covering every slice still open: the digests of the
+    children of the slices that are still too large, and the rows of those small enough to name
+    (at most ``small`` rows on either side). Returns the differing rows of both sides."""
     found = Found()
-    level = []
-    fetch = []
-    for a, b, n in windows:
-        (fetch if n <= small else level).append((a, b, 0, D.KEY_SPACE))
-    while level or fetch:
-        if level:
-            found.rounds += 1
-            nxt = []
-            for a, b, lo, hi in level:
-                da, db = both(lambda: src.ranges(a, b, lo, hi, parts), lambda: tgt.ranges(a, b, lo, hi, parts))
-                width = _width(lo, hi, parts)
-                for p in differing(da, db):
-                    plo, phi = lo + p * width, min(lo + (p + 1) * width, hi)
-                    n = max(da.get(p, (0, 0))[0], db.get(p, (0, 0))[0])
-                    (fetch if n <= small or phi - plo <= 1 else nxt).append((a, b, plo, phi))
-            level = nxt
-        if fetch:
-            found.rounds += 1
-            for a, b, lo, hi in fetch:
-                rs, rt = both(lambda: src.rows(a, b, lo, hi), lambda: tgt.rows(a, b, lo, hi))
-                for t in set(rs) | set(rt):
-                    x, y = rs.get(t), rt.get(t)
-                    if x is None or y is None or x.h != y.h:
-                        if x is not None:
-                            found.source[t] = x
-                        if y is not None:
-                            found.target[t] = y
-            fetch = []
+    open_, fetch, level = [], [], 0
+    for w, n in windows:
+        (fetch if n <= small else open_).append((w, 0, 0))
+    while open_ or fetch:
+        found.rounds += 1
+        parents, level = [(w, b) for w, _, b in open_], level + 1 if open_ else level
+
+        def ask(side):
+            digests = side.buckets(plan, level, parents) if parents else {}
+            return digests, side.rows(plan, fetch) if fetch else {}
+        (ds, rs), (dt, rt) = both(lambda: ask(src), lambda: ask(tgt))
+        for t in set(rs) | set(rt):
+            x, y = rs.get(t), rt.get(t)
+            if x is None or y is None or x.h != y.h:
+                if x is not None:
+                    found.source[t] = x
+                if y is not None:
+                    found.target[t] = y
+        open_, fetch = [], []
+        for w, b in differing(ds, dt):
+            n = max(ds.get((w, b), (0, 0))[0], dt.get((w, b), (0, 0))[0])
+            (fetch if n <= small or level == LEVELS else open_).append((w, level, b))
     return found
 
 

@@ -69,7 +69,8 @@ def canonical(v) -> str:
     ``NULL`` is ``0x00``; booleans ``true``/``false``; integers decimal; a finite float its
     shortest round-trip decimal, an integral one as an integer (``7.0`` is ``7``: JSON does not
     tell them apart); an exact decimal as sent, scale included (``1.50`` stays ``1.50``, the text
-    a target that keeps decimals as text holds); NaN and infinities ``nan``/``inf``/``-inf``; text itself; an aware date-time as UTC ``YYYY-MM-DDTHH:MM:SS.ffffffZ``,
+    a target that keeps decimals as text holds); NaN and infinities ``nan``/``inf``/``-inf``;
+    text itself; an aware date-time as UTC ``YYYY-MM-DDTHH:MM:SS.ffffffZ``,
     a naive one the same without ``Z``; a date ``YYYY-MM-DD``; JSON objects and arrays as compact
     JSON with sorted keys (text that holds JSON is parsed first, so drivers that return JSON as a
     string agree with those that return it parsed); bytes as lowercase hex.

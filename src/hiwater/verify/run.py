@@ -199,7 +199,7 @@ def _compare(src, tgt, s, lo, hi, step, quarantined, out) -> Compared:
     out["rounds"] = 1
     bad = differing(ws, wt)
     out["windows"].update(checked=plan.count, equal=plan.count - len(bad), differing=len(bad))
-    found = bisect(src, tgt, [(*plan.window(i), max(ws.get(i, (0, 0))[0], wt.get(i, (0, 0))[0])) for i in bad])
+    found = bisect(src, tgt, plan, [(i, max(ws.get(i, (0, 0))[0], wt.get(i, (0, 0))[0])) for i in bad])
     out["rounds"] += found.rounds
     lone_s = [r.key for t, r in found.source.items() if t not in found.target]
     lone_t = [r.key for t, r in found.target.items() if t not in found.source]
@@ -256,7 +256,8 @@ def _summarise(out: dict, result: Compared) -> None:
     for d in result.diffs:
         out["keys"][d.kind] += 1
         if len(out["sample"][d.kind]) < SAMPLE:
-            out["sample"][d.kind].append({"key": list(d.key), "source": _fmt(d.source, out), "target": _fmt(d.target, out)})
+            out["sample"][d.kind].append({"key": list(d.key), "source": _fmt(d.source, out),
+                                         "target": _fmt(d.target, out)})
         if plan is not None:
             for cur in (d.source, d.target):
                 i = plan.index(cur) if cur is not None else None

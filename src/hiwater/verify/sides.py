@@ -1,13 +1,16 @@
 """The two sides verify compares: the stream's source and its target table.
 
-Every side answers the same four questions about rows whose normalised cursor lies in a closed
-range ``[a, b]`` (:mod:`hiwater.verify.digest` defines every hash):
+Every side answers the same questions, each in ONE pass over its data however many windows or
+slices it covers (:mod:`hiwater.verify.digest` defines every hash):
 
-- ``windows(plan)``: ``{window index: (count, sum)}`` for the whole plan, in one pass;
-- ``ranges(a, b, lo, hi, parts)``: the same digest for ``parts`` equal slices of the key-hash
-  range ``[lo, hi)``, for bisecting one differing window;
-- ``rows(a, b, lo, hi)``: the rows of one small slice, ``{key text: Row}``, to name keys;
-- ``lookup(rows)``: where the given keys are now, at any cursor (a key that left the range).
+- ``span(lo, hi)``: the smallest and largest cursor in the range;
+- ``windows(plan)``: ``{window: (count, sum)}`` for every window of the plan;
+- ``buckets(plan, level, parents)``: ``{(window, bucket): (count, sum)}`` where a level-L bucket is
+  the key hash's top ``BITS * L`` bits (:func:`bucket`), for the children of the given level-(L-1)
+  ``(window, bucket)`` parents: one round of bisection for every differing slice at once;
+- ``rows(plan, slices)``: the rows of the given small ``(window, level, bucket)`` slices,
+  ``{key text: Row}``, to name keys;
+- ``lookup(keys)``: where the given keys are now, at any cursor (a key that left the range).
 
 :class:`SqlSide` pushes the aggregates into the database (PostgreSQL, MySQL/MariaDB, DuckDB,
 SQLite with two registered functions), so an equal window costs two numbers on the wire.
@@ -48,14 +51,23 @@ class Side(Protocol):
 
     def span(self, lo: int | None, hi: int) -> tuple[int, int] | None: ...
     def windows(self, plan: Plan) -> dict[int, tuple[int, int]]: ...
-    def ranges(self, a: int, b: int, lo: int, hi: int, parts: int) -> dict[int, tuple[int, int]]: ...
-    def rows(self, a: int, b: int, lo: int, hi: int) -> dict[str, Row]: ...
+    def buckets(self, plan: Plan, level: int, parents: list) -> dict[tuple, tuple[int, int]]: ...
+    def rows(self, plan: Plan, slices: list) -> dict[str, Row]: ...
     def lookup(self, keys: list[tuple]) -> dict[str, int]: ...
     def close(self) -> None: ...
 
 
-def _width(lo: int, hi: int, parts: int) -> int:
-    return max(-(-(hi - lo) // parts), 1)
+BITS = 6   # a bucket splits into 2**6 = 64 children per round
+LEVELS = D.KEY_BITS // BITS
+
+
+def shift(level: int) -> int:
+    return D.KEY_BITS - BITS * level
+
+
+def bucket(kh, level: int):
+    """The level-``level`` bucket of a key hash (level 0: one bucket, the whole window)."""
+    return kh >> shift(level)
 
 
 # --- rows held in memory ------------------------------------------------------------------------
@@ -95,31 +107,44 @@ class MemorySide:
         return int(self.cursor[m].min()), int(self.cursor[m].max())
 
     @staticmethod
-    def _digest(groups: np.ndarray, h: np.ndarray) -> dict[int, tuple[int, int]]:
+    def _digest(groups: list, h: np.ndarray) -> dict:
+        """``{group: (count, sum)}``; ``groups`` is one array, or several (a tuple key)."""
         out = {}
-        if not len(groups):
+        if not len(h):
             return out
-        uniq, inv = np.unique(groups, return_inverse=True)
+        stacked = np.stack(groups, axis=1)
+        uniq, inv = np.unique(stacked, axis=0, return_inverse=True)
+        inv = inv.reshape(-1)
         counts = np.bincount(inv, minlength=len(uniq))
         sums = np.zeros(len(uniq), dtype=np.uint64)
         np.add.at(sums, inv, h)  # uint64 wraps: the sum modulo 2**64
         for g, c, s in zip(uniq.tolist(), counts.tolist(), sums.tolist()):
-            out[int(g)] = (int(c), int(s))
+            out[tuple(g) if len(g) > 1 else g[0]] = (int(c), int(s))
         return out
 
-    def windows(self, plan):
+    def _window(self, plan):
         m = (self.cursor >= plan.lo) & (self.cursor <= plan.hi)
-        return self._digest((self.cursor[m] - plan.lo) // plan.step, self.h[m])
+        return m, (self.cursor - plan.lo) // plan.step
 
-    def _slice(self, a, b, lo, hi):
-        return (self.cursor >= a) & (self.cursor <= b) & (self.kh >= lo) & (self.kh < hi)
+    def windows(self, plan):
+        m, w = self._window(plan)
+        return self._digest([w[m]], self.h[m])
 
-    def ranges(self, a, b, lo, hi, parts):
-        m = self._slice(a, b, lo, hi)
-        return self._digest((self.kh[m] - lo) // _width(lo, hi, parts), self.h[m])
+    def buckets(self, plan, level, parents):
+        m, w = self._window(plan)
+        up = bucket(self.kh, level - 1)
+        want = np.zeros(len(self.cursor), dtype=bool)
+        for pw, pb in parents:
+            want |= (w == pw) & (up == pb)
+        m &= want
+        return self._digest([w[m], bucket(self.kh[m], level)], self.h[m])
 
-    def rows(self, a, b, lo, hi):
-        idx = np.flatnonzero(self._slice(a, b, lo, hi))
+    def rows(self, plan, slices):
+        m, w = self._window(plan)
+        want = np.zeros(len(self.cursor), dtype=bool)
+        for sw, level, b in slices:
+            want |= (w == sw) & (bucket(self.kh, level) == b)
+        idx = np.flatnonzero(m & want)
         return {self.texts[i]: Row(self.keys[i], int(self.cursor[i]), int(self.h[i])) for i in idx}
 
     def lookup(self, keys):
@@ -373,27 +398,49 @@ class SqlSide:
         row = self._query(f"SELECT MIN(_c), MAX(_c) FROM {src}", params)[0]
         return None if row[0] is None else (int(row[0]), int(row[1]))
 
-    def _digest(self, group: str, src: str, params: list) -> dict[int, tuple[int, int]]:
-        sql = f"SELECT _g, COUNT(*), {self.sql.digest_sum()} FROM (SELECT {group} AS _g, _k, _c FROM {src}) AS _d GROUP BY _g"
-        return {int(g): (int(n), int(s) % D.MOD) for g, n, s in self._query(sql, params)}
+    def _digest(self, groups: list[str], src: str, params: list, where: str = "") -> dict:
+        names = ", ".join(f"_g{i}" for i in range(len(groups)))
+        sql = (f"SELECT {names}, COUNT(*), {self.sql.digest_sum()} FROM (SELECT "
+               f"{', '.join(f'{g} AS _g{i}' for i, g in enumerate(groups))}, _k, _c FROM {src}) AS _d"
+               f"{where} GROUP BY {names}")
+        n = len(groups)
+        out = {}
+        for r in self._query(sql, params):
+            g = tuple(int(x) for x in r[:n])
+            out[g if n > 1 else g[0]] = (int(r[n]), int(r[n + 1]) % D.MOD)
+        return out
 
     def windows(self, plan):
         src, params = self._from(plan.lo, plan.hi)
-        return self._digest(self.sql.idiv(f"_c - {plan.lo}", plan.step), src, params)
+        return self._digest([self.sql.idiv(f"_c - {plan.lo}", plan.step)], src, params)
 
-    def _keys(self, src, lo, hi):
-        return f"(SELECT _s.*, {self.sql.key_hash()} AS _kh FROM {src}) AS _r WHERE _kh >= {lo} AND _kh < {hi}"
-
-    def ranges(self, a, b, lo, hi, parts):
+    def _sliced(self, plan, windows) -> tuple[str, list]:
+        """The rows of the given windows with ``_w`` (window) and ``_kh`` (key hash) beside them."""
+        a = plan.window(min(windows))[0]
+        b = plan.window(max(windows))[1]
         src, params = self._from(a, b)
-        return self._digest(self.sql.idiv(f"_kh - {lo}", _width(lo, hi, parts)), self._keys(src, lo, hi), params)
+        w = self.sql.idiv(f"_c - {plan.lo}", plan.step)
+        return f"(SELECT _s.*, {w} AS _w, {self.sql.key_hash()} AS _kh FROM {src}) AS _r", params
 
-    def rows(self, a, b, lo, hi):
-        src, params = self._from(a, b)
-        n = len(self.key)
-        cols = ", ".join(f"_k{i}" for i in range(n))
+    def _in(self, pairs, level) -> str:
+        """``(window, bucket)`` pairs at ``level`` as one condition on ``_w`` and ``_kh``."""
+        by: dict = {}
+        for w, b in pairs:
+            by.setdefault(int(w), []).append(int(b))
+        b = self.sql.idiv("_kh", 1 << shift(level)) if level else "0"
+        return " OR ".join(f"(_w = {w} AND {b} IN ({', '.join(map(str, bs))}))" for w, bs in sorted(by.items()))
+
+    def buckets(self, plan, level, parents):
+        src, params = self._sliced(plan, {w for w, _ in parents})
+        src = f"(SELECT * FROM {src} WHERE {self._in(parents, level - 1)}) AS _p"
+        return self._digest(["_w", self.sql.idiv("_kh", 1 << shift(level))], src, params)
+
+    def rows(self, plan, slices):
+        src, params = self._sliced(plan, {w for w, _, _ in slices})
+        cond = " OR ".join(f"({self._in([(w, b)], level)})" for w, level, b in slices)
+        cols = ", ".join(f"_k{i}" for i in range(len(self.key)))
         out = {}
-        for r in self._query(f"SELECT _k, _c, {cols} FROM {self._keys(src, lo, hi)}", params):
+        for r in self._query(f"SELECT _k, _c, {cols} FROM {src} WHERE {cond}", params):
             out[r[0]] = Row(tuple(r[2:]), int(r[1]), D.row_hash(r[0], int(r[1])))
         return out
 

@@ -353,8 +353,8 @@ class SqlSide:
     database can use its index on the cursor before the exact test on ``_c``.
     """
 
-    def __init__(self, label: str, conn, flavour: str, base: str, key: list[str], cursor_expr: str,
-                 quote, *, native=None, placeholder: str = "%s", escape: bool = True):
+    def __init__(self, label: str, conn, flavour: str, base: str, key: list[str], raw: str, quote, *,
+                 normalise=lambda expr: expr, native=None, placeholder: str = "%s", escape: bool = True):
         self.label = label
         self.fetched = 0
         self.conn = conn
@@ -368,7 +368,8 @@ class SqlSide:
         quoted = [quote(k) for k in key]
         self.quoted_key = quoted
         cols = ", ".join(f"{q} AS _k{i}" for i, q in enumerate(quoted))
-        self.inner = f"SELECT {self.sql.key_text(quoted)} AS _k, {cursor_expr} AS _c, {cols} FROM {base}"
+        self.raw, self.normalise = raw, normalise
+        self.inner = f"SELECT {self.sql.key_text(quoted)} AS _k, {normalise(raw)} AS _c, {cols} FROM {base}"
         self.base = base
 
     # one statement, its rows, and what they cost
@@ -394,9 +395,19 @@ class SqlSide:
         return f"({self.inner}{where}) AS _s WHERE {low}_c <= {int(b)}", params
 
     def span(self, lo, hi):
-        src, params = self._from(lo, hi)
-        row = self._query(f"SELECT MIN(_c), MAX(_c) FROM {src}", params)[0]
-        return None if row[0] is None else (int(row[0]), int(row[1]))
+        """``MIN``/``MAX`` of the raw cursor column, normalised after: the normalisation keeps order,
+        so a database answers from its index on the cursor without normalising every row."""
+        if self.native is not None:
+            where, params = self.native(lo, hi, self.placeholder)
+        else:
+            where = f" WHERE {self.raw} <= {int(hi)}" + (f" AND {self.raw} >= {int(lo)}" if lo is not None else "")
+            params = []
+        row = self._query(f"SELECT {self.normalise(f'MIN({self.raw})')}, {self.normalise(f'MAX({self.raw})')} "
+                          f"FROM {self.base}{where}", params)[0]
+        if row[0] is None:
+            return None
+        low, high = max(int(row[0]), lo) if lo is not None else int(row[0]), min(int(row[1]), hi)
+        return (low, high) if low <= high else None
 
     def _digest(self, groups: list[str], src: str, params: list, where: str = "") -> dict:
         names = ", ".join(f"_g{i}" for i in range(len(groups)))
@@ -521,7 +532,8 @@ def source_side(url: str, *, table: str | None, query: str | None, key: list, cu
         d.conn.rollback()  # no snapshot: a row that changes while verify runs shows on the second look
         if flavour == "postgresql":
             d.conn.autocommit = True
-        return SqlSide(label, d.conn, flavour, src.base(), list(key), expr, d.quote,
+        return SqlSide(label, d.conn, flavour, src.base(), list(key), d.quote(cursor), d.quote,
+                       normalise=lambda raw: cursor_sql(flavour, col, raw, kind, tz),
                        native=_native(d, col, d.quote(cursor), kind), placeholder=d.placeholder,
                        escape=d.escape_percent)
     except BaseException:

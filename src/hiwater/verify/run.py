@@ -120,7 +120,7 @@ def verify_stream(st: Stream, req: Request, *, api) -> dict:
     lo = V.parse_bound(req.since, kind, tz, "--since")[0] if req.since is not None else None
     if lo is not None and lo > hi:
         raise UsageError(f"--since {req.since}: after the range verify checks (up to {_fmt(hi, s)})")
-    out["until"], out["until_value"] = _fmt(hi, s), hi
+    out["until"], out["until_value"], out["verified_through"] = _fmt(hi, s), hi, _fmt(hi, s)
     url = S.target_url(st.db, st.target)
     content = [c for c in S.target_columns(url, s["table"]) if c not in key and c != s["cursor"]] \
         if req.content else None
@@ -149,18 +149,19 @@ def verify_stream(st: Stream, req: Request, *, api) -> dict:
 
 
 def _blank(st: Stream, req: Request) -> dict:
-    s = st.state
-    src = st.source
-    where = src.get("input") or (redact(src["source_url"]) + (f" ({src['source_table']})" if src.get("source_table")
-                                                              else " (query)") if src.get("source_url") else "data")
+    s, src = st.state, st.source
+    if src.get("source_url"):
+        where = f"{redact(src['source_url'])} ({src.get('source_table') or 'query'})"
+    else:
+        where = src.get("input") or "data"
     return {"stream": s["stream"], "table": s["table"], "source": where,
             "target": st.db if st.db is not None else redact(st.target or ""),
             "key": list(s["key"]), "cursor": s["cursor"], "kind": s["kind"], "content": bool(req.content),
-            "since": None, "until": None, "until_value": None, "by": None,
+            "since": None, "since_value": None, "until": None, "until_value": None, "by": None,
             "windows": {"checked": 0, "equal": 0, "differing": 0, "moving": 0}, "differing_windows": [],
             "keys": {c: 0 for c in CLASSES}, "sample": {c: [] for c in CLASSES},
             "rounds": 0, "bytes_fetched": {"source": 0, "target": 0}, "state_moved": False,
-            "equal": True, "outcome": "equal", "verified_through": s.get("watermark"),
+            "equal": True, "outcome": "equal", "verified_through": None,
             "verified_at": None, "duration_s": 0.0}
 
 

@@ -293,3 +293,40 @@ def test_server_dialects_hash_exactly_as_python(flavour, request):
     slices = [(w, 1, b) for w, b in second]
     assert side.rows(plan, slices) == mem.rows(plan, slices)
     assert side.lookup([(77,), (9,)]) == {"77": 5}
+
+
+@pytest.mark.parametrize("source_kind", ["postgresql", "mysql"])
+@pytest.mark.parametrize("target_kind", ["sqlite", "duckdb", "postgresql"])
+def test_composite_text_keys(source_kind, target_kind, request, tmp_path):
+    """A (text, integer) key hashes alike in every dialect, whatever the collation ('a' and 'A'
+    are two keys even where MySQL compares them equal)."""
+    rows = [(t, i, BASE + dt.timedelta(minutes=i)) for t in ("a", "A", "007", "x y") for i in range(40)]
+    if source_kind == "postgresql":
+        conn = request.getfixturevalue("pg")
+        url = f"{PG_URL}?schema={request.getfixturevalue('pg_schema')}"
+        run = conn.execute
+        ph = "%s"
+    else:
+        conn = request.getfixturevalue("mysql")
+        url = f"{MYSQL_URL.rsplit('/', 1)[0]}/{request.getfixturevalue('mysql_db')}"
+
+        def run(sql, params=()):
+            with conn.cursor() as cur:
+                cur.execute(sql, params)
+        ph = "%s"
+    run("CREATE TABLE orders (tenant VARCHAR(10) COLLATE " + ("\"C\"" if source_kind == "postgresql" else
+                                                              "utf8mb4_bin") +
+        ", id INTEGER, modified_at TIMESTAMP" + (" NULL" if source_kind == "mysql" else "") +
+        ", PRIMARY KEY (tenant, id))")
+    for r in rows:
+        run(f"INSERT INTO orders VALUES ({ph}, {ph}, {ph})", r)
+    target = target_for(target_kind, tmp_path, request)
+    hiwater.load(target=target, source_url=url, source_table="orders", key="tenant,id", cursor="modified_at",
+                 now="2030-01-01T00:00:00Z")
+    [r] = hiwater.verify(target=target, source_url=url)
+    assert r["equal"], r
+    run(f"DELETE FROM orders WHERE tenant = {ph} AND id = {ph}", ("A", 5))
+    run(f"INSERT INTO orders VALUES ({ph}, {ph}, {ph})", ("zz", 6, BASE + dt.timedelta(minutes=6)))
+    [r] = hiwater.verify(target=target, source_url=url)
+    assert r["sample"]["extra"] == [{"key": ["A", 5], "source": None, "target": "2025-03-01T00:05:00+00:00"}]
+    assert r["sample"]["missing"] == [{"key": ["zz", 6], "source": "2025-03-01T00:06:00+00:00", "target": None}]

@@ -334,10 +334,10 @@ def test_sql_dialects_hash_exactly_as_python(flavour, tmp_path):
     plan = make_plan(-1, 2**62, kind=V.INT, step=2**58)
     assert side.windows(plan) == mem.windows(plan)
     top = [(w, 0) for w in side.windows(plan)]
-    assert side.buckets(plan, 1, top) == mem.buckets(plan, 1, top)
-    second = list(mem.buckets(plan, 1, top))
-    assert side.buckets(plan, 2, second) == mem.buckets(plan, 2, second)
-    slices = [(w, 1, b) for w, b in second]
+    assert side.buckets(plan, 0, top, 3) == mem.buckets(plan, 0, top, 3)
+    second = list(mem.buckets(plan, 0, top, 3))
+    assert side.buckets(plan, 3, second, 15) == mem.buckets(plan, 3, second, 15)
+    slices = [(w, 3, b) for w, b in second]
     assert side.rows(plan, slices) == mem.rows(plan, slices) != {}
     assert side.lookup([(2,), (9,)]) == {"2": -1}
 

@@ -287,10 +287,10 @@ def test_server_dialects_hash_exactly_as_python(flavour, request):
     assert side.windows(plan) == mem.windows(plan)
     windows = list(side.windows(plan))
     top = [(w, 0) for w in windows]
-    assert side.buckets(plan, 1, top) == mem.buckets(plan, 1, top)
-    second = list(mem.buckets(plan, 1, top))
-    assert side.buckets(plan, 2, second) == mem.buckets(plan, 2, second)
-    slices = [(w, 1, b) for w, b in second]
+    assert side.buckets(plan, 0, top, 3) == mem.buckets(plan, 0, top, 3)
+    second = list(mem.buckets(plan, 0, top, 3))
+    assert side.buckets(plan, 3, second, 15) == mem.buckets(plan, 3, second, 15)
+    slices = [(w, 3, b) for w, b in second]
     assert side.rows(plan, slices) == mem.rows(plan, slices)
     assert side.lookup([(77,), (9,)]) == {"77": 5}
 

@@ -1,10 +1,11 @@
 """Find and name the keys that differ (pure: it only asks the two sides questions).
 
-Windows whose digests differ are split into 64 buckets of the key hash; only the buckets that
-still differ are split again, until one holds at most ``small`` rows on either side, whose rows
-are then fetched and compared. Each round is one query per side for every open slice at once,
-so one differing row among N costs about ``log64(N / small)`` rounds whatever the number of
-differences, and equal slices never cross the wire.
+Windows whose digests differ are split into buckets of the key hash, as many as make a bucket
+hold about ``small`` rows (at most 4096); only the buckets that still differ are split again,
+until one holds at most ``small`` rows on either side, whose rows are then fetched and compared.
+Each round is one query per side for every open slice at once, so one differing row among N
+costs about ``log4096(N / small) + 1`` rounds whatever the number of differences, and equal
+slices never cross the wire.
 
 :func:`classify` then names each differing key, using where the key is now on each side (a
 key can leave the checked range on one side: an update the other side has not seen).
@@ -12,12 +13,13 @@ key can leave the checked range on one side: an update the other side has not se
 
 from __future__ import annotations
 
+import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from . import digest as D
 from .plan import Plan
-from .sides import LEVELS, Row, Side
+from .sides import Row, Side
 
 MISSING, EXTRA, STALE, AHEAD, CHANGED = "missing", "extra", "stale", "ahead", "changed"
 QUARANTINED, PENDING, MOVING = "quarantined", "pending", "moving"
@@ -48,23 +50,34 @@ class Found:
     rounds: int = 0
 
 
-def bisect(src: Side, tgt: Side, plan: Plan, windows: list[tuple[int, int]], *, small: int = 64) -> Found:
+MAX_SPLIT = 12  # bits: a slice splits into at most 4096 buckets per round
+
+
+def split_bits(rows: int, small: int) -> int:
+    """How many bits to split by so that a bucket holds about ``small`` rows (1 to MAX_SPLIT)."""
+    return max(1, min(MAX_SPLIT, math.ceil(math.log2(max(rows, 1) / small))))
+
+
+def bisect(src: Side, tgt: Side, plan: Plan, windows: list[tuple[int, int]], *, small: int = 128) -> Found:
     """``windows``: ``(index, rows)`` of each differing window (the larger side's row count).
 
     Each round asks each side ONE question covering every slice still open: the digests of the
-    children of the slices that are still too large, and the rows of those small enough to name
-    (at most ``small`` rows on either side). Returns the differing rows of both sides."""
+    buckets inside the slices that are still too large (split so that a bucket holds about
+    ``small`` rows), and the rows of the slices small enough to name. Returns the differing rows
+    of both sides."""
     found = Found()
-    open_, fetch, level = [], [], 0
+    open_, fetch, depth = [], [], 0
     for w, n in windows:
-        (fetch if n <= small else open_).append((w, 0, 0))
+        (fetch if n <= small else open_).append((w, 0, 0, n))
     while open_ or fetch:
         found.rounds += 1
-        parents, level = [(w, b) for w, _, b in open_], level + 1 if open_ else level
+        parents = [(w, b) for w, _, b, _ in open_]
+        child = min(D.KEY_BITS, depth + split_bits(max((n for *_, n in open_), default=1), small))
+        slices = [(w, d, b) for w, d, b, _ in fetch]
 
         def ask(side):
-            digests = side.buckets(plan, level, parents) if parents else {}
-            return digests, side.rows(plan, fetch) if fetch else {}
+            digests = side.buckets(plan, depth, parents, child) if parents else {}
+            return digests, side.rows(plan, slices) if slices else {}
         (ds, rs), (dt, rt) = both(lambda: ask(src), lambda: ask(tgt))
         for t in set(rs) | set(rt):
             x, y = rs.get(t), rt.get(t)
@@ -73,10 +86,10 @@ def bisect(src: Side, tgt: Side, plan: Plan, windows: list[tuple[int, int]], *, 
                     found.source[t] = x
                 if y is not None:
                     found.target[t] = y
-        open_, fetch = [], []
+        open_, fetch, depth = [], [], child
         for w, b in differing(ds, dt):
             n = max(ds.get((w, b), (0, 0))[0], dt.get((w, b), (0, 0))[0])
-            (fetch if n <= small or level == LEVELS else open_).append((w, level, b))
+            (fetch if n <= small or depth == D.KEY_BITS else open_).append((w, depth, b, n))
     return found
 
 

@@ -5,10 +5,11 @@ slices it covers (:mod:`hiwater.verify.digest` defines every hash):
 
 - ``span(lo, hi)``: the smallest and largest cursor in the range;
 - ``windows(plan)``: ``{window: (count, sum)}`` for every window of the plan;
-- ``buckets(plan, level, parents)``: ``{(window, bucket): (count, sum)}`` where a level-L bucket is
-  the key hash's top ``BITS * L`` bits (:func:`bucket`), for the children of the given level-(L-1)
-  ``(window, bucket)`` parents: one round of bisection for every differing slice at once;
-- ``rows(plan, slices)``: the rows of the given small ``(window, level, bucket)`` slices,
+- ``buckets(plan, depth, parents, child)``: ``{(window, bucket): (count, sum)}`` where a bucket at
+  depth ``d`` is the key hash's top ``d`` bits (:func:`bucket`), for the depth-``child`` buckets
+  inside the given depth-``depth`` ``(window, bucket)`` parents: one round of bisection for every
+  differing slice at once;
+- ``rows(plan, slices)``: the rows of the given small ``(window, depth, bucket)`` slices,
   ``{key text: Row}``, to name keys;
 - ``lookup(keys)``: where the given keys are now, at any cursor (a key that left the range).
 
@@ -51,23 +52,15 @@ class Side(Protocol):
 
     def span(self, lo: int | None, hi: int) -> tuple[int, int] | None: ...
     def windows(self, plan: Plan) -> dict[int, tuple[int, int]]: ...
-    def buckets(self, plan: Plan, level: int, parents: list) -> dict[tuple, tuple[int, int]]: ...
+    def buckets(self, plan: Plan, depth: int, parents: list, child: int) -> dict[tuple, tuple[int, int]]: ...
     def rows(self, plan: Plan, slices: list) -> dict[str, Row]: ...
     def lookup(self, keys: list[tuple]) -> dict[str, int]: ...
     def close(self) -> None: ...
 
 
-BITS = 6   # a bucket splits into 2**6 = 64 children per round
-LEVELS = D.KEY_BITS // BITS
-
-
-def shift(level: int) -> int:
-    return D.KEY_BITS - BITS * level
-
-
-def bucket(kh, level: int):
-    """The level-``level`` bucket of a key hash (level 0: one bucket, the whole window)."""
-    return kh >> shift(level)
+def bucket(kh, depth: int):
+    """The depth-``depth`` bucket of a key hash: its top ``depth`` bits (0: the whole window)."""
+    return kh >> (D.KEY_BITS - depth)
 
 
 # --- rows held in memory ------------------------------------------------------------------------
@@ -130,20 +123,20 @@ class MemorySide:
         m, w = self._window(plan)
         return self._digest([w[m]], self.h[m])
 
-    def buckets(self, plan, level, parents):
+    def buckets(self, plan, depth, parents, child):
         m, w = self._window(plan)
-        up = bucket(self.kh, level - 1)
+        up = bucket(self.kh, depth)
         want = np.zeros(len(self.cursor), dtype=bool)
         for pw, pb in parents:
             want |= (w == pw) & (up == pb)
         m &= want
-        return self._digest([w[m], bucket(self.kh[m], level)], self.h[m])
+        return self._digest([w[m], bucket(self.kh[m], child)], self.h[m])
 
     def rows(self, plan, slices):
         m, w = self._window(plan)
         want = np.zeros(len(self.cursor), dtype=bool)
-        for sw, level, b in slices:
-            want |= (w == sw) & (bucket(self.kh, level) == b)
+        for sw, depth, b in slices:
+            want |= (w == sw) & (bucket(self.kh, depth) == b)
         idx = np.flatnonzero(m & want)
         return {self.texts[i]: Row(self.keys[i], int(self.cursor[i]), int(self.h[i])) for i in idx}
 
@@ -433,22 +426,25 @@ class SqlSide:
         w = self.sql.idiv(f"_c - {plan.lo}", plan.step)
         return f"(SELECT _s.*, {w} AS _w, {self.sql.key_hash()} AS _kh FROM {src}) AS _r", params
 
-    def _in(self, pairs, level) -> str:
-        """``(window, bucket)`` pairs at ``level`` as one condition on ``_w`` and ``_kh``."""
+    def _bucket(self, depth: int) -> str:
+        return self.sql.idiv("_kh", 1 << (D.KEY_BITS - depth)) if depth else "0"
+
+    def _in(self, pairs, depth) -> str:
+        """``(window, bucket)`` pairs at ``depth`` as one condition on ``_w`` and ``_kh``."""
         by: dict = {}
         for w, b in pairs:
             by.setdefault(int(w), []).append(int(b))
-        b = self.sql.idiv("_kh", 1 << shift(level)) if level else "0"
+        b = self._bucket(depth)
         return " OR ".join(f"(_w = {w} AND {b} IN ({', '.join(map(str, bs))}))" for w, bs in sorted(by.items()))
 
-    def buckets(self, plan, level, parents):
+    def buckets(self, plan, depth, parents, child):
         src, params = self._sliced(plan, {w for w, _ in parents})
-        src = f"(SELECT * FROM {src} WHERE {self._in(parents, level - 1)}) AS _p"
-        return self._digest(["_w", self.sql.idiv("_kh", 1 << shift(level))], src, params)
+        src = f"(SELECT * FROM {src} WHERE {self._in(parents, depth)}) AS _p"
+        return self._digest(["_w", self._bucket(child)], src, params)
 
     def rows(self, plan, slices):
         src, params = self._sliced(plan, {w for w, _, _ in slices})
-        cond = " OR ".join(f"({self._in([(w, b)], level)})" for w, level, b in slices)
+        cond = " OR ".join(f"({self._in([(w, b)], depth)})" for w, depth, b in slices)
         cols = ", ".join(f"_k{i}" for i in range(len(self.key)))
         out = {}
         for r in self._query(f"SELECT _k, _c, {cols} FROM {src} WHERE {cond}", params):

@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
-import pyarrow as pa
 
 from .. import values as V
 from ..errors import ConfigError, UsageError
@@ -402,11 +401,11 @@ class SqlSide:
         low, high = max(int(row[0]), lo) if lo is not None else int(row[0]), min(int(row[1]), hi)
         return (low, high) if low <= high else None
 
-    def _digest(self, groups: list[str], src: str, params: list, where: str = "") -> dict:
+    def _digest(self, groups: list[str], src: str, params: list) -> dict:
         names = ", ".join(f"_g{i}" for i in range(len(groups)))
         sql = (f"SELECT {names}, COUNT(*), {self.sql.digest_sum()} FROM (SELECT "
-               f"{', '.join(f'{g} AS _g{i}' for i, g in enumerate(groups))}, _k, _c FROM {src}) AS _d"
-               f"{where} GROUP BY {names}")
+               f"{', '.join(f'{g} AS _g{i}' for i, g in enumerate(groups))}, _k, _c FROM {src}) AS _d "
+               f"GROUP BY {names}")
         n = len(groups)
         out = {}
         for r in self._query(sql, params):

@@ -387,3 +387,10 @@ def test_property_verify_finds_exactly_the_planted_keys(case):
     for d in diffs:
         got[d.kind].add(d.key[0])
     assert got == plan
+
+
+def test_the_target_from_the_environment(loaded, hw, monkeypatch):
+    src, db, _ = loaded
+    monkeypatch.setenv("HIWATER_TARGET_URL", f"sqlite:///{db}")
+    r = hw("verify", "--input", str(src), "--json")
+    assert r.code == 0 and r.json[0]["equal"]

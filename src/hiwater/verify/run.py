@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import shlex
 import time
 from dataclasses import dataclass, field
@@ -388,6 +389,8 @@ def verify_streams(streams=None, *, api, project=None, db=None, target=None, inp
 
 
 def _explicit(streams, api, db, target, src: dict) -> list[Stream]:
+    if db is None and target is None:
+        target = os.environ.get("HIWATER_TARGET_URL") or None
     if db is None and target is None:
         raise UsageError("verify needs the target: give --db PATH or --target URL (or run it in a project)")
     states = api.state_show(db=db, target=target) if not streams else \

@@ -8,8 +8,11 @@ RecordBatchReader, a pandas DataFrame). Every error is a :class:`HiwaterError` w
 ``exit_code`` and ``retryable``.
 """
 
+# The subpackage first: importing it later would bind the name ``verify`` here to the package,
+# over the function imported below.
+from . import verify as _verify_package  # noqa: F401
 from .api import (check, history, load, quarantine_list, quarantine_replay, run, state_reset, state_rewind,
-                  state_set, state_show, status, stream_drop, validate)
+                  state_set, state_show, status, stream_drop, validate, verify)
 from .errors import (ConfigError, ConnectError, HiwaterError, InputError, LockTimeout, PipelineError, QualityError,
                      StrictError, TargetError, UsageError)
 from .executor import PipelineResult
@@ -25,7 +28,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a tree that was 
 
 __all__ = [
     "load", "run", "status", "check", "validate", "state_show", "state_set", "state_reset", "state_rewind",
-    "stream_drop", "history", "quarantine_list", "quarantine_replay", "LoadOptions", "Summary", "Counts",
+    "stream_drop", "history", "quarantine_list", "quarantine_replay", "verify", "LoadOptions", "Summary", "Counts",
     "PipelineResult", "StreamResult",
     "HiwaterError", "UsageError", "ConfigError", "InputError", "StrictError", "QualityError", "LockTimeout",
     "TargetError", "ConnectError", "PipelineError", "__version__",

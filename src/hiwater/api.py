@@ -322,3 +322,23 @@ def _probe(cfg) -> list[dict]:
     except HiwaterError as exc:
         problems.append({"where": "source", **exc.to_dict()})
     return problems
+
+
+# --- verify -------------------------------------------------------------------------------------
+
+def verify(streams=None, *, project=None, db=None, target=None, input=None, source_url=None, source_table=None,
+           query=None, format=None, data=None, by=None, since=None, until=None, content: bool = False,
+           repair: bool = False, prune_extra: bool = False) -> list[dict]:
+    """``hiwater verify``: prove, window by window of the cursor, that each stream's target table
+    holds what its source holds up to the watermark; name what differs (docs/verify.md).
+
+    The streams and their sources come from the project file, or from ``db``/``target`` and
+    ``input``/``source_url`` (or ``data`` in memory). Returns one result record per stream;
+    ``result["equal"]`` is False when a key is missing, extra, stale, ahead or changed.
+    """
+    from .project import load_project
+    from .verify.run import Api, verify_streams
+    return verify_streams(streams, api=Api(state_show, quarantine_list, load, load_project), project=project,
+                          db=db, target=target, input=input, source_url=source_url, source_table=source_table,
+                          query=query, format=format, data=data, by=by, since=since, until=until,
+                          content=content, repair=repair, prune_extra=prune_extra)

@@ -26,7 +26,7 @@ import click
 
 from . import api, events
 from .errors import HiwaterError, UsageError
-from .terminal import RunBoard, print_rows, progress_bar
+from .terminal import RunBoard, print_rows, print_verify, progress_bar
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -185,7 +185,7 @@ def load(input, output, details, **kw):
         _check_writable(output)  # before the load: a failing exit must mean nothing was committed
     with progress_bar(kw.pop("progress")) as progress:
         summary = api.load(input, progress=progress, **kw)  # its warnings go to stderr as it logs them
-    data = summary.to_dict(details=True) if details else _short_summary(summary)
+    data = summary.to_dict(details=True) if details else summary.short()
     text = json.dumps(data, indent=2)
     if output:
         try:
@@ -205,19 +205,6 @@ def _check_writable(path: str) -> None:
         raise UsageError(f"--output {path}: is a folder; nothing was loaded")
     if not os.access(path if os.path.exists(path) else folder, os.W_OK):
         raise UsageError(f"--output {path}: not writable; nothing was loaded")
-
-
-def _short_summary(summary) -> dict:
-    out = summary.headline()
-    if summary.stale_source:
-        out["stale_source"] = True
-    if summary.counts.rejected:
-        out["rejected"] = summary.counts.rejected
-    if summary.dry_run:
-        out["dry_run"] = True
-        if summary.windows:
-            out["windows"] = summary.windows
-    return out
 
 
 @cli.group()
@@ -474,6 +461,38 @@ def ui_cmd(**kw):
     target's own state, history and quarantine (docs/ui.md)."""
     from .ui import serve
     serve(**kw)
+
+
+@cli.command("verify")
+@streams_argument
+@project_option
+@target_options
+@click.option("--input", "-i", "input", metavar="PATH", help="The stream's source: a file, folder or glob.")
+@click.option("--source", "source_url", metavar="URL", help="The stream's source: a database URL.")
+@click.option("--source-table", metavar="TABLE", help="With --source: the table (default: the stream's table).")
+@click.option("--query", metavar="SQL", help="With --source: a SELECT to read instead of a table.")
+@click.option("--format", "format", type=click.Choice(["json", "jsonl", "csv", "parquet"]),
+              help="With --input: the file format (default: from the extension).")
+@click.option("--by", metavar="DURATION|N", help="Window size: 1d, 6h, … (an integer for integer cursors). "
+              "Default: a round size giving about 32 windows.")
+@click.option("--since", metavar="VALUE", help="Check only cursors >= VALUE.")
+@click.option("--until", metavar="VALUE", help="Check only cursors <= VALUE (default: the watermark).")
+@click.option("--content", is_flag=True, help="Also compare every column, not only (key, cursor).")
+@click.option("--repair", is_flag=True, help="Reload the windows that differ through the loader, then verify "
+              "them again.")
+@click.option("--prune-extra", is_flag=True, help="With --repair: delete keys the target holds and the source "
+              "does not.")
+@json_option
+def verify_cmd(streams, as_json, **kw):
+    """Prove, window by window of the cursor, that each stream's target holds what its source holds up to
+    the watermark; name missing, extra and stale keys. Exit 0 equal, 1 different, 2 bad input."""
+    results = api.verify(list(streams), **kw)
+    if as_json:
+        click.echo(json.dumps(results, indent=2, default=str))
+    else:
+        print_verify(results)
+    if any(not r["equal"] for r in results):
+        raise click.exceptions.Exit(EXIT_FAILED)
 
 
 def _json_logs(argv) -> bool:

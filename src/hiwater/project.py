@@ -47,7 +47,7 @@ _SOURCE_KEYS = {"input": "input", "source": "source_url", "source-table": "sourc
 _NOT_IN_FILE = {"dry_run", "now"}  # per invocation (`hiwater run --dry-run`), not per stream
 _LOAD_KEYS = {name.replace("_", "-"): name for name in LoadOptions.__dataclass_fields__
               if name not in _NOT_IN_FILE}
-_CHECK_KEYS = {"warn-after": "warn_after", "error-after": "error_after"}
+_CHECK_KEYS = {"warn-after": "warn_after", "error-after": "error_after", "verify": "verify"}
 KEYS = {**_SOURCE_KEYS, **_LOAD_KEYS, **_CHECK_KEYS}
 _TOP = ("defaults", "streams")
 
@@ -74,6 +74,7 @@ TYPES = {
     "lock-timeout": _DURATION, "warn-after": _DURATION, "error-after": _DURATION,
     "since": _BOUND, "until": _BOUND, "start": _BOUND,
     "batch-size": _NUMBER, "buckets": _NUMBER, "max-rejected": ("a whole number", "a string"),
+    "verify": _TEXT,  # `hiwater verify` defaults for the stream: "--by 1d --content"
 }
 
 
@@ -86,6 +87,7 @@ class StreamConfig:
     warn_after: Duration | None = None
     error_after: Duration | None = None
     options: LoadOptions | None = None          # the checked options (LoadOptions.build)
+    verify: str | None = None                   # `hiwater verify` defaults ("--by 1d --content")
 
     @property
     def target_kw(self) -> dict:
@@ -221,6 +223,7 @@ def _keys(table: dict, where: str, environ) -> dict:
 
 
 def _stream(name: str, kw: dict, where: str, base_dir: str) -> StreamConfig:
+    verify = kw.pop("verify", None)
     warn = kw.pop("warn_after", None)
     error = kw.pop("error_after", None)
     check = {}
@@ -269,7 +272,7 @@ def _stream(name: str, kw: dict, where: str, base_dir: str) -> StreamConfig:
         options = LoadOptions.build(**opts_kw)
     except UsageError as exc:
         raise UsageError(f"{where}: {_file_words(exc.message)}", hint=exc.hint) from None
-    return StreamConfig(name, load, check["warn-after"], check["error-after"], options)
+    return StreamConfig(name, load, check["warn-after"], check["error-after"], options, verify)
 
 
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")

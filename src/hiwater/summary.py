@@ -74,6 +74,20 @@ class Summary:
     def skipped(self) -> int:
         return self.counts.skipped
 
+    def short(self) -> dict:
+        """What ``hiwater load`` prints without --details: the six keys, then what must not pass
+        unseen (a stale source, rejected records, a dry run and its windows)."""
+        out = self.headline()
+        if self.stale_source:
+            out["stale_source"] = True
+        if self.counts.rejected:
+            out["rejected"] = self.counts.rejected
+        if self.dry_run:
+            out["dry_run"] = True
+            if self.windows:
+                out["windows"] = self.windows
+        return out
+
     def headline(self) -> dict:
         return {
             "source_records": self.counts.source_records,

@@ -157,3 +157,32 @@ def term_width() -> int:
         return 160
     import shutil
     return max(shutil.get_terminal_size((160, 24)).columns, 20)
+
+
+def print_verify(results) -> None:
+    """``hiwater verify``'s result, one table per stream."""
+    from rich.table import Table
+    out = console(term_width())
+    for r in results:
+        after = (r.get("repair") or {}).get("after")
+        title = f"{r['stream']}: {r['outcome']}" + (f" (after repair: {after['outcome']})" if after else "")
+        table = Table(title=title, show_header=True, header_style="bold", title_justify="left")
+        table.add_column("")
+        table.add_column("value")
+        w, k = r["windows"], r["keys"]
+        rows = [("range", f"{r['since'] or ''} .. {r['until'] or ''} by {r['by'] or '-'}"),
+                ("windows", f"{w['checked']} checked, {w['equal']} equal, {w['differing']} differing, "
+                            f"{w['moving']} moving"),
+                ("keys", ", ".join(f"{n} {c}" for c, n in k.items() if n) or "none differ"),
+                ("cost", f"{r['rounds']} rounds, {r['bytes_fetched']['source']} + {r['bytes_fetched']['target']} "
+                         f"bytes fetched, {r['duration_s']} s")]
+        for cls, sample in r["sample"].items():
+            if sample:
+                rows.append((f"{cls} (sample)", "; ".join(
+                    f"{s['key']} source {s['source']} target {s['target']}" for s in sample)))
+        if r.get("note"):
+            rows.append(("note", r["note"]))
+        for name, value in rows:
+            table.add_row(name, value)
+        out.print(table)
+

@@ -1,0 +1,665 @@
+"""The two sides verify compares: the stream's source and its target table.
+
+Every side answers the same questions, each in ONE pass over its data however many windows or
+slices it covers (:mod:`hiwater.verify.digest` defines every hash):
+
+- ``span(lo, hi)``: the smallest and largest cursor in the range;
+- ``windows(plan)``: ``{window: (count, sum)}`` for every window of the plan;
+- ``buckets(plan, depth, parents, child)``: ``{(window, bucket): (count, sum)}`` where a bucket at
+  depth ``d`` is the key hash's top ``d`` bits (:func:`bucket`), for the depth-``child`` buckets
+  inside the given depth-``depth`` ``(window, bucket)`` parents: one round of bisection for every
+  differing slice at once;
+- ``rows(plan, slices)``: the rows of the given small ``(window, depth, bucket)`` slices,
+  ``{key text: Row}``, to name keys;
+- ``lookup(keys)``: where the given keys are now, at any cursor (a key that left the range).
+
+:class:`SqlSide` pushes the aggregates into the database (PostgreSQL, MySQL/MariaDB, DuckDB,
+SQLite with two registered functions), so an equal window costs two numbers on the wire.
+:class:`MemorySide` holds the rows a source or target can only hand over whole (files, Delta, a
+cursor the database cannot normalise exactly, ``--content``): read once, then answered by numpy.
+``fetched`` counts the payload bytes each side returned, the cost the benchmark reports.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from .. import values as V
+from ..errors import ConfigError, UsageError
+from ..sources import dialects as SD
+from ..sources import sql as S
+from ..sources.files import open_files
+from ..sources.memory import DataSource
+from ..targets.delta import folder_name
+from ..urls import expand
+from . import digest as D
+from .plan import Plan
+
+CURSOR_COL = "_hiwater_cursor"
+
+
+@dataclass(frozen=True)
+class Row:
+    key: tuple      # the key's values, as this side holds them
+    cursor: int     # the normalised cursor
+    h: int          # the row hash
+
+
+class Side(Protocol):
+    label: str
+    fetched: int
+
+    def span(self, lo: int | None, hi: int) -> tuple[int, int] | None: ...
+    def windows(self, plan: Plan) -> dict[int, tuple[int, int]]: ...
+    def buckets(self, plan: Plan, depth: int, parents: list, child: int) -> dict[tuple, tuple[int, int]]: ...
+    def rows(self, plan: Plan, slices: list) -> dict[str, Row]: ...
+    def lookup(self, keys: list[tuple]) -> dict[str, int]: ...
+    def close(self) -> None: ...
+
+
+def bucket(kh, depth: int):
+    """The depth-``depth`` bucket of a key hash: its top ``depth`` bits (0: the whole window)."""
+    return kh >> (D.KEY_BITS - depth)
+
+
+# --- rows held in memory ------------------------------------------------------------------------
+
+class MemorySide:
+    """Rows read once: keys, normalised cursors and (with ``--content``) the content text.
+
+    A key seen more than once (a file that appends versions) counts once, at its largest cursor:
+    the version the loader keeps.
+    """
+
+    def __init__(self, label: str, keys: list[tuple], cursors, contents: list[str] | None = None):
+        self.label = label
+        self.fetched = 0
+        latest: dict[str, int] = {}
+        texts = [D.key_text(k) for k in keys]
+        cursors = [int(c) for c in cursors]
+        for i, t in enumerate(texts):
+            j = latest.get(t)
+            if j is None or cursors[i] >= cursors[j]:
+                latest[t] = i
+        keep = sorted(latest.values())
+        self.keys = [keys[i] for i in keep]
+        self.texts = [texts[i] for i in keep]
+        self.cursor = np.array([cursors[i] for i in keep], dtype=np.int64)
+        self.h = np.array([D.row_hash(texts[i], cursors[i], None if contents is None else contents[i])
+                           for i in keep], dtype=np.uint64)
+        self.kh = np.array([D.key_hash(t) for t in self.texts], dtype=np.int64)
+        self.where = {t: i for i, t in enumerate(self.texts)}
+
+    def span(self, lo, hi):
+        m = self.cursor <= hi
+        if lo is not None:
+            m &= self.cursor >= lo
+        if not m.any():
+            return None
+        return int(self.cursor[m].min()), int(self.cursor[m].max())
+
+    @staticmethod
+    def _digest(groups: list, h: np.ndarray) -> dict:
+        """``{group: (count, sum)}``; ``groups`` is one array, or several (a tuple key)."""
+        out = {}
+        if not len(h):
+            return out
+        stacked = np.stack(groups, axis=1)
+        uniq, inv = np.unique(stacked, axis=0, return_inverse=True)
+        inv = inv.reshape(-1)
+        counts = np.bincount(inv, minlength=len(uniq))
+        sums = np.zeros(len(uniq), dtype=np.uint64)
+        np.add.at(sums, inv, h)  # uint64 wraps: the sum modulo 2**64
+        for g, c, s in zip(uniq.tolist(), counts.tolist(), sums.tolist()):
+            out[tuple(g) if len(g) > 1 else g[0]] = (int(c), int(s))
+        return out
+
+    def _window(self, plan):
+        m = (self.cursor >= plan.lo) & (self.cursor <= plan.hi)
+        return m, (self.cursor - plan.lo) // plan.step
+
+    def windows(self, plan):
+        m, w = self._window(plan)
+        return self._digest([w[m]], self.h[m])
+
+    def buckets(self, plan, depth, parents, child):
+        m, w = self._window(plan)
+        up = bucket(self.kh, depth)
+        want = np.zeros(len(self.cursor), dtype=bool)
+        for pw, pb in parents:
+            want |= (w == pw) & (up == pb)
+        m &= want
+        return self._digest([w[m], bucket(self.kh[m], child)], self.h[m])
+
+    def rows(self, plan, slices):
+        m, w = self._window(plan)
+        want = np.zeros(len(self.cursor), dtype=bool)
+        for sw, depth, b in slices:
+            want |= (w == sw) & (bucket(self.kh, depth) == b)
+        idx = np.flatnonzero(m & want)
+        return {self.texts[i]: Row(self.keys[i], int(self.cursor[i]), int(self.h[i])) for i in idx}
+
+    def lookup(self, keys):
+        out = {}
+        for k in keys:
+            t = D.key_text(k)
+            i = self.where.get(t)
+            if i is not None:
+                out[t] = int(self.cursor[i])
+        return out
+
+    def close(self):
+        pass
+
+
+def _values(batch, name: str) -> list:
+    """A column of a source batch as the values the loader stores (as sent)."""
+    for where in (batch.sent, batch.mixed):
+        if name in where:
+            return list(where[name])
+    if name in batch.table.column_names:
+        return batch.table.column(name).to_pylist()
+    return [None] * len(batch)
+
+
+def from_batches(label: str, batches, *, key: list, cursor: str, kind: str, tz,
+                 content: list | None = None) -> MemorySide:
+    """Read a source's batches once: the rows whose cursor parses (invalid ones are the
+    quarantine's), normalised exactly as the loader normalises them. Every row is kept, not only
+    the checked range: a key that left the range on one side is looked up here."""
+    keys, cursors, contents = [], [], [] if content is not None else None
+    fetched = 0
+    for batch in batches:
+        n = len(batch)
+        if not n:
+            continue
+        if cursor in batch.table.column_names and cursor not in batch.mixed:
+            parsed = V.parse_column(batch.table.column(cursor), kind, tz)
+            vals, ok = parsed.values, parsed.valid
+        else:
+            vals, ok = np.zeros(n, np.int64), np.zeros(n, bool)
+            for i, v in enumerate(_values(batch, cursor)):
+                try:
+                    vals[i], _ = V.parse_one(v, kind, tz)
+                    ok[i] = True
+                except (ValueError, OverflowError):
+                    pass
+        cols = [_values(batch, k) for k in key]
+        other = [_values(batch, c) for c in content] if content is not None else None
+        for i in np.flatnonzero(ok):
+            k = tuple(c[i] for c in cols)
+            if any(v is None for v in k):
+                continue  # a record without its key is the quarantine's
+            keys.append(k)
+            cursors.append(int(vals[i]))
+            if other is not None:
+                contents.append(D.content_text([c[i] for c in other]))
+        fetched += batch.table.nbytes
+    side = MemorySide(label, keys, cursors, contents)
+    side.fetched = fetched
+    return side
+
+
+# --- SQL, pushed down -----------------------------------------------------------------------------
+
+class Dialect:
+    """The digest spelled in one SQL dialect. Every expression reads ``_k`` (the key text) and
+    ``_c`` (the normalised cursor, a 64-bit integer) from the side's inner SELECT."""
+
+    name = "?"
+
+    def key_text(self, quoted: list[str]) -> str:
+        raise NotImplementedError
+
+    def row_hash(self) -> str:
+        raise NotImplementedError
+
+    def digest_sum(self) -> str:
+        """The sum of the row hashes of a group, as a number the driver returns exactly."""
+        return f"SUM({self.row_hash()})"
+
+    def key_hash(self) -> str:
+        raise NotImplementedError
+
+    def idiv(self, a: str, b: int) -> str:
+        return f"({a}) / {b}"
+
+    def setup(self, conn) -> None:
+        """Register what the database lacks (SQLite's functions)."""
+
+
+class PostgresSQL(Dialect):
+    name = "postgresql"
+
+    def key_text(self, quoted):
+        return " || chr(30) || ".join(f"{q}::text" for q in quoted)
+
+    def row_hash(self):
+        return "('x' || substr(md5(_k || chr(31) || _c::text), 1, 16))::bit(64)::bigint"
+
+    def key_hash(self):
+        return "('x' || substr(md5(_k), 1, 15))::bit(60)::bigint"
+
+
+class MySQLSQL(Dialect):
+    name = "mysql"
+
+    def key_text(self, quoted):
+        return f"CONCAT_WS(CHAR(30 USING utf8mb4), {', '.join(quoted)})" if len(quoted) > 1 else \
+            f"CAST({quoted[0]} AS CHAR)"
+
+    def row_hash(self):
+        return "CAST(CONV(SUBSTR(MD5(CONCAT(_k, CHAR(31 USING utf8mb4), _c)), 1, 16), 16, 10) AS UNSIGNED)"
+
+    def key_hash(self):
+        return "CAST(CONV(SUBSTR(MD5(_k), 1, 15), 16, 10) AS UNSIGNED)"
+
+    def idiv(self, a, b):
+        return f"({a}) DIV {b}"
+
+
+class DuckSQL(Dialect):
+    name = "duckdb"
+
+    def key_text(self, quoted):
+        return " || chr(30) || ".join(f"CAST({q} AS VARCHAR)" for q in quoted)
+
+    def row_hash(self):
+        return "CAST('0x' || substr(md5(_k || chr(31) || CAST(_c AS VARCHAR)), 1, 16) AS UBIGINT)"
+
+    def key_hash(self):
+        return "CAST('0x' || substr(md5(_k), 1, 15) AS BIGINT)"
+
+    def idiv(self, a, b):
+        return f"({a}) // {b}"
+
+
+class _SqliteDigest:
+    """``hw_sum(_k, _c)``: the sum modulo 2**64 of the row hashes, one Python call per row (SQLite
+    has no md5, and its own ``sum`` stops at an overflow)."""
+
+    def __init__(self):
+        self.total = 0
+
+    def step(self, k, c):
+        self.total += D.row_hash(k, c)
+
+    def finalize(self):
+        return str(self.total % D.MOD)
+
+
+class SQLiteSQL(Dialect):
+    name = "sqlite"
+
+    def key_text(self, quoted):
+        return " || char(30) || ".join(f"CAST({q} AS TEXT)" for q in quoted)
+
+    def digest_sum(self):
+        return "hw_sum(_k, _c)"
+
+    def key_hash(self):
+        return "hw_key(_k)"
+
+    def setup(self, conn):
+        conn.create_function("hw_key", 1, D.key_hash, deterministic=True)
+        conn.create_aggregate("hw_sum", 2, _SqliteDigest)
+
+
+SQL = {"postgresql": PostgresSQL, "mysql": MySQLSQL, "duckdb": DuckSQL, "sqlite": SQLiteSQL}
+
+
+def cursor_sql(flavour: str, col: SD.Column, quoted: str, kind: str, tz) -> str | None:
+    """The SQL that normalises a source's cursor column to hiwater's integer exactly as
+    :mod:`hiwater.values` does, or ``None`` where the database cannot (text cursors, naive
+    timestamps in a zone with DST outside PostgreSQL): that side is read once instead."""
+    c, utc = quoted, tz is dt.timezone.utc
+    if kind == V.INT:
+        if col.kind != SD.INT:
+            return None
+        return {"postgresql": f"{c}::bigint", "mysql": f"CAST({c} AS SIGNED)"}.get(flavour, f"CAST({c} AS BIGINT)")
+    if kind == V.DATE:
+        if col.kind != SD.DATE:
+            return None
+        return {"postgresql": f"(({c} - DATE '1970-01-01')::bigint * {V.US_PER_DAY})",
+                "mysql": f"(DATEDIFF({c}, '1970-01-01') * {V.US_PER_DAY})",
+                "duckdb": f"(CAST({c} - DATE '1970-01-01' AS BIGINT) * {V.US_PER_DAY})"}.get(flavour)
+    if col.kind == SD.TS_TZ or (col.kind == SD.TS_NAIVE and utc):
+        return {"postgresql": f"(extract(epoch FROM {c}) * 1000000)::bigint",
+                "mysql": f"TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', {c})",
+                "duckdb": f"epoch_us({c})"}.get(flavour)
+    if col.kind == SD.TS_NAIVE and flavour == "postgresql" and hasattr(tz, "key"):
+        # A wall-clock time in a zone with DST. PostgreSQL resolves a time shown twice to the
+        # later instant; hiwater to the earlier one (fold=0): read it an hour early, add the hour
+        # back, take the smaller (exact for zones whose clocks move by an hour at most).
+        z = "'" + tz.key.replace("'", "''") + "'"
+        return (f"(extract(epoch FROM least({c} AT TIME ZONE {z}, "
+                f"({c} - interval '1 hour') AT TIME ZONE {z} + interval '1 hour')) * 1000000)::bigint")
+    return None
+
+
+class SqlSide:
+    """A table (or query) in a database, the digests computed there.
+
+    ``inner`` is a SELECT giving ``_k`` (key text), ``_c`` (normalised cursor) and the key columns
+    ``_k0…``; ``native(a, b)`` adds the cursor column's own bounds (widened where not exact) so a
+    database can use its index on the cursor before the exact test on ``_c``.
+    """
+
+    def __init__(self, label: str, conn, flavour: str, base: str, key: list[str], raw: str, quote, *,
+                 normalise=lambda expr: expr, native=None, placeholder: str = "%s", escape: bool = True):
+        self.label = label
+        self.fetched = 0
+        self.conn = conn
+        self.sql = SQL[flavour]()
+        self.sql.setup(conn)
+        self.flavour = flavour
+        self.placeholder = placeholder
+        self.escape = escape
+        self.native = native
+        self.key = key
+        quoted = [quote(k) for k in key]
+        self.quoted_key = quoted
+        cols = ", ".join(f"{q} AS _k{i}" for i, q in enumerate(quoted))
+        self.raw, self.normalise = raw, normalise
+        self.inner = f"SELECT {self.sql.key_text(quoted)} AS _k, {normalise(raw)} AS _c, {cols} FROM {base}"
+        self.base = base
+
+    # one statement, its rows, and what they cost
+    def _query(self, sql: str, params: list) -> list[tuple]:
+        if self.escape and params:
+            sql = sql.replace("%", "%%").replace("%%s", "%s")
+        if self.flavour == "mysql":
+            with self.conn.cursor() as cur:
+                cur.execute(sql, params or None)
+                rows = cur.fetchall()
+        elif self.flavour == "postgresql":
+            rows = self.conn.execute(sql, params or None).fetchall()
+        else:
+            rows = self.conn.execute(sql, params).fetchall()
+        self.fetched += sum(_size(v) for r in rows for v in r)
+        return rows
+
+    def _from(self, a: int | None, b: int) -> tuple[str, list]:
+        where, params = "", []
+        if self.native is not None:
+            where, params = self.native(a, b, self.placeholder)
+        low = f"_c >= {int(a)} AND " if a is not None else ""
+        return f"({self.inner}{where}) AS _s WHERE {low}_c <= {int(b)}", params
+
+    def span(self, lo, hi):
+        """``MIN``/``MAX`` of the raw cursor column, normalised after: the normalisation keeps order,
+        so a database answers from its index on the cursor without normalising every row."""
+        if self.native is not None:
+            where, params = self.native(lo, hi, self.placeholder)
+        else:
+            where = f" WHERE {self.raw} <= {int(hi)}" + (f" AND {self.raw} >= {int(lo)}" if lo is not None else "")
+            params = []
+        row = self._query(f"SELECT {self.normalise(f'MIN({self.raw})')}, {self.normalise(f'MAX({self.raw})')} "
+                          f"FROM {self.base}{where}", params)[0]
+        if row[0] is None:
+            return None
+        low, high = max(int(row[0]), lo) if lo is not None else int(row[0]), min(int(row[1]), hi)
+        return (low, high) if low <= high else None
+
+    def _digest(self, groups: list[str], src: str, params: list) -> dict:
+        names = ", ".join(f"_g{i}" for i in range(len(groups)))
+        sql = (f"SELECT {names}, COUNT(*), {self.sql.digest_sum()} FROM (SELECT "
+               f"{', '.join(f'{g} AS _g{i}' for i, g in enumerate(groups))}, _k, _c FROM {src}) AS _d "
+               f"GROUP BY {names}")
+        n = len(groups)
+        out = {}
+        for r in self._query(sql, params):
+            g = tuple(int(x) for x in r[:n])
+            out[g if n > 1 else g[0]] = (int(r[n]), int(r[n + 1]) % D.MOD)
+        return out
+
+    def windows(self, plan):
+        src, params = self._from(plan.lo, plan.hi)
+        return self._digest([self.sql.idiv(f"_c - {plan.lo}", plan.step)], src, params)
+
+    def _sliced(self, plan, windows) -> tuple[str, list]:
+        """The rows of the given windows with ``_w`` (window) and ``_kh`` (key hash) beside them."""
+        a = plan.window(min(windows))[0]
+        b = plan.window(max(windows))[1]
+        src, params = self._from(a, b)
+        w = self.sql.idiv(f"_c - {plan.lo}", plan.step)
+        return f"(SELECT _s.*, {w} AS _w, {self.sql.key_hash()} AS _kh FROM {src}) AS _r", params
+
+    def _bucket(self, depth: int) -> str:
+        return self.sql.idiv("_kh", 1 << (D.KEY_BITS - depth)) if depth else "0"
+
+    def _in(self, pairs, depth) -> str:
+        """``(window, bucket)`` pairs at ``depth`` as one condition on ``_w`` and ``_kh``."""
+        by: dict = {}
+        for w, b in pairs:
+            by.setdefault(int(w), []).append(int(b))
+        b = self._bucket(depth)
+        return " OR ".join(f"(_w = {w} AND {b} IN ({', '.join(map(str, bs))}))" for w, bs in sorted(by.items()))
+
+    def buckets(self, plan, depth, parents, child):
+        src, params = self._sliced(plan, {w for w, _ in parents})
+        src = f"(SELECT * FROM {src} WHERE {self._in(parents, depth)}) AS _p"
+        return self._digest(["_w", self._bucket(child)], src, params)
+
+    def rows(self, plan, slices):
+        src, params = self._sliced(plan, {w for w, _, _ in slices})
+        cond = " OR ".join(f"({self._in([(w, b)], depth)})" for w, depth, b in slices)
+        cols = ", ".join(f"_k{i}" for i in range(len(self.key)))
+        out = {}
+        for r in self._query(f"SELECT _k, _c, {cols} FROM {src} WHERE {cond}", params):
+            out[r[0]] = Row(tuple(r[2:]), int(r[1]), D.row_hash(r[0], int(r[1])))
+        return out
+
+    def lookup(self, keys):
+        out = {}
+        for chunk in (keys[i:i + 500] for i in range(0, len(keys), 500)):
+            p = self.placeholder
+            cond = " OR ".join("(" + " AND ".join(f"{q} = {p}" for q in self.quoted_key) + ")" for _ in chunk)
+            params = [v for k in chunk for v in k]
+            for t, c in self._query(f"SELECT _k, _c FROM ({self.inner} WHERE {cond}) AS _s", params):
+                out[t] = int(c)
+        return out
+
+    def close(self):
+        try:
+            self.conn.close()
+        except Exception:  # noqa: BLE001 - closing never hides the outcome
+            pass
+
+
+def _size(v) -> int:
+    if v is None:
+        return 1
+    if isinstance(v, (str, bytes)):
+        return len(v)
+    return 8 if not isinstance(v, int) or -(1 << 63) <= v < (1 << 63) else 16
+
+
+# --- opening sides ------------------------------------------------------------------------------
+
+def _dialect(url: str, tz):
+    scheme = url.split(":", 1)[0].lower()
+    cls = SD.DIALECTS.get(scheme)
+    if cls is None:
+        raise ConfigError(f"{url.split(':', 1)[0]}: verify cannot read this database kind",
+                          hint="postgresql://, mysql://, sqlite:/// or duckdb:///")
+    d = cls(url, tz)
+    d.connect()
+    return d
+
+
+def _native(d: SD.Dialect, col: SD.Column, quoted: str, kind: str):
+    """The cursor column's own bounds, as the loader pushes them down (widened where inexact)."""
+    def where(a, b, placeholder):
+        lo = d.param(a, kind, col, upper=False) if a is not None else None
+        hi = d.param(b, kind, col, upper=True)
+        parts, params = [], []
+        if lo is not None:
+            parts.append(f"{quoted} >= {placeholder}")
+            params.append(lo)
+        if hi is not None:
+            parts.append(f"{quoted} <= {placeholder}")
+            params.append(hi)
+        return (" WHERE " + " AND ".join(parts), params) if parts else ("", [])
+    return where
+
+
+def source_side(url: str, *, table: str | None, query: str | None, key: list, cursor: str, kind: str,
+                assume_tz: str, content: list | None = None, batch_size: int = 65_536):
+    """The stream's source: its digests in the database where the cursor can be normalised there,
+    else (and with ``--content``) its rows read once through the loader's own reader."""
+    url = expand(url)
+    tz = V.zone(assume_tz)
+    src = S.open_sql(url, table=table, query=query, key=tuple(key), cursor=cursor, batch_size=batch_size,
+                     assume_tz=assume_tz)
+    label = f"source {src.description}"
+    try:
+        src.ensure_open()
+        d = src.dialect
+        col = src._column(cursor)
+        flavour = SD.DIALECTS[url.split(":", 1)[0].lower()].name
+        expr = cursor_sql(flavour, col, d.quote(cursor), kind, tz) if content is None else None
+        if expr is None:  # the loader's own read, once
+            side = from_batches(label, src.batches(), key=key, cursor=cursor, kind=kind, tz=tz, content=content)
+            src.close()
+            return side
+        d.conn.rollback()  # no snapshot: a row that changes while verify runs shows on the second look
+        if flavour == "postgresql":
+            d.conn.autocommit = True
+        return SqlSide(label, d.conn, flavour, src.base(), list(key), d.quote(cursor), d.quote,
+                       normalise=lambda raw: cursor_sql(flavour, col, raw, kind, tz),
+                       native=_native(d, col, d.quote(cursor), kind), placeholder=d.placeholder,
+                       escape=d.escape_percent)
+    except BaseException:
+        src.close()
+        raise
+
+
+def files_side(spec: str, *, fmt: str | None, key: list, cursor: str, kind: str, assume_tz: str,
+               content: list | None = None) -> MemorySide:
+    src = open_files(spec, fmt, cursor=cursor)
+    try:
+        return from_batches(f"input {spec}", src.batches(), key=key, cursor=cursor, kind=kind,
+                            tz=V.zone(assume_tz), content=content)
+    finally:
+        src.close()
+
+
+def data_side(data, *, key: list, cursor: str, kind: str, assume_tz: str, content=None) -> MemorySide:
+    """Data in memory (a list of dicts, an Arrow table, a DataFrame) read as the loader reads it."""
+    src = DataSource(data, cursor=cursor)
+    try:
+        return from_batches("input (data)", src.batches(), key=key, cursor=cursor, kind=kind,
+                            tz=V.zone(assume_tz), content=content)
+    finally:
+        src.close()
+
+
+def target_url(db: str | None, target: str | None) -> str:
+    """The target as one URL (``db`` is a SQLite path)."""
+    if target is None and db is None:
+        target = os.environ.get("HIWATER_TARGET_URL") or None
+    if db is not None:
+        return "sqlite:///" + os.path.abspath(db)
+    if target is None:
+        raise UsageError("verify needs the target: give --db PATH or --target URL")
+    return expand(target)
+
+
+def target_columns(url: str, table: str) -> list[str]:
+    """The user columns of a target's table (no ``_hiwater_*``), in the table's order."""
+    if url.split(":", 1)[0].lower() in ("delta", "delta+s3"):
+        dataset = _delta_dataset(url, table)
+        names = dataset.schema.names if dataset is not None else []
+    else:
+        d = _dialect(url, dt.timezone.utc)
+        try:
+            names = [c.name for c in d.describe(d.quote(table))]
+        finally:
+            d.close()
+    return [n for n in names if not n.startswith("_hiwater_")]
+
+
+def _execute(conn, flavour, sql):
+    if flavour == "mysql":
+        cur = conn.cursor()
+        cur.execute(sql)
+        return cur
+    return conn.execute(sql)
+
+
+def target_side(url: str, table: str, key: list, *, content: list | None = None):
+    """The stream's table in the target: its key columns and ``_hiwater_cursor``, the integer the
+    loader stored. Only this table is read, so other streams' tables beside it never count."""
+    scheme = url.split(":", 1)[0].lower()
+    label = f"target table {table}"
+    if scheme in ("delta", "delta+s3"):
+        return _delta_side(url, table, key, label, content)
+    d = _dialect(url, dt.timezone.utc)
+    if d.name == "postgresql":
+        d.conn.autocommit = True
+    if content is not None:
+        return _read_target(d, table, key, content, label)
+    return SqlSide(label, d.conn, d.name, d.quote(table), list(key), d.quote(CURSOR_COL), d.quote,
+                   placeholder=d.placeholder, escape=d.escape_percent)
+
+
+def _read_target(d, table, key, content, label) -> MemorySide:
+    """``--content`` on a SQL target: its rows read once, their values canonical."""
+    cols = list(key) + [CURSOR_COL] + list(content)
+    bools = _boolean_columns(d, table) if d.name == "sqlite" else set()
+    cur = _execute(d.conn, d.name, f"SELECT {', '.join(d.quote(c) for c in cols)} FROM {d.quote(table)}")
+    keys, cursors, contents, fetched = [], [], [], 0
+    n = len(key)
+    for r in cur.fetchall():
+        keys.append(tuple(r[:n]))
+        cursors.append(r[n])
+        vals = [bool(v) if c in bools and v is not None else v for c, v in zip(content, r[n + 1:])]
+        contents.append(D.content_text(vals))
+        fetched += sum(_size(v) for v in r)
+    d.close()
+    side = MemorySide(label, keys, cursors, contents)
+    side.fetched = fetched
+    return side
+
+
+def _boolean_columns(d, table) -> set:
+    return {r[1] for r in d.conn.execute(f"PRAGMA table_info({d.quote(table)})") if "BOOL" in (r[2] or "").upper()}
+
+
+def _delta_side(url, table, key, label, content) -> MemorySide:
+    """A Delta table read once through its Arrow dataset: only the key, cursor (and content) columns."""
+    import pyarrow.compute as pc
+    dataset = _delta_dataset(url, table)
+    if dataset is None:
+        return MemorySide(label, [], [])
+    cols = list(key) + [CURSOR_COL] + list(content or [])
+    tbl = dataset.to_table(columns=cols)
+    keys = list(zip(*(tbl.column(k).to_pylist() for k in key))) if tbl.num_rows else []
+    contents = None
+    if content is not None:
+        other = [tbl.column(c).to_pylist() for c in content]
+        contents = [D.content_text(vals) for vals in zip(*other)] if other else [""] * tbl.num_rows
+    side = MemorySide(label, keys, pc.fill_null(tbl.column(CURSOR_COL), 0).to_pylist(), contents)
+    side.fetched = tbl.nbytes
+    return side
+
+
+def _delta_dataset(url: str, table: str):
+    """The Arrow dataset of a Delta target's table, or ``None`` before its first commit."""
+    from deltalake import DeltaTable
+
+    root = url.split("://", 1)[1]
+    path = f"{root.rstrip('/')}/{folder_name(table)}"
+    if url.startswith("delta+s3://"):
+        path = "s3://" + path
+        if not DeltaTable.is_deltatable(path):
+            return None
+    elif not os.path.isdir(os.path.join(path, "_delta_log")):
+        return None
+    return DeltaTable(path).to_pyarrow_dataset()

@@ -71,7 +71,8 @@ def test_a_huge_integer_and_key_order_are_kept(hw, tmp_path):
     db = tmp_path / "t.db"
     line = '{"z": 123456789012345678901234567890, "id": 5, "modified_at": "2025-01-15T10:00:00"}'
     (tmp_path / "events.jsonl").write_text(line + "\n")
-    assert hw("load", "-i", tmp_path / "events.jsonl", "--db", db, "--now", NOW).code == 0
+    # (its one record is rejected: --max-rejected 100% accepts a run that rejects every record)
+    assert hw("load", "-i", tmp_path / "events.jsonl", "--db", db, "--now", NOW, "--max-rejected", "100%").code == 0
     assert records(db) == [line]
 
 
@@ -91,7 +92,8 @@ def test_python_records_and_csv_cells_keep_their_values(hw, tmp_path):
     cell is text unless its whole column reads as numbers that give the same text back, so the
     record's JSON holds each cell's text (``007`` stays ``"007"``)."""
     db = tmp_path / "t.db"
-    hiwater.load([{"id": 1, "modified_at": "bad", "v": 1.5}], db=str(db), stream="py", table="py")
+    hiwater.load([{"id": 1, "modified_at": "bad", "v": 1.5}], db=str(db), stream="py", table="py",
+                 max_rejected="100%")  # (its one record is rejected, on purpose)
     assert json.loads(records(db)[0]) == {"id": 1, "modified_at": "bad", "v": 1.5}
     path = tmp_path / "c.csv"
     path.write_text("id,modified_at,zip,n\n1,2025-01-15T10:00:00,02134,100\n2,bad,007,200\n")

@@ -10,10 +10,9 @@ stream's state, then the other streams' state rows and every history row (one pe
 failed) and a few quarantine rows per stream are written directly in bulk through ``sqlite3``
 (a million real runs would take hours). A ``hiwater ui`` server runs in this process on a free
 port; each page is requested once to warm up, then ``--repeat`` times over HTTP (urllib), and the
-median, min and max are printed as a Markdown table. ``--index`` repeats the measurement after
-adding the two indexes the status queries want on ``_hiwater_history``: ``(stream, run_id)`` (the
-latest run) and ``(stream, outcome, finished_at, run_id)`` (the latest success, covered), to show
-what the meta store's queries would gain; the indexes are the target's business, not the UI's.
+median, min and max are printed as a Markdown table. The meta store's history carries the two
+indexes these reads want (targets/meta.py): ``(stream, run_id)`` for each stream's latest run and
+``(stream, outcome, finished_at, run_id)`` for its latest success.
 """
 from __future__ import annotations
 
@@ -91,9 +90,6 @@ def main() -> int:
     p.add_argument("--streams", type=int, default=100)
     p.add_argument("--runs", type=int, default=10_000)
     p.add_argument("--repeat", type=int, default=7)
-    p.add_argument("--index", action="store_true",
-                   help="also measure with the history indexed on (stream, run_id) and (stream, outcome, "
-                        "finished_at, run_id)")
     p.add_argument("--db", help="keep the fixture in this file (default: a temporary folder); an existing "
                                 "file is measured as it is")
     a = p.parse_args()
@@ -103,24 +99,16 @@ def main() -> int:
     if not os.path.exists(db):
         build(db, a.streams, a.runs)
     print(f"fixture: {a.streams} streams x {a.runs:,} runs in {db} ({time.perf_counter() - t:.1f}s)", file=sys.stderr)
-    print("| history index | page | median ms | min – max ms |\n| --- | --- | --- | --- |")
-    for indexed in ([False, True] if a.index else [False]):
-        if indexed:
-            con = sqlite3.connect(db)
-            con.execute("CREATE INDEX IF NOT EXISTS bench_history_run ON _hiwater_history (stream, run_id)")
-            con.execute("CREATE INDEX IF NOT EXISTS bench_history_success"
-                        " ON _hiwater_history (stream, outcome, finished_at, run_id)")
-            con.close()
-        server = make_server(db=db, port=0)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        try:
-            for path in ("/", "/metrics"):
-                med, lo, hi = measure(server.url.rstrip("/") + path, a.repeat)
-                print(f"| {'the two indexes' if indexed else 'none (as shipped)'} | `{path}` | {med:.0f} | "
-                      f"{lo:.0f} – {hi:.0f} |", flush=True)
-        finally:
-            server.shutdown()
-            server.server_close()
+    print("| page | median ms | min – max ms |\n| --- | --- | --- |")
+    server = make_server(db=db, port=0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        for path in ("/", "/metrics"):
+            med, lo, hi = measure(server.url.rstrip("/") + path, a.repeat)
+            print(f"| `{path}` | {med:.0f} | {lo:.0f} – {hi:.0f} |", flush=True)
+    finally:
+        server.shutdown()
+        server.server_close()
     return 0
 
 

@@ -60,12 +60,11 @@ def _target_rows(tgt, members, now_us: int, *, named: bool) -> list[dict]:
     ``None``: every stream it holds). ``tgt`` ``None``: a target not made yet."""
     states = {s.stream: s for s in tgt.ledger.states()} if tgt is not None else {}
     if members is None:
-        ran = {h["stream"] for h in tgt.ledger.history()}
-        names = [(n, None) for n in sorted(set(states) | ran)]
+        names = [(n, None) for n in sorted(tgt.ledger.streams())]
     else:  # a project stream keeps its state under its own stream name
         names = [(cfg.load["stream"] if cfg is not None else n, cfg) for n, cfg in members]
     if named:
-        known = set(states) | {h["stream"] for h in tgt.ledger.history()}
+        known = tgt.ledger.streams()
         for n, _ in names:
             if n not in known and not buckets_of(states, n):
                 raise UsageError(f"no stream named {n!r} in {tgt.description}",

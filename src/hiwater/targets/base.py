@@ -229,6 +229,11 @@ class Ledger(ABC):
     @abstractmethod
     def history(self, stream: str | None = None, limit: int | None = None) -> list: ...
 
+    def streams(self) -> set:
+        """The names of every stream with a state or a run in the history (one whose every run
+        failed has no state). This default reads the whole history; a SQL ledger asks its index."""
+        return {s.stream for s in self.states()} | {h["stream"] for h in self.history()}
+
     @abstractmethod
     def quarantine(self, stream: str | None = None, reason: str | None = None,
                    limit: int | None = None) -> list: ...

@@ -67,7 +67,7 @@ def logical(sqltype: str) -> str:
 SPELLING = Spelling(text="VARCHAR", big="BIGINT", int="INTEGER", real="DOUBLE",
                     updated_at="TIMESTAMPTZ NOT NULL DEFAULT current_timestamp", now="now()",
                     quarantine_id="BIGINT PRIMARY KEY DEFAULT nextval('_hiwater_quarantine_id')",
-                    sequences=("_hiwater_quarantine_id",))
+                    sequences=("_hiwater_quarantine_id",), history_indexes=False)  # (columnar: zone maps)
 
 
 def upsert_sql(table: str, columns: list, key: tuple, stage: str = "_hiwater_stage",

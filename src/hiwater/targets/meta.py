@@ -47,6 +47,13 @@ class Spelling:
     sequences: tuple = ()    # made before the tables
     run_ids: str | None = None  # the sequence run ids come from; None: MAX(run_id) + 1
     add_column: str = "ADD COLUMN"
+    history_indexes: bool = True  # a row store: status reads each stream's latest runs by index
+
+
+# `hiwater status` (and the status page) reads each stream's latest run and latest success: with
+# thousands of runs per stream these indexes keep it to a few rows per stream (bench/ui_streams.py).
+HISTORY_INDEXES = {"_hiwater_history_by_stream": "stream, run_id",
+                   "_hiwater_history_by_outcome": "stream, outcome, finished_at, run_id"}
 
 
 def meta_ddl(sp: Spelling, name) -> list[str]:
@@ -78,6 +85,8 @@ def meta_ddl(sp: Spelling, name) -> list[str]:
         f"""CREATE TABLE IF NOT EXISTS {name('_hiwater_files')} (
         stream {T} NOT NULL, path {T} NOT NULL, size {B} NOT NULL, mtime_ns {B}, etag {T},
         run_id {B} NOT NULL, PRIMARY KEY (stream, path)){sp.files_suffix}""",
+    ] + [f"CREATE INDEX IF NOT EXISTS {_quote(ix)} ON {name('_hiwater_history')} ({cols})"
+         for ix, cols in (HISTORY_INDEXES.items() if sp.history_indexes else ())
     ] + ([] if sp.run_ids is not None else [
         # Without a sequence, run ids are MAX(run_id) + 1 over the history; a dropped stream's
         # highest id is kept here, so its kept table's rows never look written by a later run.
@@ -260,6 +269,13 @@ class SqlLedger(Ledger):
         if not t._has_meta():
             return []
         return t._dicts(*history_query(t._meta_name("_hiwater_history"), t.placeholder, stream, limit))
+
+    def streams(self) -> set:
+        t = self._t
+        if not t._has_meta():
+            return set()
+        return {r[0] for r in t._rows(f"SELECT stream FROM {t._meta_name('_hiwater_state')} UNION "
+                                      f"SELECT DISTINCT stream FROM {t._meta_name('_hiwater_history')}")}
 
     def quarantine(self, stream: str | None = None, reason: str | None = None,
                    limit: int | None = None) -> list[dict]:

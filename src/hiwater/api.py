@@ -9,18 +9,19 @@ arguments are the command's flags.
 
 from __future__ import annotations
 
+# Imports: what `hiwater load` needs is imported here; what only some commands need (the
+# schedulers for --buckets and `hiwater run`, the SQL source, verify) is imported by the function
+# that needs it, as the heavy drivers are: every command pays a module's import at start-up
+# (docs/benchmarks.md measures whole runs). tests/test_layers.py checks these imports all the same.
 import functools
 import os
 
 from . import stream as _stream
 from . import values as V
-from .buckets import load_bucketed, replay_buckets
 from .errors import ConfigError, HiwaterError, UsageError
 from .keyhash import members, parse_name
-from .pipeline import run_streams
 from .project import load_project
 from .sources.files import resolve_paths
-from .sources.sql import open_sql
 from .spec import StreamSpec, absent, connected, spec_from
 from .status import UNREACHABLE, check, status
 from .summary import Summary
@@ -63,6 +64,7 @@ def load(input=None, *, db: str | None = None, target: str | None = None,
 def _run(spec: StreamSpec, *, stdin=None, progress=None) -> Summary:
     """Run one stream's spec: split into buckets when it asks for them, else in this process."""
     if spec.options.buckets > 1:
+        from .buckets import load_bucketed  # (start-up: see the module's note on imports)
         return load_bucketed(spec)
     return _stream.run(spec, stdin=stdin, progress=progress)
 
@@ -193,6 +195,7 @@ def quarantine_replay(*, stream, db=None, target=None, reason=None, on_late="loa
     with connected(db, target, existing="quarantine replay") as tgt:
         buckets = [s.stream for s in _committed(tgt.ledger.states(), _buckets(tgt, stream))]
     if buckets:
+        from .buckets import replay_buckets
         return replay_buckets(stream, buckets, db=db, target=target, reason=reason, on_late=on_late, **options)
     return _stream.replay(stream, db=db, target=target, reason=reason, on_late=on_late, **options)
 
@@ -271,6 +274,7 @@ def run(streams=None, *, project=None, jobs: int = 1, fail_fast: bool = False, d
     configs = proj.select(streams)
     # with jobs=1 the streams load in this process: each run reports its progress
     work = _run if progress is None or jobs != 1 else functools.partial(_run, progress=progress)
+    from .pipeline import run_streams
     result = run_streams(configs, run=work, jobs=jobs, fail_fast=fail_fast, on_result=on_result,
                          on_start=on_start, overrides={"dry_run": True} if dry_run else None)
     return result.raise_for_failures() if raise_on_failure else result
@@ -313,6 +317,7 @@ def _probe(cfg) -> list[dict]:
             resolve_paths(load["input"])
         else:
             o = cfg.options
+            from .sources.sql import open_sql
             src = open_sql(load["source_url"], table=load.get("source_table"), query=load.get("query"),
                            key=o.key, cursor=o.cursor, batch_size=o.batch_size, assume_tz=o.assume_tz or "UTC")
             try:

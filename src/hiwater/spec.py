@@ -22,7 +22,6 @@ from .options import LoadOptions
 from .project import load_project
 from .sources.files import COMPRESSIONS
 from .sources.memory import DataSource, is_data
-from .sources.sql import default_table as sql_table
 from .targets import open_target
 
 
@@ -82,6 +81,7 @@ def spec_from(input=None, *, db: str | None = None, target: str | None = None, s
     if input is not None and not isinstance(input, str):
         input = os.fspath(input)
     if source_url is not None and source is None:
+        from .sources.sql import default_table as sql_table  # (a SQL source only)
         table = opts.table or sql_table(source_table)
     else:
         table = opts.table or default_table(input)

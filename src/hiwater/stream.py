@@ -18,7 +18,6 @@ from .sources.bucket import BucketSource
 from .sources.csvfile import CsvDialect
 from .sources.files import open_files
 from .sources.quarantine import QuarantineSource
-from .sources.sql import open_sql
 from .spec import StreamSpec
 from .summary import Summary
 from .targets import open_target
@@ -29,6 +28,7 @@ def run(spec: StreamSpec, *, stdin=None, progress=None) -> Summary:
     o = spec.options
     source, db, notices = spec.source, spec.db, list(spec.notices)
     if spec.source_url is not None and source is None:
+        from .sources.sql import open_sql  # (a SQL source only: the drivers' dialects load with it)
         source = open_sql(spec.source_url, table=spec.source_table, query=spec.query, key=o.key, cursor=o.cursor,
                           batch_size=o.batch_size, assume_tz=o.assume_tz or "UTC", bucket=spec.bucket)
     tgt = open_target(db=db, target=spec.target)

@@ -289,7 +289,21 @@ class MySQL(Dialect):
             cur.execute(sql, params)
             yield from fetch_batches(cur, batch_size)
         finally:
-            cur.close()
+            if self.conn.open:
+                cur.close()  # drains the rest of an unbuffered result
+            else:
+                _drop_unbuffered(cur)
+
+
+def _drop_unbuffered(cur) -> None:
+    """Forget a pymysql ``SSCursor`` whose connection the driver force-closed (socket lost, server
+    killed or gone): closing it would drain the rest of the result from a socket that is now
+    ``None`` and raise ``AttributeError``, hiding the driver's own lost-connection error; the
+    result's ``__del__`` would try the same. Nothing is left to read, so mark it finished."""
+    result = getattr(cur, "_result", None)
+    if result is not None:
+        result.unbuffered_active = False
+    cur.connection = None
 
 
 class SQLite(Dialect):

@@ -64,6 +64,19 @@ def snap(url: str) -> Snap:
     return Snap(rows, state, history, quarantine, "ok", dup, failed)
 
 
+def _same_index_names(admin, src: str, dst: str, table: str) -> None:
+    """LIKE … INCLUDING ALL names the copied indexes itself: give each the source's name, so the
+    copy is the same schema to the target (which looks its indexes up by name)."""
+    def by_shape(schema):
+        rows = admin.execute("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = %s AND tablename = %s",
+                             (schema, table)).fetchall()
+        return {("UNIQUE" in d.split(" ON ", 1)[0], d.split(" USING ", 1)[1]): n for n, d in rows}
+    want = by_shape(src)
+    for shape, name in by_shape(dst).items():
+        if shape in want and want[shape] != name:
+            admin.execute(f'ALTER INDEX "{dst}"."{name}" RENAME TO "{want[shape]}"')
+
+
 def clone_pg_schema(admin, src: str, dst: str) -> None:
     """A copy of every table and sequence of schema ``src`` as schema ``dst`` (no other session)."""
     admin.execute(f'DROP SCHEMA IF EXISTS "{dst}" CASCADE')
@@ -75,6 +88,7 @@ def clone_pg_schema(admin, src: str, dst: str) -> None:
         admin.execute("SELECT setval(%s, %s, %s)", (f'"{dst}"."{seq}"', last[0], last[1]))
     for (t,) in admin.execute("SELECT tablename FROM pg_tables WHERE schemaname = %s", (src,)).fetchall():
         admin.execute(f'CREATE TABLE "{dst}"."{t}" (LIKE "{src}"."{t}" INCLUDING ALL)')
+        _same_index_names(admin, src, dst, t)
         admin.execute(f'INSERT INTO "{dst}"."{t}" OVERRIDING SYSTEM VALUE SELECT * FROM "{src}"."{t}"')
         ident = admin.execute("SELECT pg_get_serial_sequence(%s, 'id')", (f'"{dst}"."{t}"',)).fetchone()[0] \
             if t == "_hiwater_quarantine" else None

@@ -580,7 +580,21 @@ class DeltaTransaction(Transaction):
              .when_matched_update(updates=updates(src, key), predicate=UPDATE_WHEN)
              .when_not_matched_insert(updates=updates(src, ()), predicate=f"s.`{OP}` <> 'delete'")
              .execute())
-        target._run(apply, f"writing {table!r}", stream=stream)
+        try:
+            target._run(apply, f"writing {table!r}", stream=stream)
+        except LockTimeout:
+            # The commit's own app transaction is the fact: delta-rs can report an error after
+            # the commit landed (a post-commit step racing another writer); then it stands.
+            if not self._landed(uri, stream, txn):
+                raise
+
+    def _landed(self, uri: str, stream: str, txn: int) -> bool:
+        """Whether this transaction's data commit is in the table (its app transaction holds ``txn``)."""
+        try:
+            latest = self._target._dl.DeltaTable(uri, storage_options=self._target.storage)
+            return latest.transaction_version(app_id(stream)) == txn
+        except Exception:  # noqa: BLE001 - unreadable now: the commit's error stands
+            return False
 
     def _key_of(self, stream: str) -> tuple:
         s = next(iter(self._target.ledger.states(stream)), None)

@@ -279,9 +279,11 @@ class Model:
         else:
             self.wm = candidate if self.wm is None else max(self.wm, candidate)
 
-        seen = {json.dumps(r, sort_keys=True) for r in self.late_q}
-        for r in new_late:  # the quarantine keeps one row per distinct record
-            fp = json.dumps(r, sort_keys=True)
+        # the quarantine keeps one row per distinct record text: a record is kept as sent, its
+        # fields in their order (docs/concepts.md), so the same fields in another order are another
+        seen = {json.dumps(r) for r in self.late_q}
+        for r in new_late:
+            fp = json.dumps(r)
             if fp not in seen:
                 seen.add(fp)
                 self.late_q.append(r)

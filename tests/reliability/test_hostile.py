@@ -3,7 +3,8 @@
 Every case must end in one of two ways: exit 0 with every bad record quarantined (and
 the counts adding up), or exit 1/2 with one clear ``error:`` line (never a traceback,
 never ``internal error``) and the target exactly as it was: rows, watermark, history,
-quarantine. ``HIWATER_FUZZ_EXAMPLES`` (CI default 300 per fuzzer; full run 2,000).
+quarantine. The one exception: a run that rejected every record fails (exit 1) but commits
+its quarantine and a `failed` history row, the watermark unmoved (docs/concepts.md). ``HIWATER_FUZZ_EXAMPLES`` (CI default 300 per fuzzer; full run 2,000).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import contextlib
 import io
 import json
 import math
+import re
 import sqlite3
 import tempfile
 from pathlib import Path
@@ -68,7 +70,49 @@ def watermark_row(db: Path):
         con.close()
 
 
-def check(code, out, err, db, before):
+ALL_REJECTED = re.compile(r"^error: every record \((\d+)\) was rejected: nothing valid arrived")
+
+
+def _raw(db: Path, table: str) -> list:
+    con = sqlite3.connect(db)
+    try:
+        return con.execute(f'SELECT * FROM "{table}"').fetchall()
+    finally:
+        con.close()
+
+
+def _check_all_rejected(db: Path, before, after, n: int):
+    """What a run that rejected all its ``n`` records may change: it adds its `invalid`
+    quarantine rows (one per distinct record, so 1 to ``n``) and a `failed` history row, and rewrites its state row (run id, version,
+    time) with the watermark it found; nothing else, and never the data."""
+    before = before or {}
+    meta = {"_hiwater_quarantine", "_hiwater_state", "_hiwater_history", "sqlite_sequence"}
+    for name in set(before) | set(after):
+        if name not in meta:
+            assert after.get(name) == before.get(name, []), f"an all-rejected run changed {name}"
+    old_q = before.get("_hiwater_quarantine", [])
+    assert set(old_q) <= set(after["_hiwater_quarantine"]), "an all-rejected run dropped quarantine rows"
+    new_q = [r for r in _raw(db, "_hiwater_quarantine") if repr(r) not in set(old_q)]
+    # one row per distinct record (a record is stored once per reason): 1 to n new rows
+    assert 1 <= len(new_q) <= n and all(r[2] == "invalid" for r in new_q), (n, new_q)
+    assert after.get("_hiwater_history", []) == before.get("_hiwater_history", []), "history changed"
+    outcomes = [r[0] for r in sqlite3.connect(db).execute(
+        "SELECT outcome FROM _hiwater_history ORDER BY run_id DESC, window_index DESC LIMIT 1")]
+    assert outcomes == ["failed"], outcomes
+    # the state row: all but last_run, version, updated_at as it was (the watermark did not move)
+    was = [tuple(eval(r)[:8]) for r in before.get("_hiwater_state", [])]
+    now = [tuple(r[:8]) for r in _raw(db, "_hiwater_state")]
+    if was:
+        assert sorted(now) == sorted(was), "an all-rejected run changed the state"
+    else:  # a new stream: its state holds no watermark
+        assert all(r[5] is None for r in now), now
+    seq = dict(_raw(db, "sqlite_sequence")) if "sqlite_sequence" in after else {}
+    old_seq = dict(eval(r) for r in before.get("sqlite_sequence", []))
+    assert {k: v for k, v in seq.items() if k != "_hiwater_quarantine"} == \
+        {k: v for k, v in old_seq.items() if k != "_hiwater_quarantine"}
+
+
+def check(code, out, err, db, before, dry_run=False):
     assert code in (0, 1, 2), (code, err)
     assert "Traceback" not in err and "internal error" not in err, err
     if code != 0:
@@ -76,7 +120,12 @@ def check(code, out, err, db, before):
         assert len(lines) == 1 and lines[0].startswith("error: "), err
         assert len(lines[0]) < 600
         after = state_of(db)
-        if before is None:  # a new target: at most the empty meta tables
+        every = ALL_REJECTED.search(lines[0]) if code == 1 else None
+        if every and not dry_run and after != before:
+            # a run that rejected every record fails but commits exactly its quarantine and a
+            # `failed` history row; its state row is written with the watermark it found
+            _check_all_rejected(db, before, after, int(every.group(1)))
+        elif before is None:  # a new target: at most the empty meta tables
             assert after is None or not any(after.values()), after
         else:
             assert after == before, "a failed run changed the target"
@@ -266,7 +315,7 @@ def _fuzz_options(base, tmp, opts, flags):
     if any(o == "--window" for o, _ in opts) and code == 1:
         assert "Traceback" not in err and "internal error" not in err, err
         return
-    check(code, out, err, db, before)
+    check(code, out, err, db, before, dry_run="--dry-run" in flags)
 
 
 def _dedupe(args):

@@ -13,6 +13,7 @@ import datetime as dt
 import json
 import sqlite3
 
+from ..errors import QualityError
 from ..summary import Counts, Summary
 from .generator import from_text, to_text
 from .scenario import seconds
@@ -29,7 +30,8 @@ def _cursor(value) -> int | None:
 
 
 def load(*, input, db, table="events", key="id", cursor="modified_at", boundary="inclusive", lookback=None,
-         on_late="detect", full_load=False, max_future="1d", settle=None, now=None, **_ignored) -> Summary:
+         on_late="detect", full_load=False, max_future="1d", settle=None, now=None, max_rejected=None,
+         **_ignored) -> Summary:
     """Load the JSON Lines file ``input`` into SQLite ``db`` the way SPEC §3 says."""
     with open(input, encoding="utf-8") as f:
         rows = [json.loads(line) for line in f if line.strip()]
@@ -102,6 +104,11 @@ def load(*, input, db, table="events", key="id", cursor="modified_at", boundary=
         con.commit()
     finally:
         con.close()
+    if rows and counts.rejected == len(rows) and str(max_rejected).strip() != "100%":
+        # every record rejected: the quarantine is committed (above), the run fails (the
+        # simulator's runner passes max_rejected="100%": it measures loss, not quality gates)
+        raise QualityError(f"every record ({len(rows)}) was rejected: nothing valid arrived",
+                           rejected=counts.rejected, source_records=len(rows), limit="100%")
     fmt = (lambda v: None if v is None else to_text(v))
     return Summary(counts, fmt(previous), fmt(top), total, table, table,
                    "full" if full_load else "incremental", None)

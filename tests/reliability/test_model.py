@@ -108,6 +108,11 @@ class Model:
                 examined.append((c, pos, r, True))
             elif o["on_late"] != "skip":
                 examined.append((c, pos, r, False))
+        if source and counts["rejected"] == len(source):
+            # every record rejected (docs/concepts.md): the run fails but commits its quarantine;
+            # the rows and the watermark stay as they were (a full load's too)
+            counts["failed"] = True
+            return counts
         # several records with one key: the newest cursor wins; on a tie, the later one
         best: dict = {}
         for c, pos, r, inside in examined:
@@ -274,6 +279,12 @@ class LoaderMachine(RuleBasedStateMachine):
             return
         expected = self.model.copy()
         counts = expected.run(self.source, o)
+        if counts.get("failed"):  # every record rejected: QualityError, the quarantine committed
+            with pytest.raises(hiwater.errors.QualityError, match="every record"):
+                hiwater.load(str(self._write(o)), db=str(self.db), **kw)
+            self.model = expected
+            self.runs += 1
+            return
         s = hiwater.load(str(self._write(o)), db=str(self.db), **kw)
         assert s.source_records == len(self.source)
         assert s.source_records == s.loaded + s.skipped + s.counts.rejected
@@ -289,10 +300,13 @@ class LoaderMachine(RuleBasedStateMachine):
         path = self._write(o)
         pre_rows, pre_wm, _ = read_target(self.db) if self.db.exists() else ({}, None, set())
         expected = self.model.copy()
-        expected.run(self.source, o)
+        failed = expected.run(self.source, o).get("failed", False)
         done = run(["load", "--input", path, *argv], self.dir,
                    {"HIWATER_FAULT_AT": f"{at}:{'kill-after' if after else 'kill'}"})
-        assert done.code in (0, -9, LOST), done.err  # LOST: see harness.INFRA; the rerun decides
+        ok = (1, -9, LOST) if failed else (0, -9, LOST)  # every record rejected: the run fails (exit 1)
+        assert done.code in ok, done.err  # LOST: see harness.INFRA; the rerun decides
+        if done.code == 1:
+            assert "every record" in done.err, done.err
         if self.db.exists():
             mid = snapshot(self.db)
             check_consistent(mid)
@@ -309,7 +323,11 @@ class LoaderMachine(RuleBasedStateMachine):
             assert q <= expected.quarantine | expected.superseded
         # the rerun (the same command) converges to the model
         _, kw = self._argv(o)
-        hiwater.load(str(path), db=str(self.db), **kw)
+        if failed:
+            with pytest.raises(hiwater.errors.QualityError, match="every record"):
+                hiwater.load(str(path), db=str(self.db), **kw)
+        else:
+            hiwater.load(str(path), db=str(self.db), **kw)
         self.model = expected
         self.runs += 1
 

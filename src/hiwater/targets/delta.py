@@ -44,8 +44,8 @@ from .base import (CURSOR_COL, HIDDEN, RUN_COL, Capabilities, Dropped, FilesGone
                    Quarantined, Released, State, TableInfo, Target, Transaction)
 from .deltalog import LOG, DeltaLedger, append_rows, log_rows
 from .deltatypes import (BUCKET_COL, OP, UPDATE_WHEN, HeldKeys, add_fields, anti, app_id, arrow_type, bucket_of,
-                         castable, check_column, conform, deltalake, differing, first_rows, is_conflict,
-                         last_per_key, logical, merge_source, no_hits, one_line, parse_url, partition_filter,
+                         castable, check_column, conform, deltalake, differing, first_rows, is_conflict, kill_point,
+                         landed, last_per_key, logical, merge_source, no_hits, one_line, parse_url, partition_filter,
                          remove_folder, row_count, sql_text, storage_error, storage_options, txn_id, updates)
 from .keys import Lookup
 
@@ -507,16 +507,16 @@ class DeltaTransaction(Transaction):
         txn = txn_id()
         if anchored and not self._log:
             self._log.append(("commit", "{}", self._run_id))  # every committed id has a row: the chain runs through it
-        _kill_point("before-log")
+        kill_point("before-log")
         if self._log:
             self._append_log(log_rows(self._log, stream, txn, prev, "data" if anchored else "self", table))
         if not anchored:
             return
-        _kill_point("after-log")
+        kill_point("after-log")
         self._commit_data(stream, table, dt, txn)
         target._pins.pop(table, None)  # (a new table is read at its first version next)
         target._held_cache.pop(table, None)
-        _kill_point("after-data")
+        kill_point("after-data")
 
     def _append_log(self, rows: list[dict]) -> None:
         target = self._target
@@ -585,26 +585,10 @@ class DeltaTransaction(Transaction):
         except LockTimeout:
             # The commit's own app transaction is the fact: delta-rs can report an error after
             # the commit landed (a post-commit step racing another writer); then it stands.
-            if not self._landed(uri, stream, txn):
+            if not landed(target._dl, uri, target.storage, app_id(stream), txn):
                 raise
-
-    def _landed(self, uri: str, stream: str, txn: int) -> bool:
-        """Whether this transaction's data commit is in the table (its app transaction holds ``txn``)."""
-        try:
-            latest = self._target._dl.DeltaTable(uri, storage_options=self._target.storage)
-            return latest.transaction_version(app_id(stream)) == txn
-        except Exception:  # noqa: BLE001 - unreadable now: the commit's error stands
-            return False
 
     def _key_of(self, stream: str) -> tuple:
         s = next(iter(self._target.ledger.states(stream)), None)
         return tuple(s.key) if s else ()
-
-
-def _kill_point(name: str) -> None:
-    """Test-only: ``HIWATER_DELTA_KILL=<point>`` SIGKILLs this process there (tests/db/test_delta.py)."""
-    if os.environ.get("HIWATER_DELTA_KILL") == name:
-        import signal
-        os.kill(os.getpid(), signal.SIGKILL)
-
 

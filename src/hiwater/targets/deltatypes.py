@@ -336,3 +336,18 @@ def partition_filter(dt, stream: str | None):
     return (pc.field(BUCKET_COL) == b) if b is not None and BUCKET_COL in pa.schema(dt.schema().to_arrow()).names \
         else None
 
+
+def kill_point(name: str) -> None:
+    """Test-only: ``HIWATER_DELTA_KILL=<point>`` SIGKILLs this process there (tests/test_delta.py)."""
+    if os.environ.get("HIWATER_DELTA_KILL") == name:
+        import signal
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def landed(dl, uri: str, storage: dict, app: str, txn: int) -> bool:
+    """Whether the commit of transaction ``txn`` is in the table at ``uri`` (its app transaction
+    ``app`` holds ``txn``); an unreadable table says no."""
+    try:
+        return dl.DeltaTable(uri, storage_options=storage).transaction_version(app) == txn
+    except Exception:  # noqa: BLE001 - unreadable now: the commit's error stands
+        return False

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from . import digest as D
 from .plan import Plan
-from .sides import Row, Side
+from .rows import Row, Side
 
 MISSING, EXTRA, STALE, AHEAD, CHANGED = "missing", "extra", "stale", "ahead", "changed"
 QUARANTINED, PENDING, MOVING = "quarantined", "pending", "moving"

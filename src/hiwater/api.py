@@ -23,7 +23,7 @@ from .keyhash import members, parse_name
 from .project import load_project
 from .sources.files import resolve_paths
 from .spec import StreamSpec, absent, connected, spec_from
-from .status import UNREACHABLE, check, status
+from .status import UNREACHABLE, check, status  # noqa: F401 - UNREACHABLE for the CLI (it imports the API only)
 from .summary import Summary
 from .targets import open_target
 from .targets.base import Dropped, State

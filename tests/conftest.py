@@ -50,6 +50,7 @@ def hw(capsys, monkeypatch):
 
 
 def write_jsonl(path: Path, records) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
     return path
 

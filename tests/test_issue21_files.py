@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import subprocess
 import sys
@@ -24,14 +23,10 @@ try:  # the moto fixtures of the S3 suite, for the differential test (skipped wi
 except BaseException:  # pytest's Skipped is not an Exception
     pass
 
+from conftest import NOW
+from conftest import write_jsonl as jsonl
+
 HIWATER = [sys.executable, "-m", "hiwater.cli"]
-NOW = "2025-06-01T00:00:00Z"
-
-
-def jsonl(path, records):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r) + "\n" for r in records))
-    return path
 
 
 def rec(i, at):

@@ -21,14 +21,10 @@ import pytest
 import hiwater
 from hiwater.errors import QualityError
 
+from conftest import NOW
+from conftest import write_jsonl as jsonl
+
 HIWATER = [sys.executable, "-m", "hiwater.cli"]
-NOW = "2025-06-01T00:00:00Z"
-
-
-def jsonl(path, records):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r) + "\n" for r in records))
-    return path
 
 
 def counts(s) -> dict:

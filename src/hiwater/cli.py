@@ -384,10 +384,10 @@ def status_cmd(streams, as_json, wide, **kw):
     the command exits 1 after printing every row."""
     rows = api.status(list(streams), **kw)
     cols = ["stream", "watermark", "data_age", "load_age", "last_outcome", "last_loaded",
-            "last_rejected", "last_duration_s", "quarantined", "last_error"]
+            "last_rejected", "last_duration_s", "quarantined", "verified", "last_error"]
     if any("lag" in r for r in rows):  # a bucketed stream: each bucket's lag behind its most advanced bucket
         cols.insert(2, "lag")
-    print_rows(rows, as_json, cols, optional=["last_duration_s", "last_rejected", "lag", "data_age", "last_loaded",
+    print_rows(rows, as_json, cols, optional=["verified", "last_duration_s", "last_rejected", "lag", "data_age", "last_loaded",
                                               "quarantined", "load_age"],
                 whole=["stream", "watermark"], wide=wide)
     if any(r["last_outcome"] == api.UNREACHABLE for r in rows):
@@ -404,21 +404,25 @@ def status_cmd(streams, as_json, wide, **kw):
               "(default: the project file's error-after).")
 @click.option("--by", type=click.Choice(["load", "data"]), default="load", show_default=True,
               help="Judge the load age (since the latest successful run) or the data age (now - watermark).")
+@click.option("--verified", metavar="MAX_AGE", help="Also fail a stream whose last `hiwater verify` differed, "
+              "is older than MAX_AGE (1d, 12h), or never ran.")
 @click.option("--now", metavar="TIMESTAMP", help="Pretend it is this instant (for tests and replays).")
 @json_option
 def check_cmd(streams, as_json, **kw):
     """Freshness gate for a monitoring cron: each stream's verdict (ok, warn, error); exit 1 when any stream
-    is past --error-after."""
+    is past --error-after (or, with --verified, not verified equal within MAX_AGE)."""
     rows = api.check(list(streams), **kw)
     for r in rows:
-        if r["verdict"] != "ok":
-            limit = r["error_after"] if r["verdict"] == "error" else r["warn_after"]
+        if r.get("verify_problem"):
+            events.emit("verified", f"[{r['stream']}] {r['verify_problem']}", level=logging.ERROR, **r)
+        if r["freshness"] not in (None, "ok"):
+            limit = r["error_after"] if r["freshness"] == "error" else r["warn_after"]
             age = (f"{r['by']} age {r['age']}" if r["age"] is not None
                    else "target unreachable" if r["last_outcome"] == api.UNREACHABLE else "never loaded")
-            events.emit("freshness", f"[{r['stream']}] {age}, past {r['verdict']}-after {limit}",
-                        level=logging.ERROR if r["verdict"] == "error" else logging.WARNING, **r)
+            events.emit("freshness", f"[{r['stream']}] {age}, past {r['freshness']}-after {limit}",
+                        level=logging.ERROR if r["freshness"] == "error" else logging.WARNING, **r)
     print_rows(rows, as_json, ["stream", "verdict", "by", "age", "warn_after", "error_after", "watermark",
-                                "last_outcome"])
+                                "last_outcome"] + (["verified"] if kw.get("verified") else []))
     if any(r["verdict"] == "error" for r in rows):
         raise click.exceptions.Exit(EXIT_FAILED)
 

@@ -69,6 +69,7 @@ def _target_rows(tgt, members, now_us: int, *, named: bool) -> list[dict]:
             if n not in known and not buckets_of(states, n):
                 raise UsageError(f"no stream named {n!r} in {tgt.description}",
                                  hint="`hiwater status` lists the streams")
+    verifies = tgt.ledger.verifies() if tgt is not None else {}
     rows = []
     # A bucketed stream: one row for the stream (the least watermark of its buckets), then
     # one row per bucket (docs/scale-out.md).
@@ -77,6 +78,9 @@ def _target_rows(tgt, members, now_us: int, *, named: bool) -> list[dict]:
             row = aggregate_row(name[0], name[1], rows, states, now_us)
         else:
             row = _stream_row(tgt, name, states.get(name), cfg, now_us)
+        row.update(verify_fields(verifies.get(name[0] if isinstance(name, tuple) else name), now_us))
+        if not isinstance(name, tuple) and row["verify"] is None and parse_name(name) is not None:
+            row["verified"] = None  # one bucket: its stream is verified whole (its own row)
         if cfg is not None:
             row["stream"] = cfg.name
             row["warn_after"] = cfg.warn_after.text if cfg.warn_after else None
@@ -124,10 +128,42 @@ def _unreachable(cfg, description: str, exc: HiwaterError) -> dict:
     row = {k: None for k in ("table", "kind", "watermark", "load_age_s", "load_age", "data_age_s", "data_age",
                              "last_success_at", "last_run_id", "last_run_at", "last_source_records",
                              "last_loaded", "last_skipped", "last_rejected", "last_duration_s", "quarantined")}
+    row.update(verify=None, verified=None, verify_age_s=None)
     row.update(stream=cfg.name, table=cfg.load.get("table"), target=description, last_outcome=UNREACHABLE,
                last_error=str(exc), warn_after=cfg.warn_after.text if cfg.warn_after else None,
                error_after=cfg.error_after.text if cfg.error_after else None)
     return row
+
+
+def verify_fields(doc: dict | None, now_us: int) -> dict:
+    """A status row's view of the stream's last recorded verify (``hiwater verify``): the document
+    (``verify``), its age and a short text (``verified``: ``2h ago, equal``, ``never``)."""
+    if doc is None:
+        return {"verify": None, "verified": "never", "verify_age_s": None}
+    at = F.parse_instant(doc.get("verified_at"))
+    age = None if at is None else round((now_us - at) / 1_000_000, 3)
+    outcome = "repaired" if doc.get("repaired") else doc.get("outcome")
+    return {"verify": doc, "verified": f"{F.age_text(age)} ago, {outcome}", "verify_age_s": age}
+
+
+def verify_problem(row: dict, limit) -> str | None:
+    """Why ``check --verified LIMIT`` fails this status row's stream (``None``: it passes): never
+    verified, the last verify differed (and no repair made it equal), or it is older than ``limit``."""
+    doc = row.get("verify")
+    if row.get("last_outcome") == UNREACHABLE:
+        return "target unreachable: its last verify is unknown"
+    if doc is None:
+        return "never verified"
+    age = F.age_text(row["verify_age_s"])
+    if doc.get("outcome") == "differs" and not doc.get("repaired"):
+        found = ", ".join(f"{n} {c}" for c, n in doc.get("keys", {}).items() if n and c in DEFECTS)
+        return f"last verify ({age} ago, through {doc.get('verified_through')}) differs: {found}"
+    if limit is not None and (row["verify_age_s"] is None or row["verify_age_s"] * 1_000_000 > limit.micros):
+        return f"last verify {age} ago ({doc.get('outcome')}), older than --verified {limit.text}"
+    return None
+
+
+DEFECTS = ("missing", "extra", "stale", "ahead", "changed")  # the classes a verify fails on (docs/verify.md)
 
 
 def _sum(rows, name):
@@ -136,15 +172,19 @@ def _sum(rows, name):
 
 
 def check(streams=None, *, project=None, db=None, target=None, warn_after=None, error_after=None,
-          by: str = "load", now=None) -> list[dict]:
+          by: str = "load", now=None, verified=None) -> list[dict]:
     """``hiwater check``: each stream's freshness verdict (``ok``, ``warn``, ``error``) on its load
     age (``by="data"``: its data age). ``warn_after``/``error_after`` apply to every stream and
     win over the project file's ``warn-after``/``error-after`` (the file's apply to its streams
-    otherwise). A stream with no limit at all is a usage error, never a silent "ok"."""
+    otherwise). A stream with no limit at all is a usage error, never a silent "ok".
+
+    ``verified`` (a duration, ``2d``): also an ``error`` for a stream whose last recorded verify
+    differed, is older than that, or never ran (``verify_problem`` says which); a stream
+    with no freshness limit is then judged on its verify alone."""
     if by not in F.BY:
         raise UsageError(f"--by {by!r}: choose load or data")
     limits = {}
-    for name, v in (("--warn-after", warn_after), ("--error-after", error_after)):
+    for name, v in (("--warn-after", warn_after), ("--error-after", error_after), ("--verified", verified)):
         d = None if v is None else parse_duration(v, name)
         if d is not None and d.micros is None:
             raise UsageError(f"{name} {d.text!r}: give a unit", hint="for example 30m, 6h or 1d")
@@ -156,17 +196,24 @@ def check(streams=None, *, project=None, db=None, target=None, warn_after=None, 
             continue  # a bucket: its stream's row judges the least watermark and the oldest load
         warn = limits["--warn-after"] or _dur(r.get("warn_after"), "warn-after")
         error = limits["--error-after"] or _dur(r.get("error_after"), "error-after")
-        if warn is None and error is None:
+        fresh = warn is not None or error is not None
+        if not fresh and verified is None:
             unlimited.append(r["stream"])
             continue
-        if by == "data" and r["kind"] == V.INT:
+        if fresh and by == "data" and r["kind"] == V.INT:
             no_data_age.append(r["stream"])
             continue
-        age = r["load_age_s"] if by == "load" else r["data_age_s"]
-        out.append({"stream": r["stream"], "by": by, "age_s": age, "age": F.age_text(age),
-                    "warn_after": warn.text if warn else None, "error_after": error.text if error else None,
-                    "verdict": F.verdict(age, warn, error), "watermark": r["watermark"],
-                    "last_outcome": r["last_outcome"], "last_success_at": r["last_success_at"]})
+        age = (r["load_age_s"] if by == "load" else r["data_age_s"]) if fresh else None
+        freshness = F.verdict(age, warn, error) if fresh else None
+        row = {"stream": r["stream"], "by": by if fresh else None, "age_s": age, "age": F.age_text(age),
+               "warn_after": warn.text if warn else None, "error_after": error.text if error else None,
+               "verdict": freshness, "freshness": freshness, "watermark": r["watermark"],
+               "last_outcome": r["last_outcome"], "last_success_at": r["last_success_at"]}
+        if verified is not None:
+            problem = verify_problem(r, limits["--verified"])
+            row.update(verified=r["verified"], verify_problem=problem, verified_at=(r["verify"] or {}).get("verified_at"))
+            row["verdict"] = "error" if problem else (freshness or "ok")
+        out.append(row)
     if unlimited:
         raise UsageError(f"no freshness limit for stream(s) {', '.join(unlimited)}",
                          hint="give --warn-after / --error-after, or warn-after / error-after in the project file")

@@ -108,12 +108,20 @@ class FilesGone:
 
 
 @dataclass(frozen=True)
+class Verified:
+    """The stream's latest ``hiwater verify`` result (a small JSON-ready dict, see
+    :func:`hiwater.verify.run.record_doc`); it replaces the one before. ``doc`` ``None`` forgets it."""
+    stream: str
+    doc: dict | None
+
+
+@dataclass(frozen=True)
 class Dropped:
     """Forget the stream (state, history, quarantine, manifest) and, with ``table``, drop its data."""
     table: str | None = None
 
 
-Fact = Union[State, History, Quarantined, Released, FilesRead, FilesGone, Dropped]
+Fact = Union[State, History, Quarantined, Released, FilesRead, FilesGone, Verified, Dropped]
 Mode = Literal["upsert", "fresh", "refresh"]
 
 
@@ -241,6 +249,15 @@ class Ledger(ABC):
     @abstractmethod
     def files(self, stream: str) -> dict:
         """The stream's file manifest, ``{path: (size, mtime_ns, etag)}``."""
+
+    def verified(self, stream: str) -> dict | None:
+        """The stream's latest recorded verify result, or ``None`` (never verified, or a target made
+        by a hiwater that did not record them)."""
+        return self.verifies().get(stream)
+
+    @abstractmethod
+    def verifies(self) -> dict:
+        """``{stream: latest verify result}`` for every stream verified (reading creates nothing)."""
 
     def facts(self, stream: str) -> dict:
         """What ``hiwater status`` shows beside the state: the latest run's history rows, when the

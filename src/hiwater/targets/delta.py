@@ -41,8 +41,8 @@ import pyarrow.compute as pc
 
 from ..errors import LockTimeout, TargetError
 from .base import (CURSOR_COL, HIDDEN, RUN_COL, Capabilities, Dropped, FilesGone, FilesRead, History,
-                   Quarantined, Released, State, TableInfo, Target, Transaction)
-from .deltalog import LOG, DeltaLedger, append_rows, log_rows
+                   Quarantined, Released, State, TableInfo, Target, Transaction, Verified)
+from .deltalog import LOG, DeltaLedger, append_rows, log_rows, verified_rows
 from .deltatypes import (BUCKET_COL, OP, UPDATE_WHEN, HeldKeys, add_fields, anti, app_id, arrow_type, bucket_of,
                          castable, check_column, conform, deltalake, differing, first_rows, is_conflict, kill_point,
                          landed, last_per_key, logical, merge_source, no_hits, one_line, parse_url, partition_filter,
@@ -228,6 +228,7 @@ class DeltaTransaction(Transaction):
         self._seen: list | None = None
         self._table = table           # the data table the commit anchors to
         self._dropped = False
+        self._verified: list = []     # Verified facts: outside the chain (deltalog.verified_rows)
 
     @property
     def run_id(self) -> int:
@@ -309,6 +310,8 @@ class DeltaTransaction(Transaction):
                         self._stage("file_gone", {"path": p})
                 case Dropped(table=table):
                     self._drop(self._stream, table)
+                case Verified():
+                    self._verified.append(fact)
                 case _:
                     raise TypeError(f"not a fact: {fact!r}")
 
@@ -498,6 +501,8 @@ class DeltaTransaction(Transaction):
             if self._rows or self._log:
                 raise TargetError("internal: a Delta transaction outside a stream lock")
             return
+        if self._verified:
+            self._append_log(verified_rows(self._verified, self._name))
         if not self._log and not self._rows and not self._created and not self._evolved:
             return  # nothing staged (the meta check, a dry run's inner transaction)
         table = self._table or next(iter(self._rows), None) or target.ledger.last_table(stream)

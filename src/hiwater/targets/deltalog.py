@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 
 from ..state import StreamState
 from .base import HISTORY_COLUMNS, Ledger
-from .deltatypes import app_id, is_conflict
+from .deltatypes import app_id, is_conflict, txn_id
 
 LOG = "_hiwater_log"
 LOG_SCHEMA = pa.schema([
@@ -36,6 +36,14 @@ def log_rows(staged: list, stream: str, txn: int, prev: int | None, anchor: str,
     seq = time.time_ns()
     return [{"stream": stream, "txn": txn, "prev": prev, "anchor": anchor, "seq": seq + i, "table_name": table,
              "run_id": run_id, "kind": kind, "payload": payload} for i, (kind, payload, run_id) in enumerate(staged)]
+
+
+def verified_rows(facts: list, table: str | None) -> list[dict]:
+    """The log rows of ``Verified`` facts. They are outside every chain (anchor ``verified``): the
+    append is their commit, so recording a verify never touches the data table, never races a
+    load's commit, and is never discarded with an uncommitted run's rows. The latest wins."""
+    return [row for f in facts for row in log_rows([("verified", orjson.dumps(f.doc, default=str).decode(), None)],
+                                                   f.stream, txn_id(), None, "verified", table)]
 
 
 def append_rows(dl, uri: str, storage: dict | None, rows: list[dict]) -> None:
@@ -93,13 +101,16 @@ class DeltaLedger(Ledger):
 
     def _data_txn(self, stream: str, rows: list[dict]) -> int | None:
         """The transaction id the stream's data table holds (its last data commit), if any."""
+        rows = [r for r in rows if r["anchor"] != "verified"]
+        if not rows:
+            return None
         table = max(rows, key=lambda r: r["seq"])["table_name"]
         dt = self._open(table) if table else None
         return None if dt is None else dt.transaction_version(app_id(stream))
 
     def last_table(self, stream: str) -> str | None:
         """The data table the stream's latest log row names."""
-        rows = self.rows(stream)
+        rows = [r for r in self.rows(stream) if r["anchor"] != "verified"]
         return max(rows, key=lambda r: r["seq"])["table_name"] if rows else None
 
     def next_run_id(self) -> int:
@@ -181,6 +192,19 @@ class DeltaLedger(Ledger):
         for e in out:
             e.pop("_order")
         return out[:limit] if limit else out
+
+    def verifies(self) -> dict:
+        """The latest ``verified`` row of each stream (outside the chains: see :func:`verified_rows`)."""
+        latest: dict = {}
+        for r in self.rows():
+            if r["kind"] == "verified" and (r["stream"] not in latest or r["seq"] > latest[r["stream"]]["seq"]):
+                latest[r["stream"]] = r
+        docs = {s: orjson.loads(r["payload"]) for s, r in latest.items()}
+        return {s: d for s, d in docs.items() if d is not None}
+
+    def verified(self, stream: str) -> dict | None:
+        rows = [r for r in self.rows(stream) if r["kind"] == "verified"]
+        return orjson.loads(max(rows, key=lambda r: r["seq"])["payload"]) if rows else None
 
     def files(self, stream: str) -> dict:
         return {p: (size, mtime, etag) for p, (size, mtime, etag, _run) in self.manifest(stream).items()}

@@ -1,5 +1,5 @@
 """The SQL meta store, written once: the ``_hiwater_*`` tables (state, history, quarantine, file
-manifest) in each dialect's type spellings, what a transaction records in them
+manifest, latest verify result) in each dialect's type spellings, what a transaction records in them
 (:class:`SqlMeta`) and the committed side the admin commands read (:class:`SqlLedger`).
 
 A SQL dialect gives a :class:`Spelling` and a handful of hooks (run a statement, one bulk
@@ -85,6 +85,9 @@ def meta_ddl(sp: Spelling, name) -> list[str]:
         f"""CREATE TABLE IF NOT EXISTS {name('_hiwater_files')} (
         stream {T} NOT NULL, path {T} NOT NULL, size {B} NOT NULL, mtime_ns {B}, etag {T},
         run_id {B} NOT NULL, PRIMARY KEY (stream, path)){sp.files_suffix}""",
+        # Each stream's latest `hiwater verify` result (docs/verify.md): one JSON document.
+        f"""CREATE TABLE IF NOT EXISTS {name('_hiwater_verify')} (
+        stream {T} PRIMARY KEY, verified_at {T} NOT NULL, outcome {T} NOT NULL, doc {T} NOT NULL)""",
     ] + [f"CREATE INDEX IF NOT EXISTS {_quote(ix)} ON {name('_hiwater_history')} ({cols})"
          for ix, cols in (HISTORY_INDEXES.items() if sp.history_indexes else ())
     ] + ([] if sp.run_ids is not None else [
@@ -234,6 +237,17 @@ class SqlMeta(ABC):
             self._delete_in(self._meta_name("_hiwater_files"), "path", list(paths), stream,
                             "writing the file manifest")
 
+    def _put_verified(self, stream: str, doc: dict | None) -> None:
+        t, ph = self._meta_name("_hiwater_verify"), self.placeholder
+        if doc is None:
+            self._rows(f"DELETE FROM {t} WHERE stream = {ph}", [stream], "forgetting the verify result")
+            return
+        self._rows(f"INSERT INTO {t} (stream, verified_at, outcome, doc) VALUES ({ph}, {ph}, {ph}, {ph})"
+                   " ON CONFLICT (stream) DO UPDATE SET verified_at = EXCLUDED.verified_at,"
+                   " outcome = EXCLUDED.outcome, doc = EXCLUDED.doc",
+                   [stream, doc["verified_at"], doc["outcome"], orjson.dumps(doc, default=str).decode()],
+                   "recording the verify result")
+
     def _delete_state(self, stream: str) -> None:
         self._rows(f"DELETE FROM {self._meta_name('_hiwater_state')} WHERE stream = {self.placeholder}", [stream])
 
@@ -244,7 +258,7 @@ class SqlMeta(ABC):
             h = self._meta_name("_hiwater_history")
             self._rows(f"INSERT INTO {self._meta_name('_hiwater_runs')} (last_run) SELECT MAX(run_id) FROM {h}"
                        f" WHERE stream = {self.placeholder} HAVING MAX(run_id) IS NOT NULL", [stream])
-        for t in ("_hiwater_history", "_hiwater_quarantine", "_hiwater_files"):
+        for t in ("_hiwater_history", "_hiwater_quarantine", "_hiwater_files", "_hiwater_verify"):
             self._rows(f"DELETE FROM {self._meta_name(t)} WHERE stream = {self.placeholder}", [stream])
 
 
@@ -289,6 +303,20 @@ class SqlLedger(Ledger):
         if not t._has_meta():
             return {}
         return manifest(t._rows(*files_read_query(t._meta_name("_hiwater_files"), t.placeholder, stream)))
+
+    def verifies(self) -> dict:
+        """A target made before verify results were recorded has no table: never verified."""
+        t = self._t
+        if not t._has_meta() or not t._meta_exists("_hiwater_verify"):
+            return {}
+        return {r[0]: orjson.loads(r[1]) for r in t._rows(f"SELECT stream, doc FROM {t._meta_name('_hiwater_verify')}")}
+
+    def verified(self, stream: str) -> dict | None:
+        t = self._t
+        if not t._has_meta() or not t._meta_exists("_hiwater_verify"):
+            return None
+        rows = t._rows(f"SELECT doc FROM {t._meta_name('_hiwater_verify')} WHERE stream = {t.placeholder}", [stream])
+        return orjson.loads(rows[0][0]) if rows else None
 
     def facts(self, stream: str) -> dict:
         """Asked of the tables directly (the default reads whole histories)."""

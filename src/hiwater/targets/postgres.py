@@ -289,8 +289,8 @@ class PostgresTarget(SqlTarget):
         return self._execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (name,)).fetchone() is not None
 
     def _ensure_meta(self) -> None:
-        needed = ("_hiwater_state", "_hiwater_history", "_hiwater_quarantine", "_hiwater_files", "_hiwater_run_id",
-                  *HISTORY_INDEXES)  # (a store made before the indexes gets them once)
+        needed = ("_hiwater_state", "_hiwater_history", "_hiwater_quarantine", "_hiwater_files", "_hiwater_verify",
+                  "_hiwater_run_id", *HISTORY_INDEXES)  # (a store made before the indexes gets them once)
         if not (all(self._meta_exists(n) for n in needed) and self._schema_exists(self.schema)):
             # First use: serialise the DDL of concurrent first runs (CREATE … IF NOT EXISTS can race).
             self._execute("SELECT pg_advisory_xact_lock(%s)", (lock_key(self.state_schema, "\x00meta"),))

@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from ..errors import TargetError
 from .base import (CURSOR_COL, HIDDEN, RUN_COL, Dropped, FilesGone, FilesRead, History, Mode, Quarantined,
-                   Released, State, TableInfo, Target, Transaction)
+                   Released, State, TableInfo, Target, Transaction, Verified)
 from .keys import Lookup, dense, match_held, python_keys
 from .meta import SqlLedger, SqlMeta
 
@@ -329,6 +329,8 @@ class SqlTransaction(Transaction):
                 t._put_files(self.stream, f.entries, self.run_id)
             elif isinstance(f, FilesGone):
                 t._forget_files(self.stream, f.paths)
+            elif isinstance(f, Verified):
+                t._put_verified(f.stream, f.doc)
             elif isinstance(f, Dropped):
                 t._delete_state(self.stream)
                 t._forget_stream(self.stream)

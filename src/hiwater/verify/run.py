@@ -1,8 +1,8 @@
 """Verify one stream: plan the windows, compare digests, bisect, name keys, optionally repair.
 
-The result is one JSON-ready dict per stream (:class:`Result`), the record a later version stores
-with the stream: ``verified_through`` (the watermark checked up to), ``verified_at``, ``equal``
-and what differed.
+The result is one JSON-ready dict per stream; :func:`record` keeps its summary
+(:func:`record_doc`: ``verified_through``, the watermark checked up to, ``verified_at``,
+``outcome`` and what differed) with the stream, for ``status`` and ``check --verified``.
 
 *Moving* data is not a defect. Three things can change while verify runs: a load commits (the
 stream's state ``version`` moves), the source changes, or both. Every differing key is looked up
@@ -25,7 +25,9 @@ import pyarrow as pa
 
 from .. import values as V
 from ..errors import UsageError
+from ..keyhash import parse_name
 from ..targets import open_target
+from ..targets.base import Verified
 from ..urls import redact
 from . import digest as D
 from . import sides as S
@@ -143,13 +145,18 @@ def verify_stream(st: Stream, req: Request, *, api) -> dict:
     finally:
         src.close()
         tgt.close()
-    if api.state_show(stream=name, db=st.db, target=st.target)[0]["version"] != s["version"]:
+    if _version(api.state_show(stream=name, db=st.db, target=st.target), name) != s["version"]:
         out["state_moved"] = True
         _moving_last_window(result, out)
     _summarise(out, result)
     if req.repair and not out["equal"]:
         out["repair"] = _repair(st, req, out, result, api)
     return _finish(out, started)
+
+
+def _version(states: list, name: str):
+    """A stream's state version (a bucketed stream's: every bucket's, see :func:`one_per_stream`)."""
+    return states[0]["version"] if len(states) == 1 and states[0]["stream"] == name else [s["version"] for s in states]
 
 
 def _blank(st: Stream, req: Request) -> dict:
@@ -271,7 +278,7 @@ def _summarise(out: dict, result: Compared) -> None:
     out["windows"]["moving"] = len(moving_windows - windows_with_defects)
     defects = sum(out["keys"][c] for c in DEFECTS)
     out["equal"] = defects == 0
-    out["outcome"] = "equal" if defects == 0 else "differs"
+    out["outcome"] = "differs" if defects else "moving" if out["keys"][MOVING] else "equal"
     out["diffs"] = result.diffs
 
 
@@ -382,7 +389,41 @@ def verify_streams(streams=None, *, api, project=None, db=None, target=None, inp
         todo = _explicit(streams, api, db, target, explicit)
     else:
         todo = _from_project(streams, api, project)
-    return [verify_stream(st, req.merged(st.defaults), api=api) for st in todo]
+    out = []
+    for st in todo:
+        result = verify_stream(st, req.merged(st.defaults), api=api)
+        record(st, result)
+        out.append(result)
+    return out
+
+
+RECORD_SAMPLE = 3  # keys per class kept in the recorded document
+
+
+def record_doc(result: dict) -> dict:
+    """The document recorded with the stream (``status``, ``check --verified``, the status page):
+    the result's figures without the per-window detail, a sample of at most
+    :data:`RECORD_SAMPLE` keys per class, and ``repaired`` (a repair ran and verified its windows
+    equal afterwards)."""
+    repair = result.get("repair")
+    after = repair.get("after") if repair else None
+    return {"verified_at": result["verified_at"], "verified_through": result["verified_through"],
+            "since": result["since"], "until": result["until"], "by": result["by"], "content": result["content"],
+            "outcome": result["outcome"], "equal": result["equal"], "windows": dict(result["windows"]),
+            "keys": dict(result["keys"]),
+            "sample": {c: v[:RECORD_SAMPLE] for c, v in result["sample"].items() if v},
+            "rounds": result["rounds"], "bytes_fetched": dict(result["bytes_fetched"]),
+            "duration_s": result["duration_s"], "state_moved": result["state_moved"],
+            "repaired": bool(after and after.get("equal")), "note": result.get("note")}
+
+
+def record(st: Stream, result: dict) -> None:
+    """Record the result with the stream, under its own name, beside its state (the ``Verified``
+    fact: a row of ``_hiwater_verify``, a Delta log row). No stream lock is taken: the record is
+    its own small write and never waits for a load's, nor makes one fail."""
+    s = st.state
+    with open_target(db=st.db, target=st.target) as tgt, tgt.begin(s["stream"], s["table"], tuple(s["key"])) as tx:
+        tx.record(Verified(s["stream"], record_doc(result)))
 
 
 def _explicit(streams, api, db, target, src: dict) -> list[Stream]:
@@ -390,8 +431,8 @@ def _explicit(streams, api, db, target, src: dict) -> list[Stream]:
         target = os.environ.get("HIWATER_TARGET_URL") or None
     if db is None and target is None:
         raise UsageError("verify needs the target: give --db PATH or --target URL (or run it in a project)")
-    states = api.state_show(db=db, target=target) if not streams else \
-        [api.state_show(db=db, target=target, stream=n)[0] for n in streams]
+    states = one_per_stream(api.state_show(db=db, target=target)) if not streams else \
+        [one_per_stream(api.state_show(db=db, target=target, stream=n), n)[0] for n in streams]
     if not states:
         raise UsageError("the target holds no stream to verify", hint="`hiwater state show` lists the streams")
     if src["input"] is None and src["source_url"] is None and src["data"] is None:
@@ -419,6 +460,30 @@ def _from_project(streams, api, project) -> list[Stream]:
         source = {k: load.pop(k) for k in ("input", "source_url", "source_table", "query") if k in load}
         if "format" in load:
             source["format"] = load["format"]
-        state = api.state_show(db=db, target=target, stream=load.get("stream", cfg.name))[0]
+        name = load.get("stream", cfg.name)
+        state = one_per_stream(api.state_show(db=db, target=target, stream=name), name)[0]
         out.append(Stream(state, source, db=db, target=target, defaults=cfg.verify, load=load))
+    return out
+
+
+def one_per_stream(states: list, name: str | None = None) -> list:
+    """The states as verify sees them: a bucketed stream (docs/scale-out.md) is ONE stream, under
+    its own name, checked up to its least bucket's watermark (every bucket has loaded up to there)
+    and recorded under that name. ``name``: the one stream asked for."""
+    groups: dict = {}
+    for s in states:
+        p = parse_name(s["stream"])
+        base = p[0] if p is not None and (name is None or name != s["stream"]) else s["stream"]
+        groups.setdefault(base, []).append(s)
+    out = []
+    for base, group in groups.items():
+        if len(group) == 1 and group[0]["stream"] == base:
+            out.append(group[0])
+            continue
+        held = [g for g in group if g["watermark_value"] is not None]
+        least = min(held, key=lambda g: g["watermark_value"]) if len(held) == len(group) else None
+        one = dict(least if least is not None else group[0], stream=base, version=[g["version"] for g in group])
+        if least is None:
+            one.update(watermark=None, watermark_value=None)
+        out.append(one)
     return out

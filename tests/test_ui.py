@@ -22,7 +22,7 @@ from conftest import NOW, rec, write_jsonl
 from hiwater.ui import make_server
 
 TOKEN = "t0ken-for-the-ui-tests-" + "x" * 8
-AGES = {"load_age", "load_age_s", "data_age", "data_age_s"}  # they move with the clock between two calls
+AGES = {"load_age", "load_age_s", "data_age", "data_age_s", "verified", "verify_age_s"}  # they move with the clock
 
 
 @contextmanager
@@ -168,6 +168,31 @@ def test_metrics_are_prometheus_text_with_help_type_and_escaped_labels(tmp_path)
     assert re.search(r'^hiwater_last_run_outcome\{.*outcome="committed"\} 1$', text, re.M)
     sample = re.compile(r'^[a-z_]+\{(?:[a-z_]+="(?:[^"\\\n]|\\.)*",?)+\} (?:[-0-9.e+]+|\+Inf)$')
     assert all(sample.match(line) for line in text.splitlines() if not line.startswith("#")), text
+
+
+def test_the_last_verify_shows_on_both_pages_and_in_metrics(target):
+    load_runs(target, "other", runs=1)
+    folder = target.parent / "verify-src"
+    recs = [rec(10 * i + j, f"1{i}:0{j}") for i in range(3) for j in range(3)]
+    write_jsonl(folder / "a.jsonl", recs)
+    hiwater.verify(["events"], db=str(target), input=str(folder))
+    with serving(db=str(target)) as server:
+        page = get(server, "/")
+        detail = get(server, "/stream?name=events")
+        text = get(server, "/metrics")
+        api = {r["stream"]: r for r in json.loads(get(server, "/api/status"))}
+    assert api["events"]["verify"]["outcome"] == "equal" and api["other"]["verify"] is None
+    assert re.search(r">\d+(\.\d)?s ago, equal<", page) and ">never<" in page  # events verified, other never
+    assert re.search(r"<dt>last verify</dt><dd>\d+(\.\d)?s ago, equal</dd>", detail)
+    assert re.search(r'^hiwater_verify_ok\{stream="events",target="[^"]+"\} 1$', text, re.M)
+    assert re.search(r'^hiwater_verify_ok\{stream="other",target="[^"]+"\} 0$', text, re.M)
+    assert re.search(r'^hiwater_verify_age_seconds\{stream="events",target="[^"]+"\} [0-9.]+$', text, re.M)
+    assert re.search(r'^hiwater_verify_age_seconds\{stream="other",target="[^"]+"\} \+Inf$', text, re.M)
+    write_jsonl(folder / "a.jsonl", recs[1:])  # one record deleted at the source: the next verify differs
+    hiwater.verify(["events"], db=str(target), input=str(folder))
+    with serving(db=str(target)) as server:
+        assert "ago, differs<" in get(server, "/")
+        assert re.search(r'^hiwater_verify_ok\{stream="events",target="[^"]+"\} 0$', get(server, "/metrics"), re.M)
 
 
 # --- the security model, tried from outside ----------------------------------------------------

@@ -415,12 +415,13 @@ def check_cmd(streams, as_json, **kw):
     for r in rows:
         if r.get("verify_problem"):
             events.emit("verified", f"[{r['stream']}] {r['verify_problem']}", level=logging.ERROR, **r)
-        if r["freshness"] not in (None, "ok"):
-            limit = r["error_after"] if r["freshness"] == "error" else r["warn_after"]
+        fresh = r.get("freshness", r["verdict"])  # with --verified, "verdict" also judges the verify
+        if fresh not in (None, "ok"):
+            limit = r["error_after"] if fresh == "error" else r["warn_after"]
             age = (f"{r['by']} age {r['age']}" if r["age"] is not None
                    else "target unreachable" if r["last_outcome"] == api.UNREACHABLE else "never loaded")
-            events.emit("freshness", f"[{r['stream']}] {age}, past {r['freshness']}-after {limit}",
-                        level=logging.ERROR if r["freshness"] == "error" else logging.WARNING, **r)
+            events.emit("freshness", f"[{r['stream']}] {age}, past {fresh}-after {limit}",
+                        level=logging.ERROR if fresh == "error" else logging.WARNING, **r)
     print_rows(rows, as_json, ["stream", "verdict", "by", "age", "warn_after", "error_after", "watermark",
                                 "last_outcome"] + (["verified"] if kw.get("verified") else []))
     if any(r["verdict"] == "error" for r in rows):

@@ -207,11 +207,11 @@ def check(streams=None, *, project=None, db=None, target=None, warn_after=None, 
         freshness = F.verdict(age, warn, error) if fresh else None
         row = {"stream": r["stream"], "by": by if fresh else None, "age_s": age, "age": F.age_text(age),
                "warn_after": warn.text if warn else None, "error_after": error.text if error else None,
-               "verdict": freshness, "freshness": freshness, "watermark": r["watermark"],
+               "verdict": freshness, "watermark": r["watermark"],
                "last_outcome": r["last_outcome"], "last_success_at": r["last_success_at"]}
         if verified is not None:
             problem = verify_problem(r, limits["--verified"])
-            row.update(verified=r["verified"], verify_problem=problem, verified_at=(r["verify"] or {}).get("verified_at"))
+            row.update(freshness=freshness, verified=r["verified"], verify_problem=problem, verified_at=(r["verify"] or {}).get("verified_at"))
             row["verdict"] = "error" if problem else (freshness or "ok")
         out.append(row)
     if unlimited:

@@ -28,6 +28,10 @@ METRICS = [
     ("hiwater_last_run_rows_rejected", "gauge", "Records the latest run rejected as invalid.", "last_rejected"),
     ("hiwater_last_run_duration_seconds", "gauge", "How long the latest run took.", "last_duration_s"),
     ("hiwater_quarantine_records", "gauge", "Records in the quarantine.", "quarantined"),
+    ("hiwater_verify_age_seconds", "gauge",
+     "Seconds since the latest `hiwater verify` of the stream (+Inf: never verified).", "_verify_age"),
+    ("hiwater_verify_ok", "gauge",
+     "1 when the latest verify found the target equal (or repaired it), 0 when it differed or never ran.", "_verify_ok"),
 ]
 
 
@@ -54,6 +58,11 @@ def _value(row: dict, how: str, now: float):
     if how == "_failed":
         outcome = row.get("last_outcome")
         return None if outcome in (None, "never run") else int(outcome == "failed")
+    if how == "_verify_age":
+        return float("inf") if row.get("verify_age_s") is None else row["verify_age_s"]
+    if how == "_verify_ok":
+        v = row.get("verify")
+        return int(bool(v) and (v.get("outcome") != "differs" or bool(v.get("repaired"))))
     if how == "_last_run_at":
         at = row.get("last_run_at")
         return None if at is None else parse_instant(at) / 1_000_000

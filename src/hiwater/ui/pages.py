@@ -51,12 +51,12 @@ def stream_link(name: str) -> str:
 
 
 def _verify(row: dict) -> str:
-    """The last verify, when ``status`` reports one (``hiwater verify``), else ``never``."""
+    """The last verify as ``status`` reports it (``2h ago, equal``), else ``never``."""
     v = row.get("verify")
     if not v:
         return "never"
     if isinstance(v, dict):
-        return " ".join(str(v[k]) for k in ("outcome", "finished_at", "at") if v.get(k)) or "recorded"
+        return row.get("verified") or str(v.get("outcome"))
     return str(v)
 
 

@@ -21,7 +21,9 @@ Generated from `hiwater --help` by `python scripts/gen_cli_docs.py`; a test fail
 this page and the commands disagree. Exit codes: **0** done; **1** the load failed and
 nothing of it was committed (with `--window`: nothing of the failed slice; earlier slices
 stand and a rerun resumes), `hiwater run`: a stream failed (the others committed),
-`hiwater check`: a stream is past `--error-after`; **2** bad usage or configuration. Errors
+`hiwater check`: a stream is past `--error-after` (or, with `--verified`, not verified
+equal recently enough: [verify.md](verify.md#the-recorded-result)), `hiwater verify`: something
+differs; **2** bad usage or configuration. Errors
 are one line on stderr; warnings are lines starting `warning:` on stderr (with
 `--log-format json`, one JSON object per event instead); the summary JSON is on stdout.
 `NO_COLOR=1` turns colour off. Shell completion: `eval "$(_HIWATER_COMPLETE=bash_source hiwater)"`

@@ -6,7 +6,8 @@ arguments. Errors become exit codes here, and only here:
 - 0: done
 - 1: the load failed and nothing of it was committed (with ``--window``: nothing of
   the failed slice; earlier slices stand and a rerun resumes); ``hiwater run``: a stream
-  failed (the others committed); ``hiwater check``: a stream is past ``--error-after``;
+  failed (the others committed); ``hiwater check``: a stream is past ``--error-after`` (or, with
+  ``--verified``, its last verify differed, is too old or never ran); ``hiwater verify``: it differs;
   ``hiwater status``: a project target did not answer (its streams' rows say ``unreachable``)
 - 2: bad usage or configuration
 
@@ -378,7 +379,7 @@ def run_cmd(streams, as_json, progress, **kw):
 @wide_option
 def status_cmd(streams, as_json, wide, **kw):
     """Every stream of the project (or of the target --db/--target): watermark, data age (now - watermark),
-    load age (since the latest successful run), the latest run and the quarantine size.
+    load age (since the latest successful run), the latest run, the quarantine size and the last verify.
 
     A project target that does not answer marks each of its streams 'unreachable' (with the error) and
     the command exits 1 after printing every row."""

@@ -56,7 +56,7 @@ def test_state_schema_keeps_the_meta_tables_apart(pg_admin, tmp_path):
             "SELECT table_schema, table_name FROM information_schema.tables WHERE table_schema IN (%s, %s)",
             (data, meta))}
         assert tables == {(data, "events"), (meta, "_hiwater_state"), (meta, "_hiwater_history"),
-                          (meta, "_hiwater_quarantine"), (meta, "_hiwater_files")}
+                          (meta, "_hiwater_quarantine"), (meta, "_hiwater_files"), (meta, "_hiwater_verify")}
         assert hiwater.state_show(target=url)[0]["watermark"] == "2025-01-15T03:00:00"
     finally:
         for name in (data, meta):

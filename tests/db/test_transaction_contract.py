@@ -13,7 +13,7 @@ from hiwater.sources.files import FileEntry
 from hiwater.state import StreamState
 from hiwater.targets import open_target
 from hiwater.targets.base import (CURSOR_COL, RUN_COL, Dropped, FilesGone, FilesRead, History, Quarantined,
-                                  Released, State, Target)
+                                  Released, State, Target, Verified)
 
 KEY = ("k",)
 COLUMNS = {"k": "integer", "v": "text", "c": "integer"}
@@ -105,6 +105,7 @@ def test_reads_of_a_fresh_target_make_nothing(target, target_url):
     assert ledger.quarantine() == [] and ledger.quarantine("s", "late", 5) == []
     assert ledger.files("s") == {}
     assert ledger.facts("s") == {"last_run": [], "last_success_at": None, "quarantined": 0}
+    assert ledger.verified("s") is None and ledger.verifies() == {}
     assert target.table("tbl") is None
     target.__exit__(None, None, None)
     assert stored_tables(target_url) == []
@@ -291,6 +292,39 @@ def test_released_before_quarantined_files_and_drop(target):
         assert target.table("tbl") is None
         ledger = target.ledger
         assert (ledger.states("s"), ledger.history("s"), ledger.quarantine("s"), ledger.files("s")) == ([], [], [], {})
+
+
+
+def test_verified_keeps_the_latest_per_stream_beside_the_runs_and_drop_forgets_it(target):
+    doc = {"verified_at": "2025-01-01T00:00:00+00:00", "outcome": "equal", "keys": {"missing": 0}}
+    with target.lock("s", 5):
+        with target.begin("s", "tbl", KEY) as tx:
+            tx.evolve(COLUMNS, ("c", "int"))
+            tx.write(rows([1], ["a"], [10], tx.run_id))
+            tx.record(State(state(10, tx.run_id)), History(history(tx.run_id)))
+    with target.begin("s", "tbl", KEY, discard=True) as tx:  # a discarded one records nothing
+        tx.record(Verified("s", doc))
+    assert target.ledger.verified("s") is None
+    with target.begin("s", "tbl", KEY) as tx:  # no lock needed: it is its own small write
+        tx.record(Verified("s", doc))
+    with target.begin("s", "tbl", KEY) as tx:
+        tx.record(Verified("s", dict(doc, outcome="differs", verified_at="2025-01-02T00:00:00+00:00")))
+    with target.begin("t") as tx:
+        tx.record(Verified("t", doc))
+    assert target.ledger.verified("s")["outcome"] == "differs"  # the latest replaces the one before
+    assert target.ledger.verifies() == {"s": target.ledger.verified("s"), "t": doc}
+    with target.lock("s", 5):  # the stream's state, history and data are untouched by it
+        assert target.ledger.states("s")[0].watermark == 10 and len(target.ledger.history("s")) == 1
+        with target.begin("s", "tbl", KEY) as tx:
+            tx.write(rows([2], ["b"], [20], tx.run_id))
+            tx.record(State(state(20, tx.run_id)))
+        assert target.ledger.states("s")[0].watermark == 20 and target.table("tbl", count=True).rows == 2
+    with target.begin("t") as tx:
+        tx.record(Verified("t", None))  # forgotten
+    assert target.ledger.verifies().keys() == {"s"}
+    with target.lock("s", 5), target.begin("s") as tx:
+        tx.record(Dropped())
+    assert target.ledger.verified("s") is None and target.ledger.verifies() == {}
 
 
 TRY_LOCK = """

@@ -97,7 +97,7 @@ def test_every_command_under_least_privilege_works_or_names_the_missing_privileg
     done = run(["load", "--input", data, "--target", w_ok, "--table", "events", "--now", NOW], tmp_path)
     assert done.code == 0, done.err
     meta = {r[0] for r in admin.execute("SELECT tablename FROM pg_tables WHERE schemaname = %s", (tgt,))}
-    assert {"events", "_hiwater_state", "_hiwater_history", "_hiwater_quarantine"} <= meta, meta
+    assert {"events", "_hiwater_state", "_hiwater_history", "_hiwater_quarantine", "_hiwater_verify"} <= meta, meta
     for argv in (["history", "--target", w_ok], ["state", "show", "--target", w_ok],
                  ["quarantine", "list", "--target", w_ok], ["check", "--target", w_ok, "--warn-after", "1000d"]):
         d = run(argv, tmp_path)
@@ -106,6 +106,12 @@ def test_every_command_under_least_privilege_works_or_names_the_missing_privileg
              "--target", w_ok, "--table", "orders", "--now", NOW], tmp_path)
     assert d.code == 0, d.err  # the reader reads, the writer writes
     assert admin.execute(f'SELECT count(*) FROM "{tgt}".orders').fetchone()[0] == 50
+    # verify (the reader as its source) records its result where the writer may write; check reads it
+    for argv in (["verify", "orders", "--target", w_ok, "--source", roles["url"]("reader", f"schema={src}")],
+                 ["verify", "events", "--target", w_ok, "--input", data],
+                 ["check", "--target", w_ok, "--verified", "1d"]):
+        d = run(argv, tmp_path)
+        assert d.code == 0, (argv, d.err)
 
     # the writer without ?schema= (public): refused, the privilege named, nothing written
     before = admin.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tableowner = %s",

@@ -6,6 +6,7 @@ under its own name), the Python API, ``check`` without ``--verified`` unchanged,
 from __future__ import annotations
 
 import json
+import sqlite3
 
 import hiwater
 from conftest import NOW, rec, write_jsonl
@@ -119,3 +120,17 @@ def test_status_drops_the_verified_column_first_on_a_narrow_terminal(tmp_path, h
     monkeypatch.setenv("COLUMNS", "120")
     out = hw("status", "--db", db).out
     assert "ago, equal" not in out and "verified" in out  # the note names the column left out
+
+
+def test_a_result_that_cannot_be_recorded_is_still_the_result_with_a_warning(tmp_path, hw):
+    src = write_jsonl(tmp_path / "in" / "a.jsonl", [rec(i, f"10:{i:02d}") for i in range(5)])
+    db = str(tmp_path / "t.db")
+    hiwater.load(str(src.parent), db=db, table="events", now=NOW)
+    con = sqlite3.connect(db)
+    con.execute("CREATE TRIGGER refuse BEFORE INSERT ON _hiwater_verify BEGIN SELECT RAISE(FAIL, 'refused'); END")
+    con.commit()
+    con.close()
+    r = hw("verify", "--db", db, "--input", str(src.parent), "--json")
+    assert r.code == 0 and r.json[0]["equal"] and r.json[0]["recorded"] is False
+    assert "warning: [events] the verify result was not recorded:" in r.err and "refused" in r.err
+    assert hiwater.status(db=db)[0]["verified"] == "never"

@@ -388,8 +388,8 @@ def status_cmd(streams, as_json, wide, **kw):
             "last_rejected", "last_duration_s", "quarantined", "verified", "last_error"]
     if any("lag" in r for r in rows):  # a bucketed stream: each bucket's lag behind its most advanced bucket
         cols.insert(2, "lag")
-    print_rows(rows, as_json, cols, optional=["verified", "last_duration_s", "last_rejected", "lag", "data_age", "last_loaded",
-                                              "quarantined", "load_age"],
+    print_rows(rows, as_json, cols, optional=["verified", "last_duration_s", "last_rejected", "lag", "data_age",
+                                              "last_loaded", "quarantined", "load_age"],
                 whole=["stream", "watermark"], wide=wide)
     if any(r["last_outcome"] == api.UNREACHABLE for r in rows):
         raise click.exceptions.Exit(EXIT_FAILED)

@@ -16,6 +16,7 @@ from .targets import open_target
 from .urls import redact
 
 UNREACHABLE = "unreachable"  # a status row's outcome when its target did not answer
+DEFECTS = ("missing", "extra", "stale", "ahead", "changed")  # the key classes a verify fails on (docs/verify.md)
 
 
 def _now_us(now) -> int:
@@ -163,9 +164,6 @@ def verify_problem(row: dict, limit) -> str | None:
     return None
 
 
-DEFECTS = ("missing", "extra", "stale", "ahead", "changed")  # the classes a verify fails on (docs/verify.md)
-
-
 def _sum(rows, name):
     values = [r.get(name) for r in rows if r.get(name) is not None]
     return sum(values) if values else None
@@ -211,7 +209,8 @@ def check(streams=None, *, project=None, db=None, target=None, warn_after=None, 
                "last_outcome": r["last_outcome"], "last_success_at": r["last_success_at"]}
         if verified is not None:
             problem = verify_problem(r, limits["--verified"])
-            row.update(freshness=freshness, verified=r["verified"], verify_problem=problem, verified_at=(r["verify"] or {}).get("verified_at"))
+            row.update(freshness=freshness, verified=r["verified"], verify_problem=problem,
+                       verified_at=(r["verify"] or {}).get("verified_at"))
             row["verdict"] = "error" if problem else (freshness or "ok")
         out.append(row)
     if unlimited:

@@ -31,7 +31,8 @@ METRICS = [
     ("hiwater_verify_age_seconds", "gauge",
      "Seconds since the latest `hiwater verify` of the stream (+Inf: never verified).", "_verify_age"),
     ("hiwater_verify_ok", "gauge",
-     "1 when the latest verify found the target equal (or repaired it), 0 when it differed or never ran.", "_verify_ok"),
+     "1 when the latest verify found the target equal (or repaired it), 0 when it differed or never ran.",
+     "_verify_ok"),
 ]
 
 

@@ -28,7 +28,9 @@ def _now_us(now) -> int:
 def status(streams=None, *, project=None, db=None, target=None, now=None) -> list[dict]:
     """``hiwater status``: every stream of the project (or of the target ``db``/``target``): its
     watermark, its two ages (load age: since the latest successful run; data age: now −
-    watermark), the latest run (when, outcome, counts, duration, error) and the quarantine size.
+    watermark), the latest run (when, outcome, counts, duration, error), the quarantine size and
+    the last recorded verify (``verify``: its document or ``None``; ``verified``: ``2h ago,
+    equal`` or ``never``; ``verify_age_s``).
 
     A target's streams are those with a state or a history row (a stream whose runs all failed
     is listed, failing). A project stream is looked up under its state name (its ``stream``). A

@@ -79,11 +79,25 @@ class SentText:
         compact = []
         for data, starts, ends in self.parts:
             lo, hi = (int(starts.min()), int(ends.max())) if len(starts) else (0, 0)
-            compact.append((data[lo:hi], starts - lo, ends - lo))
+            if int((ends - starts).sum()) < (hi - lo) // 2:  # a few rows of a block (a bucket's share)
+                compact.append(gather(data, starts, ends))
+            else:
+                compact.append((data[lo:hi], starts - lo, ends - lo))
         return compact
 
     def __setstate__(self, state):
         self.parts = state
+
+
+def gather(data, starts: np.ndarray, ends: np.ndarray) -> tuple:
+    """The spans ``[starts, ends)`` of ``data`` copied one after the other: ``(bytes, starts, ends)``."""
+    starts = np.asarray(starts, dtype=np.int64)
+    lengths = np.asarray(ends, dtype=np.int64) - starts
+    new_ends = np.cumsum(lengths, dtype=np.int64)
+    new_starts = new_ends - lengths
+    total = int(new_ends[-1]) if len(new_ends) else 0
+    idx = np.repeat(starts - new_starts, lengths) + np.arange(total, dtype=np.int64)
+    return np.frombuffer(data, dtype=np.uint8)[idx].tobytes(), new_starts, new_ends
 
 
 def blocks(path: str, size: int) -> Iterator[bytes]:

@@ -276,6 +276,7 @@ def _copy(split: Split, dest: str) -> None:
     with open(split.path, "rb") as src, open(dest, "wb") as out:
         if split.header:
             out.write(src.read(split.header))
+            out.flush()  # (copy_file_range writes at the descriptor's position)
         todo = split.end - split.start
         offset = split.start
         while todo > 0:

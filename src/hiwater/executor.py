@@ -66,6 +66,10 @@ class PipelineResult:
                             result=self)
 
 
+def _ready() -> None:
+    """A task that does nothing (it starts a worker)."""
+
+
 def _worker_init(log_setup, parent: int) -> None:
     """A worker process prints its events as the parent does (``--log-format``, ``-v``), and
     dies with it."""
@@ -96,6 +100,11 @@ class Pool:
                                        initializer=_worker_init, initargs=(events.current(), os.getpid()))
             self._close.append(lambda: pool.shutdown(wait=True, cancel_futures=True))
             self._submit = pool.submit
+            # Every worker starts now (the pool would start them one per task): a worker started
+            # late, for a bucket after the read phase, would be importing, its parent-death signal
+            # not armed yet, when the coordinator is killed.
+            for _ in range(self.workers):
+                pool.submit(_ready)
         else:
             client = self._dask_client()
             self._submit = lambda fn, *args: client.submit(fn, *args, key=f"hiwater-{args[0]}-{time.time_ns()}",

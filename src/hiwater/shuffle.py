@@ -17,6 +17,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 
+from .errors import UsageError
 from .sources.csvfile import CsvDialect
 from .sources.files import open_files
 from .sources.shuffled import BucketShare
@@ -105,6 +106,9 @@ def _spill_root(spec: StreamSpec) -> str | None:
     if root is not None:
         if root.startswith("file://"):
             root = root[len("file://"):]
+        if "://" in root:
+            raise UsageError(f"{ENV_SPILL}={root}: the spill location must be a folder (local, or shared by "
+                             f"every worker); an object-store URL is not supported yet")
         os.makedirs(root, exist_ok=True)
         return root
     if spec.db not in (None, ":memory:"):

@@ -103,7 +103,7 @@ class Pool:
             # Every worker starts now (the pool would start them one per task): a worker started
             # late, for a bucket after the read phase, would be importing, its parent-death signal
             # not armed yet, when the coordinator is killed.
-            for _ in range(self.workers):
+            for _ in range(self.workers if self.what == "bucket" else 0):
                 pool.submit(_ready)
         else:
             client = self._dask_client()

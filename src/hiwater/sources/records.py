@@ -94,10 +94,12 @@ def gather(data, starts: np.ndarray, ends: np.ndarray) -> tuple:
     starts = np.asarray(starts, dtype=np.int64)
     lengths = np.asarray(ends, dtype=np.int64) - starts
     new_ends = np.cumsum(lengths, dtype=np.int64)
-    new_starts = new_ends - lengths
-    total = int(new_ends[-1]) if len(new_ends) else 0
-    idx = np.repeat(starts - new_starts, lengths) + np.arange(total, dtype=np.int64)
-    return np.frombuffer(data, dtype=np.uint8)[idx].tobytes(), new_starts, new_ends
+    mv = memoryview(data)
+    try:
+        out = b"".join([mv[s:e] for s, e in zip(starts.tolist(), np.asarray(ends).tolist())])
+    finally:
+        mv.release()
+    return out, new_ends - lengths, new_ends
 
 
 def blocks(path: str, size: int) -> Iterator[bytes]:

@@ -135,7 +135,9 @@ def load_bucketed(spec: StreamSpec) -> Summary:
         with bucket_pool(p, 0 if split is None else len(split.splits)) as pool:
             reading = None
             if split is not None:  # the read phase: every split parsed once, its rows spilled by bucket
+                read_at = time.monotonic()
                 shares, reading = split.shares(read_splits(pool, split.splits, split.cfg, split.dir))
+                reading["seconds"] = round(time.monotonic() - read_at, 3)
                 specs = [dataclasses.replace(s, share=share) for s, share in zip(specs, shares)]
             if gate:  # a dry run is its own scan: judged on its sums below
                 specs = _ungated(specs) if opts.dry_run else gated(p, specs, opts.max_rejected, pool)

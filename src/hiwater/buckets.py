@@ -12,9 +12,10 @@ stream's (:func:`combine`), and the admin commands given its name act on every b
 This module is the orchestration: check the stream's bucket count and plan the run (:func:`plan`),
 run one spec per bucket on the executor (:func:`hiwater.executor.execute`), and combine the
 buckets' summaries into the stream's (:func:`combine`). The hash and the names are in
-:mod:`hiwater.keyhash`; a file or in-memory source keeps its bucket's rows through
-:class:`hiwater.sources.bucket.BucketSource`, a SQL source reads only them (the predicate is
-pushed down). docs/scale-out.md has the design, and docs/benchmarks-buckets.md the cost.
+:mod:`hiwater.keyhash`. A file source is read in two phases on one pool: a read phase parses
+each split once and spills every bucket's rows (:mod:`hiwater.shuffle`), then each bucket
+applies its share; a SQL source's buckets read only their rows (the predicate is pushed down).
+docs/scale-out.md has the design, and docs/benchmarks-buckets.md the cost.
 """
 
 from __future__ import annotations

@@ -1,8 +1,10 @@
-"""One bucket's rows of a file or in-memory source.
+"""Rows routed to their buckets.
 
-A file or in-memory source is read whole by every bucket of a bucketed stream, and each keeps
-its own rows (:class:`BucketSource`); a SQL source reads only its bucket's rows, because the
-predicate is pushed down (:func:`hiwater.keyhash.bucket_sql`).
+The read phase of a bucketed file stream hashes each batch's keys once and cuts the batch into
+every bucket's rows (:func:`split_batch`, used by :mod:`hiwater.sources.splits`).
+:class:`BucketSource` keeps one bucket's rows of a source read whole (a bucket spec run on its
+own, without a read phase); a SQL source reads only its bucket's rows, because the predicate
+is pushed down (:func:`hiwater.keyhash.bucket_sql`).
 """
 
 from __future__ import annotations

@@ -194,3 +194,42 @@ def test_the_quality_gate_judges_the_spilled_rows_without_parsing_again(tmp_path
         s["watermark"] is None for s in hiwater.state_show(db=str(tmp_path / "b.db")))
     ok = load(hw, src, tmp_path / "b.db", "--max-rejected", "3", "--buckets", "3", "--details")
     assert ok.code == 0 and sum(s["records"] for s in reading(ok)["splits"]) == 300
+
+
+# --- the pure parts ------------------------------------------------------------------------------
+
+def test_byte_ranges_cut_after_newlines_and_know_their_first_line(tmp_path):
+    from hiwater.sources.splits import _byte_ranges
+    lines = [("x" * (i % 13)) + "\n" for i in range(500)]
+    p = tmp_path / "f"
+    p.write_text("".join(lines))
+    data = p.read_bytes()
+    parts = _byte_ranges(str(p), len(data), 7)
+    assert parts[0].start == 0 and parts[-1].end == len(data) and len(parts) == 7
+    for a, b in zip(parts, parts[1:]):
+        assert a.end == b.start and data[b.start - 1:b.start] == b"\n"  # every line in one split
+    for s in parts:
+        assert s.first_line == data[:s.start].count(b"\n") + 1
+
+
+def test_a_newline_inside_quotes_is_found_by_the_parity_of_quotes(tmp_path):
+    from hiwater.sources.csvfile import CsvDialect
+    from hiwater.sources.splits import _csv_unsplittable
+    ok, bad = tmp_path / "ok.csv", tmp_path / "bad.csv"
+    ok.write_text('a,b\n1,"say ""hi"", there"\n2,x\n')
+    bad.write_text('a,b\n1,"two\nlines"\n2,x\n')
+    assert _csv_unsplittable(str(ok), CsvDialect()) is None
+    assert _csv_unsplittable(str(bad), CsvDialect()) == "a quoted field holds a newline"
+
+
+def test_split_batch_gives_each_bucket_what_take_bucket_gives_it():
+    import pyarrow as pa
+    from hiwater.sources.base import RawBatch
+    from hiwater.sources.bucket import split_batch, take_bucket
+    raw = RawBatch(pa.table({"id": list(range(1, 200)), "v": [str(i) for i in range(1, 200)]}), "f", 11,
+                   problems={5: "bad"})
+    parts = split_batch(raw, ("id",), 3)
+    for b in range(3):
+        want = take_bucket(raw, ("id",), b, 3)
+        assert parts[b].table.equals(want.table) and list(parts[b].record_numbers()) == list(want.record_numbers())
+        assert parts[b].problems == want.problems

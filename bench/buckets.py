@@ -12,6 +12,10 @@ others start their workers inside the timing: a spawn process pool, or a Dask Lo
 one single-threaded worker process per bucket up to the core count). Each point's table is
 checked against the reference (row count and an MD5 of every column). ``--target sqlite`` loads a
 SQLite file instead (its buckets run one after another: one file, one writer).
+Each point also reports the CPU seconds of every process of the run together: this process and
+its workers (``getrusage`` of this process and of its reaped children, so a pool's or a
+LocalCluster's workers count once they are joined); the database servers' CPU is not included.
+``--change-fraction 0.02`` changes 2% of the rows for ``--update`` (the default, 1, changes all).
 Prints a Markdown table; ``--out`` writes JSON.
 """
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -56,6 +61,12 @@ def make_file(conn, schema: str, tmp: str) -> dict:
     return dict(input=path)
 
 
+def cpu_seconds() -> float:
+    """User + system CPU of this process and of its children that have ended (workers joined)."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def checksum(conn, target: str, table: str = "t") -> dict:
     if target.startswith("delta"):
         import hashlib
@@ -91,6 +102,8 @@ def main() -> int:
                     help="time the run after a first load: every source row changed (its cursor moved 30 days "
                          "later), so every bucket runs in parallel from its watermark (a first load runs "
                          "bucket 0 alone first, to create the table)")
+    ap.add_argument("--change-fraction", type=float, default=1.0,
+                    help="--update: the share of the rows changed (0.02: every 50th row)")
     ap.add_argument("--out", help="also write the results as JSON here")
     args = ap.parse_args()
     import hiwater
@@ -124,20 +137,23 @@ def main() -> int:
         if args.update:
             for point, n, executor, target, kw in points:
                 hiwater.load(**src, **kw)  # the first load, untimed
-            conn.execute(f'UPDATE "{schema}".src SET name = name || \'!\', modified_at = modified_at + interval \'30 days\'')
+            every = max(1, round(1 / args.change_fraction))
+            conn.execute(f'UPDATE "{schema}".src SET name = name || \'!\', modified_at = modified_at + interval \'30 days\' '
+                         f'WHERE id % {every} = 0')
             if args.source == "file":
                 schema, src = schema, make_file(conn, schema, tmp)
         for point, n, executor, target, kw in points:
             load_avg = os.getloadavg()[0]
-            t = time.perf_counter()
+            t, c = time.perf_counter(), cpu_seconds()
             s = hiwater.load(**src, **kw)
-            elapsed = time.perf_counter() - t
+            elapsed, cpu = time.perf_counter() - t, cpu_seconds() - c
             sums = checksum(conn, target)
             if reference is None:
-                reference = (elapsed, sums)
+                reference = (elapsed, sums, cpu)
             same = sums == reference[1]
             row = {"point": point, "buckets": n, "executor": executor or "-", "seconds": round(elapsed, 2),
                    "rows_per_s": round(args.rows / elapsed), "speedup": round(reference[0] / elapsed, 2),
+                   "cpu_s": round(cpu, 2), "cpu_vs_one_run": round(cpu / reference[2], 2),
                    "loaded": s.loaded, "same_as_single_run": same, "load_average_before": round(load_avg, 1)}
             results.append(row)
             print(json.dumps(row), file=sys.stderr)
@@ -146,17 +162,19 @@ def main() -> int:
     finally:
         for sch in made:
             conn.execute(f'DROP SCHEMA IF EXISTS "{sch}" CASCADE')
-    what = "the run after every row changed" if args.update else "a first load"
+    what = (f"the run after {args.change_fraction:.0%} of the rows changed" if args.update else "a first load")
     print(f"\n{args.rows:,} rows, {args.source} source -> {args.target}, {what}\n")
-    print("| buckets | executor | seconds | rows/s | vs one run | same table | load avg before |")
-    print("| ---: | --- | ---: | ---: | ---: | --- | ---: |")
+    print("| buckets | executor | seconds | rows/s | vs one run | CPU s (all processes) | CPU vs one run "
+          "| same table | load avg before |")
+    print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: |")
     for r in results:
         print(f"| {r['buckets']} | {r['executor']} | {r['seconds']} | {r['rows_per_s']:,} | {r['speedup']}x | "
+              f"{r['cpu_s']} | {r['cpu_vs_one_run']}x | "
               f"{'yes' if r['same_as_single_run'] else 'NO'} | {r['load_average_before']} |")
     if args.out:
         with open(args.out, "w") as f:
             json.dump({"rows": args.rows, "source": args.source, "target": args.target, "update": args.update,
-                   "cpus": os.cpu_count(),
+                       "change_fraction": args.change_fraction if args.update else None, "cpus": os.cpu_count(),
                        "results": results}, f, indent=2)
     return 0 if all(r["same_as_single_run"] for r in results) else 1
 

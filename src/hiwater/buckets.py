@@ -12,9 +12,10 @@ stream's (:func:`combine`), and the admin commands given its name act on every b
 This module is the orchestration: check the stream's bucket count and plan the run (:func:`plan`),
 run one spec per bucket on the executor (:func:`hiwater.executor.execute`), and combine the
 buckets' summaries into the stream's (:func:`combine`). The hash and the names are in
-:mod:`hiwater.keyhash`; a file or in-memory source keeps its bucket's rows through
-:class:`hiwater.sources.bucket.BucketSource`, a SQL source reads only them (the predicate is
-pushed down). docs/scale-out.md has the design, and docs/benchmarks-buckets.md the cost.
+:mod:`hiwater.keyhash`. A file source is read in two phases on one pool: a read phase parses
+each split once and spills every bucket's rows (:mod:`hiwater.shuffle`), then each bucket
+applies its share; a SQL source's buckets read only their rows (the predicate is pushed down).
+docs/scale-out.md has the design, and docs/benchmarks-buckets.md the cost.
 """
 
 from __future__ import annotations
@@ -24,10 +25,10 @@ import logging
 import os
 import time
 
-from . import events
+from . import events, shuffle
 from .errors import StrictError, UsageError
 from .executor import SHARE as _SHARE
-from .executor import PipelineResult, execute
+from .executor import PipelineResult, bucket_pool, execute, read_splits
 from .keyhash import bucket_name, check_count, parse_name, stream_watermark
 from .options import RejectLimit, parse_executor
 from .report import quality_gate
@@ -127,11 +128,24 @@ def load_bucketed(spec: StreamSpec) -> Summary:
     with connected(db, target) as tgt:
         p = plan(tgt, stream, table, n, opts.key, opts.executor, db, target)
         before = {s.stream: s for s in tgt.ledger.states()}
+        manifests = [tgt.ledger.files(name) for name in p.names] if spec.source_url is None else None
     specs = [spec.for_bucket(b, n) for b in range(n)]
     gate = opts.max_rejected is not None or opts.strict
-    if gate:  # a dry run is its own scan: judged on its sums below
-        specs = _ungated(specs) if opts.dry_run else gated(p, specs, opts.max_rejected)
-    results = execute(p, specs)
+    split = None if spec.source_url is not None else shuffle.plan(spec, p, before, manifests)
+    try:
+        with bucket_pool(p, 0 if split is None else len(split.splits)) as pool:
+            reading = None
+            if split is not None:  # the read phase: every split parsed once, its rows spilled by bucket
+                read_at = time.monotonic()
+                shares, reading = split.shares(read_splits(pool, split.splits, split.cfg, split.dir))
+                reading["seconds"] = round(time.monotonic() - read_at, 3)
+                specs = [dataclasses.replace(s, share=share) for s, share in zip(specs, shares)]
+            if gate:  # a dry run is its own scan: judged on its sums below
+                specs = _ungated(specs) if opts.dry_run else gated(p, specs, opts.max_rejected, pool)
+            results = execute(p, specs, pool)
+    finally:
+        if split is not None:
+            split.remove()
     total = None
     states: dict = {}
     if all(r.ok for r in results):
@@ -140,6 +154,7 @@ def load_bucketed(spec: StreamSpec) -> Summary:
             info = None if opts.dry_run else tgt.table(table, count=True)
             total = info.rows if info is not None else None
     out = combine(results, stream, table, total, time.monotonic() - started)
+    out.reading = reading
     if gate and opts.dry_run:
         quality_gate(opts.max_rejected, out.counts.rejected, out.counts.source_records, None)
     if not opts.dry_run and len(states) == n:
@@ -152,7 +167,7 @@ def load_bucketed(spec: StreamSpec) -> Summary:
     return out
 
 
-def gated(p: Plan, specs: list, limit) -> list:
+def gated(p: Plan, specs: list, limit, pool=None) -> list:
     """The quality gate of a bucketed run, judged on the whole stream (``--max-rejected``,
     ``--strict``): a scan phase first. Every bucket makes a dry run of its share (its reading
     and deciding, nothing committed) and hands back its counts; the coordinator sums them and
@@ -162,7 +177,7 @@ def gated(p: Plan, specs: list, limit) -> list:
     alone, committing nothing). The price: the stream is read twice when a gate is set
     (docs/scale-out.md, "The quality gate")."""
     scan = [dataclasses.replace(s, options=dataclasses.replace(s.options, dry_run=True)) for s in _ungated(specs)]
-    results = execute(dataclasses.replace(p, first_alone=False), scan)
+    results = execute(dataclasses.replace(p, first_alone=False), scan, pool)
     strict = next((r.error for r in results if isinstance(r.error, StrictError)), None)
     if strict is not None:
         raise strict

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from . import events
 from .errors import ConfigError, HiwaterError, PipelineError
+from .sources.splits import read_split
 from .spec import Plan, StreamSpec
 from .stream import StreamResult, attempt, run
 from .summary import Counts
@@ -65,6 +66,10 @@ class PipelineResult:
                             result=self)
 
 
+def _ready() -> None:
+    """A task that does nothing (it starts a worker)."""
+
+
 def _worker_init(log_setup, parent: int) -> None:
     """A worker process prints its events as the parent does (``--log-format``, ``-v``), and
     dies with it."""
@@ -95,6 +100,11 @@ class Pool:
                                        initializer=_worker_init, initargs=(events.current(), os.getpid()))
             self._close.append(lambda: pool.shutdown(wait=True, cancel_futures=True))
             self._submit = pool.submit
+            # Every worker starts now (the pool would start them one per task): a worker started
+            # late, for a bucket after the read phase, would be importing, its parent-death signal
+            # not armed yet, when the coordinator is killed.
+            for _ in range(self.workers if self.what == "bucket" else 0):
+                pool.submit(_ready)
         else:
             client = self._dask_client()
             self._submit = lambda fn, *args: client.submit(fn, *args, key=f"hiwater-{args[0]}-{time.time_ns()}",
@@ -193,8 +203,12 @@ def _died(what: str, name: str, exc: Exception) -> HiwaterError:
 
 # --- buckets ---------------------------------------------------------------------------------
 
-def execute(p: Plan, specs: list) -> list:
-    """Run every bucket of ``p`` (``specs[b]`` is bucket b's); their StreamResults in bucket order."""
+def execute(p: Plan, specs: list, pool: "Pool | None" = None) -> list:
+    """Run every bucket of ``p`` (``specs[b]`` is bucket b's); their StreamResults in bucket order
+    (on ``pool`` when given: the run's pool, which its read phase used too)."""
+    if pool is None:
+        with bucket_pool(p) as pool:
+            return execute(p, specs, pool)
     results: dict = {}
     todo = list(range(p.n))
     if p.first_alone or p.serial:
@@ -204,16 +218,54 @@ def execute(p: Plan, specs: list) -> list:
         todo = [b for b in todo if b not in head]
     else:
         head = []
-    cores = max(1, min(p.n, os.cpu_count() or 1))
-    workers = 1 if p.serial and p.executor == "local" else cores
-    with Pool(workers, what="bucket", executor=p.executor, scheduler=p.scheduler) as pool:
-        me = os.getpid()
-        for b in head:
-            results[b] = pool.result(pool.submit(run_bucket, p.names[b], specs[b], me), p.names[b])
-        futures = {b: pool.submit(run_bucket, p.names[b], specs[b], me) for b in todo}
-        for b, fut in futures.items():
-            results[b] = pool.result(fut, p.names[b])
+    me = os.getpid()
+    for b in head:
+        results[b] = pool.result(pool.submit(run_bucket, p.names[b], specs[b], me), p.names[b])
+    futures = {b: pool.submit(run_bucket, p.names[b], specs[b], me) for b in todo}
+    for b, fut in futures.items():
+        results[b] = pool.result(fut, p.names[b])
     return [results.get(b) or StreamResult(p.names[b], "not run") for b in range(p.n)]
+
+
+def bucket_pool(p: Plan, splits: int = 0) -> Pool:
+    """The one pool of a bucketed run, for its read phase (``splits`` tasks) and its buckets: a
+    worker per task up to the core count (a file target's buckets still run one at a time)."""
+    cores = max(1, min(max(p.n, splits), os.cpu_count() or 1))
+    workers = 1 if p.serial and p.executor == "local" and splits <= 1 else cores
+    return Pool(workers, what="bucket", executor=p.executor, scheduler=p.scheduler)
+
+
+def read_splits(pool: "Pool", splits: list, cfg, out_dir: str) -> list:
+    """The read phase of a bucketed file stream: one task per split on ``pool``
+    (:func:`hiwater.sources.splits.read_split`); their :class:`SplitRead` in split order. The
+    first failure is raised (a parse error names the file and line), after every task ended."""
+    me = os.getpid()
+    futures = [(s, pool.submit(run_read, f"split {s.index} ({s.name})", s, cfg, out_dir, me)) for s in splits]
+    out, first = [], None
+    for s, fut in futures:
+        try:
+            out.append(fut.result())
+        except HiwaterError as exc:
+            first = first or exc
+        except Exception as exc:  # noqa: BLE001 - a worker died (killed, out of memory)
+            first = first or HiwaterError(f"the worker reading {s.name} (split {s.index}) died: "
+                                          f"{type(exc).__name__}: {exc}; nothing was committed, run the stream "
+                                          f"again", retryable=True)
+    if first is not None:
+        raise first
+    return out
+
+
+def run_read(name: str, split, cfg, out_dir: str, coordinator: int):
+    """One read task in a worker (see :func:`read_splits`)."""
+    if os.getpid() != coordinator:
+        die_with(coordinator)
+    try:
+        return read_split(split, cfg, out_dir)
+    except HiwaterError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a bug: one line, never a traceback through the pool
+        raise HiwaterError(f"internal error reading {split.name}: {type(exc).__name__}: {exc} (please report it)")
 
 
 def run_bucket(name: str, spec: StreamSpec, coordinator: int) -> StreamResult:

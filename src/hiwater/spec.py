@@ -42,6 +42,7 @@ class StreamSpec:
     query: str | None = None
     source: object = None                  # a source object (in-memory data, a caller's) instead of input
     bucket: tuple[int, int] | None = None  # (b, n): this spec is bucket b of n
+    share: object = None                   # a bucket of a file source: its spilled rows (sources.shuffled.BucketShare)
     notices: tuple[str, ...] = ()          # warnings known before the run (no table name, a dated one)
 
     @property

@@ -18,6 +18,7 @@ from .sources.bucket import BucketSource
 from .sources.csvfile import CsvDialect
 from .sources.files import open_files
 from .sources.quarantine import QuarantineSource
+from .sources.shuffled import ShuffledSource
 from .spec import StreamSpec
 from .summary import Summary
 from .targets import open_target
@@ -40,9 +41,12 @@ def run(spec: StreamSpec, *, stdin=None, progress=None) -> Summary:
     if getattr(tgt, "memory", False) and not o.dry_run:
         notices.insert(0, "the target is an in-memory database: nothing of this run is kept when it ends "
                           "(give --db PATH or --target URL)")
-    src = source or open_files(spec.input, o.format, cursor=o.cursor, batch_size=o.batch_size, stdin=stdin,
-                               csv=CsvDialect(o.csv_delimiter, o.csv_quote, o.encoding))
-    if spec.bucket is not None and spec.source_url is None:  # a SQL source reads only its bucket already
+    if spec.share is not None:  # a bucket's rows of a file source, as the read phase spilled them
+        src = ShuffledSource(spec.share)
+    else:
+        src = source or open_files(spec.input, o.format, cursor=o.cursor, batch_size=o.batch_size, stdin=stdin,
+                                   csv=CsvDialect(o.csv_delimiter, o.csv_quote, o.encoding))
+    if spec.bucket is not None and spec.source_url is None and spec.share is None:  # (SQL: pushed down)
         src = BucketSource(src, o.key, *spec.bucket)
     try:
         with tgt:

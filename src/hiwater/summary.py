@@ -61,6 +61,7 @@ class Summary:
     files: dict | None = None  # a folder/glob source: files listed, read, skipped, vanished
     csv: list | None = None  # CSV files read: each dialect (delimiter, quote, encoding, sniffed) and its files
     buckets: list | None = None  # a bucketed run: each bucket's stream, six-key summary and run id
+    reading: dict | None = None  # a bucketed file run: its read phase (each split's records, the worker's pid)
 
     @property
     def source_records(self) -> int:
@@ -128,6 +129,8 @@ class Summary:
             out["windows"] = self.windows
         if self.buckets is not None:
             out["buckets"] = self.buckets
+        if self.reading is not None:
+            out["reading"] = self.reading
         out["warnings"] = list(self.warnings)
         return out
 

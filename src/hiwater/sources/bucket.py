@@ -1,8 +1,10 @@
-"""One bucket's rows of a file or in-memory source.
+"""Rows routed to their buckets.
 
-A file or in-memory source is read whole by every bucket of a bucketed stream, and each keeps
-its own rows (:class:`BucketSource`); a SQL source reads only its bucket's rows, because the
-predicate is pushed down (:func:`hiwater.keyhash.bucket_sql`).
+The read phase of a bucketed file stream hashes each batch's keys once and cuts the batch into
+every bucket's rows (:func:`split_batch`, used by :mod:`hiwater.sources.splits`).
+:class:`BucketSource` keeps one bucket's rows of a source read whole (a bucket spec run on its
+own, without a read phase); a SQL source reads only its bucket's rows, because the predicate
+is pushed down (:func:`hiwater.keyhash.bucket_sql`).
 """
 
 from __future__ import annotations
@@ -44,10 +46,43 @@ def take_bucket(raw, key, b: int, n: int):
     keep = bucket_ids(raw.table, key, n, raw.mixed) == b
     if keep.all():
         return raw
-    idx = np.flatnonzero(keep)
+    return take_rows(raw, np.flatnonzero(keep))
+
+
+def split_batch(raw, key, n: int) -> list:
+    """Every bucket's rows of one batch (the read phase: the key is hashed once): a list of ``n``
+    batches, ``None`` where a bucket has no row."""
+    if len(raw) == 0:
+        return [None] * n
+    if raw.table.num_columns == 0:  # no key: all invalid, all in bucket 0
+        return [raw] + [None] * (n - 1)
+    ids = bucket_ids(raw.table, key, n, raw.mixed)
+    if n == 1:
+        return [raw]
+    order = np.argsort(ids, kind="stable")
+    counts = np.bincount(ids, minlength=n)
+    out, at = [], 0
+    for b in range(n):
+        c = int(counts[b])
+        if c == 0:
+            out.append(None)
+        elif c == len(raw):
+            out.append(raw)
+        else:
+            out.append(take_rows(raw, order[at:at + c]))
+        at += c
+    return out
+
+
+def take_rows(raw, idx):
+    """The rows of ``raw`` at positions ``idx`` (ascending), numbered as in the file."""
+    from .lightjson import LightBatch
+    idx = np.asarray(idx, dtype=np.int64)
     take = pa.array(idx)
-    pos = {int(i): j for j, i in enumerate(idx)}
     numbers = raw.record_nos(idx)
+    if isinstance(raw, LightBatch):
+        return _take_light(raw, idx, take, numbers)
+    pos = {int(i): j for j, i in enumerate(idx)}
     return RawBatch(
         raw.table.take(take), raw.path, int(numbers[0]) if len(idx) else raw.first_record,
         problems={pos[i]: why for i, why in raw.problems.items() if i in pos},
@@ -59,3 +94,16 @@ def take_bucket(raw, key, b: int, n: int):
         texts={c: v.take(take) for c, v in raw.texts.items()},
         record_texts=None if raw.record_texts is None else raw.record_texts.take(idx),
         numbers=numbers)
+
+
+def _take_light(raw, idx, take, numbers):
+    """A key-and-cursor batch's rows, with only their lines' bytes (a bucket's share is written
+    to its spill file without the other buckets' lines)."""
+    from .lightjson import LightBatch
+    from .records import SentText, gather
+    block, starts, ends = gather(raw._block, raw._starts[idx], raw._ends[idx])
+    out = LightBatch(raw.table.take(take), raw.path, int(numbers[0]), raw._file, block, starts, ends,
+                     raw._lines[idx], raw._schema, raw._cursor)
+    out.record_texts = SentText(block, starts, ends)
+    out.numbers = numbers
+    return out

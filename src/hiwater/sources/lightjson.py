@@ -40,7 +40,7 @@ class LightBatch(RawBatch):
     def expand(self, rows: np.ndarray) -> RawBatch:
         """The records at these row indices (ascending), fully parsed, numbered as in the file."""
         return _expand(self._block, self._starts[rows], self._ends[rows], self._lines[rows],
-                       self.first_record + rows, self.path, self._file, self._schema, self._cursor)
+                       self.record_nos(rows), self.path, self._file, self._schema, self._cursor)
 
 
 def _expand(block, starts, ends, lines, numbers, name, file, schema, cursor) -> RawBatch:

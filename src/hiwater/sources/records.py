@@ -79,11 +79,27 @@ class SentText:
         compact = []
         for data, starts, ends in self.parts:
             lo, hi = (int(starts.min()), int(ends.max())) if len(starts) else (0, 0)
-            compact.append((data[lo:hi], starts - lo, ends - lo))
+            if int((ends - starts).sum()) < (hi - lo) // 2:  # a few rows of a block (a bucket's share)
+                compact.append(gather(data, starts, ends))
+            else:
+                compact.append((data[lo:hi], starts - lo, ends - lo))
         return compact
 
     def __setstate__(self, state):
         self.parts = state
+
+
+def gather(data, starts: np.ndarray, ends: np.ndarray) -> tuple:
+    """The spans ``[starts, ends)`` of ``data`` copied one after the other: ``(bytes, starts, ends)``."""
+    starts = np.asarray(starts, dtype=np.int64)
+    lengths = np.asarray(ends, dtype=np.int64) - starts
+    new_ends = np.cumsum(lengths, dtype=np.int64)
+    mv = memoryview(data)
+    try:
+        out = b"".join([mv[s:e] for s, e in zip(starts.tolist(), np.asarray(ends).tolist())])
+    finally:
+        mv.release()
+    return out, new_ends - lengths, new_ends
 
 
 def blocks(path: str, size: int) -> Iterator[bytes]:

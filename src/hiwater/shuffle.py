@@ -1,0 +1,118 @@
+"""A bucketed file stream's read phase, planned: its splits, its spill folder, each bucket's share.
+
+The coordinator of ``--buckets N`` over files (a file, a folder, a glob, a prefix) does here what
+is cheap and needs the whole picture: list the files once, choose the files to read from every
+bucket's manifest (a file counts as read only when all N buckets recorded it), cut them into
+splits (:func:`hiwater.sources.splits.plan_splits`) and make the spill folder. The read tasks
+run on the executor (:func:`hiwater.executor.read_splits`); from what they hand back,
+:meth:`ShufflePlan.shares` makes each bucket's :class:`~hiwater.sources.shuffled.BucketShare`
+(its spill files in split order, each split's record offset in its file). The folder is removed
+when the run ends, failed or not (:meth:`ShufflePlan.remove`). docs/scale-out.md has the design.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+
+from .errors import UsageError
+from .sources.csvfile import CsvDialect
+from .sources.files import open_files
+from .sources.shuffled import BucketShare
+from .sources.splits import ReadConfig, plan_splits
+from .spec import Plan, StreamSpec
+
+ENV_SPILL = "HIWATER_SPILL_URL"  # where the spill folders are made (a local or shared folder)
+
+
+@dataclass
+class ShufflePlan:
+    splits: list
+    cfg: ReadConfig
+    dir: str
+    n: int
+    description: str
+    notes: list = field(default_factory=list)
+    tracked: bool = False
+    listed: int = 0
+    read: tuple = ()
+    names: tuple = ()
+    skipped: int = 0
+    listed_paths: frozenset = frozenset()
+
+    def shares(self, reads: list) -> tuple[list, dict]:
+        """Each bucket's share of the read phase's spill files, and the phase's details (each
+        split's file, records and the worker process that parsed it) for the summary."""
+        offsets, seen = [], {}
+        for s, r in zip(self.splits, reads):
+            offsets.append(seen.get(s.path, 0) if s.kind == "bytes" else 0)
+            seen[s.path] = seen.get(s.path, 0) + r.records
+        shares = []
+        for b in range(self.n):
+            parts = tuple((r.files[b], off) for r, off in zip(reads, offsets) if r.files[b] is not None)
+            shares.append(BucketShare(parts, sum(r.rows[b] for r in reads), self.description, self.tracked,
+                                      self.listed, self.read, self.names, self.skipped, self.listed_paths))
+        detail = {"splits": [{"split": s.index, "file": s.name, "kind": s.kind, "records": r.records,
+                              "pid": r.pid} for s, r in zip(self.splits, reads)]}
+        if self.notes:
+            detail["notes"] = list(self.notes)
+        return shares, detail
+
+    def remove(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def plan(spec: StreamSpec, p: Plan, before: dict, manifests: list) -> ShufflePlan:
+    """The read phase of bucketed run ``p`` of the file source of ``spec``: the files to read
+    (those some bucket's manifest does not hold at their version), cut into splits."""
+    o = spec.options
+    dialect = CsvDialect(o.csv_delimiter, o.csv_quote, o.encoding)
+    src = open_files(spec.input, o.format, cursor=o.cursor, batch_size=o.batch_size, csv=dialect)
+    try:
+        out = ShufflePlan([], ReadConfig(tuple(o.key), o.cursor, p.n, o.batch_size, o.format, dialect,
+                                         light=_light(o, [before.get(name) for name in p.names])),
+                          "", p.n, src.description, tracked=src.tracked)
+        if src.tracked:
+            # A file counts as read when every bucket recorded it at this version.
+            first = manifests[0] if manifests else {}
+            known = {path: v for path, v in first.items() if all(m.get(path) == v for m in manifests[1:])}
+            sel = src.select(known, reread=o.reread_files or o.full_load)
+            out.listed, out.read, out.names, out.skipped = sel.listed, tuple(sel.read), tuple(sel.names), sel.skipped
+            out.listed_paths = frozenset(e.path for e in src.entries.values())
+        cores = os.cpu_count() or 1
+        splits = plan_splits(src, max(p.n, cores))
+        out.splits, out.notes = splits.splits, splits.notes
+    finally:
+        src.close()
+    out.dir = tempfile.mkdtemp(prefix="hiwater-spill-", dir=_spill_root(spec))
+    return out
+
+
+def _light(o, states: list) -> bool:
+    """Whether the read tasks read JSON Lines key and cursor first (the loader's ``light_ok``, as
+    far as the coordinator can tell): every bucket's table holds its stream already. A bucket
+    whose pass needs every record in full expands the batches it is given (no parse is lost)."""
+    return (all(s is not None and s.kind is not None and s.watermark is not None for s in states)
+            and not o.full_load and not o.prune and not o.strict and o.delete_field is None
+            and o.on_late != "skip" and o.cursor not in o.key and o.window is None)
+
+
+def _spill_root(spec: StreamSpec) -> str | None:
+    """``HIWATER_SPILL_URL`` (a folder every worker can read and write), else the folder of a
+    local target file, else the system's temporary folder."""
+    root = os.environ.get(ENV_SPILL) or None
+    if root is not None:
+        if root.startswith("file://"):
+            root = root[len("file://"):]
+        if "://" in root:
+            raise UsageError(f"{ENV_SPILL}={root}: the spill location must be a folder (local, or shared by "
+                             f"every worker); an object-store URL is not supported yet")
+        os.makedirs(root, exist_ok=True)
+        return root
+    if spec.db not in (None, ":memory:"):
+        folder = os.path.dirname(os.path.abspath(spec.db))
+        if os.path.isdir(folder) and os.access(folder, os.W_OK):
+            return folder
+    return None

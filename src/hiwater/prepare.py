@@ -19,7 +19,7 @@ from .encode import py_non_finite
 from .jsontext import to_json_text
 from .errors import StrictError, UsageError
 from .sources.base import RawBatch
-from .types import ANY, BOOLEAN, DECIMAL, INTEGER, REAL, TEXT, decimal_fits, fits, logical_type
+from .types import ANY, BOOLEAN, DECIMAL, INTEGER, REAL, TEXT, decimal_fits, fits, logical_type, stored_form
 
 RESERVED = "_hiwater_"
 _DECIMAL_TEXT = r"^\s*[-+]?(\d+(\.\d*)?|\.\d+)\s*$"
@@ -209,6 +209,7 @@ def prepare(raw: RawBatch, *, key: tuple, cursor: str, kind: str | None, tz: dt.
 
     if raw.mixed:
         tbl = _settle_mixed(tbl, raw.mixed, columns, reasons)
+    tbl = _stored_forms(tbl, reasons)
     for k in key:  # a list or object key is keyed by its JSON text, as the JSON array reader gives it
         if k in tbl.column_names and pa.types.is_nested(tbl.column(k).type):
             tbl = tbl.set_column(tbl.column_names.index(k), k, to_json_text(tbl.column(k)))
@@ -360,6 +361,20 @@ def _settle_mixed(tbl: pa.Table, mixed: dict, columns: dict | None, reasons: lis
                 v = int(v)
             clean.append(v)
         tbl = tbl.set_column(tbl.column_names.index(name), name, pa.array(clean, _ARROW[logical]))
+    return tbl
+
+
+def _stored_forms(tbl: pa.Table, reasons: list) -> pa.Table:
+    """Every column in a form its logical type holds (:func:`hiwater.types.stored_form`); a
+    value no target can hold is refused here, its reason naming the field and the Arrow type."""
+    for i, (name, col) in enumerate(zip(tbl.column_names, tbl.columns)):
+        arr, bad, why = stored_form(col)
+        if arr is col or (bad is None and arr.type == col.type):
+            continue
+        if bad is not None:
+            _reason(reasons, bad, lambda r, name=name, col=col, why=why:
+                    f"field {name!r}: value {_short(col[r].as_py())} {why}")
+        tbl = tbl.set_column(i, name, arr)
     return tbl
 
 

@@ -275,6 +275,8 @@ def prepare(raw: RawBatch, *, key: tuple, cursor: str, kind: str | None, tz: dt.
             logical = logical_type(t) if name != cursor or kind != V.INT else INTEGER
             if name == cursor and kind in (V.TIMESTAMP, V.DATE):
                 logical = "text"
+            elif name in raw.undeclared and logical.startswith(DECIMAL):
+                logical = DECIMAL  # no declared precision: a column that keeps any (never the first batch's)
             if logical != ANY:  # a field null so far gets its column with its first value
                 new_columns[name] = logical
             continue
@@ -284,7 +286,9 @@ def prepare(raw: RawBatch, *, key: tuple, cursor: str, kind: str | None, tz: dt.
         if verdict == "yes":
             continue
         nonnull = col.is_valid().to_numpy(zero_copy_only=False)
-        if verdict == "check" and logical.startswith(DECIMAL):
+        if verdict == "check" and logical.startswith(DECIMAL) and pa.types.is_decimal(t):
+            bad = nonnull & ~_decimal_text_fits(col.cast(pa.string()), logical, True)  # each value's digits
+        elif verdict == "check" and logical.startswith(DECIMAL):
             bad = nonnull & ~pc.fill_null(pc.match_substring_regex(col, _DECIMAL_TEXT), False).to_numpy(
                 zero_copy_only=False)
             bad |= nonnull & ~_decimal_text_fits(col, logical)
@@ -406,8 +410,9 @@ def _has_float(t: pa.DataType) -> bool:
     return False
 
 
-def _decimal_text_fits(col, logical: str) -> np.ndarray:
-    """Decimal text whose digits fit a ``decimal(P,S)`` column without rounding."""
+def _decimal_text_fits(col, logical: str, exact: bool = False) -> np.ndarray:
+    """Decimal text whose digits fit a ``decimal(P,S)`` column without rounding (``exact``: the
+    text of an Arrow decimal, whose trailing zeros are its type's scale, not digits sent)."""
     out = []
     for v in col.to_pylist():
         if v is None:
@@ -415,6 +420,8 @@ def _decimal_text_fits(col, logical: str) -> np.ndarray:
             continue
         digits = v.strip().lstrip("+-")
         whole, _, frac = digits.partition(".")
+        if exact:
+            frac = frac.rstrip("0")
         out.append(decimal_fits(len(whole.lstrip("0")) + len(frac), len(frac), logical))
     return np.array(out, dtype=bool)
 

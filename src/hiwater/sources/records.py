@@ -209,8 +209,9 @@ def rows_to_batch(rows: list, path: str, first_record: int, cursor: str, texts: 
     sent_text = None if texts is None else SentText.of(texts)
     if not fields:
         return RawBatch(pa.table({}), path, first_record, problems, rows=len(rows), record_texts=sent_text)
+    undeclared = frozenset(f for f, a in zip(fields, columns) if pa.types.is_decimal(a.type))
     return RawBatch(pa.Table.from_arrays(columns, names=fields), path, first_record, problems, mixed=mixed,
-                    sent=sent, record_texts=sent_text)
+                    sent=sent, record_texts=sent_text, undeclared=undeclared)
 
 
 def _column(values: list):

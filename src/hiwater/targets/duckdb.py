@@ -290,6 +290,8 @@ class DuckDBTarget(SqlTarget):
     def _column_type(self, name: str, logical_type: str) -> str:
         if name == self._cursor_column and self._cursor_kind in CURSOR_TYPES:
             return CURSOR_TYPES[self._cursor_kind]
+        if logical_type == DECIMAL:
+            return "VARCHAR"  # no declared precision: the decimal's own digits (as SQLite, Delta)
         if logical_type.startswith(DECIMAL):
             return decimal_sql(logical_type)
         return SQL_TYPES[logical_type]

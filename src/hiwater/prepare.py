@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import values as V
-from .encode import py_non_finite
+from .encode import NotStorable, py_json, py_non_finite, py_not_storable
 from .jsontext import to_json_text
 from .errors import StrictError, UsageError
 from .sources.base import RawBatch
@@ -188,8 +188,10 @@ def _combine(codes: list) -> np.ndarray:
 
 
 def prepare(raw: RawBatch, *, key: tuple, cursor: str, kind: str | None, tz: dt.tzinfo,
-            columns: dict | None, delete_field: str | None, text_columns=frozenset()) -> Prepared:
-    """Check one batch. ``columns`` is the target table's ``{name: logical type}`` (or None)."""
+            columns: dict | None, delete_field: str | None, text_columns=frozenset(),
+            text_nul: bool = True) -> Prepared:
+    """Check one batch. ``columns`` is the target table's ``{name: logical type}`` (or None);
+    ``text_nul``: whether the target's text may hold NUL characters."""
     tbl = raw.table
     n = len(raw)
     reasons: list = [None] * n
@@ -209,7 +211,7 @@ def prepare(raw: RawBatch, *, key: tuple, cursor: str, kind: str | None, tz: dt.
 
     if raw.mixed:
         tbl = _settle_mixed(tbl, raw.mixed, columns, reasons)
-    tbl = _stored_forms(tbl, reasons)
+    tbl = _stored_forms(tbl, reasons, text_nul)
     for k in key:  # a list or object key is keyed by its JSON text, as the JSON array reader gives it
         if k in tbl.column_names and pa.types.is_nested(tbl.column(k).type):
             tbl = tbl.set_column(tbl.column_names.index(k), k, to_json_text(tbl.column(k)))
@@ -223,7 +225,7 @@ def prepare(raw: RawBatch, *, key: tuple, cursor: str, kind: str | None, tz: dt.
             if nulls.any():
                 _reason(reasons, nulls, f"key field {k!r} is missing or null")
             col = tbl.column(k)
-            if pa.types.is_floating(col.type) or pa.types.is_boolean(col.type):
+            if pa.types.is_floating(col.type) or pa.types.is_boolean(col.type) or pa.types.is_binary(col.type):
                 _reason(reasons, ~nulls, lambda i, k=k, col=col:
                         f"key field {k!r} is {col[i].as_py()!r}, a key must be a string or an integer")
 
@@ -322,7 +324,7 @@ def prepare(raw: RawBatch, *, key: tuple, cursor: str, kind: str | None, tz: dt.
                     stored, fixed)
 
 
-_PY_LOGICAL = {bool: BOOLEAN, int: INTEGER, float: REAL, str: TEXT, dict: TEXT, list: TEXT}
+_PY_LOGICAL = {bool: BOOLEAN, int: INTEGER, float: REAL, str: TEXT, dict: TEXT, list: TEXT, tuple: TEXT}
 _ARROW = {BOOLEAN: pa.bool_(), INTEGER: pa.int64(), REAL: pa.float64(), TEXT: pa.string()}
 
 
@@ -344,22 +346,22 @@ def _settle_mixed(tbl: pa.Table, mixed: dict, columns: dict | None, reasons: lis
                 clean.append(None)
                 continue
             kind = _PY_LOGICAL.get(type(v))
-            ok = v is None or kind == logical or (logical == REAL and kind == INTEGER) or \
+            ok = v is None or kind == logical or (logical == REAL and kind == INTEGER and _exact_real(v)) or \
                 (logical == INTEGER and kind == REAL and float(v).is_integer())
             if ok and logical == INTEGER and v is not None and not (-(2**63) <= int(v) < 2**63):
                 ok = False
             if not ok:
                 if reasons[i] is None:
-                    reasons[i] = (f"field {name!r}: value {_short(v)} does not fit the column's type "
-                                  f"({logical})")
+                    why = py_not_storable(v) if kind is None else None
+                    reasons[i] = f"field {name!r}: value {_short(v)} " + (
+                        why or f"does not fit the column's type ({logical})")
                 v = None
-            elif v is not None and isinstance(v, (dict, list)):
-                import orjson
+            elif v is not None and isinstance(v, (dict, list, tuple)):
                 try:
-                    v = orjson.dumps(v).decode()
-                except TypeError:  # an integer outside 64 bits inside the object
+                    v = py_json(v)
+                except NotStorable as exc:
                     if reasons[i] is None:
-                        reasons[i] = f"field {name!r}: value {_short(v)} holds a number JSON text cannot keep"
+                        reasons[i] = f"field {name!r}: value {_short(v)} {exc}"
                     v = None
             elif v is not None and logical == INTEGER:
                 v = int(v)
@@ -368,18 +370,35 @@ def _settle_mixed(tbl: pa.Table, mixed: dict, columns: dict | None, reasons: lis
     return tbl
 
 
-def _stored_forms(tbl: pa.Table, reasons: list) -> pa.Table:
+def _stored_forms(tbl: pa.Table, reasons: list, text_nul: bool = True) -> pa.Table:
     """Every column in a form its logical type holds (:func:`hiwater.types.stored_form`); a
-    value no target can hold is refused here, its reason naming the field and the Arrow type."""
+    value no target can hold is refused here, its reason naming the field and the Arrow type.
+    Without ``text_nul`` (PostgreSQL), text holding a NUL character is refused too."""
     for i, (name, col) in enumerate(zip(tbl.column_names, tbl.columns)):
         arr, bad, why = stored_form(col)
-        if arr is col or (bad is None and arr.type == col.type):
+        if not text_nul and pa.types.is_string(arr.type) and arr.null_count < len(arr):
+            nul = pc.fill_null(pc.match_substring(arr, "\x00"), False)
+            if pc.any(nul).as_py():
+                nul = nul.to_numpy(zero_copy_only=False)
+                _reason(reasons, nul, lambda r, name=name, arr=arr: f"field {name!r}: text {_short(arr[r].as_py())} "
+                        "holds a NUL character, which PostgreSQL text cannot store")
+                arr = pc.if_else(pa.array(nul), pa.scalar(None, pa.string()), arr)
+                bad = nul if bad is None else (bad | nul)
+        if bad is None and arr.type == col.type:
             continue
-        if bad is not None:
+        if why is not None:
             _reason(reasons, bad, lambda r, name=name, col=col, why=why:
                     f"field {name!r}: value {_short(col[r].as_py())} {why}")
         tbl = tbl.set_column(i, name, arr)
     return tbl
+
+
+def _exact_real(v: int) -> bool:
+    """Whether an integer is a double exactly (a REAL column would round a larger one)."""
+    try:
+        return int(float(v)) == v
+    except OverflowError:
+        return False
 
 
 def _non_finite(col) -> np.ndarray | None:

@@ -53,7 +53,7 @@ def stored_form(col) -> tuple:
     value set to null) and ``why`` the reason's tail (naming the Arrow type). The one place
     where an Arrow type that no target stores as it is becomes one that every target does:
 
-    - dictionary-encoded values: the values (the dictionary is a storage detail);
+    - dictionary-encoded values: the values (the dictionary is a storage detail); a UUID: its text;
     - string_view: string; binary_view / large / fixed-size binary: binary (bytes);
     - time32/time64: ISO text at the unit's precision (``23:59:59.999999999``);
     - duration: ISO 8601 text in seconds (``PT86400S``, ``-PT0.000001S``);
@@ -66,6 +66,10 @@ def stored_form(col) -> tuple:
     t = col.type
     if pa.types.is_dictionary(t):
         return stored_form(col.cast(t.value_type))
+    if isinstance(t, pa.BaseExtensionType):  # a UUID as its text; any other as its storage type
+        if getattr(t, "extension_name", "") == "arrow.uuid":
+            return pa.array([None if v is None else str(v) for v in col.to_pylist()], pa.string()), None, None
+        return stored_form(col.storage)
     if str(t) == "string_view":
         return col.cast(pa.string()), None, None
     if is_binary(t) and not pa.types.is_binary(t):

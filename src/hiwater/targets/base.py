@@ -54,10 +54,13 @@ class Capabilities:
     ``"optimistic"`` (nothing held; the later of two commits of one stream fails).
     ``meta_atomic``: history, quarantine and manifest rows commit in the data's transaction
     (SQL), or are written first and count only once the data's commit reaches them (Delta).
+    ``text_nul``: text may hold the NUL character (PostgreSQL's cannot: such a value is refused
+    per record, its reason naming the field).
     """
 
     lock: str = "session"
     meta_atomic: bool = True
+    text_nul: bool = True
 
 
 @dataclass(frozen=True)

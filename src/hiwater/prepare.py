@@ -138,6 +138,32 @@ def check_fields(fields: set, key, cursor: str, description: str) -> None:
                              f"(its fields: {shown})", hint=hint)
 
 
+def check_names(names: list, columns: dict | None, path: str, fold_case: bool) -> None:
+    """Field names a table can have as columns: none empty, none twice, and (on a target whose
+    names ignore case) no two that differ only in case, in the batch or against the table. A
+    source that breaks this is refused whole (a usage error naming the field), never merged."""
+    seen: dict = {}
+    for name in names:
+        if name == "":
+            raise UsageError(f"{path}: a field has an empty name, which no table column can have",
+                             hint="name the field in the source")
+        folded = name.lower() if fold_case else name
+        if folded in seen:
+            what = (f"the field {name!r} appears twice" if seen[folded] == name else
+                    f"the fields {seen[folded]!r} and {name!r} differ only in case, which this target's "
+                    "column names do not tell apart")
+            raise UsageError(f"{path}: {what}", hint="rename one of them in the source")
+        seen[folded] = name
+    if fold_case and columns:
+        have = {c.lower(): c for c in columns}
+        for name in names:
+            other = have.get(name.lower())
+            if other is not None and other != name:
+                raise UsageError(f"{path}: the field {name!r} and the table's column {other!r} differ only "
+                                 "in case, which this target's column names do not tell apart",
+                                 hint=f"rename the field to {other!r} in the source")
+
+
 def _reason(reasons: list, mask: np.ndarray, text) -> None:
     for i in np.flatnonzero(mask):
         if reasons[i] is None:
@@ -189,14 +215,16 @@ def _combine(codes: list) -> np.ndarray:
 
 def prepare(raw: RawBatch, *, key: tuple, cursor: str, kind: str | None, tz: dt.tzinfo,
             columns: dict | None, delete_field: str | None, text_columns=frozenset(),
-            text_nul: bool = True) -> Prepared:
+            text_nul: bool = True, fold_case: bool = False) -> Prepared:
     """Check one batch. ``columns`` is the target table's ``{name: logical type}`` (or None);
-    ``text_nul``: whether the target's text may hold NUL characters."""
+    ``text_nul``: whether the target's text may hold NUL characters; ``fold_case``: whether its
+    column names that differ only in case are one."""
     tbl = raw.table
     n = len(raw)
     reasons: list = [None] * n
     for i, why in raw.problems.items():
         reasons[i] = why
+    check_names(tbl.column_names, columns, raw.path, fold_case)
     for name in tbl.column_names:
         if name.lower().startswith(RESERVED):
             raise UsageError(f"{raw.path}: the source has a field named {name!r}; names starting with "
@@ -365,6 +393,8 @@ def _settle_mixed(tbl: pa.Table, mixed: dict, columns: dict | None, reasons: lis
                     v = None
             elif v is not None and logical == INTEGER:
                 v = int(v)
+            elif v is not None and logical == REAL:
+                v = float(v)  # (an integer a double holds exactly, 2**70 too)
             clean.append(v)
         tbl = tbl.set_column(tbl.column_names.index(name), name, pa.array(clean, _ARROW[logical]))
     return tbl

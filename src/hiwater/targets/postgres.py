@@ -70,7 +70,7 @@ SPELLING = Spelling(text="text", big="bigint", int="integer", real="double preci
 
 class PostgresTarget(SqlTarget):
     spelling = SPELLING
-    capabilities = Capabilities(text_nul=False)
+    capabilities = Capabilities(text_nul=False, fold_case=False)
     placeholder = "%s"
     _driver_error = psycopg.Error
 

@@ -340,3 +340,19 @@ def test_postgresql_text_with_nul_is_refused_per_record(tmp_path, request):
     assert summary is not None and summary.counts.loaded == 1, refusal
     assert [r["v"] for r in read_table(url, "t")] == ["ok"]
     assert any("'v'" in r and "NUL" in r for r in _reasons(url))
+
+
+def test_a_json_column_with_a_float_and_a_huge_integer_is_judged_per_record(tmp_path):
+    """The issue's known bug: a JSON Lines column holding 1.5 and an integer beyond 64 bits was
+    an internal error (ArrowInvalid). Now the integer a double holds exactly is stored, the one it
+    would round is refused by name."""
+    path = tmp_path / "in.jsonl"
+    path.write_text('{"id":1,"t":"2025-01-01T00:00:00Z","v":1.5}\n'
+                    '{"id":2,"t":"2025-01-01T00:00:00Z","v":123456789012345678901234}\n'
+                    '{"id":3,"t":"2025-01-01T00:00:00Z","v":1180591620717411303424}\n')
+    url = f"sqlite:///{tmp_path / 't.db'}"
+    summary, refusal = _load(str(path), url, key="id", cursor="t")
+    assert summary is not None and summary.counts.loaded == 2, refusal
+    assert {r["id"]: r["v"] for r in read_table(url, "t")} == {1: 1.5, 3: float(2 ** 70)}
+    (reason,) = _reasons(url)
+    assert "'v'" in reason and "123456789012345678901234" in reason

@@ -20,7 +20,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from hiwater import values as V
-from hiwater.types import ANY, BOOLEAN, DECIMAL, INTEGER, REAL, TEXT
+from hiwater.types import ANY, BINARY, BOOLEAN, DECIMAL, INTEGER, REAL, TEXT
 
 ROOT = Path(__file__).resolve().parent.parent
 CURSOR = "c"  # a cursor column's name, for asking a target its column type
@@ -31,11 +31,15 @@ P, S = 31, 7
 ROWS = [
     ("integer", INTEGER),
     ("real (floats)", REAL),
-    ("text (strings, nested values as JSON text, non-cursor timestamps as ISO text)", TEXT),
+    ("text (strings, nested values as JSON text, non-cursor timestamps, times and durations as ISO text)",
+     TEXT),
     ("boolean", BOOLEAN),
+    ("binary (bytes: Arrow binary, large_binary, fixed_size_binary; Python bytes)", BINARY),
     ("any (a field seen only as null so far)", ANY),
-    ("decimal(P,S) (Parquet/Arrow decimals, a database's `numeric`/`DECIMAL` values)", f"{DECIMAL}({P},{S})"),
-    ("decimal without a fixed precision and scale", DECIMAL),
+    ("decimal(P,S) (Parquet/Arrow decimals, a database column declared `numeric(P,S)`/`DECIMAL(P,S)`: "
+     "the declared precision, whatever the first values)", f"{DECIMAL}({P},{S})"),
+    ("decimal without a declared precision (Python `Decimal` values, a `numeric` column without one)",
+     DECIMAL),
 ]
 CURSORS = [("the cursor, timestamps", V.TIMESTAMP), ("the cursor, dates", V.DATE),
            ("the cursor, integers", V.INT)]
@@ -47,7 +51,8 @@ NOTES = {
                DECIMAL: "the decimal's own digits"},
     "postgresql": {ANY: "later values of any type are kept as JSON", V.TIMESTAMP: "microseconds kept",
                    f"{DECIMAL}({P},{S})": "exact, any scale", DECIMAL: "exact, any scale"},
-    "duckdb": {V.TIMESTAMP: "microseconds kept", f"{DECIMAL}({P},{S})": "exact"},
+    "duckdb": {V.TIMESTAMP: "microseconds kept", f"{DECIMAL}({P},{S})": "exact",
+               DECIMAL: "the decimal's own digits, exact whatever precision a later value has"},
     "delta": {DECIMAL: "its digits, exact", TEXT: "also the cursor's text as sent"},
 }
 
@@ -91,6 +96,47 @@ def type_table(target: str) -> str:
         note = notes.get(key)
         lines.append(f"| {label} | {shown}{' — ' + note if note else ''} |")
     lines.append(f"| `_hiwater_cursor`, `_hiwater_run` (hidden bookkeeping) | {HIDDEN[target]} |")
+    return "\n".join(lines) + "\n"
+
+
+def _arrow_samples() -> list:
+    """``[(Arrow type name, type)]``: the types the Arrow table of docs/files.md shows."""
+    import pyarrow as pa
+    return [("int8 … int64, uint8 … uint32", pa.int32()), ("uint64", pa.uint64()),
+            ("float16, float32, float64", pa.float64()), ("bool", pa.bool_()),
+            ("decimal128(P,S), decimal256(P,S) with P ≤ 38", pa.decimal128(P, S)),
+            ("decimal256(P,S) with P > 38", pa.decimal256(76, S)),
+            ("decimal(P,S) with a negative scale", pa.decimal128(5, -3)),
+            ("string, large_string, string_view, dictionary-encoded", pa.string()),
+            ("binary, large_binary, fixed_size_binary", pa.binary()),
+            ("date32, date64", pa.date32()), ("timestamp[s/ms/us] (with or without a zone)", pa.timestamp("us")),
+            ("time32, time64", pa.time64("ns")), ("duration", pa.duration("us")),
+            ("list, large_list, struct, map", pa.list_(pa.int64())), ("null", pa.null())]
+
+
+ARROW_NOTES = {
+    "uint64": "a value above 2⁶³−1 is refused (per record: no target has an unsigned 64-bit column)",
+    "decimal256(P,S) with P > 38": "the decimal's own digits (no target but PostgreSQL keeps more than 38)",
+    "decimal(P,S) with a negative scale": "the same values at scale 0: `decimal(5,-3)` → `decimal(8,0)`",
+    "date32, date64": "ISO text (`2024-02-29`)",
+    "timestamp[s/ms/us] (with or without a zone)": "ISO text at full precision, its offset kept",
+    "time32, time64": "ISO text at the unit's precision (`23:59:59.999999999`)",
+    "duration": "ISO 8601 seconds, exact (`PT86400S`, `-PT0.000001S`)",
+    "list, large_list, struct, map": "JSON text (a map as a list of `[key, value]` pairs)",
+    "null": "no column until a value arrives",
+}
+
+
+def arrow_table() -> str:
+    """How each Arrow type is stored: its logical type, from hiwater.types (stored_form, logical_type)."""
+    import pyarrow as pa
+
+    from hiwater.types import logical_type, stored_form
+    lines = ["| Arrow type (Parquet, Arrow, pandas) | logical type | |", "| --- | --- | --- |"]
+    for label, t in _arrow_samples():
+        arr, _, _ = stored_form(pa.nulls(1, t))
+        logical = logical_type(arr.type).replace(f"({P},{S})", "(P,S)")
+        lines.append(f"| {label} | {logical} | {ARROW_NOTES.get(label, '')} |")
     return "\n".join(lines) + "\n"
 
 
@@ -151,6 +197,7 @@ def parts() -> dict:
     out = {ROOT / "docs" / "databases" / f"{t}.md": {"types": type_table(t)}
            for t in TITLE}
     out[ROOT / "README.md"] = {"speed": _wrap(readme_figures())}
+    out[ROOT / "docs" / "files.md"] = {"arrow-types": arrow_table()}
     return out
 
 

@@ -36,6 +36,65 @@ def _json_default(v):
     return str(v)
 
 
+class NotStorable(ValueError):
+    """A Python value that no JSON text keeps as it was sent; ``str()`` is the reason."""
+
+
+def py_json(v) -> str:
+    """A nested Python value (dict, list, tuple) as JSON text, exactly as sent: decimals keep their
+    digits, dates and times their ISO text, a timedelta its ISO 8601 seconds. Raises
+    :class:`NotStorable` with the reason for what JSON cannot keep (an object key that is not a
+    string, a set, bytes, an integer beyond 64 bits, any other object)."""
+    try:
+        return orjson.dumps(v, default=_nested_default).decode()
+    except TypeError:
+        raise NotStorable(py_not_storable(v) or "holds a value JSON text cannot keep") from None
+
+
+def _nested_default(v):
+    import decimal
+    if isinstance(v, decimal.Decimal) and v.is_finite():
+        return orjson.Fragment(str(v))
+    if isinstance(v, dt.timedelta):
+        return duration_iso(v)
+    raise TypeError
+
+
+def duration_iso(v: dt.timedelta) -> str:
+    """A timedelta as ISO 8601 seconds, exact (``PT86400S``, ``-PT0.000001S``)."""
+    us = (v.days * 86_400 + v.seconds) * 1_000_000 + v.microseconds
+    whole, frac = divmod(abs(us), 1_000_000)
+    text = f"{whole}.{frac:06d}".rstrip("0").rstrip(".")
+    return f"{'-' if us < 0 else ''}PT{text}S"
+
+
+def py_not_storable(v) -> str | None:
+    """Why a Python value (at any depth) cannot be kept as JSON text, or None."""
+    import decimal
+    import uuid
+    if v is None or isinstance(v, (bool, str, float, dt.date, dt.time, dt.timedelta, uuid.UUID)):
+        return None
+    if isinstance(v, int):
+        return None if -(2**63) <= v < 2**64 else "holds a number JSON text cannot keep"
+    if isinstance(v, decimal.Decimal):
+        return None if v.is_finite() else f"holds {v}, not a finite number"
+    if isinstance(v, dict):
+        for k, x in v.items():
+            if not isinstance(k, str):
+                return f"has an object key {k!r} ({type(k).__name__}), not a string"
+            why = py_not_storable(x)
+            if why:
+                return why
+        return None
+    if isinstance(v, (list, tuple)):
+        return next((why for why in map(py_not_storable, v) if why), None)
+    if isinstance(v, (set, frozenset)):
+        return "holds a set, which has no order to keep (send a list)"
+    if isinstance(v, (bytes, bytearray, memoryview)):
+        return "holds bytes inside an object or list (JSON has no bytes; send them as a field of their own)"
+    return f"holds a {type(v).__name__}, which is not a value hiwater stores"
+
+
 def py_non_finite(v) -> bool:
     """Whether a Python value holds NaN or ±Infinity anywhere (nested values too)."""
     if isinstance(v, float):

@@ -334,7 +334,9 @@ class Loader:
             fields.update(raw.table.column_names)
             self.judged.check(raw, o.cursor, self.kind, b.columns)
             p = prepare(raw, key=tuple(o.key), cursor=o.cursor, kind=self.kind, tz=self.tz,
-                        columns=b.columns, delete_field=o.delete_field, text_columns=self.judged.text_columns)
+                        columns=b.columns, delete_field=o.delete_field, text_columns=self.judged.text_columns,
+                        text_nul=self.target.capabilities.text_nul,
+                        fold_case=self.target.capabilities.fold_case)
             if self.kind is None and p.kind is not None:
                 self.state.kind = p.kind
                 check_durations(o, self.kind, self.tz)

@@ -15,11 +15,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import values as V
-from .encode import py_non_finite
+from .encode import NotStorable, py_json, py_non_finite, py_not_storable
 from .jsontext import to_json_text
 from .errors import StrictError, UsageError
 from .sources.base import RawBatch
-from .types import ANY, BOOLEAN, DECIMAL, INTEGER, REAL, TEXT, decimal_fits, fits, logical_type
+from .types import ANY, BOOLEAN, DECIMAL, INTEGER, REAL, TEXT, decimal_fits, fits, logical_type, stored_form
 
 RESERVED = "_hiwater_"
 _DECIMAL_TEXT = r"^\s*[-+]?(\d+(\.\d*)?|\.\d+)\s*$"
@@ -138,6 +138,32 @@ def check_fields(fields: set, key, cursor: str, description: str) -> None:
                              f"(its fields: {shown})", hint=hint)
 
 
+def check_names(names: list, columns: dict | None, path: str, fold_case: bool) -> None:
+    """Field names a table can have as columns: none empty, none twice, and (on a target whose
+    names ignore case) no two that differ only in case, in the batch or against the table. A
+    source that breaks this is refused whole (a usage error naming the field), never merged."""
+    seen: dict = {}
+    for name in names:
+        if name == "":
+            raise UsageError(f"{path}: a field has an empty name, which no table column can have",
+                             hint="name the field in the source")
+        folded = name.lower() if fold_case else name
+        if folded in seen:
+            what = (f"the field {name!r} appears twice" if seen[folded] == name else
+                    f"the fields {seen[folded]!r} and {name!r} differ only in case, which this target's "
+                    "column names do not tell apart")
+            raise UsageError(f"{path}: {what}", hint="rename one of them in the source")
+        seen[folded] = name
+    if fold_case and columns:
+        have = {c.lower(): c for c in columns}
+        for name in names:
+            other = have.get(name.lower())
+            if other is not None and other != name:
+                raise UsageError(f"{path}: the field {name!r} and the table's column {other!r} differ only "
+                                 "in case, which this target's column names do not tell apart",
+                                 hint=f"rename the field to {other!r} in the source")
+
+
 def _reason(reasons: list, mask: np.ndarray, text) -> None:
     for i in np.flatnonzero(mask):
         if reasons[i] is None:
@@ -188,13 +214,17 @@ def _combine(codes: list) -> np.ndarray:
 
 
 def prepare(raw: RawBatch, *, key: tuple, cursor: str, kind: str | None, tz: dt.tzinfo,
-            columns: dict | None, delete_field: str | None, text_columns=frozenset()) -> Prepared:
-    """Check one batch. ``columns`` is the target table's ``{name: logical type}`` (or None)."""
+            columns: dict | None, delete_field: str | None, text_columns=frozenset(),
+            text_nul: bool = True, fold_case: bool = False) -> Prepared:
+    """Check one batch. ``columns`` is the target table's ``{name: logical type}`` (or None);
+    ``text_nul``: whether the target's text may hold NUL characters; ``fold_case``: whether its
+    column names that differ only in case are one."""
     tbl = raw.table
     n = len(raw)
     reasons: list = [None] * n
     for i, why in raw.problems.items():
         reasons[i] = why
+    check_names(tbl.column_names, columns, raw.path, fold_case)
     for name in tbl.column_names:
         if name.lower().startswith(RESERVED):
             raise UsageError(f"{raw.path}: the source has a field named {name!r}; names starting with "
@@ -209,6 +239,7 @@ def prepare(raw: RawBatch, *, key: tuple, cursor: str, kind: str | None, tz: dt.
 
     if raw.mixed:
         tbl = _settle_mixed(tbl, raw.mixed, columns, reasons)
+    tbl = _stored_forms(tbl, reasons, text_nul)
     for k in key:  # a list or object key is keyed by its JSON text, as the JSON array reader gives it
         if k in tbl.column_names and pa.types.is_nested(tbl.column(k).type):
             tbl = tbl.set_column(tbl.column_names.index(k), k, to_json_text(tbl.column(k)))
@@ -222,7 +253,7 @@ def prepare(raw: RawBatch, *, key: tuple, cursor: str, kind: str | None, tz: dt.
             if nulls.any():
                 _reason(reasons, nulls, f"key field {k!r} is missing or null")
             col = tbl.column(k)
-            if pa.types.is_floating(col.type) or pa.types.is_boolean(col.type):
+            if pa.types.is_floating(col.type) or pa.types.is_boolean(col.type) or pa.types.is_binary(col.type):
                 _reason(reasons, ~nulls, lambda i, k=k, col=col:
                         f"key field {k!r} is {col[i].as_py()!r}, a key must be a string or an integer")
 
@@ -274,6 +305,8 @@ def prepare(raw: RawBatch, *, key: tuple, cursor: str, kind: str | None, tz: dt.
             logical = logical_type(t) if name != cursor or kind != V.INT else INTEGER
             if name == cursor and kind in (V.TIMESTAMP, V.DATE):
                 logical = "text"
+            elif name in raw.undeclared and logical.startswith(DECIMAL):
+                logical = DECIMAL  # no declared precision: a column that keeps any (never the first batch's)
             if logical != ANY:  # a field null so far gets its column with its first value
                 new_columns[name] = logical
             continue
@@ -283,7 +316,9 @@ def prepare(raw: RawBatch, *, key: tuple, cursor: str, kind: str | None, tz: dt.
         if verdict == "yes":
             continue
         nonnull = col.is_valid().to_numpy(zero_copy_only=False)
-        if verdict == "check" and logical.startswith(DECIMAL):
+        if verdict == "check" and logical.startswith(DECIMAL) and pa.types.is_decimal(t):
+            bad = nonnull & ~_decimal_text_fits(col.cast(pa.string()), logical, True)  # each value's digits
+        elif verdict == "check" and logical.startswith(DECIMAL):
             bad = nonnull & ~pc.fill_null(pc.match_substring_regex(col, _DECIMAL_TEXT), False).to_numpy(
                 zero_copy_only=False)
             bad |= nonnull & ~_decimal_text_fits(col, logical)
@@ -317,7 +352,7 @@ def prepare(raw: RawBatch, *, key: tuple, cursor: str, kind: str | None, tz: dt.
                     stored, fixed)
 
 
-_PY_LOGICAL = {bool: BOOLEAN, int: INTEGER, float: REAL, str: TEXT, dict: TEXT, list: TEXT}
+_PY_LOGICAL = {bool: BOOLEAN, int: INTEGER, float: REAL, str: TEXT, dict: TEXT, list: TEXT, tuple: TEXT}
 _ARROW = {BOOLEAN: pa.bool_(), INTEGER: pa.int64(), REAL: pa.float64(), TEXT: pa.string()}
 
 
@@ -339,28 +374,61 @@ def _settle_mixed(tbl: pa.Table, mixed: dict, columns: dict | None, reasons: lis
                 clean.append(None)
                 continue
             kind = _PY_LOGICAL.get(type(v))
-            ok = v is None or kind == logical or (logical == REAL and kind == INTEGER) or \
+            ok = v is None or kind == logical or (logical == REAL and kind == INTEGER and _exact_real(v)) or \
                 (logical == INTEGER and kind == REAL and float(v).is_integer())
             if ok and logical == INTEGER and v is not None and not (-(2**63) <= int(v) < 2**63):
                 ok = False
             if not ok:
                 if reasons[i] is None:
-                    reasons[i] = (f"field {name!r}: value {_short(v)} does not fit the column's type "
-                                  f"({logical})")
+                    why = py_not_storable(v) if kind is None else None
+                    reasons[i] = f"field {name!r}: value {_short(v)} " + (
+                        why or f"does not fit the column's type ({logical})")
                 v = None
-            elif v is not None and isinstance(v, (dict, list)):
-                import orjson
+            elif v is not None and isinstance(v, (dict, list, tuple)):
                 try:
-                    v = orjson.dumps(v).decode()
-                except TypeError:  # an integer outside 64 bits inside the object
+                    v = py_json(v)
+                except NotStorable as exc:
                     if reasons[i] is None:
-                        reasons[i] = f"field {name!r}: value {_short(v)} holds a number JSON text cannot keep"
+                        reasons[i] = f"field {name!r}: value {_short(v)} {exc}"
                     v = None
             elif v is not None and logical == INTEGER:
                 v = int(v)
+            elif v is not None and logical == REAL:
+                v = float(v)  # (an integer a double holds exactly, 2**70 too)
             clean.append(v)
         tbl = tbl.set_column(tbl.column_names.index(name), name, pa.array(clean, _ARROW[logical]))
     return tbl
+
+
+def _stored_forms(tbl: pa.Table, reasons: list, text_nul: bool = True) -> pa.Table:
+    """Every column in a form its logical type holds (:func:`hiwater.types.stored_form`); a
+    value no target can hold is refused here, its reason naming the field and the Arrow type.
+    Without ``text_nul`` (PostgreSQL), text holding a NUL character is refused too."""
+    for i, (name, col) in enumerate(zip(tbl.column_names, tbl.columns)):
+        arr, bad, why = stored_form(col)
+        if not text_nul and pa.types.is_string(arr.type) and arr.null_count < len(arr):
+            nul = pc.fill_null(pc.match_substring(arr, "\x00"), False)
+            if pc.any(nul).as_py():
+                nul = nul.to_numpy(zero_copy_only=False)
+                _reason(reasons, nul, lambda r, name=name, arr=arr: f"field {name!r}: text {_short(arr[r].as_py())} "
+                        "holds a NUL character, which PostgreSQL text cannot store")
+                arr = pc.if_else(pa.array(nul), pa.scalar(None, pa.string()), arr)
+                bad = nul if bad is None else (bad | nul)
+        if bad is None and arr.type == col.type:
+            continue
+        if why is not None:
+            _reason(reasons, bad, lambda r, name=name, col=col, why=why:
+                    f"field {name!r}: value {_short(col[r].as_py())} {why}")
+        tbl = tbl.set_column(i, name, arr)
+    return tbl
+
+
+def _exact_real(v: int) -> bool:
+    """Whether an integer is a double exactly (a REAL column would round a larger one)."""
+    try:
+        return int(float(v)) == v
+    except OverflowError:
+        return False
 
 
 def _non_finite(col) -> np.ndarray | None:
@@ -391,8 +459,9 @@ def _has_float(t: pa.DataType) -> bool:
     return False
 
 
-def _decimal_text_fits(col, logical: str) -> np.ndarray:
-    """Decimal text whose digits fit a ``decimal(P,S)`` column without rounding."""
+def _decimal_text_fits(col, logical: str, exact: bool = False) -> np.ndarray:
+    """Decimal text whose digits fit a ``decimal(P,S)`` column without rounding (``exact``: the
+    text of an Arrow decimal, whose trailing zeros are its type's scale, not digits sent)."""
     out = []
     for v in col.to_pylist():
         if v is None:
@@ -400,6 +469,8 @@ def _decimal_text_fits(col, logical: str) -> np.ndarray:
             continue
         digits = v.strip().lstrip("+-")
         whole, _, frac = digits.partition(".")
+        if exact:
+            frac = frac.rstrip("0")
         out.append(decimal_fits(len(whole.lstrip("0")) + len(frac), len(frac), logical))
     return np.array(out, dtype=bool)
 

@@ -188,7 +188,7 @@ def test_pg_type_mapping(pg, pg_schema, tmp_path):
     schema = next(src.batches()).table.schema
     src.close()
     assert {f.name: str(f.type) for f in schema} == {
-        "id": "int64", "big": "int64", "num": "decimal128(8, 4)", "txt": "string", "vc": "string",
+        "id": "int64", "big": "int64", "num": "decimal128(12, 4)", "txt": "string", "vc": "string",
         "ts": "timestamp[us]", "tstz": "timestamp[us, tz=UTC]", "d": "date32[day]", "js": "string",
         "jb": "string", "flag": "bool", "modified_at": "timestamp[us, tz=UTC]"}
     db = tmp_path / "t.db"
@@ -333,7 +333,7 @@ def test_mysql_type_mapping(mysql, mysql_db, tmp_path):
     schema = next(src.batches()).table.schema
     src.close()
     assert {f.name: str(f.type) for f in schema} == {
-        "id": "int64", "big": "int64", "num": "decimal128(8, 4)", "txt": "string", "vc": "string",
+        "id": "int64", "big": "int64", "num": "decimal128(12, 4)", "txt": "string", "vc": "string",
         "ts": "timestamp[us]", "tstamp": "timestamp[us, tz=UTC]", "d": "date32[day]", "js": "string",
         "flag": "int64", "modified_at": "timestamp[us]"}
     db = tmp_path / "t.db"

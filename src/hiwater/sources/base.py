@@ -36,6 +36,9 @@ class RawBatch:
     # The 1-based record number of each row, when the rows are not consecutive records (a
     # bucket's rows, or the records of a LightBatch that must be written); sorted ascending.
     numbers: object = None
+    # Columns whose decimal type was inferred from the values (Python Decimals, a SQL numeric
+    # without precision), not declared by the source: their column keeps any precision.
+    undeclared: frozenset = frozenset()
 
     def record_numbers(self):
         """Every row's record number."""

@@ -124,6 +124,21 @@ class Dialect:
         return col.kind == TS_TZ or (col.kind == TS_NAIVE and self.tz is dt.timezone.utc)
 
 
+def declared_decimal(precision, scale):
+    """The Arrow type of a column declared ``numeric(P,S)`` / ``DECIMAL(P,S)``: the source's own
+    precision, so the target column is declared alike and a later, larger amount still fits
+    (None: no declared precision, or more digits than Arrow's decimal128 keeps)."""
+    if precision is None or scale is None or not 0 < precision <= 38 or not 0 <= scale <= precision:
+        return None
+    return pa.decimal128(precision, scale)
+
+
+def _unsigned(field) -> bool:
+    """Whether a pymysql result field is UNSIGNED (its display length has no sign then); unknown
+    counts as unsigned, the side that declares one digit more, never one less."""
+    return field is None or bool(getattr(field, "flags", 0) & 32)  # UNSIGNED_FLAG
+
+
 class Postgres(Dialect):
     name = "postgresql"
     OIDS = {16: ("bool", pa.bool_()), 20: (INT, pa.int64()), 21: (INT, pa.int64()), 23: (INT, pa.int64()),
@@ -186,6 +201,8 @@ class Postgres(Dialect):
         out = []
         for d in cur.description:
             kind, arrow = self.OIDS.get(d.type_code, (OTHER, None))
+            if kind == "numeric":
+                arrow = declared_decimal(d.precision, d.scale)
             out.append(Column(d.name, kind, arrow))
         return out
 
@@ -256,15 +273,16 @@ class MySQL(Dialect):
         with self.conn.cursor() as cur:
             cur.execute(f"SELECT * FROM {base} LIMIT 0")
             desc = cur.description
+            fields = getattr(getattr(cur, "_result", None), "fields", None) or [None] * len(desc)
         out = []
-        for d in desc:
+        for d, field in zip(desc, fields):
             t = d[1]
             if t in (F.TINY, F.SHORT, F.LONG, F.LONGLONG, F.INT24, F.YEAR):
                 kind, arrow = INT, pa.int64()
             elif t in (F.FLOAT, F.DOUBLE):
                 kind, arrow = "float", pa.float64()
-            elif t in (F.DECIMAL, F.NEWDECIMAL):
-                kind, arrow = "numeric", None
+            elif t in (F.DECIMAL, F.NEWDECIMAL):  # d[4]: the display length (digits, sign, point)
+                kind, arrow = "numeric", declared_decimal(d[4] - (d[5] > 0) - (not _unsigned(field)), d[5])
             elif t == F.TIMESTAMP:
                 kind, arrow = TS_TZ, pa.timestamp("us", tz="UTC")
             elif t == F.DATETIME:

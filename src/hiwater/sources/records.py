@@ -24,6 +24,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..encode import NotStorable, py_json
 from ..errors import InputError
 from .base import RawBatch
 
@@ -205,11 +206,16 @@ def rows_to_batch(rows: list, path: str, first_record: int, cursor: str, texts: 
         if not isinstance(row, dict):
             problems[i] = f"record is a {_pykind(row)}, not an object"
             continue
+        bad = next((k for k in row if not isinstance(k, str)), None)
+        if bad is not None:  # (a DataFrame's or a dict's non-string column name: never a str() of it)
+            problems[i] = f"field name {bad!r} is a {type(bad).__name__}, not a string"
+            continue
         for k in row:
             names.setdefault(k, None)
     columns, fields, mixed, sent = [], [], {}, {}
     for name in names:
-        values = [row.get(name) if isinstance(row, dict) else None for row in rows]
+        values = [row.get(name) if isinstance(row, dict) and i not in problems else None
+                  for i, row in enumerate(rows)]
         if name == cursor:
             # The cursor keeps its raw values; its parser judges them.
             values = [v if v is None or isinstance(v, (str, int)) and not isinstance(v, bool)
@@ -225,8 +231,9 @@ def rows_to_batch(rows: list, path: str, first_record: int, cursor: str, texts: 
     sent_text = None if texts is None else SentText.of(texts)
     if not fields:
         return RawBatch(pa.table({}), path, first_record, problems, rows=len(rows), record_texts=sent_text)
+    undeclared = frozenset(f for f, a in zip(fields, columns) if pa.types.is_decimal(a.type))
     return RawBatch(pa.Table.from_arrays(columns, names=fields), path, first_record, problems, mixed=mixed,
-                    sent=sent, record_texts=sent_text)
+                    sent=sent, record_texts=sent_text, undeclared=undeclared)
 
 
 def _column(values: list):
@@ -245,7 +252,10 @@ def _column(values: list):
     if pa.types.is_struct(t) or pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_map(t):
         if non_finite_or_beyond(arr, float("inf")):
             return None  # JSON text cannot hold NaN or Infinity: prepare judges the values
-        return pa.array([None if v is None else orjson.dumps(v).decode() for v in values], pa.string())
+        try:
+            return pa.array([None if v is None else py_json(v) for v in values], pa.string())
+        except NotStorable:
+            return None  # prepare gives each value that JSON cannot keep its reason
     return arr
 
 

@@ -225,7 +225,10 @@ class SqlSource(Source):
                 arr = pa.nulls(len(values))
             arrays.append(arr)
             fields.append(info.name)
-        return RawBatch(pa.Table.from_arrays(arrays, names=fields), self.description, first, mixed=mixed)
+        undeclared = frozenset(info.name for info, a in zip(self.columns, arrays)
+                               if info.arrow is None and pa.types.is_decimal(a.type))
+        return RawBatch(pa.Table.from_arrays(arrays, names=fields), self.description, first, mixed=mixed,
+                        undeclared=undeclared)
 
 
 def _to_arrow(values, info: Column):
@@ -240,9 +243,7 @@ def _to_arrow(values, info: Column):
         arr = pa.array(values)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
         return None
-    if pa.types.is_decimal(arr.type) and arr.type.precision > 38:
-        arr = pa.array([None if v is None else float(v) for v in values], pa.float64())
-    return arr
+    return arr  # a decimal beyond 38 digits: its digits as text (types.stored_form)
 
 
 def _plain(v):

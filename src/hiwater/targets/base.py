@@ -54,10 +54,16 @@ class Capabilities:
     ``"optimistic"`` (nothing held; the later of two commits of one stream fails).
     ``meta_atomic``: history, quarantine and manifest rows commit in the data's transaction
     (SQL), or are written first and count only once the data's commit reaches them (Delta).
+    ``text_nul``: text may hold the NUL character (PostgreSQL's cannot: such a value is refused
+    per record, its reason naming the field).
+    ``fold_case``: column names that differ only in case are one column (SQLite, DuckDB, Delta):
+    two such fields are refused, never merged.
     """
 
     lock: str = "session"
     meta_atomic: bool = True
+    text_nul: bool = True
+    fold_case: bool = True
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 
 from ..errors import ConfigError, TargetError, UsageError
 from ..keyhash import parse_name
-from ..types import BOOLEAN, INTEGER, REAL, TEXT, logical_type
+from ..types import BINARY, BOOLEAN, INTEGER, REAL, TEXT, is_binary, logical_type
 from .base import CURSOR_COL, RUN_COL
 
 OP = "_hiwater_op"  # a staged row's operation: upsert, refresh or delete
@@ -53,6 +53,8 @@ def arrow_type(logical: str) -> pa.DataType:
         return pa.float64()
     if logical == BOOLEAN:
         return pa.bool_()
+    if logical == BINARY:
+        return pa.binary()
     m = re.fullmatch(r"decimal\((\d+),(\d+)\)", logical)
     if m:
         return pa.decimal128(int(m.group(1)), int(m.group(2)))
@@ -74,6 +76,8 @@ def delta_type(t: pa.DataType) -> str:
         return "boolean"
     if pa.types.is_decimal(t):
         return f"decimal({t.precision},{t.scale})"
+    if is_binary(t):
+        return "binary"
     return "string"
 
 

@@ -20,6 +20,7 @@ import fcntl
 import os
 import time
 from contextlib import contextmanager
+from decimal import Decimal
 from typing import Iterator
 from urllib.parse import parse_qsl
 
@@ -31,13 +32,13 @@ import pyarrow as pa
 from .. import values as V
 from ..errors import LockTimeout, TargetError, UsageError
 from ..urls import file_path, redact
-from ..types import ANY, BOOLEAN, DECIMAL, INTEGER, REAL, TEXT
+from ..types import ANY, BINARY, BOOLEAN, DECIMAL, INTEGER, REAL, TEXT
 from .base import CURSOR_COL, RUN_COL
 from .keys import changed_versions, python_keys, Lookup
 from .meta import INT_COLUMNS, Spelling
 from .sql import decimal_sql, guard_sql, table_definition, SqlTarget
 
-SQL_TYPES = {INTEGER: "BIGINT", REAL: "DOUBLE", TEXT: "VARCHAR", BOOLEAN: "BOOLEAN", ANY: "JSON"}
+SQL_TYPES = {INTEGER: "BIGINT", REAL: "DOUBLE", TEXT: "VARCHAR", BOOLEAN: "BOOLEAN", BINARY: "BLOB", ANY: "JSON"}
 CURSOR_TYPES = {V.TIMESTAMP: "TIMESTAMP WITH TIME ZONE", V.DATE: "DATE", V.INT: "BIGINT"}
 INT_TYPES = ("BIGINT", "INTEGER", "SMALLINT", "TINYINT", "HUGEINT", "UBIGINT", "UINTEGER")
 
@@ -61,6 +62,8 @@ def logical(sqltype: str) -> str:
         return BOOLEAN
     if t == "JSON":
         return ANY
+    if t == "BLOB":
+        return BINARY
     return TEXT
 
 
@@ -287,6 +290,8 @@ class DuckDBTarget(SqlTarget):
     def _column_type(self, name: str, logical_type: str) -> str:
         if name == self._cursor_column and self._cursor_kind in CURSOR_TYPES:
             return CURSOR_TYPES[self._cursor_kind]
+        if logical_type == DECIMAL:
+            return "VARCHAR"  # no declared precision: the decimal's own digits (as SQLite, Delta)
         if logical_type.startswith(DECIMAL):
             return decimal_sql(logical_type)
         return SQL_TYPES[logical_type]
@@ -403,6 +408,8 @@ class DuckDBTarget(SqlTarget):
                     arrays[c] = arr.cast(pa.float64())
                 elif t == "BOOLEAN":
                     arrays[c] = arr.cast(pa.bool_())
+                elif t == "BLOB" and (pa.types.is_binary(arr.type) or pa.types.is_null(arr.type)):
+                    arrays[c] = arr.cast(pa.binary())
                 elif t != "JSON" and (pa.types.is_string(arr.type) or pa.types.is_null(arr.type)):
                     arrays[c] = arr.cast(pa.string())
                 else:
@@ -470,8 +477,13 @@ def _arrow(values, sqltype: str) -> pa.Array:
     """One staged column, typed as its target column."""
     if sqltype in INT_TYPES:
         return pa.array([int(v) if isinstance(v, float) else v for v in values], pa.int64())
-    if sqltype in ("DOUBLE", "FLOAT", "REAL") or sqltype.startswith("DECIMAL"):
+    if sqltype.startswith("DECIMAL"):  # exact: the decimal's own digits, never a double
+        p, s = (int(x) for x in sqltype[sqltype.index("(") + 1:-1].split(","))
+        return pa.array([None if v is None else Decimal(str(v)) for v in values], pa.decimal128(p, s))
+    if sqltype in ("DOUBLE", "FLOAT", "REAL"):
         return pa.array([None if v is None else float(v) for v in values], pa.float64())
+    if sqltype == "BLOB":
+        return pa.array(values, pa.binary())
     if sqltype == "BOOLEAN":
         return pa.array(values, pa.bool_())
     if sqltype == "JSON":

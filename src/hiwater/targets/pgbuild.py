@@ -14,11 +14,12 @@ import orjson
 
 from .. import values as V
 from ..errors import UsageError
-from ..types import ANY, BOOLEAN, DECIMAL, INTEGER, REAL, TEXT
+from ..types import ANY, BINARY, BOOLEAN, DECIMAL, INTEGER, REAL, TEXT
 from .base import CURSOR_COL, RUN_COL
 from .sql import guard_sql
 
-SQL_TYPES = {INTEGER: "bigint", REAL: "double precision", TEXT: "text", BOOLEAN: "boolean", ANY: "jsonb"}
+SQL_TYPES = {INTEGER: "bigint", REAL: "double precision", TEXT: "text", BOOLEAN: "boolean", BINARY: "bytea",
+             ANY: "jsonb"}
 CURSOR_TYPES = {V.TIMESTAMP: "timestamp with time zone", V.DATE: "date", V.INT: "bigint"}
 NAMEDATALEN = 63
 OWN_PARAMS = ("schema", "state_schema", "read_timeout")
@@ -47,6 +48,8 @@ def logical(sqltype: str) -> str:
         return BOOLEAN
     if t in ("jsonb", "json"):
         return ANY
+    if t == "bytea":
+        return BINARY
     return TEXT  # text, varchar, and the cursor's timestamptz/date (the cursor parser judges those)
 
 

@@ -47,7 +47,7 @@ from .. import netguard
 from ..errors import ConnectError, LockTimeout, TargetError
 from ..urls import redact, scrub
 from ..types import DECIMAL
-from .base import target_flag, CURSOR_COL, HIDDEN, RUN_COL
+from .base import target_flag, Capabilities, CURSOR_COL, HIDDEN, RUN_COL
 from .keys import changed_versions, parse_joined, python_keys, Lookup
 from .meta import HISTORY_INDEXES, Spelling
 from .pgbuild import (CURSOR_TYPES, SQL_TYPES, array_literal, copy_values, cursor_expr, lock_key, logical,
@@ -70,6 +70,7 @@ SPELLING = Spelling(text="text", big="bigint", int="integer", real="double preci
 
 class PostgresTarget(SqlTarget):
     spelling = SPELLING
+    capabilities = Capabilities(text_nul=False, fold_case=False)
     placeholder = "%s"
     _driver_error = psycopg.Error
 

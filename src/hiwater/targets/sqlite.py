@@ -24,13 +24,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import LockTimeout, TargetError, UsageError
-from ..types import ANY, BOOLEAN, DECIMAL, INTEGER, REAL, TEXT
+from ..types import ANY, BINARY, BOOLEAN, DECIMAL, INTEGER, REAL, TEXT
 from .base import CURSOR_COL, HIDDEN, RUN_COL
 from .keys import changed_versions, dense, match_held, parse_joined, python_keys, Lookup
 from .meta import Spelling
 from .sql import guard_sql, table_definition, SqlTarget
 
-SQL_TYPES = {INTEGER: "INTEGER", REAL: "REAL", TEXT: "TEXT", BOOLEAN: "BOOLEAN", ANY: ""}
+SQL_TYPES = {INTEGER: "INTEGER", REAL: "REAL", TEXT: "TEXT", BOOLEAN: "BOOLEAN", BINARY: "BLOB", ANY: ""}
 
 
 def sql_type(logical: str) -> str:

@@ -126,6 +126,8 @@ class Story:
         done = run(self.argv(command), d, {"HIWATER_FAULT_TRACE": str(trace)})
         assert done.code == 0, (name, done.err)
         self.ops = trace.read_text().splitlines()
+        # one number per statement of the process, whatever target object runs it (a replay opens two)
+        assert [int(ln.split()[0]) for ln in self.ops] == list(range(1, len(self.ops) + 1)), (name, self.ops)
         self.post = whole(self.db)
         assert self.post != self.pre, name
         for argv in follow:

@@ -220,13 +220,14 @@ class Loader:
             if o.prune and res.counts.source_records == 0:
                 raise report.prune_empty(self.source.description, self.table, self.stream, self.target.flags)
             pruned = tx.prune() if o.prune and self.batch.columns is not None else 0
-            new_wm = self._next_watermark(res.candidate)
-            self._save_state(tx, new_wm)
-            self._record_files(tx)
-            summary = self._summary(res, prev_text, new_wm, tx.count(), pruned)
             failure = self._recorded = report.nothing_valid(self.opts.max_rejected, res.counts.rejected,
                                                             res.counts.source_records, self.batch.first_reject,
                                                             replay=self.source.replay)
+            # a run that rejected every record leaves the watermark where it was (a full load's too)
+            new_wm = self.prev if failure is not None else self._next_watermark(res.candidate)
+            self._save_state(tx, new_wm)
+            self._record_files(tx)
+            summary = self._summary(res, prev_text, new_wm, tx.count(), pruned)
             self._history(tx, 0, started, res, new_wm, None, None, failure)
         if failure is not None:
             raise failure
@@ -259,13 +260,16 @@ class Loader:
             res = self._pass(tx, part=(0, 0, True))
             total_res.merge(res)
             self._gate(total_res.counts.rejected, scan.records)
-            self._save_state(tx, new_wm)
             failure = None
             if not scan.slices:
-                self._record_files(tx)
                 failure = self._recorded = report.nothing_valid(o.max_rejected, total_res.counts.rejected,
                                                                 scan.records, self.batch.first_reject,
                                                                 replay=self.source.replay)
+                if failure is None:  # no slice: the watermark a run in one transaction leaves (a
+                    new_wm = self._next_watermark(total_res.candidate)  # full load's: from no data)
+            self._save_state(tx, new_wm)
+            if not scan.slices:
+                self._record_files(tx)
             self._history(tx, 0, started, res, new_wm, None, None, failure)
         if failure is not None:
             raise failure

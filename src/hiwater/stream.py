@@ -38,6 +38,7 @@ def run(spec: StreamSpec, *, stdin=None, progress=None) -> Summary:
         # does not exist yet it runs against an empty database in memory, which is what the
         # real first run would find. (An existing target's dry run rolls back what it staged.)
         tgt = open_target(db=":memory:")
+    tgt.dry_run = o.dry_run  # (an existing target: no lock file made, its journal mode kept)
     if getattr(tgt, "memory", False) and not o.dry_run:
         notices.insert(0, "the target is an in-memory database: nothing of this run is kept when it ends "
                           "(give --db PATH or --target URL)")

@@ -1,18 +1,25 @@
 """Issue 21, item 10 (the ``--dry-run`` part): a dry run creates nothing. Against a target that
 does not exist yet, no file, lock file, folder or schema appears; against one that exists without
-hiwater's tables, none of the ``_hiwater_`` tables (or the data table) is made (the stream's lock
-file beside an existing SQLite or DuckDB file is still taken, as by any run)."""
+hiwater's tables, none of the ``_hiwater_`` tables (or the data table) is made. Against a target
+that holds a loaded stream, ``load --dry-run`` and the read commands (``status``, ``check``,
+``history``, ``state show``, ``quarantine list``, ``verify`` without ``--repair``) leave every
+file as it was, bytes and mtime, and make none (no ``<file>.hwlock`` lock file beside a SQLite or
+DuckDB file that has none: a dry run only takes a lock whose file exists); on PostgreSQL every
+table of the schema keeps its rows."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import sqlite3
 import subprocess
 import sys
 
 import pytest
 
-from .dbutil import PG_URL, fresh_name
+from .conftest import target_for
+from .dbutil import PG_URL, TARGETS, fresh_name
 
 HIWATER = [sys.executable, "-m", "hiwater.cli"]
 NOW = "2025-06-01T00:00:00Z"
@@ -64,8 +71,7 @@ def test_an_existing_sqlite_file_gets_no_table(tmp_path, src):
     names = {n for (n,) in con.execute("SELECT name FROM sqlite_master")}
     con.close()
     assert names == {"other"}
-    # (the run still takes the stream's lock, whose file is hiwater's own: mine.db.hwlock)
-    assert listing(tmp_path) - {"mine.db.hwlock"} == {"mine.db", "in.jsonl"}
+    assert listing(tmp_path) == {"mine.db", "in.jsonl"}  # no lock file, no journal left
 
 
 def test_an_existing_duckdb_file_gets_no_table(tmp_path, src):
@@ -95,3 +101,64 @@ def test_an_existing_postgres_schema_gets_no_table(pg_admin, pg_schema, src):
     tables = pg_admin.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
                               (pg_schema,)).fetchall()
     assert tables == []
+
+
+def files(folder) -> dict:
+    """Every file under ``folder``: its bytes' digest, size and mtime."""
+    out = {}
+    for root, _, names in os.walk(folder):
+        for n in names:
+            p = os.path.join(root, n)
+            st = os.stat(p)
+            with open(p, "rb") as f:
+                out[os.path.relpath(p, folder)] = (hashlib.sha256(f.read()).hexdigest(), st.st_size, st.st_mtime_ns)
+    return out
+
+
+def pg_contents(admin, schema: str) -> dict:
+    """Every table of ``schema`` and its rows (as text, sorted)."""
+    tables = [t for (t,) in admin.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
+                                          (schema,)).fetchall()]
+    return {t: sorted(str(r) for r in admin.execute(f'SELECT * FROM "{schema}"."{t}"').fetchall()) for t in tables}
+
+
+def cli(*argv):
+    return subprocess.run(HIWATER + [str(a) for a in argv], capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("kind", TARGETS)
+def test_dry_and_read_commands_change_no_file_of_a_loaded_target(tmp_path, request, kind):
+    """Issue 21: a dry run against an existing SQLite or DuckDB file made ``<file>.hwlock``."""
+    if kind == "duckdb":
+        pytest.importorskip("duckdb")
+    if kind == "delta":
+        pytest.importorskip("deltalake")
+    out = tmp_path / "out"
+    out.mkdir()
+    url = target_for(kind, out, request)
+    first = tmp_path / "first.jsonl"
+    first.write_text("".join(json.dumps(r) + "\n" for r in [
+        {"id": 1, "modified_at": "2025-01-15T01:00:00"}, {"id": 2, "modified_at": "2025-01-15T02:00:00"},
+        {"id": 3, "modified_at": "garbage"}]))
+    done = cli("load", "--input", first, "--table", "t", "--now", NOW, "--target", url)
+    assert done.returncode == 0, done.stderr
+    for lock in out.glob("*.hwlock"):  # a target copied from elsewhere, or made by another tool
+        lock.unlink()
+    more = tmp_path / "more.jsonl"
+    more.write_text("".join(json.dumps(r) + "\n" for r in [
+        {"id": 2, "modified_at": "2025-01-16T02:00:00"}, {"id": 4, "modified_at": "2025-01-16T04:00:00"},
+        {"id": 5, "modified_at": "never"}]))
+    schema = url.split("schema=")[1] if kind == "postgresql" else None
+    admin = request.getfixturevalue("pg_admin") if schema else None
+    before = files(out), (pg_contents(admin, schema) if schema else None)
+    assert before[0] or schema
+    commands = [
+        ["load", "--input", more, "--table", "t", "--now", NOW, "--dry-run"],
+        ["status"], ["check", "--warn-after", "100000d"], ["history"], ["state", "show"], ["quarantine", "list"],
+        ["verify", "--input", first, "t"],
+    ]
+    for argv in commands:
+        done = cli(*argv, "--target", url)
+        assert done.returncode == 0, (argv, done.stdout, done.stderr)
+        after = files(out), (pg_contents(admin, schema) if schema else None)
+        assert after == before, (argv, set(after[0]) ^ set(before[0]))

@@ -29,7 +29,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 import hiwater
 
-from .harness import LOST, check_consistent, env_int, run, snapshot
+from .harness import LOST, check_consistent, copy_db, env_int, run, snapshot
 
 pytestmark = pytest.mark.reliability
 
@@ -380,14 +380,65 @@ LoaderMachine.TestCase.settings = settings(
     stateful_step_count=env_int("HIWATER_MODEL_STEPS", 12, 12),
     deadline=None, suppress_health_check=list(HealthCheck), derandomize=False)
 
-# KNOWN OPEN (2026-12-07, issue 21 item 13's rule): with runs whose every record is rejected in
-# the story, hypothesis found a --window --full-load run killed before its commit, on a source
-# holding only invalid and future records, after which the target kept its watermark where this
-# model says None. Which side is right is not settled yet; until it is, the long model run reports
-# instead of failing CI (the smoke run below, and every other suite, still fail on a disagreement).
-TestModel = pytest.mark.xfail(reason="model vs loader on a killed --window --full-load run of only invalid and "
-                              "future records after all-rejected runs: open, see the comment", strict=False)(
-    pytest.mark.slow(LoaderMachine.TestCase))
+TestModel = pytest.mark.slow(LoaderMachine.TestCase)
+
+
+# --- the story the long run found (issue 21), written down --------------------------------------
+
+def _story_load(db: Path, src: Path, o: dict, model: Model, source: list, *, kill_at: str | None = None):
+    """One run of the story through the real CLI (``kill_at``: killed there, then run again) and
+    the model; the target must equal the model after it."""
+    argv = ["load", "--input", src, "--db", db, "--table", "events", "--now", NOW.isoformat()]
+    argv += ["--full-load"] if o["full_load"] else []
+    argv += ["--window", o["window"]] if o["window"] else []
+    counts = model.run(source, o)
+    want = 1 if counts.get("failed") else 0
+    if kill_at is not None:
+        done = run(argv, db.parent, {"HIWATER_FAULT_AT": kill_at})
+        assert done.code in (-9, want), (kill_at, done.code, done.err)
+        check_consistent(snapshot(db))
+    done = run(argv, db.parent)
+    assert done.code == want, done.err
+    rows, wm, q = read_target(db)
+    assert (rows, wm) == (model.rows, model.wm), kill_at
+    assert model.quarantine <= q
+
+
+@pytest.mark.parametrize("window", [None, "1h"])
+def test_full_load_of_only_invalid_and_future_records_after_an_all_rejected_run(tmp_path, window):
+    """Hypothesis found it (the long model run): a stream at watermark X; a run whose every record
+    is invalid (failed: X stays); then a ``--full-load`` (``--window``) run, killed before a commit
+    and run again, on a source of only an invalid and a future record. Nothing usable was examined:
+    the full load leaves no watermark (docs/concepts.md, "A full load with no usable record"). The
+    windowed full load kept X (its transaction 0 never set the watermark when no slice followed);
+    a full load whose every record was invalid set it to null (the failed run's watermark moves
+    not, a full load's either). Each run is also killed at every COMMIT and run again."""
+    base = {"boundary": "inclusive", "lookback": None, "on_late": "detect", "batch_size": 1000, "format": "jsonl"}
+    first = [{"id": 1, "name": "a", "modified_at": text(60, None)}, {"id": 2, "name": "b", "modified_at": text(90, 0)}]
+    invalid = [{"id": 3, "name": "c", "modified_at": "garbage"}]
+    future = [{"id": 4, "name": "d", "modified_at": text(5 * 1440, 0)}]
+    stories = [(first, {**base, "full_load": False, "window": None}),
+               (invalid, {**base, "full_load": False, "window": window}),           # every record rejected
+               (invalid, {**base, "full_load": True, "window": window}),            # a full load of the same
+               (invalid + future, {**base, "full_load": True, "window": window}),   # nothing usable: no watermark
+               (first, {**base, "full_load": False, "window": window})]
+    db, model = tmp_path / "t.db", Model()
+    for step, (source, o) in enumerate(stories):
+        src = tmp_path / f"s{step}.jsonl"
+        src.write_text("".join(json.dumps(r) + "\n" for r in source))
+        if o["full_load"]:  # each COMMIT of the run killed (before it), then the run again
+            before = tmp_path / "before.db"
+            copy_db(db, before)
+            trace = tmp_path / f"trace{step}"
+            argv = ["load", "--input", src, "--db", db, "--table", "events", "--now", NOW.isoformat(),
+                    "--full-load", *(["--window", o["window"]] if o["window"] else [])]
+            run(argv, tmp_path, {"HIWATER_FAULT_TRACE": str(trace)})
+            commits = [ln.split()[0] for ln in trace.read_text().splitlines() if ln.split()[1] == "COMMIT"]
+            for n in commits:
+                copy_db(before, db)
+                _story_load(db, src, o, model.copy(), source, kill_at=f"{n}:kill")
+            copy_db(before, db)
+        _story_load(db, src, o, model, source)
 
 
 class SmokeMachine(LoaderMachine):

@@ -16,6 +16,8 @@ SQL targets share their SQL in :mod:`.sql` (:class:`~.sql.SqlTarget`) and the me
 
 from __future__ import annotations
 
+import os
+
 from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -140,6 +142,9 @@ class Target(ABC):
 
     capabilities: ClassVar[Capabilities] = Capabilities()
     description: str = "?"   # for messages; never a password
+    # A dry run's target (set before it is opened): it leaves nothing behind that outlives the
+    # run -- no lock file is made, an existing database's journal mode and page size are kept.
+    dry_run: bool = False
 
     @property
     def flags(self) -> str:
@@ -276,3 +281,14 @@ class Ledger(ABC):
         return {"last_run": [h for h in hist if h["run_id"] == last],
                 "last_success_at": max(ok) if ok else None,
                 "quarantined": len(self.quarantine(stream))}
+
+
+def lock_file(path: str, dry_run: bool) -> int | None:
+    """The descriptor of ``<db>.hwlock``, made if missing; a dry run only opens one that exists
+    (``None`` when there is none: it writes nothing, not even the lock file)."""
+    try:
+        return os.open(path + ".hwlock", os.O_RDWR | (0 if dry_run else os.O_CREAT), 0o644)
+    except FileNotFoundError:
+        if not dry_run:
+            raise
+        return None

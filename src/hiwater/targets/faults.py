@@ -4,7 +4,8 @@ A target sends every database operation through one method; when neither variabl
 below is set that method costs one attribute test, and nothing here is imported.
 
 - ``HIWATER_FAULT_AT="<n>:<action>"`` fails the *n*-th operation (1-based, counted per
-  target object, i.e. per run) with one of:
+  process over every target object it opens, in order: a command such as ``quarantine replay``
+  opens the target twice, and each of its operations has its own number) with one of:
 
   ``raise``       an I/O error instead of the operation (as a full disk would give);
   ``kill``        SIGKILL of the process just before the operation;
@@ -41,9 +42,11 @@ def from_env(wal_path: str | None = None):
     return Faults(at, trace, wal_path)
 
 
+_COUNT = [0]  # operations of this process so far (a forked or spawned process starts its own)
+
+
 class Faults:
     def __init__(self, at: str | None, trace: str | None, wal_path: str | None):
-        self.n = 0
         self.at, self.action = None, None
         if at:
             num, _, action = at.partition(":")
@@ -54,7 +57,8 @@ class Faults:
 
     def run(self, op, sql: str, error=InjectedFault):
         """Run ``op()`` (the operation ``sql``), failing it if it is the chosen one."""
-        self.n += 1
+        _COUNT[0] += 1
+        self.n = _COUNT[0]
         hit = self.n == self.at
         is_commit = sql.strip().upper() == "COMMIT"
         if hit and self.action == "kill":

@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 
 from ..errors import LockTimeout, TargetError, UsageError
 from ..types import ANY, BINARY, BOOLEAN, DECIMAL, INTEGER, REAL, TEXT
-from .base import CURSOR_COL, HIDDEN, RUN_COL
+from .base import CURSOR_COL, HIDDEN, RUN_COL, lock_file
 from .keys import changed_versions, dense, match_held, parse_joined, python_keys, Lookup
 from .meta import Spelling
 from .sql import guard_sql, table_definition, SqlTarget
@@ -88,13 +88,14 @@ class SQLiteTarget(SqlTarget):
         # A new file gets 16 KiB pages (before WAL, which fixes the page size): a bulk load
         # writes each page to the WAL and again at the checkpoint, and larger pages make both
         # cheaper (a first load of 1M rows: ~0.25 s less, measured). Existing files keep theirs.
-        new_file = not self.memory and (not os.path.exists(self.path) or os.path.getsize(self.path) == 0)
+        new_file = not self.memory and not self.dry_run and (
+            not os.path.exists(self.path) or os.path.getsize(self.path) == 0)
         try:
             self.conn = sqlite3.connect(self.path, isolation_level=None,
                                         timeout=self.busy_timeout_s, check_same_thread=False)
             if new_file:
                 self._op(f"PRAGMA page_size={NEW_FILE_PAGE_SIZE}")
-            if not self.memory:
+            if not self.memory and not self.dry_run:  # (a dry run keeps the file's journal mode)
                 self._wal()
                 self._op("PRAGMA synchronous=NORMAL")
                 self._op("PRAGMA cache_size=-65536")  # 64 MiB of page cache for bulk upserts
@@ -129,7 +130,10 @@ class SQLiteTarget(SqlTarget):
         self.busy_timeout_s = max(timeout_s, 0.0)
         if self.conn is not None:
             self._execute(f"PRAGMA busy_timeout={int(self.busy_timeout_s * 1000)}")
-        fd = os.open(self.path + ".hwlock", os.O_RDWR | os.O_CREAT, 0o644)
+        fd = lock_file(self.path, self.dry_run)
+        if fd is None:  # a dry run where no run ever took a lock: its rolled-back transaction
+            yield       # (BEGIN IMMEDIATE) is enough, and it makes no lock file
+            return
         offset = zlib.crc32(stream.encode()) & 0x3FFFFFFF
         deadline = time.monotonic() + timeout_s
         try:

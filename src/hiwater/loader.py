@@ -312,7 +312,8 @@ class Loader:
         window, window_kind = None, None
         done = 0
         expected = self.source.expected_records() if self.progress is not None and write else None
-        if self.kind is not None and self.source.pushdown:
+        if self.kind not in (None, V.TIMESTAMP_NS) and self.source.pushdown:
+            # (a nanosecond stream's window is applied here: SQL sources hold microseconds)
             w = self._window()  # a SQL source reads only the window (pushdown)
             self.source.set_window(w.lo, w.lo_inclusive, w.hi, self.kind, self.tz)
         fields: set = set()

@@ -63,10 +63,13 @@ class KindChanged(Exception):
 
 def check_kind(raw: RawBatch, cursor: str, kind: str | None) -> None:
     """On a stream's first run, whose cursor kind its first batch judged: raise
-    :class:`KindChanged` when this batch shows dates or integers to be timestamps."""
-    if kind in (V.DATE, V.INT) and cursor in raw.table.column_names:
+    :class:`KindChanged` when this batch shows dates or integers to be timestamps, or
+    microsecond timestamps to be nanosecond ones."""
+    if kind in (V.DATE, V.INT, V.TIMESTAMP) and cursor in raw.table.column_names:
         seen = V.detect_kind(raw.table.column(cursor))
-        if seen is not None and seen != kind:
+        if seen == V.TIMESTAMP_NS:
+            raise KindChanged(V.TIMESTAMP_NS, kind, seen)
+        if seen is not None and seen != kind and kind != V.TIMESTAMP:
             raise KindChanged(V.TIMESTAMP, kind, seen)
 
 
@@ -272,7 +275,7 @@ def prepare(raw: RawBatch, *, key: tuple, cursor: str, kind: str | None, tz: dt.
             logical = columns[name]
         else:
             logical = logical_type(t) if name != cursor or kind != V.INT else INTEGER
-            if name == cursor and kind in (V.TIMESTAMP, V.DATE):
+            if name == cursor and kind in V.TIME_KINDS:
                 logical = "text"
             if logical != ANY:  # a field null so far gets its column with its first value
                 new_columns[name] = logical

@@ -212,3 +212,17 @@ def test_durations_and_the_future_guard_work_in_nanoseconds(hw, tmp_path):
     assert st.code == 0, st.err
     row = json.loads(st.out)[0] if isinstance(json.loads(st.out), list) else json.loads(st.out)["streams"][0]
     assert row["data_age_s"] == pytest.approx(60.0, abs=0.01)
+
+
+def test_verify_finds_a_version_one_nanosecond_stale(hw, tmp_path):
+    db = tmp_path / "t.db"
+    src = write_jsonl(tmp_path / "events.jsonl", recs((1, ns(1)), (2, "2025-01-15T11:00:00.000000002")))
+    assert hw("load", "-i", src, "--db", db, "--now", NOW).code == 0
+    same = hw("verify", "events", "-i", src, "--db", db, "--json")
+    assert same.code == 0, same.out + same.err
+    assert same.json[0]["kind"] == "timestamp_ns" and same.json[0]["until"] == "2025-01-15T11:00:00.000000002+00:00"
+    newer = write_jsonl(tmp_path / "events.jsonl", recs((1, ns(2)), (2, "2025-01-15T11:00:00.000000002")))
+    r = hw("verify", "events", "-i", newer, "--db", db, "--by", "1h", "--json")
+    assert r.code == 1, r.out + r.err
+    out = r.json[0]
+    assert out["by"] == "1h" and out["keys"]["stale"] == 1

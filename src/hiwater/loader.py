@@ -336,6 +336,7 @@ class Loader:
             self.judged.check(raw, o.cursor, self.kind, b.columns)
             p = prepare(raw, key=tuple(o.key), cursor=o.cursor, kind=self.kind, tz=self.tz,
                         columns=b.columns, delete_field=o.delete_field, text_columns=self.judged.text_columns)
+            self.judged.check_parsed(p)
             if self.kind is None and p.kind is not None:
                 self.state.kind = p.kind
                 check_durations(o, self.kind, self.tz)

@@ -65,6 +65,11 @@ class Parsed:
     valid: np.ndarray
     naive: np.ndarray
     reasons: list
+    finer: bool = False  # a value was refused for being finer than a microsecond (kind timestamp)
+
+
+class FinerThanMicrosecond(ValueError):
+    """A ``timestamp`` (microsecond) stream's cursor with a sub-microsecond part."""
 
 
 # A timestamp written with 7 to 9 fractional digits: a nanosecond cursor.
@@ -212,7 +217,7 @@ def _iso(text: str, tz: dt.tzinfo, original, ns: bool) -> tuple[int, bool, int]:
     micro = rest = 0
     if frac:
         if not ns and len(frac) > 6 and frac[6:].strip("0"):
-            raise ValueError(finer_than_us(shown))
+            raise FinerThanMicrosecond(finer_than_us(shown))
         if ns and len(frac) > 9 and frac[9:].strip("0"):
             raise ValueError(f"cursor {shown!r} is finer than a nanosecond, which hiwater cannot compare "
                              f"exactly (cut it to 9 fractional digits)")
@@ -279,15 +284,18 @@ def parse_column(column: pa.Array, kind: str, tz: dt.tzinfo) -> Parsed:
     valid = np.zeros(n, dtype=bool)
     naive = np.zeros(n, dtype=bool)
     reasons: list = [None] * n
+    finer = False
     for i, v in enumerate(column.to_pylist()):
         try:
             values[i], naive[i] = parse_one(v, kind, tz)
             valid[i] = True
+        except FinerThanMicrosecond as exc:
+            reasons[i], finer = str(exc), True
         except ValueError as exc:
             reasons[i] = str(exc)
         except OverflowError:
             reasons[i] = f"cursor {v!r} is out of range"
-    return Parsed(values, valid, naive, reasons)
+    return Parsed(values, valid, naive, reasons, finer)
 
 
 def _parse_fast(column: pa.Array, kind: str, tz: dt.tzinfo) -> Parsed | None:
@@ -334,7 +342,7 @@ def _parse_ns(column: pa.Array, kind: str, tz: dt.tzinfo) -> Parsed:
     for i in np.flatnonzero(fine):
         parsed.valid[i] = False
         parsed.reasons[i] = finer_than_us(_ns_text(int(ns[i])))
-    return parsed
+    return parsed if not fine.any() else Parsed(parsed.values, parsed.valid, parsed.naive, parsed.reasons, True)
 
 
 def _parse_column_ns(column: pa.Array, tz: dt.tzinfo) -> Parsed:

@@ -226,3 +226,11 @@ def test_verify_finds_a_version_one_nanosecond_stale(hw, tmp_path):
     assert r.code == 1, r.out + r.err
     out = r.json[0]
     assert out["by"] == "1h" and out["keys"]["stale"] == 1
+
+
+def test_the_status_page_lag_of_a_nanosecond_stream():
+    from hiwater.ui import charts
+    row = {"stream": "s", "run_id": 1, "finished_at": "2025-06-01T00:01:00Z", "outcome": "committed", "loaded": 1,
+           "duration_s": 1.0, "watermark_after_value": 1748736000_000000001}
+    [point] = charts.runs([row], True, 1000)
+    assert point["lag_s"] == pytest.approx(60.0, abs=1e-6)

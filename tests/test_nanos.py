@@ -234,3 +234,26 @@ def test_the_status_page_lag_of_a_nanosecond_stream():
            "duration_s": 1.0, "watermark_after_value": 1748736000_000000001}
     [point] = charts.runs([row], True, 1000)
     assert point["lag_s"] == pytest.approx(60.0, abs=1e-6)
+
+
+def test_a_nanosecond_stream_takes_microsecond_columns_and_refuses_what_int64_cannot_hold(tmp_path):
+    db = tmp_path / "t.db"
+    first = pa.table({"id": [1], "modified_at": pa.array([1736935200_000000001], pa.timestamp("ns"))})
+    assert hiwater.load(first, db=str(db), table="events", now=NOW).counts.inserted == 1
+    later = pa.table({"id": [2, 3], "modified_at": pa.array([1736935200_000001, 32503680000_000000],
+                                                            pa.timestamp("us"))})  # ..., 3000-01-01
+    s = hiwater.load(later, db=str(db), table="events", now=NOW, max_future="none")
+    assert (s.counts.inserted, s.counts.rejected) == (1, 1)
+    assert state(db)["watermark_value"] == 1736935200_000001000
+    [q] = hiwater.quarantine_list(db=str(db))
+    assert "out of range for a nanosecond cursor" in q["detail"]
+
+
+def test_window_slices_a_nanosecond_stream_by_microseconds(hw, tmp_path):
+    db = tmp_path / "t.db"
+    src = write_jsonl(tmp_path / "events.jsonl", recs((1, ns(1)), (2, "2025-01-15T10:00:00.000001002"),
+                                                      (3, "2025-01-15T10:00:00.000002003")))
+    r = hw("load", "-i", src, "--db", db, "--now", NOW, "--window", "1us", "--details")
+    assert r.code == 0, r.err
+    assert r.json["inserted"] == 3 and r.json["new_watermark"] == "2025-01-15T10:00:00.000002003"
+    assert len([w for w in r.json["windows"] if w.get("source_records", 1)]) >= 3

@@ -257,3 +257,15 @@ def test_window_slices_a_nanosecond_stream_by_microseconds(hw, tmp_path):
     assert r.code == 0, r.err
     assert r.json["inserted"] == 3 and r.json["new_watermark"] == "2025-01-15T10:00:00.000002003"
     assert len([w for w in r.json["windows"] if w.get("source_records", 1)]) >= 3
+
+
+def test_a_first_run_widens_from_dates_to_timestamps_to_nanoseconds(hw, tmp_path):
+    db = tmp_path / "t.db"
+    folder = tmp_path / "in"
+    write_jsonl(folder / "a.jsonl", recs((1, "2025-01-14")))
+    write_jsonl(folder / "b.jsonl", recs((2, "2025-01-15T09:00:00")))
+    write_jsonl(folder / "c.jsonl", recs((3, ns(3))))
+    r = hw("load", "-i", folder, "--db", db, "--table", "events", "--now", NOW, "--details")
+    assert r.code == 0, r.err
+    assert (r.json["inserted"], r.json["rejected"]) == (3, 0)
+    assert state(db)["kind"] == "timestamp_ns" and r.json["new_watermark"] == ns(3)

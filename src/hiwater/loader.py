@@ -101,17 +101,18 @@ class Loader:
         """Under the stream's lock (the target is open: see :func:`hiwater.stream.run`)."""
         with self.target.lock(self.stream, self.opts.lock_timeout.seconds):
             try:
-                try:
-                    return self._run_widening()
-                except KindChanged as change:
-                    # The first run judged the cursor's kind on its first batch, and a later batch
-                    # shows a wider one (a timestamp after dates): nothing was committed, so the
-                    # run starts again with the kind that fits every batch, as if they were one.
-                    if not self.source.rereadable:
-                        raise report.kind_changed(self.opts.cursor, change.was, change.seen) from None
-                    log.info("cursor kind is %s, not %s: the run starts again", change.kind, change.was)
-                    self.judged.kind = change.kind
-                    return self._run_widening()
+                while True:  # (at most twice again: date or int -> timestamp -> timestamp_ns)
+                    try:
+                        return self._run_widening()
+                    except KindChanged as change:
+                        # The first run judged the cursor's kind on its first batch, and a later
+                        # batch shows a wider one (a timestamp after dates): nothing was committed,
+                        # so the run starts again with the kind that fits every batch, as if they
+                        # were one.
+                        if not self.source.rereadable:
+                            raise report.kind_changed(self.opts.cursor, change.was, change.seen) from None
+                        log.info("cursor kind is %s, not %s: the run starts again", change.kind, change.was)
+                        self.judged.kind = change.kind
             except Exception as exc:
                 if exc is not self._recorded and not self.opts.dry_run:  # (a dry run records nothing)
                     self._record_failure(exc)  # after the rollback, in a transaction of its own

@@ -106,9 +106,11 @@ class Judged:
 
     def start(self, state) -> None:
         """A run (or a restart) begins with the stream's ``state``."""
-        if state.kind is None and self.kind is not None:
+        restarted = state.kind is None and self.kind is not None
+        if restarted:
             state.kind = self.kind
-        self.kind_this_run = state.kind is None
+        # (a restarted first run may still widen: dates, then timestamps, then nanoseconds)
+        self.kind_this_run = state.kind is None or restarted
         self.csv_types = {}
 
     def check_parsed(self, p: "Prepared") -> None:

@@ -269,3 +269,14 @@ def test_a_first_run_widens_from_dates_to_timestamps_to_nanoseconds(hw, tmp_path
     assert r.code == 0, r.err
     assert (r.json["inserted"], r.json["rejected"]) == (3, 0)
     assert state(db)["kind"] == "timestamp_ns" and r.json["new_watermark"] == ns(3)
+
+
+def test_seven_to_nine_digits_choose_nanoseconds_whatever_the_batches(hw, tmp_path):
+    # zeros included: `…00.0000000` in a later batch of the first run decides as in the first
+    records = recs((1, "2025-01-15T10:00:00"), (2, "2025-01-15T10:00:00.0000000"))
+    for batch in ("1", "65536"):
+        db = tmp_path / f"t{batch}.db"
+        src = write_jsonl(tmp_path / "events.jsonl", records)
+        r = hw("load", "-i", src, "--db", db, "--now", NOW, "--batch-size", batch)
+        assert r.code == 0, r.err
+        assert state(db)["kind"] == "timestamp_ns", batch

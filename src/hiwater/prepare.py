@@ -45,7 +45,7 @@ class Prepared:
     # Invalid whatever the target's columns (key, cursor, NaN/Infinity); the other invalid
     # records only miss a column's type, which a --window slice may have made since the scan.
     fixed_invalid: np.ndarray | None = None
-    finer: bool = False  # a cursor was refused for being finer than a microsecond (kind timestamp)
+    finer: bool = False  # (kind timestamp) the batch shows nanosecond cursors: see values.Parsed
 
     def check_strict(self) -> None:
         """``--strict``: the first invalid record fails the run."""
@@ -114,8 +114,9 @@ class Judged:
         self.csv_types = {}
 
     def check_parsed(self, p: "Prepared") -> None:
-        """On a first run of kind timestamp, a batch with a cursor finer than a microsecond
-        makes it a nanosecond stream: :class:`KindChanged`, and the run starts again."""
+        """On a first run of kind timestamp, a batch showing nanosecond cursors (finer than a
+        microsecond, or written with 7 to 9 fractional digits) makes it a nanosecond stream:
+        :class:`KindChanged`, and the run starts again."""
         if self.kind_this_run and p.finer:
             raise KindChanged(V.TIMESTAMP_NS, V.TIMESTAMP, V.TIMESTAMP_NS)
 

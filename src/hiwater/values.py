@@ -65,7 +65,9 @@ class Parsed:
     valid: np.ndarray
     naive: np.ndarray
     reasons: list
-    finer: bool = False  # a value was refused for being finer than a microsecond (kind timestamp)
+    # (kind timestamp) the batch shows nanosecond cursors: a value finer than a microsecond, or
+    # text with 7 to 9 fractional digits, as detect_kind judges a first batch
+    finer: bool = False
 
 
 class FinerThanMicrosecond(ValueError):
@@ -295,6 +297,9 @@ def parse_column(column: pa.Array, kind: str, tz: dt.tzinfo) -> Parsed:
             reasons[i] = str(exc)
         except OverflowError:
             reasons[i] = f"cursor {v!r} is out of range"
+    if kind == TIMESTAMP and not finer and (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+        # (only here: the fast path's cast refuses any text with 7 or more fractional digits)
+        finer = bool(pc.any(pc.match_substring_regex(pc.utf8_trim_whitespace(column), _NS_TEXT)).as_py())
     return Parsed(values, valid, naive, reasons, finer)
 
 

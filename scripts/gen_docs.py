@@ -42,7 +42,7 @@ ROWS = [
      DECIMAL),
 ]
 CURSORS = [("the cursor, timestamps", V.TIMESTAMP), ("the cursor, dates", V.DATE),
-           ("the cursor, integers", V.INT)]
+           ("the cursor, integers", V.INT), ("the cursor, nanosecond timestamps (`timestamp_ns`)", V.TIMESTAMP_NS)]
 
 # What a type alone does not say, per target and row (by logical type or cursor kind).
 NOTES = {
@@ -50,8 +50,10 @@ NOTES = {
                f"{DECIMAL}({P},{S})": "the decimal's own digits (`1.50` stays `1.50`; SQLite has no exact decimal)",
                DECIMAL: "the decimal's own digits"},
     "postgresql": {ANY: "later values of any type are kept as JSON", V.TIMESTAMP: "microseconds kept",
+                   V.TIMESTAMP_NS: "the text as sent, nanoseconds kept (`timestamptz` holds microseconds only)",
                    f"{DECIMAL}({P},{S})": "exact, any scale", DECIMAL: "exact, any scale"},
-    "duckdb": {V.TIMESTAMP: "microseconds kept", f"{DECIMAL}({P},{S})": "exact",
+    "duckdb": {V.TIMESTAMP: "microseconds kept", V.TIMESTAMP_NS: "nanoseconds kept, the instant in UTC",
+               f"{DECIMAL}({P},{S})": "exact",
                DECIMAL: "the decimal's own digits, exact whatever precision a later value has"},
     "delta": {DECIMAL: "its digits, exact", TEXT: "also the cursor's text as sent"},
 }
@@ -82,7 +84,8 @@ def _columns() -> dict:
 
 
 HIDDEN = {"sqlite": "`INTEGER NOT NULL`", "postgresql": "`bigint NOT NULL`", "duckdb": "`BIGINT NOT NULL`",
-          "delta": "`long` (the cursor as microseconds UTC, a date's day, or the integer)"}
+          "delta": "`long` (the cursor as microseconds UTC, nanoseconds for `timestamp_ns`, a date's day, or "
+                   "the integer)"}
 TITLE = {"sqlite": "SQLite", "postgresql": "PostgreSQL", "duckdb": "DuckDB", "delta": "Delta"}
 
 

@@ -72,12 +72,17 @@ def zone(name: str) -> dt.tzinfo:
     return UTC if name == "UTC" else ZoneInfo(name)
 
 
+NS_TEXT = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}\.\d{7,9}(?:$|[^0-9])")
+
+
 def kind_of(values) -> str | None:
     """The stream's kind from the whole first batch: all dates → date, all integers → int,
-    otherwise timestamp."""
+    any timestamp written with 7 to 9 fractional digits → timestamp_ns, otherwise timestamp."""
     vals = [v for v in values if v is not None]
     if not vals:
         return None
+    if any(isinstance(v, str) and NS_TEXT.match(v) for v in vals):
+        return "timestamp_ns"
     if all(isinstance(v, int) and not isinstance(v, bool) for v in vals):
         return "int"
     if all(isinstance(v, str) and DATE_RE.fullmatch(v) for v in vals):
@@ -86,7 +91,18 @@ def kind_of(values) -> str | None:
 
 
 def parse_cursor(value, kind: str, tz: dt.tzinfo) -> int:
-    """Microseconds UTC (timestamp), microseconds at UTC midnight (date) or the integer."""
+    """Microseconds UTC (timestamp), nanoseconds UTC (timestamp_ns), microseconds at UTC
+    midnight (date) or the integer."""
+    if kind == "timestamp_ns":
+        text = value if isinstance(value, str) else None
+        frac = re.search(r":\d{2}\.(\d+)", text or "")
+        digits = frac.group(1) if frac else ""
+        if any(c != "0" for c in digits[9:]):
+            raise Invalid(f"{value!r} is finer than a nanosecond")
+        if frac:  # the microseconds as a timestamp stream reads them, then the nanoseconds
+            text = text[:frac.start(1)] + digits[:6].ljust(6, "0") + text[frac.end(1):]
+        return parse_cursor(text if text is not None else value, "timestamp", tz) * 1000 \
+            + int(digits[6:9].ljust(3, "0"))
     if value is None:
         raise Invalid("missing")
     if kind == "int":
@@ -184,6 +200,8 @@ class Model:
         lo_since = None if since is None else self.bound(since, kind)
         hi = None if until is None else self.bound(until, kind)
         future_limit = None if max_future == "none" or kind == "int" else NOW_US + DAY
+        if future_limit is not None and kind == "timestamp_ns":
+            future_limit *= 1000
         c = dict.fromkeys(COUNTS, 0)
         out = Expect(c)
 
@@ -419,26 +437,36 @@ def test_model_parser_itself():
 
 # --- precision --------------------------------------------------------------------------------
 
-def test_finer_than_a_microsecond_is_rejected_not_taken_for_one_version(tmp_path):
-    """Issue 10: ``…00.1234567`` then ``…00.1234568`` were one version (the second `unchanged`)."""
+def test_finer_than_a_microsecond_is_another_version_not_one(tmp_path):
+    """Issue 10: ``…00.1234567`` then ``…00.1234568`` were one version (the second `unchanged`);
+    issue 22: they are two versions of a nanosecond stream, not refused."""
     db = tmp_path / "t.db"
     s1 = load(write_jsonl(tmp_path / "a.jsonl", [R(1, "2025-01-15T10:00:00.1234567")]), db)
     s2 = load(write_jsonl(tmp_path / "b.jsonl", [R(1, "2025-01-15T10:00:00.1234568")]), db)
-    assert (s1.counts.rejected, s1.loaded) == (1, 0)
+    assert (s1.counts.rejected, s1.counts.inserted) == (0, 1)
+    assert (s2.counts.rejected, s2.counts.updated) == (0, 1)
+    assert state(db)["kind"] == "timestamp_ns"
+    assert wm_value(db) == utc_us("2025-01-15T10:00:00.123456") * 1000 + 800
+
+
+def test_finer_than_a_microsecond_is_refused_by_a_microsecond_stream(tmp_path):
+    db = tmp_path / "t.db"
+    load(write_jsonl(tmp_path / "a.jsonl", [R(1, "2025-01-15T10:00:00.123456")]), db)
+    s2 = load(write_jsonl(tmp_path / "b.jsonl", [R(1, "2025-01-15T10:00:00.1234568")]), db)
     assert (s2.counts.rejected, s2.counts.unchanged, s2.loaded) == (1, 0, 0)
-    assert rows_by_id(db) == {}
-    assert wm_value(db) is None
+    assert rows_by_id(db) == {1: (utc_us("2025-01-15T10:00:00.123456"), "a")}
     details = [q["detail"] for q in quarantined(db, "invalid")]
-    assert len(details) == 2 and all("microsecond" in d for d in details), details
+    assert len(details) == 1 and all("microsecond" in d for d in details), details
 
 
 @pytest.mark.parametrize("text", ["2025-01-15T10:00:00.000000001", "2025-01-15T10:00:00.123456789",
                                   "2025-01-15T10:00:00.12345601Z", "2025-01-15T10:00:00.1234567+01:00"])
-def test_seventh_to_ninth_fractional_digit_rejected(tmp_path, text):
+def test_seventh_to_ninth_fractional_digit_makes_a_nanosecond_stream(tmp_path, text):
     db = tmp_path / "t.db"
     s = load(write_jsonl(tmp_path / "a.jsonl", [R(1, text), R(2, "2025-01-15T09:00:00")]), db)
-    assert (s.counts.rejected, s.counts.inserted) == (1, 1)
-    assert wm_value(db) == utc_us("2025-01-15T09:00:00")
+    assert (s.counts.rejected, s.counts.inserted) == (0, 2)
+    assert state(db)["kind"] == "timestamp_ns"
+    assert wm_value(db) == parse_cursor(text, "timestamp_ns", UTC)
 
 
 def test_trailing_zeros_beyond_six_digits_are_the_same_instant(tmp_path):
@@ -819,7 +847,7 @@ def render(spec, tz: str) -> str:
 def render_bound(b, form: str, tz: str, kind: str | None) -> str:
     """A --since/--until value: a base wall time, or an instant (``("at", µs)``) in ``form``."""
     if isinstance(b, tuple):
-        inst = EPOCH + dt.timedelta(microseconds=b[1])
+        inst = EPOCH + dt.timedelta(microseconds=b[1] // (1000 if kind == "timestamp_ns" else 1))
         if kind == "date":
             return inst.date().isoformat()
         u = inst.replace(tzinfo=None)
@@ -840,7 +868,7 @@ def _since_at(spec, model: Model):
         return spec
     if model.wm is None:
         return 0, form
-    step = DAY if model.kind == "date" else 3_600_000_000
+    step = DAY if model.kind == "date" else 3_600_000_000 * (1000 if model.kind == "timestamp_ns" else 1)
     return ("at", model.wm - (step if where == "wm-1h" else 0)), form
 
 

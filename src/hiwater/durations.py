@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 
 from .errors import UsageError
-from .values import INT
+from .values import INT, TIMESTAMP_NS
 
 _UNITS_US = {
     "us": 1, "ms": 1_000, "s": 1_000_000, "m": 60_000_000, "h": 3_600_000_000,
@@ -44,7 +44,7 @@ class Duration:
                 f"{option} {self.text!r}: the cursor is a {kind or 'timestamp'}, give a unit",
                 hint="for example 15m, 2h, 1d or PT15M",
             )
-        return self.micros
+        return self.micros * 1000 if kind == TIMESTAMP_NS else self.micros
 
     @property
     def seconds(self) -> float:

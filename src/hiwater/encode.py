@@ -14,6 +14,7 @@ import json
 import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .jsontext import to_json_text
 
@@ -131,9 +132,24 @@ def storable(arr) -> pa.Array:
     t = arr.type
     if nested(t):
         return to_json_text(arr)
+    if pa.types.is_timestamp(t) and t.unit == "ns":
+        return ns_text(arr)
     if pa.types.is_timestamp(t) or pa.types.is_date(t):
         return pa.array([None if v is None else v.isoformat() for v in arr.to_pylist()], pa.string())
     return arr  # decimals stay exact: each target stores them in an exact type
+
+
+def ns_text(arr: pa.Array) -> pa.Array:
+    """A ``timestamp[ns]`` column as ISO text at its full precision, as Python's isoformat()
+    prints it (no fraction for whole seconds, six digits for whole microseconds, else nine;
+    ``+00:00`` for a zone-aware value)."""
+    tz = arr.type.tz
+    text = pc.strftime(arr, "%Y-%m-%dT%H:%M:%S%z" if tz else "%Y-%m-%dT%H:%M:%S")  # 9 digits
+    text = pc.replace_substring_regex(text, r"(\.[0-9]{6})000", r"\1")
+    text = pc.replace_substring_regex(text, r"\.000000([+-]|$)", r"\1")
+    if tz:
+        text = pc.replace_substring_regex(text, r"([+-][0-9]{2})([0-9]{2})$", r"\1:\2")
+    return text
 
 
 def nested(t: pa.DataType) -> bool:

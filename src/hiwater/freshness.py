@@ -35,9 +35,9 @@ def parse_instant(text) -> int | None:
 
 
 def data_age_s(watermark: int | None, kind: str | None, now_us: int) -> float | None:
-    if watermark is None or kind not in (V.TIMESTAMP, V.DATE):
+    if watermark is None or kind not in V.TIME_KINDS:
         return None
-    return (now_us - watermark) / 1_000_000
+    return (now_us - watermark / V.scale(kind)) / 1_000_000
 
 
 def load_age_s(last_success_at, now_us: int) -> float | None:

@@ -101,17 +101,18 @@ class Loader:
         """Under the stream's lock (the target is open: see :func:`hiwater.stream.run`)."""
         with self.target.lock(self.stream, self.opts.lock_timeout.seconds):
             try:
-                try:
-                    return self._run_widening()
-                except KindChanged as change:
-                    # The first run judged the cursor's kind on its first batch, and a later batch
-                    # shows a wider one (a timestamp after dates): nothing was committed, so the
-                    # run starts again with the kind that fits every batch, as if they were one.
-                    if not self.source.rereadable:
-                        raise report.kind_changed(self.opts.cursor, change.was, change.seen) from None
-                    log.info("cursor kind is %s, not %s: the run starts again", change.kind, change.was)
-                    self.judged.kind = change.kind
-                    return self._run_widening()
+                while True:  # (at most twice again: date or int -> timestamp -> timestamp_ns)
+                    try:
+                        return self._run_widening()
+                    except KindChanged as change:
+                        # The first run judged the cursor's kind on its first batch, and a later
+                        # batch shows a wider one (a timestamp after dates): nothing was committed,
+                        # so the run starts again with the kind that fits every batch, as if they
+                        # were one.
+                        if not self.source.rereadable:
+                            raise report.kind_changed(self.opts.cursor, change.was, change.seen) from None
+                        log.info("cursor kind is %s, not %s: the run starts again", change.kind, change.was)
+                        self.judged.kind = change.kind
             except Exception as exc:
                 if exc is not self._recorded and not self.opts.dry_run:  # (a dry run records nothing)
                     self._record_failure(exc)  # after the rollback, in a transaction of its own
@@ -316,7 +317,8 @@ class Loader:
         window, window_kind = None, None
         done = 0
         expected = self.source.expected_records() if self.progress is not None and write else None
-        if self.kind is not None and self.source.pushdown:
+        if self.kind not in (None, V.TIMESTAMP_NS) and self.source.pushdown:
+            # (a nanosecond stream's window is applied here: SQL sources hold microseconds)
             w = self._window()  # a SQL source reads only the window (pushdown)
             self.source.set_window(w.lo, w.lo_inclusive, w.hi, self.kind, self.tz)
         fields: set = set()
@@ -341,6 +343,7 @@ class Loader:
                         columns=b.columns, delete_field=o.delete_field, text_columns=self.judged.text_columns,
                         text_nul=self.target.capabilities.text_nul,
                         fold_case=self.target.capabilities.fold_case)
+            self.judged.check_parsed(p)
             if self.kind is None and p.kind is not None:
                 self.state.kind = p.kind
                 check_durations(o, self.kind, self.tz)

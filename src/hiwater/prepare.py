@@ -45,6 +45,7 @@ class Prepared:
     # Invalid whatever the target's columns (key, cursor, NaN/Infinity); the other invalid
     # records only miss a column's type, which a --window slice may have made since the scan.
     fixed_invalid: np.ndarray | None = None
+    finer: bool = False  # (kind timestamp) the batch shows nanosecond cursors: see values.Parsed
 
     def check_strict(self) -> None:
         """``--strict``: the first invalid record fails the run."""
@@ -63,11 +64,19 @@ class KindChanged(Exception):
 
 def check_kind(raw: RawBatch, cursor: str, kind: str | None) -> None:
     """On a stream's first run, whose cursor kind its first batch judged: raise
-    :class:`KindChanged` when this batch shows dates or integers to be timestamps."""
-    if kind in (V.DATE, V.INT) and cursor in raw.table.column_names:
+    :class:`KindChanged` when this batch shows dates or integers to be timestamps, or
+    microsecond timestamps to be nanosecond ones (an Arrow ``timestamp[ns]`` column here;
+    text finer than a microsecond when it is parsed: see :meth:`Judged.check_parsed`)."""
+    if cursor not in raw.table.column_names:
+        return
+    if kind == V.TIMESTAMP:  # (no scan of the text: the common case stays as fast as it was)
+        t = raw.table.schema.field(cursor).type
+        if pa.types.is_timestamp(t) and t.unit == "ns":
+            raise KindChanged(V.TIMESTAMP_NS, kind, V.TIMESTAMP_NS)
+    elif kind in (V.DATE, V.INT):
         seen = V.detect_kind(raw.table.column(cursor))
         if seen is not None and seen != kind:
-            raise KindChanged(V.TIMESTAMP, kind, seen)
+            raise KindChanged(V.TIMESTAMP_NS if seen == V.TIMESTAMP_NS else V.TIMESTAMP, kind, seen)
 
 
 class CsvColumnIsText(Exception):
@@ -97,10 +106,19 @@ class Judged:
 
     def start(self, state) -> None:
         """A run (or a restart) begins with the stream's ``state``."""
-        if state.kind is None and self.kind is not None:
+        restarted = state.kind is None and self.kind is not None
+        if restarted:
             state.kind = self.kind
-        self.kind_this_run = state.kind is None
+        # (a restarted first run may still widen: dates, then timestamps, then nanoseconds)
+        self.kind_this_run = state.kind is None or restarted
         self.csv_types = {}
+
+    def check_parsed(self, p: "Prepared") -> None:
+        """On a first run of kind timestamp, a batch showing nanosecond cursors (finer than a
+        microsecond, or written with 7 to 9 fractional digits) makes it a nanosecond stream:
+        :class:`KindChanged`, and the run starts again."""
+        if self.kind_this_run and p.finer:
+            raise KindChanged(V.TIMESTAMP_NS, V.TIMESTAMP, V.TIMESTAMP_NS)
 
     def check(self, raw: RawBatch, cursor: str, kind: str | None, columns: dict | None) -> None:
         """Raise :class:`KindChanged` or :class:`CsvColumnIsText` for a batch that widens
@@ -260,6 +278,7 @@ def prepare(raw: RawBatch, *, key: tuple, cursor: str, kind: str | None, tz: dt.
     # Cursor: present, parses, one kind.
     cur = np.zeros(n, np.int64)
     naive = np.zeros(n, bool)
+    finer = False
     if cursor not in tbl.column_names:
         _reason(reasons, np.ones(n, bool), f"cursor field {cursor!r} is missing")
     else:
@@ -279,7 +298,7 @@ def prepare(raw: RawBatch, *, key: tuple, cursor: str, kind: str | None, tz: dt.
                 _reason(reasons, np.ones(n, bool), f"cursor field {cursor!r} is missing or null")
         else:
             parsed = V.parse_column(col, kind, tz)
-            cur, naive = parsed.values, parsed.naive
+            cur, naive, finer = parsed.values, parsed.naive, parsed.finer
             for i in np.flatnonzero(~parsed.valid):
                 if reasons[i] is None:
                     reasons[i] = parsed.reasons[i]
@@ -303,7 +322,7 @@ def prepare(raw: RawBatch, *, key: tuple, cursor: str, kind: str | None, tz: dt.
             logical = columns[name]
         else:
             logical = logical_type(t) if name != cursor or kind != V.INT else INTEGER
-            if name == cursor and kind in (V.TIMESTAMP, V.DATE):
+            if name == cursor and kind in V.TIME_KINDS:
                 logical = "text"
             elif name in raw.undeclared and logical.startswith(DECIMAL):
                 logical = DECIMAL  # no declared precision: a column that keeps any (never the first batch's)
@@ -349,7 +368,7 @@ def prepare(raw: RawBatch, *, key: tuple, cursor: str, kind: str | None, tz: dt.
     groups = key_groups(tbl, key, valid) if all(k in tbl.column_names for k in key) else np.arange(n)
     stored = {k: v for k, v in raw.stored.items() if k not in raw.mixed and k not in key}
     return Prepared(raw, n, cur, naive, valid, reasons, groups, is_delete, data_columns, new_columns, kind, tbl,
-                    stored, fixed)
+                    stored, fixed, finer)
 
 
 _PY_LOGICAL = {bool: BOOLEAN, int: INTEGER, float: REAL, str: TEXT, dict: TEXT, list: TEXT, tuple: TEXT}

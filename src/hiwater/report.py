@@ -26,9 +26,10 @@ def amount(delta: int, kind: str | None, option: bool = False) -> str:
     """A cursor distance for people: ``2h15m``, ``45s``, ``3d``; a plain number for integer cursors."""
     if kind == V.INT:
         return str(delta)
-    secs = -(-delta // 1_000_000) if option else delta // 1_000_000  # round up for a suggestion
+    per_s = 1_000_000 * V.scale(kind)
+    secs = -(-delta // per_s) if option else delta // per_s  # round up for a suggestion
     if secs <= 0:
-        return "1s" if option else f"{delta / 1_000_000:g}s"
+        return "1s" if option else f"{delta / per_s:g}s"
     out = ""
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
         if secs >= size:
@@ -210,8 +211,8 @@ def nothing_valid(limit, rejected: int, source_records: int, first_reject: str |
 
 def future_watermark(max_future, prev, prev_text, kind, now: int, tz) -> str | None:
     """The warning for a stored watermark past now + ``--max-future`` (None when it is not)."""
-    if prev is None or kind not in (V.TIMESTAMP, V.DATE) or max_future is None \
-            or prev <= now + max_future.for_kind(kind, "--max-future"):
+    if prev is None or kind not in V.TIME_KINDS or max_future is None \
+            or prev <= now * V.scale(kind) + max_future.for_kind(kind, "--max-future"):
         return None
     return (f"the stored watermark {prev_text} is in the future (now is "
             f"{V.format_value(now, V.TIMESTAMP, False, tz)}): records older than it are "

@@ -266,7 +266,7 @@ def aggregate_row(stream: str, members: list, rows: list, states: dict, now_us: 
     least = least_state(committed) if len(committed) == len(ss) else None
     lead = max((s.watermark for s in committed if s.watermark is not None), default=None)
     kind = committed[0].kind
-    per_unit = 1_000_000 if kind in (V.TIMESTAMP, V.DATE) else 1
+    per_unit = 1_000_000 * V.scale(kind) if kind in V.TIME_KINDS else 1
     data_age = F.data_age_s(least.watermark if least else None, kind, now_us)
     load_ages = [r["load_age_s"] for r in mine.values()]
     load_age = None if any(a is None for a in load_ages) else max(load_ages)

@@ -23,7 +23,9 @@ def window_for(opts: LoadOptions, prev: int | None, kind: str | None, now: int, 
     o = opts
     future = None
     if o.max_future is not None and kind != V.INT:
-        future = now + o.max_future.for_kind(kind, "--max-future")
+        future = now * V.scale(kind) + o.max_future.for_kind(kind, "--max-future")
+        if kind == V.TIMESTAMP_NS:
+            future = min(future, V.MAX_NS)
     hi = None
     if o.until is not None:
         hi, _ = V.parse_bound(o.until, kind, tz, "--until")
@@ -38,6 +40,8 @@ def window_for(opts: LoadOptions, prev: int | None, kind: str | None, now: int, 
     lo = prev
     if o.lookback is not None:
         lo -= o.lookback.for_kind(kind, "--lookback")
+        if kind == V.TIMESTAMP_NS:  # a long lookback from a watermark near 1677 stays in int64
+            lo = max(lo, V.MIN_NS)
     return D.Window(lo, o.boundary == "inclusive", hi, future, o.on_late)
 
 
@@ -63,7 +67,9 @@ def next_watermark(opts: LoadOptions, prev: int | None, candidate: int | None, k
     if wm is None:
         return None
     if o.settle is not None and kind is not None:
-        wm = min(wm, now - o.settle.for_kind(kind, "--settle"))
+        wm = min(wm, now * V.scale(kind) - o.settle.for_kind(kind, "--settle"))
+        if kind == V.TIMESTAMP_NS:
+            wm = max(wm, V.MIN_NS)
     if o.until is not None:
         hi, _ = V.parse_bound(o.until, kind, tz, "--until")
         wm = min(wm, hi)

@@ -39,7 +39,9 @@ from .meta import INT_COLUMNS, Spelling
 from .sql import decimal_sql, guard_sql, table_definition, SqlTarget
 
 SQL_TYPES = {INTEGER: "BIGINT", REAL: "DOUBLE", TEXT: "VARCHAR", BOOLEAN: "BOOLEAN", BINARY: "BLOB", ANY: "JSON"}
-CURSOR_TYPES = {V.TIMESTAMP: "TIMESTAMP WITH TIME ZONE", V.DATE: "DATE", V.INT: "BIGINT"}
+# A nanosecond cursor is a TIMESTAMP_NS (DuckDB has no zone-aware one): the instant in UTC.
+CURSOR_TYPES = {V.TIMESTAMP: "TIMESTAMP WITH TIME ZONE", V.DATE: "DATE", V.INT: "BIGINT",
+                V.TIMESTAMP_NS: "TIMESTAMP_NS"}
 INT_TYPES = ("BIGINT", "INTEGER", "SMALLINT", "TINYINT", "HUGEINT", "UBIGINT", "UINTEGER")
 
 
@@ -405,6 +407,8 @@ class DuckDBTarget(SqlTarget):
                 arr = data.column(c).combine_chunks()
                 if c == self._cursor_column and t == "TIMESTAMP WITH TIME ZONE":
                     arrays[c] = cursor_us.cast(pa.timestamp("us", tz="UTC"))
+                elif c == self._cursor_column and t == "TIMESTAMP_NS":
+                    arrays[c] = cursor_us.cast(pa.timestamp("ns"))  # nanoseconds, exact
                 elif c == self._cursor_column and t == "DATE":
                     days = pa.array(cursor_us.to_numpy() // V.US_PER_DAY, pa.int32())
                     arrays[c] = days.cast(pa.date32())
@@ -441,6 +445,8 @@ class DuckDBTarget(SqlTarget):
             t = types.get(c, "BIGINT").upper()
             if c == self._cursor_column and t == "TIMESTAMP WITH TIME ZONE":
                 arrays[c] = cursor_us.cast(pa.timestamp("us", tz="UTC"))  # exact, from the normalised value
+            elif c == self._cursor_column and t == "TIMESTAMP_NS":
+                arrays[c] = cursor_us.cast(pa.timestamp("ns"))
             elif c == self._cursor_column and t == "DATE":
                 arrays[c] = pa.array(np.asarray(data[-2], dtype=np.int64) // V.US_PER_DAY, pa.int32()).cast(pa.date32())
             else:

@@ -20,7 +20,9 @@ from .sql import guard_sql
 
 SQL_TYPES = {INTEGER: "bigint", REAL: "double precision", TEXT: "text", BOOLEAN: "boolean", BINARY: "bytea",
              ANY: "jsonb"}
-CURSOR_TYPES = {V.TIMESTAMP: "timestamp with time zone", V.DATE: "date", V.INT: "bigint"}
+# A nanosecond cursor is kept as its text: timestamptz holds microseconds only (the hidden
+# _hiwater_cursor holds its integer nanoseconds).
+CURSOR_TYPES = {V.TIMESTAMP: "timestamp with time zone", V.DATE: "date", V.INT: "bigint", V.TIMESTAMP_NS: "text"}
 NAMEDATALEN = 63
 OWN_PARAMS = ("schema", "state_schema", "read_timeout")
 

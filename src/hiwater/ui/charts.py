@@ -17,10 +17,11 @@ WIDTH, HEIGHT = 640, 180
 LEFT, RIGHT, TOP, BOTTOM = 56, 12, 24, 28
 
 
-def runs(history: list, timed: bool) -> list:
+def runs(history: list, timed: bool, per_us: int = 1) -> list:
     """One point per run from history rows (a windowed run has one row per slice): when it
     finished, rows loaded (the sum of its slices), duration, outcome and lag (how far the
-    watermark stood behind the run's end; only when ``timed``: a timestamp or date cursor)."""
+    watermark stood behind the run's end; only when ``timed``: a timestamp or date cursor,
+    whose values are ``per_us`` units a microsecond: 1000 for nanoseconds)."""
     grouped: dict = {}
     for h in history:
         grouped.setdefault((h["stream"], h["run_id"]), []).append(h)
@@ -32,7 +33,7 @@ def runs(history: list, timed: bool) -> list:
         lag = None
         wm = next((r["watermark_after_value"] for r in reversed(rows) if r["watermark_after_value"] is not None), None)
         if timed and wm is not None:
-            lag = (parse_instant(finished) - wm) / 1_000_000
+            lag = (parse_instant(finished) - wm / per_us) / 1_000_000
         out.append({"stream": stream, "run_id": run_id, "finished_at": finished,
                     "loaded": sum(r["loaded"] or 0 for r in rows),
                     "duration_s": max((r["duration_s"] or 0) for r in rows),

@@ -104,8 +104,8 @@ def _when(t: float) -> str:
 def stream_page(data: dict) -> str:
     """One stream: its summary, charts of its runs, the run history and the state."""
     s = data["status"]
-    timed = s.get("kind") in ("timestamp", "date")
-    points = charts.runs(data["history"], timed)
+    timed = s.get("kind") in ("timestamp", "date", "timestamp_ns")
+    points = charts.runs(data["history"], timed, 1000 if s.get("kind") == "timestamp_ns" else 1)
     facts = [("target", s["target"]), ("table", s.get("table")), ("watermark", s["watermark"]),
              ("data age", s["data_age"]), ("load age", s["load_age"]), ("last run", _run(s)),
              ("quarantine", s["quarantined"]), ("last verify", _verify(s)),

@@ -67,11 +67,12 @@ def default_step(lo: int, hi: int, kind: str) -> int:
                     return unit * m
             unit *= 10
     floor = V.US_PER_DAY if kind == V.DATE else 1
-    for step in _NICE_US:
+    nice = [step * V.scale(kind) for step in _NICE_US]  # (nanosecond cursors: the same steps)
+    for step in nice:
         if step >= want and step >= floor:
             return step
-    years = -(-want // _NICE_US[-1])
-    return years * _NICE_US[-1]
+    years = -(-want // nice[-1])
+    return years * nice[-1]
 
 
 def make_plan(lo: int | None, hi: int | None, *, kind: str, step: int | None = None,

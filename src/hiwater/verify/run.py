@@ -371,10 +371,11 @@ def _fmt(value, s):
 def _step_text(step: int, kind: str) -> str:
     if kind == V.INT:
         return str(step)
+    per_us = V.scale(kind)
     for unit, us in (("d", V.US_PER_DAY), ("h", 3_600_000_000), ("m", 60_000_000), ("s", 1_000_000)):
-        if step % us == 0:
-            return f"{step // us}{unit}"
-    return f"{step}us"
+        if step % (us * per_us) == 0:
+            return f"{step // (us * per_us)}{unit}"
+    return f"{step}ns" if per_us > 1 else f"{step}us"
 
 
 def verify_streams(streams=None, *, api, project=None, db=None, target=None, input=None, source_url=None,

@@ -154,6 +154,8 @@ def cursor_sql(flavour: str, col: SD.Column, quoted: str, kind: str, tz) -> str 
         if col.kind != SD.INT:
             return None
         return {"postgresql": f"{c}::bigint", "mysql": f"CAST({c} AS SIGNED)"}.get(flavour, f"CAST({c} AS BIGINT)")
+    if kind == V.TIMESTAMP_NS:
+        return None  # (nanoseconds: that side is read once, and normalised by hiwater.values)
     if kind == V.DATE:
         if col.kind != SD.DATE:
             return None

@@ -44,7 +44,7 @@ def _file_target(db, target) -> bool:
     url = target or os.environ.get("HIWATER_TARGET_URL") or ""
     # A Delta table too, for now: two buckets' MERGEs into one table can still lose a commit race
     # to each other under load (seen in the bucket model test); one bucket at a time cannot.
-    return url.split(":", 1)[0].lower() in ("sqlite", "duckdb", "", "delta", "delta+s3")
+    return url.split(":", 1)[0].lower() in ("sqlite", "duckdb", "")
 
 
 def plan(tgt, stream: str, table: str, n: int, key, executor, db, target) -> Plan:

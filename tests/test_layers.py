@@ -29,7 +29,7 @@ LAYER = {
     # L3: one batch applied; L4: one run; L5: one stream opened and run; L6: specs in processes
     "apply": 3, "loader": 4, "stream": 5, "executor": 6,
     # L7: which specs, in what order (never each other); L8: the Python API; L9: the command line
-    "pipeline": 7, "buckets": 7, "status": 7, "verify": 7, "api": 8,
+    "pipeline": 7, "buckets": 7, "rebucket": 7, "status": 7, "verify": 7, "api": 8,
     # L9: the front ends over the API (the status page); L10: the command line and the package façade
     "ui": 9, "cli": 10, ROOT: 10,
     # `hiwater simulate` runs real loads through the API (hiwater.load, hiwater.state_show): a client

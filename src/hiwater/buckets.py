@@ -35,7 +35,7 @@ from .spec import Plan, StreamSpec, connected
 from .stream import attempt, replay
 from .summary import Counts, Summary
 from .targets.delta import DeltaTarget
-from .targets.deltabuckets import place_buckets
+from .targets.deltabuckets import by_bucket, place_buckets
 
 
 def _file_target(db, target) -> bool:
@@ -60,7 +60,10 @@ def plan(tgt, stream: str, table: str, n: int, key, executor, db, target) -> Pla
         if key:
             place_buckets(tgt, table, tuple(key), n)
     kind, where = parse_executor(executor)
-    return Plan(stream, n, kind, where, serial=_file_target(db, target),
+    # A Delta table's buckets commit side by side into their partitions (targets/deltacommit.py);
+    # a table made by a plain stream has none, so there they take turns.
+    serial = _file_target(db, target) or (isinstance(tgt, DeltaTarget) and not by_bucket(tgt, table))
+    return Plan(stream, n, kind, where, serial=serial,
                 first_alone=tgt.table(table) is None,
                 names=[bucket_name(stream, b, n) for b in range(n)])
 

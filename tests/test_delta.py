@@ -334,6 +334,24 @@ def test_delta_on_s3_loads_reruns_and_is_read_by_polars(delta_s3, tmp_path):
     assert any(k.startswith("lake/_hiwater_log/") for k in keys)
 
 
+def test_buckets_on_s3_commit_side_by_side_and_rebucket(delta_s3, tmp_path):
+    """``--buckets`` into a Delta table on S3 (moto): the buckets run at once (some change no
+    row and commit only their watermark beside the others' rewrites), then ``--rebucket`` to
+    another count; every key once, each with its newest version (issue 20)."""
+    _client, bucket, endpoint = delta_s3
+    url = f"delta+s3://{bucket}/lake"
+    storage = {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing",
+               "AWS_SECRET_ACCESS_KEY": os.environ["AWS_SECRET_ACCESS_KEY"], "AWS_REGION": "us-east-1",
+               "AWS_ALLOW_HTTP": "true"}
+    want = {}
+    for step, (n, ids) in enumerate([(3, range(300)), (3, range(0, 300, 7)), (3, [3]), (2, range(0, 300, 5))]):
+        src = write(tmp_path / f"s{step}.jsonl", ids, step + 1, name=f"s{step}-")
+        load(src, url, buckets=n, rebucket=True)
+        want |= {i: (f"2025-01-15T10:{step + 1:02d}:00", f"s{step}-{i}") for i in ids}
+        assert rows(f"s3://{bucket}/lake", storage=storage) == want, step
+    assert [s["stream"] for s in hiwater.state_show(target=url)] == ["events#0/2", "events#1/2"]
+
+
 def test_bucket_streams_of_one_table_commit_side_by_side(tmp_path):
     """Streams named ``name#b/N`` (what --buckets makes) share one table partitioned by bucket:
     four writers at once, each merging into its own partition, all commit; rows never move

@@ -31,7 +31,7 @@ LAYER = {
     # L5 too: a bucketed file stream's read phase planned (its splits, spill folder, each bucket's share)
     "shuffle": 5,
     # L7: which specs, in what order (never each other); L8: the Python API; L9: the command line
-    "pipeline": 7, "buckets": 7, "status": 7, "verify": 7, "api": 8,
+    "pipeline": 7, "buckets": 7, "rebucket": 7, "status": 7, "verify": 7, "api": 8,
     # L9: the front ends over the API (the status page); L10: the command line and the package façade
     "ui": 9, "cli": 10, ROOT: 10,
     # `hiwater simulate` runs real loads through the API (hiwater.load, hiwater.state_show): a client

@@ -62,7 +62,11 @@ def load(input=None, *, db: str | None = None, target: str | None = None,
 
 
 def _run(spec: StreamSpec, *, stdin=None, progress=None) -> Summary:
-    """Run one stream's spec: split into buckets when it asks for them, else in this process."""
+    """Run one stream's spec: split into buckets when it asks for them, else in this process
+    (``--rebucket``: the stream's buckets of another count forgotten first)."""
+    if spec.options.rebucket:
+        from .rebucket import rebucket
+        spec = rebucket(spec)
     if spec.options.buckets > 1:
         from .buckets import load_bucketed  # (start-up: see the module's note on imports)
         return load_bucketed(spec)

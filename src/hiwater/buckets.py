@@ -36,16 +36,15 @@ from .spec import Plan, StreamSpec, connected
 from .stream import attempt, replay
 from .summary import Counts, Summary
 from .targets.delta import DeltaTarget
-from .targets.deltabuckets import place_buckets
+from .targets.deltabuckets import by_bucket, place_buckets
 
 
 def _file_target(db, target) -> bool:
     if db is not None:
         return True
     url = target or os.environ.get("HIWATER_TARGET_URL") or ""
-    # A Delta table too, for now: two buckets' MERGEs into one table can still lose a commit race
-    # to each other under load (seen in the bucket model test); one bucket at a time cannot.
-    return url.split(":", 1)[0].lower() in ("sqlite", "duckdb", "", "delta", "delta+s3")
+    # One file, one writer: a SQLite or DuckDB file's buckets take turns (a Delta table: plan()).
+    return url.split(":", 1)[0].lower() in ("sqlite", "duckdb", "")
 
 
 def plan(tgt, stream: str, table: str, n: int, key, executor, db, target) -> Plan:
@@ -61,7 +60,10 @@ def plan(tgt, stream: str, table: str, n: int, key, executor, db, target) -> Pla
         if key:
             place_buckets(tgt, table, tuple(key), n)
     kind, where = parse_executor(executor)
-    return Plan(stream, n, kind, where, serial=_file_target(db, target),
+    # A Delta table's buckets commit side by side into their partitions (targets/deltacommit.py);
+    # a table made by a plain stream has none, so there they take turns.
+    serial = _file_target(db, target) or (isinstance(tgt, DeltaTarget) and not by_bucket(tgt, table))
+    return Plan(stream, n, kind, where, serial=serial,
                 first_alone=tgt.table(table) is None,
                 names=[bucket_name(stream, b, n) for b in range(n)])
 

@@ -177,6 +177,9 @@ def cli(ctx, verbose, log_format):
 @click.option("--executor", metavar="local|dask|dask:ADDRESS",
               help="How --buckets run: local (a process pool, the default), dask (a Dask LocalCluster) or "
                    "dask:tcp://HOST:8786 (an existing Dask cluster; needs hiwater[dask]).")
+@click.option("--rebucket", is_flag=True, help="Change the stream's bucket count to --buckets: forget its old "
+              "buckets (the table stays) and re-read the whole source; safe to repeat (docs/scale-out.md).")
+@click.option("--forget-quarantine", is_flag=True, help="With --rebucket: forget the old buckets' quarantined records.")
 @click.option("--details", is_flag=True, help="Print every count, not just the six-key summary.")
 @click.option("--progress", type=click.Choice(["auto", "always", "never"]), default="auto", show_default=True,
               help="A progress bar on stderr (rows, rate, ETA); auto: only when stderr is a terminal.")

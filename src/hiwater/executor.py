@@ -72,8 +72,8 @@ def _ready() -> None:
 
 def _worker_init(log_setup, parent: int) -> None:
     """A worker process prints its events as the parent does (``--log-format``, ``-v``), and
-    dies with it."""
-    die_with(parent)
+    dies with it (it was started by ``parent``: a parent gone already is dead)."""
+    die_with(parent, ours=True)
     if log_setup is not None:
         fmt, verbose, with_stream = log_setup
         events.configure(fmt, verbose=verbose, with_stream=with_stream)
@@ -164,13 +164,17 @@ class Pool:
         return False
 
 
-def die_with(parent: int) -> None:
+def die_with(parent: int, ours: bool = False) -> None:
     """End this worker process when ``parent`` (the coordinator that started it) ends, however
     it ends (SIGKILL included): a worker must not go on committing for a run nobody waits for.
     Its open transaction dies with it (rolled back: SPEC §3). Linux: the kernel's parent-death
     signal (``prctl(PR_SET_PDEATHSIG, SIGKILL)``); elsewhere a thread watching ``getppid()``.
-    A process that is not ``parent``'s child (a worker of a remote Dask cluster) is left alone."""
+    A process that is not ``parent``'s child (a worker of a remote Dask cluster) is left alone,
+    unless ``parent`` started it (``ours``: a worker of its local pool): then its parent died
+    while it was starting (before this ran), and it ends now."""
     if os.getppid() != parent:
+        if ours:
+            os._exit(1)
         return
     if sys.platform.startswith("linux"):
         try:

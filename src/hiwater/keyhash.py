@@ -185,8 +185,8 @@ def check_count(names, stream: str, n: int) -> None:
     raise UsageError(
         f"stream {stream!r} was loaded with {was_text}; this run asks for {now_text}",
         hint=(f"run it with --buckets {was} as before" if was > 1 else "run it without --buckets as before")
-        + f"; to change the count, forget the stream with `hiwater stream drop {stream}` (the table stays) "
-          f"and run again: the re-read finds every row the table holds (docs/scale-out.md, re-bucketing)")
+        + "; to change the count, add --rebucket: the old buckets are forgotten (the table stays) and the run "
+          "re-reads the whole source (docs/scale-out.md, re-bucketing)")
 
 
 def check_new_stream(names, stream: str) -> None:

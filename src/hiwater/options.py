@@ -91,6 +91,8 @@ class LoadOptions:
     max_rejected: RejectLimit | None = None
     buckets: int = 1              # split the stream into N key-hash buckets (hiwater.keyhash)
     executor: object = None       # how buckets run: local | dask | dask:ADDRESS (or a distributed.Client)
+    rebucket: bool = False        # change the stream's bucket count to `buckets` first (hiwater.rebucket)
+    forget_quarantine: bool = False  # with rebucket: the old buckets' quarantined records may be forgotten
 
     @classmethod
     def build(cls, **kw) -> "LoadOptions":
@@ -179,6 +181,11 @@ class LoadOptions:
             if self.prune:
                 raise UsageError("--prune cannot be combined with --buckets: a bucket sees only its own keys, "
                                  "so it cannot tell which keys are gone", hint="prune with one run, without --buckets")
+        if self.rebucket and self.dry_run:
+            raise UsageError("--rebucket cannot be combined with --dry-run: it forgets the old buckets before the run",
+                             hint="dry-run the new count on a copy, or run --rebucket for real")
+        if self.forget_quarantine and not self.rebucket:
+            raise UsageError("--forget-quarantine goes with --rebucket")
         if self.batch_size < 1:
             raise UsageError("--batch-size must be at least 1")
         if self.batch_size > 2**31 - 1:

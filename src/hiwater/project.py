@@ -70,6 +70,7 @@ TYPES = {
     "format": _TEXT, "boundary": _TEXT, "on-late": _TEXT, "assume-tz": _TEXT, "delete-field": _TEXT,
     "executor": _TEXT, "csv-delimiter": _TEXT, "csv-quote": _TEXT, "encoding": _TEXT,
     "full-load": _FLAG, "reread-files": _FLAG, "prune": _FLAG, "strict": _FLAG, "soft-delete": _FLAG,
+    "rebucket": _FLAG, "forget-quarantine": _FLAG,
     "lookback": _DURATION, "window": _DURATION, "settle": _DURATION, "max-future": _DURATION,
     "lock-timeout": _DURATION, "warn-after": _DURATION, "error-after": _DURATION,
     "since": _BOUND, "until": _BOUND, "start": _BOUND,

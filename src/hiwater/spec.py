@@ -137,7 +137,7 @@ class Plan:
     n: int
     executor: str                 # local | dask
     scheduler: object = None      # dask: an address, a distributed.Client, or None (a LocalCluster)
-    serial: bool = False          # one SQLite/DuckDB file (its file lock) or Delta table: one bucket at a time
+    serial: bool = False          # one SQLite/DuckDB file (its file lock), or a Delta table not partitioned by bucket
     first_alone: bool = False     # no table yet: bucket 0 makes it, then the others run
     names: list = field(default_factory=list)
 

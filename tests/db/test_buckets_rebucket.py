@@ -8,7 +8,11 @@ bucket's merge, which looks only in its own partition, finds them (before: 290 r
 
 from __future__ import annotations
 
+import pytest
+
 import hiwater
+from hiwater.errors import UsageError
+from hiwater.keyhash import bucket_of
 
 from conftest import NOW, write_jsonl
 
@@ -45,3 +49,37 @@ def test_changing_n_loses_and_duplicates_nothing(target_url, tmp_path):
     s = both(2, 3)
     assert s.total_in_target == 199 and read_table(target_url, "t") == read_table(one, "t")
     assert [x["stream"] for x in hiwater.state_show(target=target_url, stream="t")] == [f"t#{b}/3" for b in range(3)]
+
+
+def test_rebucket_changes_n_in_one_command(target_url, tmp_path):
+    """``load --buckets M --rebucket`` (issue 20): 4 → 2 → 3 buckets, and back to one stream,
+    each in one command; every table equals one run's, the quarantine holds the invalid record
+    once (in its new bucket), and the same command again is an ordinary run of the new count."""
+    one = f"sqlite:///{tmp_path / 'one.db'}"
+    src = tmp_path / "t.jsonl"
+    opts = dict(input=str(src), table="t", key="id", cursor="modified_at", now=NOW)
+
+    def both(version: int, n: int, **kw):
+        write_jsonl(src, records(200, version))
+        hiwater.load(target=one, **opts)
+        s = hiwater.load(target=target_url, buckets=n, **opts, **kw)
+        assert s.total_in_target == 199 and read_table(target_url, "t") == read_table(one, "t"), (version, n)
+        return s
+
+    both(0, 4)
+    with pytest.raises(UsageError, match="1 quarantined record"):  # it would forget that record
+        both(1, 2, rebucket=True)
+    assert len(hiwater.quarantine_list(target=target_url, stream="t")) == 1
+    s = both(1, 2, rebucket=True, forget_quarantine=True)
+    assert any("from 4 to 2 bucket(s)" in w for w in s.warnings)
+    assert s.counts.unchanged == 0 and s.counts.updated == 199  # the whole source, re-read once
+    assert [x["stream"] for x in hiwater.state_show(target=target_url, stream="t")] == ["t#0/2", "t#1/2"]
+    s = both(1, 2, rebucket=True, forget_quarantine=True)  # the same command again: a plain run of 2
+    assert not any("re-bucketed" in w for w in s.warnings) and s.counts.updated == 0
+    both(2, 3, rebucket=True, forget_quarantine=True)
+    assert [q["stream"] for q in hiwater.quarantine_list(target=target_url, stream="t")] == [
+        f"t#{bucket_of([41], 3)}/3"]
+    both(3, 1, rebucket=True, forget_quarantine=True)
+    assert [x["stream"] for x in hiwater.state_show(target=target_url)] == ["t"]
+    both(4, 2, rebucket=True, forget_quarantine=True)
+    assert len(hiwater.quarantine_list(target=target_url, stream="t")) == 1

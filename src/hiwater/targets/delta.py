@@ -42,6 +42,7 @@ import pyarrow.compute as pc
 from ..errors import LockTimeout, TargetError
 from .base import (CURSOR_COL, HIDDEN, RUN_COL, Capabilities, Dropped, FilesGone, FilesRead, History,
                    Quarantined, Released, State, TableInfo, Target, Transaction, Verified)
+from .deltacommit import commit_bucket, partitioned
 from .deltalog import LOG, DeltaLedger, append_rows, log_rows, verified_rows
 from .deltatypes import (BUCKET_COL, OP, UPDATE_WHEN, HeldKeys, add_fields, anti, app_id, arrow_type, bucket_of,
                          castable, check_column, conform, deltalake, differing, first_rows, is_conflict, kill_point,
@@ -544,7 +545,8 @@ class DeltaTransaction(Transaction):
         # MERGE (decided against that snapshot) when its conflict check finds no overlap, which
         # for racing runs of one stream left a key twice or the watermark behind the data. A
         # stream's commit is valid only on the snapshot it read (Iceberg's num-retries=0). The
-        # buckets of one stream commit side by side into their own partitions, so they retry.
+        # buckets of one stream commit side by side into their own partitions, so they retry
+        # (a MERGE naming its partition conflicts only with a commit into that partition).
         props = dl.CommitProperties(app_transactions=[dl.Transaction(app_id(stream), txn)],
                                     custom_metadata={"hiwater.stream": stream, "hiwater.run_id": str(self._run_id or "")},
                                     max_commit_retries=0 if bucket is None else None)
@@ -553,19 +555,7 @@ class DeltaTransaction(Transaction):
         schema = self._schemas.get(table)
         uri = target._uri(table)
 
-        def apply():
-            nonlocal dt
-            if dt is None and bucket is not None:
-                # Buckets of one stream share the table, partitioned by bucket: the first to come
-                # creates it empty (creating it twice is harmless), then each merges into its own
-                # partition, so their commits do not conflict.
-                part = pa.schema(list(schema) + [pa.field(BUCKET_COL, pa.int64())])
-                dl.DeltaTable.create(uri, part, mode="ignore", partition_by=[BUCKET_COL], storage_options=target.storage,
-                                     configuration={"delta.targetFileSize": str(target.file_size)})
-                dt = dl.DeltaTable(uri, storage_options=target.storage)
-                have = set(pa.schema(dt.schema().to_arrow()).names)
-                add_fields(dl, dt, [f for f in part if f.name not in have])
-                self._evolved.discard(table)
+        def apply(dt):
             if dt is None:
                 # The table's first commit: its schema and first rows (inserts only: nothing was held).
                 rows = schema.empty_table() if staged is None else first_rows(staged, key, schema)
@@ -585,8 +575,16 @@ class DeltaTransaction(Transaction):
              .when_matched_update(updates=updates(src, key), predicate=UPDATE_WHEN)
              .when_not_matched_insert(updates=updates(src, ()), predicate=f"s.`{OP}` <> 'delete'")
              .execute())
+
+        def commit():
+            if bucket is None or (dt is not None and not partitioned(dt)):
+                return apply(dt)  # on the run's snapshot (a bucket too when its table is not partitioned)
+            # A bucket's table, shared with the stream's other buckets, which commit at the same
+            # time: on a fresh snapshot, once its partition is checked unchanged (.deltacommit).
+            commit_bucket(dl, uri, target.storage, dt, app=app_id(stream), txn=txn, bucket=bucket,
+                          schema=schema, file_size=target.file_size, apply=apply)
         try:
-            target._run(apply, f"writing {table!r}", stream=stream)
+            target._run(commit, f"writing {table!r}", stream=stream)
         except LockTimeout:
             # The commit's own app transaction is the fact: delta-rs can report an error after
             # the commit landed (a post-commit step racing another writer); then it stands.

@@ -13,7 +13,14 @@ import pyarrow.compute as pc
 from ..errors import UsageError
 from ..keyhash import bucket_ids
 from .delta import DeltaTarget
+from .deltacommit import partitioned
 from .deltatypes import BUCKET_COL, col
+
+def by_bucket(target: DeltaTarget, table: str) -> bool:
+    """Is ``table`` partitioned by bucket, or not made yet (its first bucket makes it so)?"""
+    dt = target._table(table)
+    return dt is None or partitioned(dt)
+
 
 def place_buckets(target: DeltaTarget, table: str, key: tuple, n: int) -> int:
     """Move every row of a bucketed stream's table to the partition of its key's bucket of

@@ -44,7 +44,7 @@ from .base import (CURSOR_COL, HIDDEN, RUN_COL, Capabilities, Dropped, FilesGone
                    Quarantined, Released, State, TableInfo, Target, Transaction, Verified)
 from .deltacommit import commit_bucket, partitioned
 from .deltalog import LOG, DeltaLedger, append_rows, log_rows, verified_rows
-from .deltatypes import (BUCKET_COL, OP, UPDATE_WHEN, HeldKeys, add_fields, anti, app_id, arrow_type, bucket_of,
+from .deltatypes import (OP, UPDATE_WHEN, HeldKeys, add_fields, anti, app_id, arrow_type, bucket_of,
                          castable, check_column, conform, deltalake, differing, first_rows, is_conflict, kill_point,
                          landed, last_per_key, logical, merge_source, no_hits, one_line, parse_url, partition_filter,
                          remove_folder, row_count, sql_text, storage_error, storage_options, txn_id, updates)

@@ -61,6 +61,16 @@ class Dialect:
     def idiv(self, a: str, b: int) -> str:
         return f"({a}) / {b}"
 
+    def bigint(self, expr: str) -> str:
+        """An integer key as a 64-bit integer (PostgreSQL and DuckDB keep a 32-bit column's type
+        through ``*``, and overflow)."""
+        return expr
+
+    fence = ""
+    """Ends a subquery so the planner computes its columns once per row instead of inlining
+    their expressions into every use (PostgreSQL: ``OFFSET 0``): used where the cursor is an
+    expression (a source's normalisation), whose uses would each compute it again."""
+
     def setup(self, conn) -> None:
         """Register what the database lacks (SQLite's functions)."""
 
@@ -76,6 +86,17 @@ class PostgresSQL(Dialect):
 
     def key_hash(self):
         return "('x' || substr(md5(_k), 1, 15))::bit(60)::bigint"
+
+    def bigint(self, expr):
+        return f"{expr}::bigint"
+
+    def setup(self, conn):
+        # A target table the loader filled has no statistics yet: the planner then guesses a
+        # few rows in range and sorts them for GROUP BY (on disk, and without parallel workers
+        # at first). Every GROUP BY here has few groups: hash them.
+        conn.execute("SET enable_sort = off")
+
+    fence = " OFFSET 0"
 
 
 class MySQLSQL(Dialect):
@@ -109,6 +130,9 @@ class DuckSQL(Dialect):
 
     def idiv(self, a, b):
         return f"({a}) // {b}"
+
+    def bigint(self, expr):
+        return f"CAST({expr} AS BIGINT)"
 
 
 class _SqliteDigest:
@@ -183,8 +207,11 @@ class SqlSide:
     """
 
     def __init__(self, label: str, conn, flavour: str, base: str, key: list[str], raw: str, quote, *,
-                 normalise=lambda expr: expr, native=None, placeholder: str = "%s", escape: bool = True):
+                 normalise=lambda expr: expr, native=None, placeholder: str = "%s", escape: bool = True,
+                 int_key: bool = False, exact_native: bool = False, fast=None):
         self.label = label
+        self.int_key = int_key and len(key) == 1
+        self.mode = D.MD5
         self.fetched = 0
         self.conn = conn
         self.sql = SQL[flavour]()
@@ -197,9 +224,19 @@ class SqlSide:
         quoted = [quote(k) for k in key]
         self.quoted_key = quoted
         cols = ", ".join(f"{q} AS _k{i}" for i, q in enumerate(quoted))
+        if self.int_key:
+            cols += f", {self.sql.bigint(quoted[0])} AS _i"
         self.raw, self.normalise = raw, normalise
         self.inner = f"SELECT {self.sql.key_text(quoted)} AS _k, {normalise(raw)} AS _c, {cols} FROM {base}"
         self.base = base
+        # the cursor computed once per row where it is an expression (a source's normalisation)
+        self.fence = self.sql.fence if normalise(raw) != raw else ""
+        # native bounds that select exactly the range: no second test on the normalised cursor
+        self.exact_native = exact_native and native is not None
+        # ``(normalise, bound)``: a cheaper normalisation, exact for cursors within ±bound
+        self.fast = fast
+        if fast is not None:
+            self.inner_fast = f"SELECT {self.sql.key_text(quoted)} AS _k, {fast[0](raw)} AS _c, {cols} FROM {base}"
 
     # one statement, its rows, and what they cost
     def _query(self, sql: str, params: list) -> list[tuple]:
@@ -220,8 +257,17 @@ class SqlSide:
         where, params = "", []
         if self.native is not None:
             where, params = self.native(a, b, self.placeholder)
+        inner = self.inner
+        if self.fast is not None and a is not None and -self.fast[1] <= a and b <= self.fast[1]:
+            inner = self.inner_fast
+        if self.exact_native and a is not None:
+            return f"({inner}{where}{self.fence}) AS _s", params
         low = f"_c >= {int(a)} AND " if a is not None else ""
-        return f"({self.inner}{where}) AS _s WHERE {low}_c <= {int(b)}", params
+        return f"({inner}{where}{self.fence}) AS _s WHERE {low}_c <= {int(b)}", params
+
+    def use(self, mode: str) -> None:
+        """The checksum both sides agreed on (:func:`agree`): ``md5``, or ``int`` for an integer key."""
+        self.mode = mode
 
     def span(self, lo, hi):
         """``MIN``/``MAX`` of the raw cursor column, normalised after: the normalisation keeps order,
@@ -238,17 +284,36 @@ class SqlSide:
         low, high = max(int(row[0]), lo) if lo is not None else int(row[0]), min(int(row[1]), hi)
         return (low, high) if low <= high else None
 
+    def _sums(self) -> str:
+        if self.mode == D.INT:
+            return ", ".join(f"SUM({h})" for h in D.int_row_sql("_i", "_c"))
+        return self.sql.digest_sum()
+
+    def _sum(self, r) -> int:
+        """The digest's sum from the row's sum column(s), in the mode's form (NULL: no rows)."""
+        if self.mode == D.INT:
+            return D.combine(r[0] or 0, r[1] or 0)
+        return int(r[0] or 0) % D.MOD
+
     def _digest(self, groups: list[str], src: str, params: list) -> dict:
         names = ", ".join(f"_g{i}" for i in range(len(groups)))
-        sql = (f"SELECT {names}, COUNT(*), {self.sql.digest_sum()} FROM (SELECT "
-               f"{', '.join(f'{g} AS _g{i}' for i, g in enumerate(groups))}, _k, _c FROM {src}) AS _d "
-               f"GROUP BY {names}")
+        sql = (f"SELECT {names}, COUNT(*), {self._sums()} FROM (SELECT "
+               f"{', '.join(f'{g} AS _g{i}' for i, g in enumerate(groups))}, "
+               f"{'_i' if self.mode == D.INT else '_k'}, _c FROM {src}) AS _d GROUP BY {names}")
         n = len(groups)
         out = {}
         for r in self._query(sql, params):
             g = tuple(int(x) for x in r[:n])
-            out[g if n > 1 else g[0]] = (int(r[n]), int(r[n + 1]) % D.MOD)
+            out[g if n > 1 else g[0]] = (int(r[n]), self._sum(r[n + 1:]))
         return out
+
+    def total(self, plan):
+        """``(count, sum)`` of the whole range: one pass without grouping (a GROUP BY costs SQLite
+        a sort of every row), enough to prove an equal table equal."""
+        src, params = self._from(plan.lo, plan.hi)
+        r = self._query(f"SELECT COUNT(*), {self._sums()} FROM (SELECT "
+                        f"{'_i' if self.mode == D.INT else '_k'}, _c FROM {src}) AS _d", params)[0]
+        return int(r[0]), self._sum(r[1:])
 
     def windows(self, plan):
         src, params = self._from(plan.lo, plan.hi)
@@ -260,7 +325,8 @@ class SqlSide:
         b = plan.window(max(windows))[1]
         src, params = self._from(a, b)
         w = self.sql.idiv(f"_c - {plan.lo}", plan.step)
-        return f"(SELECT _s.*, {w} AS _w, {self.sql.key_hash()} AS _kh FROM {src}) AS _r", params
+        kh = D.int_key_sql("_i") if self.mode == D.INT else self.sql.key_hash()
+        return f"(SELECT _s.*, {w} AS _w, {kh} AS _kh FROM {src}{self.fence}) AS _r", params
 
     def _bucket(self, depth: int) -> str:
         return self.sql.idiv("_kh", 1 << (D.KEY_BITS - depth)) if depth else "0"
@@ -284,7 +350,9 @@ class SqlSide:
         cols = ", ".join(f"_k{i}" for i in range(len(self.key)))
         out = {}
         for r in self._query(f"SELECT _k, _c, {cols} FROM {src} WHERE {cond}", params):
-            out[r[0]] = Row(tuple(r[2:]), int(r[1]), D.row_hash(r[0], int(r[1])))
+            c = int(r[1])
+            h = D.int_row_hash(int(r[2]), c) if self.mode == D.INT else D.row_hash(r[0], c)
+            out[r[0]] = Row(tuple(r[2:]), c, h)
         return out
 
     def lookup(self, keys):
@@ -323,6 +391,21 @@ def _dialect(url: str, tz):
     d = cls(url, tz)
     d.connect()
     return d
+
+
+FLOAT_EXACT_US = (1 << 51) - (1 << 16)
+"""``round(float(m / 1e6) * 1e6) == m`` for every ``|m|`` up to here: two correctly rounded float
+operations err by at most ``|m| * 2**-52 < 0.5`` (1898-08 to 2041-05 in microseconds)."""
+
+
+def _fast_cursor(flavour: str, col: SD.Column, kind: str, tz):
+    """PostgreSQL's ``extract(epoch …)`` is a numeric (slow, ~3x ``date_part``'s float); within
+    :data:`FLOAT_EXACT_US` of 1970 the float gives the same integer exactly."""
+    if flavour != "postgresql" or kind != V.TIMESTAMP:
+        return None
+    if not (col.kind == SD.TS_TZ or (col.kind == SD.TS_NAIVE and tz is dt.timezone.utc)):
+        return None
+    return (lambda c: f"(date_part('epoch', {c}) * 1000000)::bigint"), FLOAT_EXACT_US
 
 
 def _native(d: SD.Dialect, col: SD.Column, quoted: str, kind: str):
@@ -366,7 +449,9 @@ def source_side(url: str, *, table: str | None, query: str | None, key: list, cu
         return SqlSide(label, d.conn, flavour, src.base(), list(key), d.quote(cursor), d.quote,
                        normalise=lambda raw: cursor_sql(flavour, col, raw, kind, tz),
                        native=_native(d, col, d.quote(cursor), kind), placeholder=d.placeholder,
-                       escape=d.escape_percent)
+                       escape=d.escape_percent,
+                       int_key=len(key) == 1 and getattr(src._column(key[0]), "kind", None) == SD.INT,
+                       exact_native=d.exact(kind, col), fast=_fast_cursor(flavour, col, kind, tz))
     except BaseException:
         src.close()
         raise
@@ -438,7 +523,24 @@ def target_side(url: str, table: str, key: list, *, content: list | None = None)
     if content is not None:
         return _read_target(d, table, key, content, label)
     return SqlSide(label, d.conn, d.name, d.quote(table), list(key), d.quote(CURSOR_COL), d.quote,
-                   placeholder=d.placeholder, escape=d.escape_percent)
+                   placeholder=d.placeholder, escape=d.escape_percent, int_key=_int_key(d, d.quote(table), key))
+
+
+def _int_key(d, base: str, key: list) -> bool:
+    """One key column, of an integer type: the side can use the integer checksum."""
+    if len(key) != 1:
+        return False
+    kinds = {c.name: c.kind for c in d.describe(base)}
+    return kinds.get(key[0]) == SD.INT
+
+
+def agree(src, tgt) -> str:
+    """The checksum both sides use: the integer one when both hold one integer key column, else
+    md5 (:mod:`hiwater.verify.digest`). Called once, before the first question."""
+    mode = D.INT if getattr(src, "int_key", False) and getattr(tgt, "int_key", False) else D.MD5
+    src.use(mode)
+    tgt.use(mode)
+    return mode
 
 
 def _read_target(d, table, key, content, label) -> MemorySide:

@@ -66,11 +66,6 @@ class Dialect:
         through ``*``, and overflow)."""
         return expr
 
-    fence = ""
-    """Ends a subquery so the planner computes its columns once per row instead of inlining
-    their expressions into every use (PostgreSQL: ``OFFSET 0``): used where the cursor is an
-    expression (a source's normalisation), whose uses would each compute it again."""
-
     def setup(self, conn) -> None:
         """Register what the database lacks (SQLite's functions)."""
 
@@ -95,8 +90,6 @@ class PostgresSQL(Dialect):
         # few rows in range and sorts them for GROUP BY (on disk, and without parallel workers
         # at first). Every GROUP BY here has few groups: hash them.
         conn.execute("SET enable_sort = off")
-
-    fence = " OFFSET 0"
 
 
 class MySQLSQL(Dialect):
@@ -229,8 +222,6 @@ class SqlSide:
         self.raw, self.normalise = raw, normalise
         self.inner = f"SELECT {self.sql.key_text(quoted)} AS _k, {normalise(raw)} AS _c, {cols} FROM {base}"
         self.base = base
-        # the cursor computed once per row where it is an expression (a source's normalisation)
-        self.fence = self.sql.fence if normalise(raw) != raw else ""
         # native bounds that select exactly the range: no second test on the normalised cursor
         self.exact_native = exact_native and native is not None
         # ``(normalise, bound)``: a cheaper normalisation, exact for cursors within ±bound
@@ -261,9 +252,9 @@ class SqlSide:
         if self.fast is not None and a is not None and -self.fast[1] <= a and b <= self.fast[1]:
             inner = self.inner_fast
         if self.exact_native and a is not None:
-            return f"({inner}{where}{self.fence}) AS _s", params
+            return f"({inner}{where}) AS _s", params
         low = f"_c >= {int(a)} AND " if a is not None else ""
-        return f"({inner}{where}{self.fence}) AS _s WHERE {low}_c <= {int(b)}", params
+        return f"({inner}{where}) AS _s WHERE {low}_c <= {int(b)}", params
 
     def use(self, mode: str) -> None:
         """The checksum both sides agreed on (:func:`agree`): ``md5``, or ``int`` for an integer key."""
@@ -326,7 +317,7 @@ class SqlSide:
         src, params = self._from(a, b)
         w = self.sql.idiv(f"_c - {plan.lo}", plan.step)
         kh = D.int_key_sql("_i") if self.mode == D.INT else self.sql.key_hash()
-        return f"(SELECT _s.*, {w} AS _w, {kh} AS _kh FROM {src}{self.fence}) AS _r", params
+        return f"(SELECT _s.*, {w} AS _w, {kh} AS _kh FROM {src}) AS _r", params
 
     def _bucket(self, depth: int) -> str:
         return self.sql.idiv("_kh", 1 << (D.KEY_BITS - depth)) if depth else "0"

@@ -4,6 +4,8 @@ Every side answers the same questions, each in ONE pass over its data however ma
 slices it covers (:mod:`hiwater.verify.digest` defines every hash):
 
 - ``span(lo, hi)``: the smallest and largest cursor in the range;
+- ``use(mode)``: the checksum both sides agreed on (:func:`agree`: integer or md5);
+- ``total(plan)``: ``(count, sum)`` of the whole range, no grouping (an equal table stops here);
 - ``windows(plan)``: ``{window: (count, sum)}`` for every window of the plan;
 - ``buckets(plan, depth, parents, child)``: ``{(window, bucket): (count, sum)}`` where a bucket at
   depth ``d`` is the key hash's top ``d`` bits (:func:`bucket`), for the depth-``child`` buckets
@@ -14,7 +16,7 @@ slices it covers (:mod:`hiwater.verify.digest` defines every hash):
 - ``lookup(keys)``: where the given keys are now, at any cursor (a key that left the range).
 
 :class:`SqlSide` pushes the aggregates into the database (PostgreSQL, MySQL/MariaDB, DuckDB,
-SQLite with two registered functions), so an equal window costs two numbers on the wire.
+SQLite; :mod:`hiwater.verify.sql` spells them), so an equal window costs two numbers on the wire.
 :class:`MemorySide` holds the rows a source or target can only hand over whole (files, Delta, a
 cursor the database cannot normalise exactly, ``--content``): read once, then answered by numpy.
 ``fetched`` counts the payload bytes each side returned, the cost the benchmark reports.
@@ -34,162 +36,11 @@ from ..sources.memory import DataSource
 from ..targets.delta import folder_name
 from ..urls import expand
 from . import digest as D
-
 from .rows import CURSOR_COL, MemorySide, Row, from_batches
+from .sql import SQL, cursor_sql, fast_cursor
+
 
 # --- SQL, pushed down -----------------------------------------------------------------------------
-
-class Dialect:
-    """The digest spelled in one SQL dialect. Every expression reads ``_k`` (the key text) and
-    ``_c`` (the normalised cursor, a 64-bit integer) from the side's inner SELECT."""
-
-    name = "?"
-
-    def key_text(self, quoted: list[str]) -> str:
-        raise NotImplementedError
-
-    def row_hash(self) -> str:
-        raise NotImplementedError
-
-    def digest_sum(self) -> str:
-        """The sum of the row hashes of a group, as a number the driver returns exactly."""
-        return f"SUM({self.row_hash()})"
-
-    def key_hash(self) -> str:
-        raise NotImplementedError
-
-    def idiv(self, a: str, b: int) -> str:
-        return f"({a}) / {b}"
-
-    def bigint(self, expr: str) -> str:
-        """An integer key as a 64-bit integer (PostgreSQL and DuckDB keep a 32-bit column's type
-        through ``*``, and overflow)."""
-        return expr
-
-    def setup(self, conn) -> None:
-        """Register what the database lacks (SQLite's functions)."""
-
-
-class PostgresSQL(Dialect):
-    name = "postgresql"
-
-    def key_text(self, quoted):
-        return " || chr(30) || ".join(f"{q}::text" for q in quoted)
-
-    def row_hash(self):
-        return "('x' || substr(md5(_k || chr(31) || _c::text), 1, 16))::bit(64)::bigint"
-
-    def key_hash(self):
-        return "('x' || substr(md5(_k), 1, 15))::bit(60)::bigint"
-
-    def bigint(self, expr):
-        return f"{expr}::bigint"
-
-    def setup(self, conn):
-        # A target table the loader filled has no statistics yet: the planner then guesses a
-        # few rows in range and sorts them for GROUP BY (on disk, and without parallel workers
-        # at first). Every GROUP BY here has few groups: hash them.
-        conn.execute("SET enable_sort = off")
-
-
-class MySQLSQL(Dialect):
-    name = "mysql"
-
-    def key_text(self, quoted):
-        return f"CONCAT_WS(CHAR(30 USING utf8mb4), {', '.join(quoted)})" if len(quoted) > 1 else \
-            f"CAST({quoted[0]} AS CHAR)"
-
-    def row_hash(self):
-        return "CAST(CONV(SUBSTR(MD5(CONCAT(_k, CHAR(31 USING utf8mb4), _c)), 1, 16), 16, 10) AS UNSIGNED)"
-
-    def key_hash(self):
-        return "CAST(CONV(SUBSTR(MD5(_k), 1, 15), 16, 10) AS UNSIGNED)"
-
-    def idiv(self, a, b):
-        return f"({a}) DIV {b}"
-
-
-class DuckSQL(Dialect):
-    name = "duckdb"
-
-    def key_text(self, quoted):
-        return " || chr(30) || ".join(f"CAST({q} AS VARCHAR)" for q in quoted)
-
-    def row_hash(self):
-        return "CAST('0x' || substr(md5(_k || chr(31) || CAST(_c AS VARCHAR)), 1, 16) AS UBIGINT)"
-
-    def key_hash(self):
-        return "CAST('0x' || substr(md5(_k), 1, 15) AS BIGINT)"
-
-    def idiv(self, a, b):
-        return f"({a}) // {b}"
-
-    def bigint(self, expr):
-        return f"CAST({expr} AS BIGINT)"
-
-
-class _SqliteDigest:
-    """``hw_sum(_k, _c)``: the sum modulo 2**64 of the row hashes, one Python call per row (SQLite
-    has no md5, and its own ``sum`` stops at an overflow)."""
-
-    def __init__(self):
-        self.total = 0
-
-    def step(self, k, c):
-        self.total += D.row_hash(k, c)
-
-    def finalize(self):
-        return str(self.total % D.MOD)
-
-
-class SQLiteSQL(Dialect):
-    name = "sqlite"
-
-    def key_text(self, quoted):
-        return " || char(30) || ".join(f"CAST({q} AS TEXT)" for q in quoted)
-
-    def digest_sum(self):
-        return "hw_sum(_k, _c)"
-
-    def key_hash(self):
-        return "hw_key(_k)"
-
-    def setup(self, conn):
-        conn.create_function("hw_key", 1, D.key_hash, deterministic=True)
-        conn.create_aggregate("hw_sum", 2, _SqliteDigest)
-
-
-SQL = {"postgresql": PostgresSQL, "mysql": MySQLSQL, "duckdb": DuckSQL, "sqlite": SQLiteSQL}
-
-
-def cursor_sql(flavour: str, col: SD.Column, quoted: str, kind: str, tz) -> str | None:
-    """The SQL that normalises a source's cursor column to hiwater's integer exactly as
-    :mod:`hiwater.values` does, or ``None`` where the database cannot (text cursors, naive
-    timestamps in a zone with DST outside PostgreSQL): that side is read once instead."""
-    c, utc = quoted, tz is dt.timezone.utc
-    if kind == V.INT:
-        if col.kind != SD.INT:
-            return None
-        return {"postgresql": f"{c}::bigint", "mysql": f"CAST({c} AS SIGNED)"}.get(flavour, f"CAST({c} AS BIGINT)")
-    if kind == V.DATE:
-        if col.kind != SD.DATE:
-            return None
-        return {"postgresql": f"(({c} - DATE '1970-01-01')::bigint * {V.US_PER_DAY})",
-                "mysql": f"(DATEDIFF({c}, '1970-01-01') * {V.US_PER_DAY})",
-                "duckdb": f"(CAST({c} - DATE '1970-01-01' AS BIGINT) * {V.US_PER_DAY})"}.get(flavour)
-    if col.kind == SD.TS_TZ or (col.kind == SD.TS_NAIVE and utc):
-        return {"postgresql": f"(extract(epoch FROM {c}) * 1000000)::bigint",
-                "mysql": f"TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', {c})",
-                "duckdb": f"epoch_us({c})"}.get(flavour)
-    if col.kind == SD.TS_NAIVE and flavour == "postgresql" and hasattr(tz, "key"):
-        # A wall-clock time in a zone with DST. PostgreSQL resolves a time shown twice to the
-        # later instant; hiwater to the earlier one (fold=0): read it an hour early, add the hour
-        # back, take the smaller (exact for zones whose clocks move by an hour at most).
-        z = "'" + tz.key.replace("'", "''") + "'"
-        return (f"(extract(epoch FROM least({c} AT TIME ZONE {z}, "
-                f"({c} - interval '1 hour') AT TIME ZONE {z} + interval '1 hour')) * 1000000)::bigint")
-    return None
-
 
 class SqlSide:
     """A table (or query) in a database, the digests computed there.
@@ -384,21 +235,6 @@ def _dialect(url: str, tz):
     return d
 
 
-FLOAT_EXACT_US = (1 << 51) - (1 << 16)
-"""``round(float(m / 1e6) * 1e6) == m`` for every ``|m|`` up to here: two correctly rounded float
-operations err by at most ``|m| * 2**-52 < 0.5`` (1898-08 to 2041-05 in microseconds)."""
-
-
-def _fast_cursor(flavour: str, col: SD.Column, kind: str, tz):
-    """PostgreSQL's ``extract(epoch …)`` is a numeric (slow, ~3x ``date_part``'s float); within
-    :data:`FLOAT_EXACT_US` of 1970 the float gives the same integer exactly."""
-    if flavour != "postgresql" or kind != V.TIMESTAMP:
-        return None
-    if not (col.kind == SD.TS_TZ or (col.kind == SD.TS_NAIVE and tz is dt.timezone.utc)):
-        return None
-    return (lambda c: f"(date_part('epoch', {c}) * 1000000)::bigint"), FLOAT_EXACT_US
-
-
 def _native(d: SD.Dialect, col: SD.Column, quoted: str, kind: str):
     """The cursor column's own bounds, as the loader pushes them down (widened where inexact)."""
     def where(a, b, placeholder):
@@ -442,7 +278,7 @@ def source_side(url: str, *, table: str | None, query: str | None, key: list, cu
                        native=_native(d, col, d.quote(cursor), kind), placeholder=d.placeholder,
                        escape=d.escape_percent,
                        int_key=len(key) == 1 and getattr(src._column(key[0]), "kind", None) == SD.INT,
-                       exact_native=d.exact(kind, col), fast=_fast_cursor(flavour, col, kind, tz))
+                       exact_native=d.exact(kind, col), fast=fast_cursor(flavour, col, kind, tz))
     except BaseException:
         src.close()
         raise

@@ -14,8 +14,9 @@ hiwater into each target (SQLite, DuckDB, PostgreSQL). Then, per target:
 
 Prints a Markdown table and writes ``bench/results/verify-<rows>.json``. The loads are setup, not
 measured. The schema ``hw_bench_verify`` (and its ``_t`` twin for the PostgreSQL target) is dropped
-at the end unless ``--keep`` (or ``--setup-only``). ``--reuse`` measures on a copy of each file
-target and re-creates the PostgreSQL target's planted rows' originals, so it can run again.
+at the end unless ``--keep`` (or ``--setup-only``). ``--reuse`` measures the tables ``--setup-only``
+built and undoes its plantings afterwards, so it can run again. Each run records the machine's load
+average beside its figures: the ratios are what counts on a shared machine.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import argparse
 import json
 import os
 import sqlite3
+import sys
 import tempfile
 import time
 
@@ -140,6 +142,7 @@ def main() -> None:
     ap.add_argument("--folder", help="where the SQLite and DuckDB targets live (default: a temporary folder)")
     ap.add_argument("--setup-only", action="store_true", help="build the source and load the targets, no measuring")
     ap.add_argument("--reuse", action="store_true", help="measure the source and targets --setup-only built")
+    ap.add_argument("--equal-only", action="store_true", help="measure the equal case only (no planting)")
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args()
     SCHEMA = args.schema
@@ -167,9 +170,13 @@ def main() -> None:
             if args.setup_only:
                 continue
             tgt = TargetSQL(kind, url, args.pg)
-            row = {"target": kind, "rows": args.rows}
+            row = {"target": kind, "rows": args.rows, "load_average_before": os.getloadavg()}
             row["equal_verify"] = measured_verify(url, source)
             row["equal_naive"] = naive(source, tgt)
+            if args.equal_only:
+                print(json.dumps(row), flush=True)
+                results.append(row)
+                continue
             row["planted"] = tgt.plant(args.rows)
             row["planted_verify"] = measured_verify(url, source)
             row["planted_naive"] = naive(source, tgt)
@@ -185,13 +192,16 @@ def main() -> None:
     if not args.keep and not args.reuse:
         admin.execute(f'DROP SCHEMA IF EXISTS "{SCHEMA}" CASCADE')
     os.makedirs(os.path.join(os.path.dirname(__file__), "results"), exist_ok=True)
-    with open(os.path.join(os.path.dirname(__file__), "results", f"verify-{args.rows}.json"), "w") as f:
-        json.dump(results, f, indent=2)
+    name = f"verify-{args.rows}" + ("" if args.targets == "sqlite,duckdb,postgresql" else
+                                    "-" + args.targets.replace(",", "-"))
+    with open(os.path.join(os.path.dirname(__file__), "results", f"{name}.json"), "w") as f:
+        json.dump({"machine": {"cores": os.cpu_count(), "load_average_at_end": os.getloadavg()},
+                   "command": "python bench/verify.py " + " ".join(sys.argv[1:]), "results": results}, f, indent=2)
     print()
     print("| target | case | verify s | rounds | bytes (source + target) | naive s | naive bytes | ratio | named |")
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     for r in results:
-        for case in ("equal", "planted"):
+        for case in ("equal", "planted") if "planted" in r else ("equal",):
             v, n = r[f"{case}_verify"], r[f"{case}_naive"]
             named = "-" if case == "equal" else ("all 12" if r["all_named"] else f"NO: {v['named']}")
             print(f"| {r['target']} | {case} | {v['seconds']} | {v['rounds']} | {v['bytes']['source']:,} + "

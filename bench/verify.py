@@ -9,10 +9,14 @@ hiwater into each target (SQLite, DuckDB, PostgreSQL). Then, per target:
    (verify must name exactly those 12 keys).
 
     python bench/verify.py --rows 10000000 [--targets sqlite,duckdb,postgresql] [--pg URL] [--keep]
+    python bench/verify.py --rows 10000000 --folder DIR --setup-only   # build and load, measure later
+    python bench/verify.py --rows 10000000 --folder DIR --reuse        # measure what --setup-only built
 
 Prints a Markdown table and writes ``bench/results/verify-<rows>.json``. The loads are setup, not
 measured. The schema ``hw_bench_verify`` (and its ``_t`` twin for the PostgreSQL target) is dropped
-at the end unless ``--keep``.
+at the end unless ``--keep`` (or ``--setup-only``). ``--reuse`` measures the tables ``--setup-only``
+built and undoes its plantings afterwards, so it can run again. Each run records the machine's load
+average beside its figures: the ratios are what counts on a shared machine.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import argparse
 import json
 import os
 import sqlite3
+import sys
 import tempfile
 import time
 
@@ -82,12 +87,23 @@ class TargetSQL:
         missing = rows // 3
         stale = [rows // 7 + 1000 * i for i in range(10)]
         extra = rows + 10_000_000
+        [self.saved] = self.run(f"SELECT id, name, CAST(modified_at AS TEXT), _hiwater_cursor, _hiwater_run "
+                                f"FROM orders WHERE id = {missing}", fetch=True)
         self.run(f"DELETE FROM orders WHERE id = {missing}")
         self.run(f"UPDATE orders SET _hiwater_cursor = _hiwater_cursor - 1 WHERE id IN ({', '.join(map(str, stale))})")
         cursor = BASE_US + (rows // 2) * 1_000_000 + 1
         self.run(f"INSERT INTO orders (id, name, modified_at, _hiwater_cursor, _hiwater_run) "
                  f"VALUES ({extra}, 'extra', '2024-01-02T00:00:00Z', {cursor}, 1)")
         return {"missing": [missing], "stale": sorted(stale), "extra": [extra]}
+
+    def unplant(self, planted: dict) -> None:
+        """Undo :meth:`plant` (``--reuse`` measures the same tables again)."""
+        k, name, modified, cursor, run = self.saved
+        self.run(f"INSERT INTO orders (id, name, modified_at, _hiwater_cursor, _hiwater_run) "
+                 f"VALUES ({k}, '{name}', '{modified}', {cursor}, {run})")
+        self.run(f"UPDATE orders SET _hiwater_cursor = _hiwater_cursor + 1 "
+                 f"WHERE id IN ({', '.join(map(str, planted['stale']))})")
+        self.run(f"DELETE FROM orders WHERE id = {planted['extra'][0]}")
 
 
 def naive(source_pg: str, tgt: TargetSQL) -> dict:
@@ -117,49 +133,75 @@ def measured_verify(url: str, pg_source: str) -> dict:
 
 
 def main() -> None:
+    global SCHEMA
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=10_000_000)
     ap.add_argument("--targets", default="sqlite,duckdb,postgresql")
     ap.add_argument("--pg", default=os.environ.get("HIWATER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test"))
+    ap.add_argument("--schema", default=SCHEMA)
+    ap.add_argument("--folder", help="where the SQLite and DuckDB targets live (default: a temporary folder)")
+    ap.add_argument("--setup-only", action="store_true", help="build the source and load the targets, no measuring")
+    ap.add_argument("--reuse", action="store_true", help="measure the source and targets --setup-only built")
+    ap.add_argument("--equal-only", action="store_true", help="measure the equal case only (no planting)")
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args()
+    SCHEMA = args.schema
+    if (args.reuse or args.setup_only) and not args.folder:
+        ap.error("--setup-only and --reuse need --folder")
     admin = psycopg.connect(args.pg, autocommit=True)
-    t0 = time.perf_counter()
-    build_source(admin, args.rows)
-    print(f"source: {args.rows:,} rows built in {time.perf_counter() - t0:.1f} s", flush=True)
+    if not args.reuse:
+        t0 = time.perf_counter()
+        build_source(admin, args.rows)
+        print(f"source: {args.rows:,} rows built in {time.perf_counter() - t0:.1f} s", flush=True)
     source = f"{args.pg}?schema={SCHEMA}"
     results = []
-    with tempfile.TemporaryDirectory() as folder:
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = args.folder or tmp
+        os.makedirs(folder, exist_ok=True)
         for kind in args.targets.split(","):
             url = target_url(kind, args.pg, folder)
-            if kind == "postgresql":
-                admin.execute(f'DROP SCHEMA IF EXISTS "{SCHEMA}_t" CASCADE')
-            t0 = time.perf_counter()
-            hiwater.load(target=url, source_url=source, source_table="orders", cursor="modified_at",
-                         now="2030-01-01T00:00:00Z")
-            print(f"{kind}: loaded in {time.perf_counter() - t0:.1f} s", flush=True)
+            if not args.reuse:
+                if kind == "postgresql":
+                    admin.execute(f'DROP SCHEMA IF EXISTS "{SCHEMA}_t" CASCADE')
+                t0 = time.perf_counter()
+                hiwater.load(target=url, source_url=source, source_table="orders", cursor="modified_at",
+                             now="2030-01-01T00:00:00Z")
+                print(f"{kind}: loaded in {time.perf_counter() - t0:.1f} s", flush=True)
+            if args.setup_only:
+                continue
             tgt = TargetSQL(kind, url, args.pg)
-            row = {"target": kind, "rows": args.rows}
+            row = {"target": kind, "rows": args.rows, "load_average_before": os.getloadavg()}
             row["equal_verify"] = measured_verify(url, source)
             row["equal_naive"] = naive(source, tgt)
+            if args.equal_only:
+                print(json.dumps(row), flush=True)
+                results.append(row)
+                continue
             row["planted"] = tgt.plant(args.rows)
             row["planted_verify"] = measured_verify(url, source)
             row["planted_naive"] = naive(source, tgt)
             row["all_named"] = row["planted_verify"]["named"] == row["planted"]
             print(json.dumps(row), flush=True)
             results.append(row)
-            if kind == "postgresql" and not args.keep:
+            if args.reuse:
+                tgt.unplant(row["planted"])
+            elif kind == "postgresql" and not args.keep:
                 admin.execute(f'DROP SCHEMA IF EXISTS "{SCHEMA}_t" CASCADE')
-    if not args.keep:
+    if args.setup_only:
+        return
+    if not args.keep and not args.reuse:
         admin.execute(f'DROP SCHEMA IF EXISTS "{SCHEMA}" CASCADE')
     os.makedirs(os.path.join(os.path.dirname(__file__), "results"), exist_ok=True)
-    with open(os.path.join(os.path.dirname(__file__), "results", f"verify-{args.rows}.json"), "w") as f:
-        json.dump(results, f, indent=2)
+    name = f"verify-{args.rows}" + ("" if args.targets == "sqlite,duckdb,postgresql" else
+                                    "-" + args.targets.replace(",", "-"))
+    with open(os.path.join(os.path.dirname(__file__), "results", f"{name}.json"), "w") as f:
+        json.dump({"machine": {"cores": os.cpu_count(), "load_average_at_end": os.getloadavg()},
+                   "command": "python bench/verify.py " + " ".join(sys.argv[1:]), "results": results}, f, indent=2)
     print()
     print("| target | case | verify s | rounds | bytes (source + target) | naive s | naive bytes | ratio | named |")
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     for r in results:
-        for case in ("equal", "planted"):
+        for case in ("equal", "planted") if "planted" in r else ("equal",):
             v, n = r[f"{case}_verify"], r[f"{case}_naive"]
             named = "-" if case == "equal" else ("all 12" if r["all_named"] else f"NO: {v['named']}")
             print(f"| {r['target']} | {case} | {v['seconds']} | {v['rounds']} | {v['bytes']['source']:,} + "

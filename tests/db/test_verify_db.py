@@ -265,25 +265,56 @@ def test_content_hashes_equal_on_every_target(target_kind, request, tmp_path, pg
     assert r["keys"]["changed"] == 1 and r["sample"]["changed"][0]["key"] == [4]
 
 
-@pytest.mark.parametrize("flavour", ["postgresql", "mysql"])
-def test_server_dialects_hash_exactly_as_python(flavour, request):
+@pytest.mark.parametrize("mode", ["md5", "int"])
+@pytest.mark.parametrize("flavour", ["postgresql", "mysql", "sqlite", "duckdb"])
+def test_dialects_hash_exactly_as_python(flavour, mode, request, tmp_path):
+    """Each SQL dialect's spelling of both checksums (md5; integer arithmetic for an integer key)
+    gives Python's digests, at the edges of the integer checksum's bounds (negative and 2**62
+    cursors, large and negative keys, a 32-bit key column)."""
     from hiwater.verify.plan import make_plan
     from hiwater.verify.sides import MemorySide, SqlSide
-    keys, curs = [1, 2, -3, 2**40, 77], [0, -1, 2**62, 1736928000000000, 5]
+    keys = [1, 2, -3, 2**31 - 1, 77, -(2**31), 2147483647 * 3]
+    curs = [0, -1, 2**62, 1736928000000000, 5, -(2**61), 2147483629 * 2]
+    if mode == "int":
+        keys[-1] = 2**40 + 1 if flavour == "postgresql" else keys[-1]
+    rows = list(zip(keys, curs))
+    q = (lambda n: f"`{n}`") if flavour == "mysql" else (lambda n: f'"{n}"')
+    int_key = mode == "int"
+    keytype = "BIGINT"
     if flavour == "postgresql":
         conn = request.getfixturevalue("pg")
-        conn.execute("CREATE TABLE t (id BIGINT, _hiwater_cursor BIGINT)")
-        for k, c in zip(keys, curs):
-            conn.execute("INSERT INTO t VALUES (%s, %s)", (k, c))
-        side = SqlSide("t", conn, "postgresql", '"t"', ["id"], '"_hiwater_cursor"', lambda n: f'"{n}"')
-    else:
+        conn.execute(f"CREATE TABLE t (id {keytype}, small INTEGER, _hiwater_cursor BIGINT)")
+        for k, c in rows:
+            conn.execute("INSERT INTO t VALUES (%s, %s, %s)", (k, k if -(2**31) <= k < 2**31 else 0, c))
+    elif flavour == "mysql":
         conn = request.getfixturevalue("mysql")
         with conn.cursor() as cur:
-            cur.execute("CREATE TABLE t (id BIGINT, _hiwater_cursor BIGINT)")
-            cur.executemany("INSERT INTO t VALUES (%s, %s)", list(zip(keys, curs)))
-        side = SqlSide("t", conn, "mysql", "`t`", ["id"], "`_hiwater_cursor`", lambda n: f"`{n}`")
+            cur.execute(f"CREATE TABLE t (id {keytype}, _hiwater_cursor BIGINT)")
+            cur.executemany("INSERT INTO t VALUES (%s, %s)", rows)
+    elif flavour == "sqlite":
+        conn = sqlite3.connect(":memory:", check_same_thread=False)
+        conn.execute("CREATE TABLE t (id INTEGER, _hiwater_cursor INTEGER)")
+        conn.executemany("INSERT INTO t VALUES (?, ?)", rows)
+    else:
+        import duckdb
+        conn = duckdb.connect(str(tmp_path / "t.duckdb"))
+        conn.execute("CREATE TABLE t (id BIGINT, _hiwater_cursor BIGINT)")
+        conn.executemany("INSERT INTO t VALUES (?, ?)", rows)
+    side = SqlSide("t", conn, flavour, q("t"), ["id"], q("_hiwater_cursor"), q, int_key=int_key,
+                   placeholder="%s" if flavour in ("postgresql", "mysql") else "?",
+                   escape=flavour in ("postgresql", "mysql"))
     mem = MemorySide("m", [(k,) for k in keys], curs)
-    plan = make_plan(-1, 2**62, kind="int", step=2**58)
+    assert mem.int_key
+    side.use(mode)
+    mem.use(mode)
+    plan = make_plan(-(2**61), 2**62, kind="int", step=2**59)
+    assert side.total(plan) == mem.total(plan) and side.total(plan)[0] == len(keys)
+    if flavour == "postgresql" and mode == "int":  # a 32-bit key column: no overflow in 32 bits
+        small = SqlSide("t", conn, flavour, '"t"', ["small"], '"_hiwater_cursor"', q, int_key=True)
+        small.use(mode)
+        ref = MemorySide("m", [(k if -(2**31) <= k < 2**31 else 0,) for k in keys], curs)
+        ref.use(mode)
+        assert small.windows(plan) == ref.windows(plan)
     assert side.windows(plan) == mem.windows(plan)
     windows = list(side.windows(plan))
     top = [(w, 0) for w in windows]
@@ -293,6 +324,59 @@ def test_server_dialects_hash_exactly_as_python(flavour, request):
     slices = [(w, 3, b) for w, b in second]
     assert side.rows(plan, slices) == mem.rows(plan, slices)
     assert side.lookup([(77,), (9,)]) == {"77": 5}
+
+
+def test_integer_checksum_agrees_on_every_target_and_source(request, tmp_path):
+    """The integer checksum (one integer key): one PostgreSQL table loaded into all four targets;
+    every target and every kind of source holding the same records (PostgreSQL, MariaDB, SQLite,
+    a folder) agree on it, gives the same digests per window and per bucket, and matches Python's
+    definition row by row."""
+    from hiwater.verify import digest as D
+    from hiwater.verify import sides as S
+    from hiwater.verify.plan import make_plan
+    from hiwater.verify.rows import MemorySide
+
+    pgsrc = Postgres(request)
+    sides = {"postgresql source": S.source_side(pgsrc.url, table="orders", query=None, key=["id"],
+                                                cursor="modified_at", kind="timestamp", assume_tz="UTC"),
+             "mariadb source": None, "sqlite source": None, "folder source": None}
+    my = MySQL(request, "DATETIME(6)")
+    sides["mariadb source"] = S.source_side(my.url, table="orders", query=None, key=["id"], cursor="modified_at",
+                                            kind="timestamp", assume_tz="UTC")
+    lite = SQLite(request, tmp_path)
+    sides["sqlite source"] = S.source_side(lite.url, table="orders", query=None, key=["id"], cursor="modified_at",
+                                           kind="timestamp", assume_tz="UTC")
+    folder = Folder(request, tmp_path)
+    sides["folder source"] = S.files_side(str(folder.dir), fmt=None, key=["id"], cursor="modified_at",
+                                          kind="timestamp", assume_tz="UTC")
+    for kind in ("sqlite", "duckdb", "postgresql", "delta"):
+        (tmp_path / kind).mkdir()
+        url = target_for(kind, tmp_path / kind, request)
+        hiwater.load(target=url, now="2030-01-01T00:00:00Z", cursor="modified_at", **pgsrc.load_kw())
+        sides[f"{kind} target"] = S.target_side(url, "orders", ["id"])
+    try:
+        first = sides["postgresql source"]
+        for name, side in sides.items():
+            assert S.agree(first, side) == D.INT, name
+        cursors = [int(pgsrc.value(i).timestamp()) * 1_000_000 for i in range(N)]
+        ref = MemorySide("python", [(i,) for i in range(N)], cursors)
+        ref.use(D.INT)
+        assert [int(h) for h in ref.h] == [D.int_row_hash(i, c) for i, c in zip(range(N), cursors)]
+        plan = make_plan(min(cursors), max(cursors), kind="timestamp", step=6 * 3_600_000_000)
+        want = ref.windows(plan)
+        assert len(want) > 5
+        top = [(w, 0) for w in want]
+        buckets = ref.buckets(plan, 0, top, 4)
+        for name, side in sides.items():
+            assert side.total(plan) == ref.total(plan), name
+            assert side.windows(plan) == want, name
+            assert side.buckets(plan, 0, top, 4) == buckets, name
+        # a text key (or --content) falls back to md5 on both sides
+        text = MemorySide("text", [(str(i),) for i in range(N)], cursors)
+        assert S.agree(text, sides["sqlite target"]) == D.MD5 and sides["sqlite target"].mode == D.MD5
+    finally:
+        for side in sides.values():
+            side.close()
 
 
 @pytest.mark.parametrize("source_kind", ["postgresql", "mysql"])

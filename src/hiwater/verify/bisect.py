@@ -36,6 +36,17 @@ def both(on_source, on_target):
         return first.result(), second
 
 
+def window_digests(src: Side, tgt: Side, plan: Plan) -> tuple[dict, dict, int]:
+    """Each side's ``{window: (count, sum)}`` and the rounds it took. The whole range's digest
+    first (one pass, no GROUP BY): when it is equal, so is every window (the common case, and the
+    cheapest: a GROUP BY costs SQLite a sort of every row); else the windows' digests."""
+    whole_s, whole_t = both(lambda: src.total(plan), lambda: tgt.total(plan))
+    if whole_s == whole_t:
+        return {}, {}, 1
+    ws, wt = both(lambda: src.windows(plan), lambda: tgt.windows(plan))
+    return ws, wt, 2
+
+
 def differing(a: dict, b: dict) -> list[int]:
     """The groups whose ``(count, sum)`` differ between two digests (absent = empty)."""
     return sorted(g for g in set(a) | set(b) if a.get(g, (0, 0)) != b.get(g, (0, 0)))

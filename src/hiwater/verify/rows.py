@@ -32,10 +32,12 @@ class Side(Protocol):
     fetched: int
 
     def span(self, lo: int | None, hi: int) -> tuple[int, int] | None: ...
+    def total(self, plan: Plan) -> tuple[int, int]: ...
     def windows(self, plan: Plan) -> dict[int, tuple[int, int]]: ...
     def buckets(self, plan: Plan, depth: int, parents: list, child: int) -> dict[tuple, tuple[int, int]]: ...
     def rows(self, plan: Plan, slices: list) -> dict[str, Row]: ...
     def lookup(self, keys: list[tuple]) -> dict[str, int]: ...
+    def use(self, mode: str) -> None: ...
     def close(self) -> None: ...
 
 
@@ -67,10 +69,25 @@ class MemorySide:
         self.keys = [keys[i] for i in keep]
         self.texts = [texts[i] for i in keep]
         self.cursor = np.array([cursors[i] for i in keep], dtype=np.int64)
-        self.h = np.array([D.row_hash(texts[i], cursors[i], None if contents is None else contents[i])
-                           for i in keep], dtype=np.uint64)
-        self.kh = np.array([D.key_hash(t) for t in self.texts], dtype=np.int64)
+        self.contents = None if contents is None else [contents[i] for i in keep]
+        self.int_key = contents is None and all(
+            len(k) == 1 and type(k[0]) is int and -(1 << 63) <= k[0] < (1 << 63) for k in self.keys)
         self.where = {t: i for i, t in enumerate(self.texts)}
+        self.mode = None
+        self.h = self.kh = None
+
+    def use(self, mode: str) -> None:
+        """Hash the rows with the checksum both sides agreed on (:func:`hiwater.verify.sides.agree`)."""
+        if mode == self.mode:
+            return
+        self.mode = mode
+        if mode == D.INT:
+            self.h, self.kh = D.int_hashes([k[0] for k in self.keys], self.cursor)
+            return
+        cursors = self.cursor.tolist()
+        self.h = np.array([D.row_hash(t, c, None if self.contents is None else self.contents[i])
+                           for i, (t, c) in enumerate(zip(self.texts, cursors))], dtype=np.uint64)
+        self.kh = np.array([D.key_hash(t) for t in self.texts], dtype=np.int64)
 
     def span(self, lo, hi):
         m = self.cursor <= hi
@@ -100,11 +117,22 @@ class MemorySide:
         m = (self.cursor >= plan.lo) & (self.cursor <= plan.hi)
         return m, (self.cursor - plan.lo) // plan.step
 
+    def _ready(self) -> None:
+        if self.mode is None:
+            self.use(D.MD5)
+
     def windows(self, plan):
+        self._ready()
         m, w = self._window(plan)
         return self._digest([w[m]], self.h[m])
 
+    def total(self, plan):
+        self._ready()
+        m, _ = self._window(plan)
+        return int(m.sum()), int(self.h[m].sum(dtype=np.uint64)) if m.any() else 0
+
     def buckets(self, plan, depth, parents, child):
+        self._ready()
         m, w = self._window(plan)
         up = bucket(self.kh, depth)
         want = np.zeros(len(self.cursor), dtype=bool)
@@ -114,6 +142,7 @@ class MemorySide:
         return self._digest([w[m], bucket(self.kh[m], child)], self.h[m])
 
     def rows(self, plan, slices):
+        self._ready()
         m, w = self._window(plan)
         want = np.zeros(len(self.cursor), dtype=bool)
         for sw, depth, b in slices:

@@ -33,7 +33,8 @@ from ..targets.base import Verified
 from ..urls import redact
 from . import digest as D
 from . import sides as S
-from .bisect import CLASSES, DEFECTS, EXTRA, MISSING, MOVING, STALE, Diff, bisect, both, classify, differing
+from .bisect import (CLASSES, DEFECTS, EXTRA, MISSING, MOVING, STALE, Diff, bisect, both, classify, differing,
+                     window_digests)
 from .plan import Plan, make_plan, parse_step
 
 SAMPLE = 10
@@ -201,6 +202,7 @@ class Compared:
 
 def _compare(src, tgt, s, lo, hi, step, quarantined, out) -> Compared:
     kind = s["kind"]
+    S.agree(src, tgt)
     spans = [x for x in both(lambda: src.span(lo, hi), lambda: tgt.span(lo, hi)) if x is not None]
     if not spans:
         out["since"] = _fmt(lo, s) if lo is not None else None
@@ -209,8 +211,7 @@ def _compare(src, tgt, s, lo, hi, step, quarantined, out) -> Compared:
                      align=lo is None)
     out["since"], out["since_value"] = _fmt(plan.lo, s), plan.lo
     out["by"] = _step_text(plan.step, kind)
-    ws, wt = both(lambda: src.windows(plan), lambda: tgt.windows(plan))
-    out["rounds"] = 1
+    ws, wt, out["rounds"] = window_digests(src, tgt, plan)
     bad = differing(ws, wt)
     out["windows"].update(checked=plan.count, equal=plan.count - len(bad), differing=len(bad))
     found = bisect(src, tgt, plan, [(i, max(ws.get(i, (0, 0))[0], wt.get(i, (0, 0))[0])) for i in bad])

@@ -4,6 +4,8 @@ Every side answers the same questions, each in ONE pass over its data however ma
 slices it covers (:mod:`hiwater.verify.digest` defines every hash):
 
 - ``span(lo, hi)``: the smallest and largest cursor in the range;
+- ``use(mode)``: the checksum both sides agreed on (:func:`agree`: integer or md5);
+- ``total(plan)``: ``(count, sum)`` of the whole range, no grouping (an equal table stops here);
 - ``windows(plan)``: ``{window: (count, sum)}`` for every window of the plan;
 - ``buckets(plan, depth, parents, child)``: ``{(window, bucket): (count, sum)}`` where a bucket at
   depth ``d`` is the key hash's top ``d`` bits (:func:`bucket`), for the depth-``child`` buckets
@@ -14,7 +16,7 @@ slices it covers (:mod:`hiwater.verify.digest` defines every hash):
 - ``lookup(keys)``: where the given keys are now, at any cursor (a key that left the range).
 
 :class:`SqlSide` pushes the aggregates into the database (PostgreSQL, MySQL/MariaDB, DuckDB,
-SQLite with two registered functions), so an equal window costs two numbers on the wire.
+SQLite; :mod:`hiwater.verify.sql` spells them), so an equal window costs two numbers on the wire.
 :class:`MemorySide` holds the rows a source or target can only hand over whole (files, Delta, a
 cursor the database cannot normalise exactly, ``--content``): read once, then answered by numpy.
 ``fetched`` counts the payload bytes each side returned, the cost the benchmark reports.
@@ -34,147 +36,11 @@ from ..sources.memory import DataSource
 from ..targets.delta import folder_name
 from ..urls import expand
 from . import digest as D
-
 from .rows import CURSOR_COL, MemorySide, Row, from_batches
+from .sql import SQL, cursor_sql, fast_cursor
+
 
 # --- SQL, pushed down -----------------------------------------------------------------------------
-
-class Dialect:
-    """The digest spelled in one SQL dialect. Every expression reads ``_k`` (the key text) and
-    ``_c`` (the normalised cursor, a 64-bit integer) from the side's inner SELECT."""
-
-    name = "?"
-
-    def key_text(self, quoted: list[str]) -> str:
-        raise NotImplementedError
-
-    def row_hash(self) -> str:
-        raise NotImplementedError
-
-    def digest_sum(self) -> str:
-        """The sum of the row hashes of a group, as a number the driver returns exactly."""
-        return f"SUM({self.row_hash()})"
-
-    def key_hash(self) -> str:
-        raise NotImplementedError
-
-    def idiv(self, a: str, b: int) -> str:
-        return f"({a}) / {b}"
-
-    def setup(self, conn) -> None:
-        """Register what the database lacks (SQLite's functions)."""
-
-
-class PostgresSQL(Dialect):
-    name = "postgresql"
-
-    def key_text(self, quoted):
-        return " || chr(30) || ".join(f"{q}::text" for q in quoted)
-
-    def row_hash(self):
-        return "('x' || substr(md5(_k || chr(31) || _c::text), 1, 16))::bit(64)::bigint"
-
-    def key_hash(self):
-        return "('x' || substr(md5(_k), 1, 15))::bit(60)::bigint"
-
-
-class MySQLSQL(Dialect):
-    name = "mysql"
-
-    def key_text(self, quoted):
-        return f"CONCAT_WS(CHAR(30 USING utf8mb4), {', '.join(quoted)})" if len(quoted) > 1 else \
-            f"CAST({quoted[0]} AS CHAR)"
-
-    def row_hash(self):
-        return "CAST(CONV(SUBSTR(MD5(CONCAT(_k, CHAR(31 USING utf8mb4), _c)), 1, 16), 16, 10) AS UNSIGNED)"
-
-    def key_hash(self):
-        return "CAST(CONV(SUBSTR(MD5(_k), 1, 15), 16, 10) AS UNSIGNED)"
-
-    def idiv(self, a, b):
-        return f"({a}) DIV {b}"
-
-
-class DuckSQL(Dialect):
-    name = "duckdb"
-
-    def key_text(self, quoted):
-        return " || chr(30) || ".join(f"CAST({q} AS VARCHAR)" for q in quoted)
-
-    def row_hash(self):
-        return "CAST('0x' || substr(md5(_k || chr(31) || CAST(_c AS VARCHAR)), 1, 16) AS UBIGINT)"
-
-    def key_hash(self):
-        return "CAST('0x' || substr(md5(_k), 1, 15) AS BIGINT)"
-
-    def idiv(self, a, b):
-        return f"({a}) // {b}"
-
-
-class _SqliteDigest:
-    """``hw_sum(_k, _c)``: the sum modulo 2**64 of the row hashes, one Python call per row (SQLite
-    has no md5, and its own ``sum`` stops at an overflow)."""
-
-    def __init__(self):
-        self.total = 0
-
-    def step(self, k, c):
-        self.total += D.row_hash(k, c)
-
-    def finalize(self):
-        return str(self.total % D.MOD)
-
-
-class SQLiteSQL(Dialect):
-    name = "sqlite"
-
-    def key_text(self, quoted):
-        return " || char(30) || ".join(f"CAST({q} AS TEXT)" for q in quoted)
-
-    def digest_sum(self):
-        return "hw_sum(_k, _c)"
-
-    def key_hash(self):
-        return "hw_key(_k)"
-
-    def setup(self, conn):
-        conn.create_function("hw_key", 1, D.key_hash, deterministic=True)
-        conn.create_aggregate("hw_sum", 2, _SqliteDigest)
-
-
-SQL = {"postgresql": PostgresSQL, "mysql": MySQLSQL, "duckdb": DuckSQL, "sqlite": SQLiteSQL}
-
-
-def cursor_sql(flavour: str, col: SD.Column, quoted: str, kind: str, tz) -> str | None:
-    """The SQL that normalises a source's cursor column to hiwater's integer exactly as
-    :mod:`hiwater.values` does, or ``None`` where the database cannot (text cursors, naive
-    timestamps in a zone with DST outside PostgreSQL): that side is read once instead."""
-    c, utc = quoted, tz is dt.timezone.utc
-    if kind == V.INT:
-        if col.kind != SD.INT:
-            return None
-        return {"postgresql": f"{c}::bigint", "mysql": f"CAST({c} AS SIGNED)"}.get(flavour, f"CAST({c} AS BIGINT)")
-    if kind == V.TIMESTAMP_NS:
-        return None  # (nanoseconds: that side is read once, and normalised by hiwater.values)
-    if kind == V.DATE:
-        if col.kind != SD.DATE:
-            return None
-        return {"postgresql": f"(({c} - DATE '1970-01-01')::bigint * {V.US_PER_DAY})",
-                "mysql": f"(DATEDIFF({c}, '1970-01-01') * {V.US_PER_DAY})",
-                "duckdb": f"(CAST({c} - DATE '1970-01-01' AS BIGINT) * {V.US_PER_DAY})"}.get(flavour)
-    if col.kind == SD.TS_TZ or (col.kind == SD.TS_NAIVE and utc):
-        return {"postgresql": f"(extract(epoch FROM {c}) * 1000000)::bigint",
-                "mysql": f"TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', {c})",
-                "duckdb": f"epoch_us({c})"}.get(flavour)
-    if col.kind == SD.TS_NAIVE and flavour == "postgresql" and hasattr(tz, "key"):
-        # A wall-clock time in a zone with DST. PostgreSQL resolves a time shown twice to the
-        # later instant; hiwater to the earlier one (fold=0): read it an hour early, add the hour
-        # back, take the smaller (exact for zones whose clocks move by an hour at most).
-        z = "'" + tz.key.replace("'", "''") + "'"
-        return (f"(extract(epoch FROM least({c} AT TIME ZONE {z}, "
-                f"({c} - interval '1 hour') AT TIME ZONE {z} + interval '1 hour')) * 1000000)::bigint")
-    return None
-
 
 class SqlSide:
     """A table (or query) in a database, the digests computed there.
@@ -185,8 +51,11 @@ class SqlSide:
     """
 
     def __init__(self, label: str, conn, flavour: str, base: str, key: list[str], raw: str, quote, *,
-                 normalise=lambda expr: expr, native=None, placeholder: str = "%s", escape: bool = True):
+                 normalise=lambda expr: expr, native=None, placeholder: str = "%s", escape: bool = True,
+                 int_key: bool = False, exact_native: bool = False, fast=None):
         self.label = label
+        self.int_key = int_key and len(key) == 1
+        self.mode = D.MD5
         self.fetched = 0
         self.conn = conn
         self.sql = SQL[flavour]()
@@ -199,9 +68,17 @@ class SqlSide:
         quoted = [quote(k) for k in key]
         self.quoted_key = quoted
         cols = ", ".join(f"{q} AS _k{i}" for i, q in enumerate(quoted))
+        if self.int_key:
+            cols += f", {self.sql.bigint(quoted[0])} AS _i"
         self.raw, self.normalise = raw, normalise
         self.inner = f"SELECT {self.sql.key_text(quoted)} AS _k, {normalise(raw)} AS _c, {cols} FROM {base}"
         self.base = base
+        # native bounds that select exactly the range: no second test on the normalised cursor
+        self.exact_native = exact_native and native is not None
+        # ``(normalise, bound)``: a cheaper normalisation, exact for cursors within ±bound
+        self.fast = fast
+        if fast is not None:
+            self.inner_fast = f"SELECT {self.sql.key_text(quoted)} AS _k, {fast[0](raw)} AS _c, {cols} FROM {base}"
 
     # one statement, its rows, and what they cost
     def _query(self, sql: str, params: list) -> list[tuple]:
@@ -222,12 +99,26 @@ class SqlSide:
         where, params = "", []
         if self.native is not None:
             where, params = self.native(a, b, self.placeholder)
+        inner = self.inner
+        if self.fast is not None and a is not None and -self.fast[1] <= a and b <= self.fast[1]:
+            inner = self.inner_fast
+        if self.exact_native and a is not None:
+            return f"({inner}{where}) AS _s", params
         low = f"_c >= {int(a)} AND " if a is not None else ""
-        return f"({self.inner}{where}) AS _s WHERE {low}_c <= {int(b)}", params
+        return f"({inner}{where}) AS _s WHERE {low}_c <= {int(b)}", params
+
+    def use(self, mode: str) -> None:
+        """The checksum both sides agreed on (:func:`agree`): ``md5``, or ``int`` for an integer key."""
+        self.mode = mode
 
     def span(self, lo, hi):
         """``MIN``/``MAX`` of the raw cursor column, normalised after: the normalisation keeps order,
-        so a database answers from its index on the cursor without normalising every row."""
+        so a database answers from its index on the cursor without normalising every row.
+
+        A target's table (no native bounds: its cursor is the stored integer, rarely indexed) reads
+        its whole range's digest in the same pass, for :meth:`total`: one scan instead of two."""
+        if self.native is None and self.mode is not None:
+            return self._span_total(lo, hi)
         if self.native is not None:
             where, params = self.native(lo, hi, self.placeholder)
         else:
@@ -240,17 +131,49 @@ class SqlSide:
         low, high = max(int(row[0]), lo) if lo is not None else int(row[0]), min(int(row[1]), hi)
         return (low, high) if low <= high else None
 
+    def _sums(self) -> str:
+        if self.mode == D.INT:
+            return ", ".join(f"SUM({h})" for h in D.int_row_sql("_i", "_c"))
+        return self.sql.digest_sum()
+
+    def _sum(self, r) -> int:
+        """The digest's sum from the row's sum column(s), in the mode's form (NULL: no rows)."""
+        if self.mode == D.INT:
+            return D.combine(r[0] or 0, r[1] or 0)
+        return int(r[0] or 0) % D.MOD
+
     def _digest(self, groups: list[str], src: str, params: list) -> dict:
         names = ", ".join(f"_g{i}" for i in range(len(groups)))
-        sql = (f"SELECT {names}, COUNT(*), {self.sql.digest_sum()} FROM (SELECT "
-               f"{', '.join(f'{g} AS _g{i}' for i, g in enumerate(groups))}, _k, _c FROM {src}) AS _d "
-               f"GROUP BY {names}")
+        sql = (f"SELECT {names}, COUNT(*), {self._sums()} FROM (SELECT "
+               f"{', '.join(f'{g} AS _g{i}' for i, g in enumerate(groups))}, "
+               f"{'_i' if self.mode == D.INT else '_k'}, _c FROM {src}) AS _d GROUP BY {names}")
         n = len(groups)
         out = {}
         for r in self._query(sql, params):
             g = tuple(int(x) for x in r[:n])
-            out[g if n > 1 else g[0]] = (int(r[n]), int(r[n + 1]) % D.MOD)
+            out[g if n > 1 else g[0]] = (int(r[n]), self._sum(r[n + 1:]))
         return out
+
+    def _span_total(self, lo, hi):
+        src, params = self._from(lo, hi)
+        r = self._query(f"SELECT MIN(_c), MAX(_c), COUNT(*), {self._sums()} FROM (SELECT "
+                        f"{'_i' if self.mode == D.INT else '_k'}, _c FROM {src}) AS _d", params)[0]
+        self._whole = (lo, hi, self.mode), (int(r[2]), self._sum(r[3:]))
+        return (int(r[0]), int(r[1])) if r[0] is not None else None
+
+    def total(self, plan):
+        """``(count, sum)`` of the whole range: one pass without grouping (a GROUP BY costs SQLite
+        a sort of every row), enough to prove an equal table equal. Taken from :meth:`span`'s pass
+        when that covered the same rows (from below the plan's start, or from it, to its end)."""
+        whole = getattr(self, "_whole", None)
+        if whole is not None:
+            (lo, hi, mode), digest = whole
+            if hi == plan.hi and mode == self.mode and (lo is None or lo == plan.lo):
+                return digest
+        src, params = self._from(plan.lo, plan.hi)
+        r = self._query(f"SELECT COUNT(*), {self._sums()} FROM (SELECT "
+                        f"{'_i' if self.mode == D.INT else '_k'}, _c FROM {src}) AS _d", params)[0]
+        return int(r[0]), self._sum(r[1:])
 
     def windows(self, plan):
         src, params = self._from(plan.lo, plan.hi)
@@ -262,7 +185,8 @@ class SqlSide:
         b = plan.window(max(windows))[1]
         src, params = self._from(a, b)
         w = self.sql.idiv(f"_c - {plan.lo}", plan.step)
-        return f"(SELECT _s.*, {w} AS _w, {self.sql.key_hash()} AS _kh FROM {src}) AS _r", params
+        kh = D.int_key_sql("_i") if self.mode == D.INT else self.sql.key_hash()
+        return f"(SELECT _s.*, {w} AS _w, {kh} AS _kh FROM {src}) AS _r", params
 
     def _bucket(self, depth: int) -> str:
         return self.sql.idiv("_kh", 1 << (D.KEY_BITS - depth)) if depth else "0"
@@ -286,7 +210,9 @@ class SqlSide:
         cols = ", ".join(f"_k{i}" for i in range(len(self.key)))
         out = {}
         for r in self._query(f"SELECT _k, _c, {cols} FROM {src} WHERE {cond}", params):
-            out[r[0]] = Row(tuple(r[2:]), int(r[1]), D.row_hash(r[0], int(r[1])))
+            c = int(r[1])
+            h = D.int_row_hash(int(r[2]), c) if self.mode == D.INT else D.row_hash(r[0], c)
+            out[r[0]] = Row(tuple(r[2:]), c, h)
         return out
 
     def lookup(self, keys):
@@ -368,7 +294,9 @@ def source_side(url: str, *, table: str | None, query: str | None, key: list, cu
         return SqlSide(label, d.conn, flavour, src.base(), list(key), d.quote(cursor), d.quote,
                        normalise=lambda raw: cursor_sql(flavour, col, raw, kind, tz),
                        native=_native(d, col, d.quote(cursor), kind), placeholder=d.placeholder,
-                       escape=d.escape_percent)
+                       escape=d.escape_percent,
+                       int_key=len(key) == 1 and getattr(src._column(key[0]), "kind", None) == SD.INT,
+                       exact_native=d.exact(kind, col), fast=fast_cursor(flavour, col, kind, tz))
     except BaseException:
         src.close()
         raise
@@ -440,7 +368,24 @@ def target_side(url: str, table: str, key: list, *, content: list | None = None)
     if content is not None:
         return _read_target(d, table, key, content, label)
     return SqlSide(label, d.conn, d.name, d.quote(table), list(key), d.quote(CURSOR_COL), d.quote,
-                   placeholder=d.placeholder, escape=d.escape_percent)
+                   placeholder=d.placeholder, escape=d.escape_percent, int_key=_int_key(d, d.quote(table), key))
+
+
+def _int_key(d, base: str, key: list) -> bool:
+    """One key column, of an integer type: the side can use the integer checksum."""
+    if len(key) != 1:
+        return False
+    kinds = {c.name: c.kind for c in d.describe(base)}
+    return kinds.get(key[0]) == SD.INT
+
+
+def agree(src, tgt) -> str:
+    """The checksum both sides use: the integer one when both hold one integer key column, else
+    md5 (:mod:`hiwater.verify.digest`). Called once, before the first question."""
+    mode = D.INT if getattr(src, "int_key", False) and getattr(tgt, "int_key", False) else D.MD5
+    src.use(mode)
+    tgt.use(mode)
+    return mode
 
 
 def _read_target(d, table, key, content, label) -> MemorySide:

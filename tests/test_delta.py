@@ -334,6 +334,7 @@ def test_delta_on_s3_loads_reruns_and_is_read_by_polars(delta_s3, tmp_path):
     assert any(k.startswith("lake/_hiwater_log/") for k in keys)
 
 
+@pytest.mark.slow
 def test_buckets_on_s3_commit_side_by_side_and_rebucket(delta_s3, tmp_path):
     """``--buckets`` into a Delta table on S3 (moto): the buckets run at once (some change no
     row and commit only their watermark beside the others' rewrites), then ``--rebucket`` to

@@ -16,7 +16,14 @@ from hiwater.keyhash import bucket_of
 
 from conftest import NOW, write_jsonl
 
-from .dbutil import read_table
+from .conftest import target_for
+from .dbutil import TARGETS, read_table
+
+
+# SQLite in the default suite; the other targets (a minute and more together) under -m slow.
+@pytest.fixture(params=[k if k == "sqlite" else pytest.param(k, marks=pytest.mark.slow) for k in TARGETS])
+def target_url(request, tmp_path):
+    return target_for(request.param, tmp_path, request)
 
 
 def records(n: int, version: int) -> list:

@@ -58,7 +58,7 @@ def schemas():
     admin.close()
 
 
-@pytest.mark.parametrize("executor", ["local", "dask"])
+@pytest.mark.parametrize("executor", ["local", pytest.param("dask", marks=pytest.mark.slow)])
 def test_sigkill_of_the_coordinator_stops_its_workers_and_a_rerun_converges(tmp_path, schemas, executor):
     if executor == "dask":
         pytest.importorskip("distributed")
@@ -92,6 +92,7 @@ def test_sigkill_of_the_coordinator_stops_its_workers_and_a_rerun_converges(tmp_
     assert checksum(read_table(bucketed, "t")) == checksum(read_table(single, "t"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["sqlite", "delta", "postgresql"])
 def test_rebucket_killed_at_any_point_then_run_again_converges(tmp_path, kind, request):
     """``load --buckets 2 --rebucket`` of a 4- or 3-bucket stream, SIGKILLed after forgetting 0, 1

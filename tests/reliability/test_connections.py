@@ -182,6 +182,15 @@ def _source_rows(n: int) -> list:
             for i in range(1, n + 1)]
 
 
+def _client_ports(pid: int) -> set:
+    """The local TCP ports of process ``pid`` (its database sessions' client ports)."""
+    import psutil
+    try:
+        return {c.laddr.port for c in psutil.Process(pid).net_connections(kind="tcp") if c.laddr}
+    except psutil.Error:
+        return set()
+
+
 def _kill_mid_stream(tmp_path, argv, target_db, find, kill) -> None:
     """Start the load; once the source connection is reading, kill it; check; rerun."""
     for attempt in range(3):
@@ -189,7 +198,7 @@ def _kill_mid_stream(tmp_path, argv, target_db, find, kill) -> None:
         victim = None
         deadline = time.monotonic() + 30
         while victim is None and time.monotonic() < deadline and p.proc.exitcode is None:
-            victim = find()
+            victim = find(p.proc.pid)
             if victim is None:
                 time.sleep(0.005)
         if victim is None:  # the load finished before the test saw it read: try once more
@@ -231,10 +240,13 @@ def test_a_postgresql_source_terminated_mid_stream(pg_admin, schema, tmp_path):
     argv = ["load", "--source", f"{PG_URL}?schema={schema}", "--source-table", "wt15_src", "--db", db,
             "--table", "events", "--now", NOW, "--batch-size", "500"]
 
-    def find():
-        r = pg_admin.execute("SELECT pid FROM pg_stat_activity WHERE application_name = 'hiwater'"
-                             " AND query LIKE 'FETCH%%hiwater_src%%'").fetchone()
-        return r and r[0]
+    def find(loader: int):
+        # Only this load's source session: other tests' runs read PostgreSQL sources with the same
+        # cursor name at the same time (a Dask bucket test's source was killed by this once).
+        ports = _client_ports(loader)
+        rows = pg_admin.execute("SELECT pid, client_port FROM pg_stat_activity WHERE application_name = 'hiwater'"
+                                " AND query LIKE 'FETCH%%hiwater_src%%'").fetchall()
+        return next((pid for pid, port in rows if port in ports), None)
 
     final = _kill_mid_stream(tmp_path, argv, db, find,
                              lambda pid: pg_admin.execute("SELECT pg_terminate_backend(%s, 5000)", (pid,)))
@@ -268,7 +280,7 @@ def test_a_mariadb_source_killed_mid_stream(maria, tmp_path):
     argv = ["load", "--source", f"{base}/{name}", "--source-table", "wt15_src", "--db", db, "--table", "events",
             "--now", NOW, "--batch-size", "500"]
 
-    def find():
+    def find(loader: int):
         with admin.cursor() as cur:
             cur.execute("SELECT id FROM information_schema.processlist WHERE db = %s AND info LIKE %s",
                         (name, "%wt15_src%ORDER BY%"))

@@ -157,18 +157,9 @@ class DuckDBTarget(SqlTarget):
             return
         self._close()  # never hold the file open while waiting for the lock (another runner needs it)
         deadline = time.monotonic() + max(timeout_s, 0.0)
-        fd = lock_file(self.path, self.dry_run)
-        if fd is None:  # a dry run where no run ever took a lock: it makes no lock file
-            self._db(deadline)
-            self._locked = True
-            try:
-                yield
-            finally:
-                self._locked = False
-                self._close()
-            return
+        fd = lock_file(self.path, self.dry_run)  # None: a dry run where no run ever took a lock
         try:
-            while True:
+            while fd is not None:
                 try:
                     fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 0)
                     break
@@ -187,7 +178,8 @@ class DuckDBTarget(SqlTarget):
                 self._locked = False
                 self._close()  # close the database before the lock goes
         finally:
-            os.close(fd)  # closing the descriptor releases the lock
+            if fd is not None:
+                os.close(fd)  # closing the descriptor releases the lock
 
     def _begin(self) -> None:
         self._db()

@@ -45,7 +45,7 @@ from .base import (CURSOR_COL, HIDDEN, RUN_COL, Capabilities, Dropped, FilesGone
 from .deltacommit import commit_bucket, partitioned
 from .deltalog import LOG, DeltaLedger, append_rows, log_rows, verified_rows
 from .deltatypes import (OP, UPDATE_WHEN, HeldKeys, add_fields, anti, app_id, arrow_type, bucket_of,
-                         castable, check_column, conform, deltalake, differing, first_rows, is_conflict, kill_point,
+                         castable, check_column, conform, deltalake, differing, field, first_rows, is_conflict, kill_point,
                          landed, last_per_key, logical, merge_source, no_hits, one_line, parse_url, partition_filter,
                          remove_folder, row_count, sql_text, storage_error, storage_options, txn_id, updates)
 from .keys import Lookup
@@ -175,7 +175,7 @@ class DeltaTarget(Target):
         if cache is None:
             ds = dt.to_pyarrow_dataset()
             if ds.count_rows(filter=part) > HELD_IN_MEMORY:
-                filt = pc.field(key[0]).isin(pc.unique(first))
+                filt = field(ds.schema, key[0]).isin(pc.unique(first))
                 return ds.to_table(columns=cols, filter=filt if part is None else part & filt)
             cache = HeldKeys(ds.to_table(columns=cols, filter=part), key)
             if self._stream is not None:  # a run: its snapshot is pinned, so the cache stays true
@@ -442,7 +442,8 @@ class DeltaTransaction(Transaction):
         if dt is None:
             return data
         cols = [c for c in data.column_names if c not in HIDDEN]
-        held = dt.to_pyarrow_dataset().to_table(columns=cols, filter=pc.field(key[0]).isin(pc.unique(data.column(key[0]))))
+        ds = dt.to_pyarrow_dataset()
+        held = ds.to_table(columns=cols, filter=field(ds.schema, key[0]).isin(pc.unique(data.column(key[0]))))
         return differing(data, held, key)
 
     def _delete(self, table: str, key: tuple, arrays: list) -> int:

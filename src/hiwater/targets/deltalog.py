@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 
 from ..state import StreamState
 from .base import HISTORY_COLUMNS, Ledger
-from .deltatypes import app_id, is_conflict, txn_id
+from .deltatypes import app_id, field, is_conflict, txn_id
 
 LOG = "_hiwater_log"
 LOG_SCHEMA = pa.schema([
@@ -78,7 +78,7 @@ class DeltaLedger(Ledger):
         if dt is None:
             return []
         ds = dt.to_pyarrow_dataset()
-        filt = None if stream is None else (pc.field("stream") == stream)
+        filt = None if stream is None else (field(ds.schema, "stream") == stream)
         return ds.to_table(filter=filt).to_pylist()
 
     def head(self, stream: str) -> int | None:

@@ -334,6 +334,18 @@ def bucket_of(stream: str) -> int | None:
     return p[1] if p is not None else None
 
 
+def field(schema: pa.Schema, name: str) -> pc.Expression:
+    """Column ``name`` of a Delta scan's filter, as the table's schema types it.
+
+    delta-rs's MERGE and DELETE write strings and bytes as ``string_view``/``binary_view`` in the
+    files they rewrite, where a plain write holds ``string``; a filter comparing such a file's
+    column with a literal of the table's type has no kernel in pyarrow. Cast, the comparison
+    holds on every file (tests/test_delta.py, view types)."""
+    t = schema.field(name).type
+    return pc.field(name).cast(t) if (pa.types.is_string(t) or pa.types.is_large_string(t)
+                                       or pa.types.is_binary(t) or pa.types.is_large_binary(t)) else pc.field(name)
+
+
 def partition_filter(dt, stream: str | None):
     """The filter to a bucketed stream's own partition of its shared table (``None``: all of it)."""
     b = bucket_of(stream)

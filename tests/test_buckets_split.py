@@ -233,3 +233,42 @@ def test_split_batch_gives_each_bucket_what_take_bucket_gives_it():
         want = take_bucket(raw, ("id",), b, 3)
         assert parts[b].table.equals(want.table) and list(parts[b].record_numbers()) == list(want.record_numbers())
         assert parts[b].problems == want.problems
+
+
+@pytest.mark.slow
+def test_a_killed_coordinators_spill_folder_is_removed_by_the_next_run(tmp_path, hw):
+    """SIGKILL of the coordinator during the read phase leaves its spill folder (nothing in the
+    process can remove it); the next bucketed run on this host removes it, and leaves the folder
+    of a coordinator still running and one of another host alone."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    spill = tmp_path / "spill"
+    src = write_jsonl(tmp_path / "t.jsonl", records(5_000))
+    db = tmp_path / "b.db"
+    args = [sys.executable, "-c", "from hiwater.cli import run; run()", "load", "-i", str(src), "--db", str(db),
+            "--table", "t", "--key", "id", "--cursor", "modified_at", "--now", NOW, "--buckets", "2"]
+    proc = subprocess.Popen(args, env={**os.environ, "HIWATER_SPILL_URL": str(spill), "HIWATER_SPLIT_BYTES": "2000"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not any(spill.glob("hiwater-spill-*/*")):
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(60)
+    left = list(spill.glob("hiwater-spill-*"))
+    assert len(left) == 1, "the killed run left no spill folder: this test guards nothing"
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        import socket
+        host = socket.gethostname().replace("-", "_")
+        live = spill / f"hiwater-spill-{host}-{sleeper.pid}-abc"
+        other = spill / f"hiwater-spill-otherhost-{left[0].name.split('-')[3]}-abc"
+        live.mkdir()
+        other.mkdir()
+        r = load(hw, src, db, "--buckets", "2")
+        assert r.code == 0, r.err
+        assert sorted(p.name for p in spill.iterdir()) == sorted([live.name, other.name])
+    finally:
+        sleeper.kill()
+        sleeper.wait()

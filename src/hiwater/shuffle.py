@@ -7,13 +7,15 @@ splits (:func:`hiwater.sources.splits.plan_splits`) and make the spill folder. T
 run on the executor (:func:`hiwater.executor.read_splits`); from what they hand back,
 :meth:`ShufflePlan.shares` makes each bucket's :class:`~hiwater.sources.shuffled.BucketShare`
 (its spill files in split order, each split's record offset in its file). The folder is removed
-when the run ends, failed or not (:meth:`ShufflePlan.remove`). docs/scale-out.md has the design.
+when the run ends, failed or not (:meth:`ShufflePlan.remove`); the folder of a coordinator that
+was killed is removed by the next bucketed run on this host (:func:`sweep`). docs/scale-out.md has the design.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import socket
 import tempfile
 from dataclasses import dataclass, field
 
@@ -86,8 +88,50 @@ def plan(spec: StreamSpec, p: Plan, before: dict, manifests: list) -> ShufflePla
         out.splits, out.notes = splits.splits, splits.notes
     finally:
         src.close()
-    out.dir = tempfile.mkdtemp(prefix="hiwater-spill-", dir=_spill_root(spec))
+    root = _spill_root(spec)
+    sweep(root)
+    out.dir = tempfile.mkdtemp(prefix=f"{PREFIX}{_owner()}-", dir=root)
     return out
+
+
+PREFIX = "hiwater-spill-"
+
+
+def _owner() -> str:
+    """``<host>-<pid>`` of this coordinator, in its spill folder's name (the host without ``-``)."""
+    return f"{socket.gethostname().replace('-', '_')}-{os.getpid()}"
+
+
+def sweep(root: str | None) -> list:
+    """Remove the spill folders under ``root`` (the system's temporary folder for ``None``) that a
+    coordinator of this host left when it was killed (SIGKILL, out of memory): its process no
+    longer runs. A folder of another host (a shared spill folder) or of a live process is left
+    alone. Returns the folders removed."""
+    root = root or tempfile.gettempdir()
+    host = socket.gethostname().replace("-", "_")
+    gone = []
+    try:
+        names = os.listdir(root)
+    except OSError:
+        return gone
+    for name in names:
+        parts = name[len(PREFIX):].split("-") if name.startswith(PREFIX) else []
+        if len(parts) < 3 or parts[0] != host or not parts[1].isdigit():
+            continue  # another host's, or a folder of an older version (named without its owner)
+        if not _alive(int(parts[1])):
+            shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+            gone.append(name)
+    return gone
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
 
 
 def _light(o, states: list) -> bool:

@@ -32,13 +32,14 @@ LAYER = {
     "shuffle": 5,
     # L7: which specs, in what order (never each other); L8: the Python API; L9: the command line
     "pipeline": 7, "buckets": 7, "rebucket": 7, "status": 7, "verify": 7, "api": 8,
-    # L9: the front ends over the API (the status page); L10: the command line and the package façade
-    "ui": 9, "cli": 10, ROOT: 10,
+    # L9: the front ends over the API (the status page) and the options the commands share; L10: the
+    # command line and the package façade
+    "ui": 9, "clioptions": 9, "cli": 10, ROOT: 10,
     # `hiwater simulate` runs real loads through the API (hiwater.load, hiwater.state_show): a client
     # of the package, above it; the command line reaches it only by name (importlib), never by import
     "simulate": 11,
 }
-CLI_MAY_IMPORT = {"api", "ui"} | {m for m, layer in LAYER.items() if layer == 0}
+CLI_MAY_IMPORT = {"api", "ui", "clioptions"} | {m for m, layer in LAYER.items() if layer == 0}
 
 
 def _module_of(path: Path) -> str:

@@ -4,11 +4,15 @@ detail. On SQLite files; the other targets are in tests/db/test_buckets_targets.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 import hiwater
 
-from conftest import NOW, write_jsonl
+from conftest import NOW, Result, write_jsonl
 from test_buckets import records, table_rows
 
 
@@ -120,3 +124,31 @@ def test_strict_fails_the_whole_stream_when_any_bucket_meets_an_invalid_record(t
     assert hiwater.state_show(db=str(db)) == []
     assert load(hw, src, db, "--strict", "--buckets", "4").code == 1  # still nothing, every time
     assert hiwater.state_show(db=str(db)) == []
+
+
+@pytest.mark.slow
+def test_a_rebucket_that_finds_every_row_in_place_says_so_and_not_that_the_source_is_stale(tmp_path, hw):
+    """``--rebucket`` over a source the table already holds: its notice is printed (it was only in
+    ``--details``), and the re-read that finds every row unchanged is not called a stale source
+    (the new buckets have no watermark yet; nothing is stale). The same holds for one stream whose
+    state was reset."""
+    src = write_jsonl(tmp_path / "t.jsonl", records(300))
+    db = tmp_path / "b.db"
+    args = ["load", "-i", src, "--db", db, "--table", "t", "--key", "id", "--cursor", "modified_at", "--now", NOW]
+    assert hw(*args, "--buckets", "3").code == 0
+    # a process of its own: the workers' lines reach the process's stderr, which hw does not capture
+    p = subprocess.run([sys.executable, "-m", "hiwater.cli", *map(str, args), "--buckets", "2", "--rebucket",
+                        "--forget-quarantine"], capture_output=True, text=True, timeout=300)
+    r = Result(p.returncode, p.stdout, p.stderr)
+    workers = r.err_lines
+    assert r.code == 0, r.err
+    assert r.err_lines[0].startswith("warning: re-bucketed stream 't' from 3 to 2 bucket(s)"), r.err_lines
+    assert "stale" not in r.err and "already holds each one" in r.err, r.err_lines
+    assert r.json["skipped"] == 297  # (3 invalid records, quarantined again)
+    # each bucket's own warning names its bucket (3 invalid records, in 2 buckets' lines)
+    assert {line.split(":")[1].strip() for line in workers if "invalid record" in line} == {"t#0/2", "t#1/2"}
+    assert hw("state", "reset", "--stream", "t", "--db", db).code == 0
+    r = hw(*args, "--buckets", "2")
+    assert r.code == 0 and "stale" not in r.err and "already holds each one" in r.err, r.err_lines
+    r = hw(*args, "--buckets", "2")  # with a watermark again: a re-sent source may be stale
+    assert "source may be stale" in r.err, r.err_lines

@@ -127,6 +127,8 @@ def load_bucketed(spec: StreamSpec) -> Summary:
     if parse_name(stream) is not None:
         raise UsageError(f"--stream {stream!r}: a name ending in #B/N is a bucket's; give the stream's own name")
     started = time.monotonic()
+    for notice in spec.notices:  # said as the run starts, as a plain run's loader says them
+        events.emit("warning", notice, level=logging.WARNING, stream=stream)
     with connected(db, target) as tgt:
         p = plan(tgt, stream, table, n, opts.key, opts.executor, db, target)
         before = {s.stream: s for s in tgt.ledger.states()}

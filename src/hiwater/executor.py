@@ -281,16 +281,28 @@ def run_bucket(name: str, spec: StreamSpec, coordinator: int) -> StreamResult:
     fault = os.environ.get(ENV_FAULT, "")
     if fault.partition(":")[0] == str(spec.bucket[0]):
         progress = _killer(int(fault.partition(":")[2] or 1))
-    events.log.addFilter(_not_share)
+    keep = _bucket_warnings(spec.stream)
+    events.log.addFilter(keep)
     try:
         return attempt(name, run, spec, progress=progress)
     finally:
-        events.log.removeFilter(_not_share)
+        events.log.removeFilter(keep)
 
 
-def _not_share(record) -> bool:
-    """A logging filter: a bucket's warning about its own share is not printed (see SHARE)."""
-    return not (getattr(record, "hiwater_event", None) == "warning" and record.getMessage().startswith(SHARE))
+def _bucket_warnings(bucket: str):
+    """A logging filter for a bucket's run: a warning about its own share is not printed (see
+    SHARE; the coordinator says it once for the stream); every other warning is prefixed with the
+    bucket's name, so that N buckets' lines read as one stream's parts."""
+    def keep(record) -> bool:
+        if getattr(record, "hiwater_event", None) != "warning":
+            return True
+        text = record.getMessage()
+        if text.startswith(SHARE):
+            return False
+        if not text.startswith(f"{bucket}: "):
+            record.msg, record.args = "%s", (f"{bucket}: {text}",)
+        return True
+    return keep
 
 
 def _killer(after: int):

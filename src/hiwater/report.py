@@ -141,6 +141,11 @@ def summary(res, state: StreamState, tz, *, opts: LoadOptions, stream: str, tabl
     elif c.rejected == c.source_records:
         warnings.append(f"every record ({c.rejected}) was invalid and quarantined; the watermark stays at "
                         f"{prev_text} (see `hiwater quarantine list`)")
+    elif c.loaded == 0 and prev is None and c.unchanged == c.source_records - c.rejected:
+        # No watermark yet, yet the table holds every record: its rows were loaded before the
+        # stream's state was reset or forgotten (`--rebucket`), or by another stream. Nothing stale.
+        warnings.append("every record was skipped: the table already holds each one at its cursor (the stream "
+                        "had no watermark yet: its state was reset or forgotten, or another stream loaded them)")
     elif c.loaded == 0:
         s.stale_source = True
         warnings.append(

@@ -100,6 +100,24 @@ def test_repair_reloads_the_differing_windows_and_prunes_only_when_asked(loaded)
     assert any(h["mode"] != "incremental" or h.get("window_lo") for h in hiwater.history(db=db))
 
 
+def test_repair_exits_0_when_it_left_nothing_to_fix_and_1_when_it_did(loaded, hw):
+    """``verify --repair`` in cron: exit 0 once everything it found is repaired (the differences are
+    still printed and recorded), 1 when something is left (an extra key without --prune-extra)."""
+    src, db, recs = loaded
+    recs = recs + [{"id": 1000, "name": "late", "modified_at": ts(100)}]     # missing
+    write(src, "a.jsonl", recs)
+    r = hw("verify", "--db", db, "-i", src, "--repair", "--json")
+    assert r.code == 0, r.out
+    [doc] = json.loads(r.out)
+    assert not doc["equal"] and doc["keys"]["missing"] == 1 and doc["repaired"]
+    assert hw("verify", "--db", db, "-i", src).code == 0
+    write(src, "a.jsonl", [x for x in recs if x["id"] != 7])                 # extra
+    r = hw("verify", "--db", db, "-i", src, "--repair", "--json")
+    assert r.code == 1 and not json.loads(r.out)[0]["repaired"]
+    assert hw("verify", "--db", db, "-i", src, "--repair", "--prune-extra").code == 0
+    assert hw("check", "--db", db, "--verified", "1d").code == 0
+
+
 def test_quarantined_records_are_counted_as_such_not_missing(tmp_path):
     src = tmp_path / "landing"
     write(src, "a.jsonl", [{"id": i, "modified_at": ts(i)} for i in range(50)])

@@ -154,7 +154,18 @@ def verify_stream(st: Stream, req: Request, *, api) -> dict:
     _summarise(out, result)
     if req.repair and not out["equal"]:
         out["repair"] = _repair(st, req, out, result, api)
+        out["repaired"] = repaired(out, req.prune_extra)
     return _finish(out, started)
+
+
+def repaired(out: dict, prune_extra: bool) -> bool:
+    """Whether ``--repair`` left nothing to fix: every defect found is of a class it acts on
+    (missing and stale keys reloaded; extra keys deleted with ``--prune-extra``) and the windows
+    verified again are equal. A changed or ahead key is never repaired (docs/verify.md)."""
+    after = (out.get("repair") or {}).get("after")
+    acted = {MISSING, STALE} | ({EXTRA} if prune_extra else set())
+    left = [c for c in DEFECTS if c not in acted and out["keys"].get(c)]
+    return bool(after and after.get("equal")) and not left
 
 
 def _version(states: list, name: str):
@@ -407,10 +418,8 @@ RECORD_SAMPLE = 3  # keys per class kept in the recorded document
 def record_doc(result: dict) -> dict:
     """The document recorded with the stream (``status``, ``check --verified``, the status page):
     the result's figures without the per-window detail, a sample of at most
-    :data:`RECORD_SAMPLE` keys per class, and ``repaired`` (a repair ran and verified its windows
-    equal afterwards)."""
-    repair = result.get("repair")
-    after = repair.get("after") if repair else None
+    :data:`RECORD_SAMPLE` keys per class, and ``repaired`` (a repair ran and left nothing to fix:
+    :func:`repaired`)."""
     return {"verified_at": result["verified_at"], "verified_through": result["verified_through"],
             "since": result["since"], "until": result["until"], "by": result["by"], "content": result["content"],
             "outcome": result["outcome"], "equal": result["equal"], "windows": dict(result["windows"]),
@@ -418,7 +427,7 @@ def record_doc(result: dict) -> dict:
             "sample": {c: v[:RECORD_SAMPLE] for c, v in result["sample"].items() if v},
             "rounds": result["rounds"], "bytes_fetched": dict(result["bytes_fetched"]),
             "duration_s": result["duration_s"], "state_moved": result["state_moved"],
-            "repaired": bool(after and after.get("equal")), "note": result.get("note")}
+            "repaired": bool(result.get("repaired")), "note": result.get("note")}
 
 
 def record(st: Stream, result: dict) -> None:

@@ -336,6 +336,7 @@ def _sweep(tmp_path, every: bool):
         assert again["source_records"] == 0, n  # the manifest matches the data: nothing is read again
 
 
+@pytest.mark.slow
 def test_a_kill_at_the_commits_and_the_manifest_write_then_a_rerun_gives_the_exact_target(tmp_path):
     _sweep(tmp_path, every=False)
 

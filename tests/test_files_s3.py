@@ -125,6 +125,7 @@ def test_window_downloads_each_object_once_per_run(s3, tmp_path, monkeypatch):
     assert dict(fetched) == {"p0.jsonl": 1, "p1.jsonl": 1, "p2.jsonl": 1, "p3.jsonl": 1, "p4.jsonl.gz": 1}
 
 
+@pytest.mark.slow
 def test_a_run_killed_between_window_slices_on_s3_converges(s3, tmp_path):
     """SIGKILL at several points of a multi-object --window run (some after a slice committed):
     each rerun reads the same objects, the target is exact, and the manifest matches it."""

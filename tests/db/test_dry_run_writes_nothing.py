@@ -127,7 +127,8 @@ def cli(*argv):
     return subprocess.run(HIWATER + [str(a) for a in argv], capture_output=True, text=True)
 
 
-@pytest.mark.parametrize("kind", TARGETS)
+# SQLite in the default suite; the other targets (~10 s each) under -m slow.
+@pytest.mark.parametrize("kind", [k if k == "sqlite" else pytest.param(k, marks=pytest.mark.slow) for k in TARGETS])
 def test_dry_and_read_commands_change_no_file_of_a_loaded_target(tmp_path, request, kind):
     """Issue 21: a dry run against an existing SQLite or DuckDB file made ``<file>.hwlock``."""
     if kind == "duckdb":

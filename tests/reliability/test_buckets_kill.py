@@ -58,7 +58,8 @@ def schemas():
     admin.close()
 
 
-@pytest.mark.parametrize("executor", ["local", pytest.param("dask", marks=pytest.mark.slow)])
+@pytest.mark.slow
+@pytest.mark.parametrize("executor", ["local", "dask"])
 def test_sigkill_of_the_coordinator_stops_its_workers_and_a_rerun_converges(tmp_path, schemas, executor):
     if executor == "dask":
         pytest.importorskip("distributed")

@@ -238,7 +238,8 @@ def run_point(s: Story, n: int, action: str, work: Path) -> None:
         assert got[part] == s.final[part], (where, part, got[part], s.final[part])
 
 
-@pytest.mark.parametrize("name", list(STORIES))
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n == "drop-buckets" else n
+                                  for n in STORIES])  # (a bucketed story starts worker processes: ~10 s)
 def test_command_fault_sample(stories, tmp_path, name):
     """Default run: a seeded sample of fault points of each story (its traced statements include
     a COMMIT: the command writes through the traced connection)."""

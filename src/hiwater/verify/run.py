@@ -313,6 +313,8 @@ def _repair(st: Stream, req: Request, out: dict, result: Compared, api) -> dict:
         opts = dict(st.load)
         opts.update(stream=s["stream"], table=s["table"], key=",".join(s["key"]), cursor=s["cursor"],
                     since=_fmt(a, s), until=_fmt(b + 1, s))
+        if s.get("buckets"):  # a bucketed stream is backfilled as it loads: every bucket its share
+            opts["buckets"] = s["buckets"]
         if st.source.get("input"):
             opts["reread_files"] = True  # a file the manifest holds as read is read again
         summary = _load(st, opts, api)
@@ -490,7 +492,8 @@ def _from_project(streams, api, project) -> list[Stream]:
 def one_per_stream(states: list, name: str | None = None) -> list:
     """The states as verify sees them: a bucketed stream (docs/scale-out.md) is ONE stream, under
     its own name, checked up to its least bucket's watermark (every bucket has loaded up to there)
-    and recorded under that name. ``name``: the one stream asked for."""
+    and recorded under that name, with ``buckets`` (their count: ``--repair`` loads as the stream
+    does). ``name``: the one stream asked for."""
     groups: dict = {}
     for s in states:
         p = parse_name(s["stream"])
@@ -503,7 +506,8 @@ def one_per_stream(states: list, name: str | None = None) -> list:
             continue
         held = [g for g in group if g["watermark_value"] is not None]
         least = min(held, key=lambda g: g["watermark_value"]) if len(held) == len(group) else None
-        one = dict(least if least is not None else group[0], stream=base, version=[g["version"] for g in group])
+        one = dict(least if least is not None else group[0], stream=base, version=[g["version"] for g in group],
+                   buckets=max(parse_name(g["stream"])[2] for g in group))
         if least is None:
             one.update(watermark=None, watermark_value=None)
         out.append(one)

@@ -36,15 +36,16 @@ def both(on_source, on_target):
         return first.result(), second
 
 
-def window_digests(src: Side, tgt: Side, plan: Plan) -> tuple[dict, dict, int]:
-    """Each side's ``{window: (count, sum)}`` and the rounds it took. The whole range's digest
-    first (one pass, no GROUP BY): when it is equal, so is every window (the common case, and the
-    cheapest: a GROUP BY costs SQLite a sort of every row); else the windows' digests."""
-    whole_s, whole_t = both(lambda: src.total(plan), lambda: tgt.total(plan))
-    if whole_s == whole_t:
-        return {}, {}, 1
-    ws, wt = both(lambda: src.windows(plan), lambda: tgt.windows(plan))
-    return ws, wt, 2
+def whole_digests(src: Side, tgt: Side, lo: int | None, hi: int) -> tuple[tuple, tuple, tuple | None]:
+    """Each side's ``(count, sum)`` of the whole range ``[lo, hi]`` (``lo`` ``None``: all up to
+    ``hi``), one pass without grouping and without a span: when they are equal, so is every window
+    (the common case, and the cheapest: a GROUP BY costs SQLite a sort of every row, and a target
+    table has no index to find its smallest cursor). Also the source's span, which the plan needs
+    when ``lo`` is not given (from its index on the cursor, where it has one)."""
+    def source():
+        return src.total(lo, hi), (src.span(lo, hi) if lo is None else None)
+    (whole_s, span_s), whole_t = both(source, lambda: tgt.total(lo, hi))
+    return whole_s, whole_t, span_s
 
 
 def differing(a: dict, b: dict) -> list[int]:

@@ -32,7 +32,7 @@ class Side(Protocol):
     fetched: int
 
     def span(self, lo: int | None, hi: int) -> tuple[int, int] | None: ...
-    def total(self, plan: Plan) -> tuple[int, int]: ...
+    def total(self, lo: int | None, hi: int) -> tuple[int, int]: ...
     def windows(self, plan: Plan) -> dict[int, tuple[int, int]]: ...
     def buckets(self, plan: Plan, depth: int, parents: list, child: int) -> dict[tuple, tuple[int, int]]: ...
     def rows(self, plan: Plan, slices: list) -> dict[str, Row]: ...
@@ -126,9 +126,11 @@ class MemorySide:
         m, w = self._window(plan)
         return self._digest([w[m]], self.h[m])
 
-    def total(self, plan):
+    def total(self, lo, hi):
         self._ready()
-        m, _ = self._window(plan)
+        m = self.cursor <= hi
+        if lo is not None:
+            m &= self.cursor >= lo
         return int(m.sum()), int(self.h[m].sum(dtype=np.uint64)) if m.any() else 0
 
     def buckets(self, plan, depth, parents, child):

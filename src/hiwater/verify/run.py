@@ -34,7 +34,7 @@ from ..urls import redact
 from . import digest as D
 from . import sides as S
 from .bisect import (CLASSES, DEFECTS, EXTRA, MISSING, MOVING, STALE, Diff, bisect, both, classify, differing,
-                     window_digests)
+                     whole_digests)
 from .plan import Plan, make_plan, parse_step
 
 SAMPLE = 10
@@ -214,7 +214,13 @@ class Compared:
 def _compare(src, tgt, s, lo, hi, step, quarantined, out) -> Compared:
     kind = s["kind"]
     S.agree(src, tgt)
-    spans = [x for x in both(lambda: src.span(lo, hi), lambda: tgt.span(lo, hi)) if x is not None]
+    whole_s, whole_t, span_s = whole_digests(src, tgt, lo, hi)
+    out["rounds"] = 1
+    if whole_s == whole_t:  # equal: every window is; the plan only says how it was cut
+        spans = [span_s] if lo is None else [(lo, hi)] if whole_s[0] else []
+    else:
+        spans = both(lambda: span_s if lo is None else src.span(lo, hi), lambda: tgt.span(lo, hi))
+    spans = [x for x in spans if x is not None]
     if not spans:
         out["since"] = _fmt(lo, s) if lo is not None else None
         return Compared(None, [])
@@ -222,7 +228,10 @@ def _compare(src, tgt, s, lo, hi, step, quarantined, out) -> Compared:
                      align=lo is None)
     out["since"], out["since_value"] = _fmt(plan.lo, s), plan.lo
     out["by"] = _step_text(plan.step, kind)
-    ws, wt, out["rounds"] = window_digests(src, tgt, plan)
+    ws, wt = {}, {}
+    if whole_s != whole_t:
+        ws, wt = both(lambda: src.windows(plan), lambda: tgt.windows(plan))
+        out["rounds"] = 2
     bad = differing(ws, wt)
     out["windows"].update(checked=plan.count, equal=plan.count - len(bad), differing=len(bad))
     found = bisect(src, tgt, plan, [(i, max(ws.get(i, (0, 0))[0], wt.get(i, (0, 0))[0])) for i in bad])

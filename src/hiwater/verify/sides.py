@@ -5,7 +5,7 @@ slices it covers (:mod:`hiwater.verify.digest` defines every hash):
 
 - ``span(lo, hi)``: the smallest and largest cursor in the range;
 - ``use(mode)``: the checksum both sides agreed on (:func:`agree`: integer or md5);
-- ``total(plan)``: ``(count, sum)`` of the whole range, no grouping (an equal table stops here);
+- ``total(lo, hi)``: ``(count, sum)`` of the whole range, no grouping (an equal table stops here);
 - ``windows(plan)``: ``{window: (count, sum)}`` for every window of the plan;
 - ``buckets(plan, depth, parents, child)``: ``{(window, bucket): (count, sum)}`` where a bucket at
   depth ``d`` is the key hash's top ``d`` bits (:func:`bucket`), for the depth-``child`` buckets
@@ -113,12 +113,7 @@ class SqlSide:
 
     def span(self, lo, hi):
         """``MIN``/``MAX`` of the raw cursor column, normalised after: the normalisation keeps order,
-        so a database answers from its index on the cursor without normalising every row.
-
-        A target's table (no native bounds: its cursor is the stored integer, rarely indexed) reads
-        its whole range's digest in the same pass, for :meth:`total`: one scan instead of two."""
-        if self.native is None and self.mode is not None:
-            return self._span_total(lo, hi)
+        so a database answers from its index on the cursor without normalising every row."""
         if self.native is not None:
             where, params = self.native(lo, hi, self.placeholder)
         else:
@@ -154,23 +149,11 @@ class SqlSide:
             out[g if n > 1 else g[0]] = (int(r[n]), self._sum(r[n + 1:]))
         return out
 
-    def _span_total(self, lo, hi):
+    def total(self, lo, hi):
+        """``(count, sum)`` of every row in ``[lo, hi]`` (``lo`` ``None``: up to ``hi``): one pass
+        without grouping (a GROUP BY costs SQLite a sort of every row) and nothing else in it (no
+        ``MIN``/``MAX``: an equal table needs no span), enough to prove an equal table equal."""
         src, params = self._from(lo, hi)
-        r = self._query(f"SELECT MIN(_c), MAX(_c), COUNT(*), {self._sums()} FROM (SELECT "
-                        f"{'_i' if self.mode == D.INT else '_k'}, _c FROM {src}) AS _d", params)[0]
-        self._whole = (lo, hi, self.mode), (int(r[2]), self._sum(r[3:]))
-        return (int(r[0]), int(r[1])) if r[0] is not None else None
-
-    def total(self, plan):
-        """``(count, sum)`` of the whole range: one pass without grouping (a GROUP BY costs SQLite
-        a sort of every row), enough to prove an equal table equal. Taken from :meth:`span`'s pass
-        when that covered the same rows (from below the plan's start, or from it, to its end)."""
-        whole = getattr(self, "_whole", None)
-        if whole is not None:
-            (lo, hi, mode), digest = whole
-            if hi == plan.hi and mode == self.mode and (lo is None or lo == plan.lo):
-                return digest
-        src, params = self._from(plan.lo, plan.hi)
         r = self._query(f"SELECT COUNT(*), {self._sums()} FROM (SELECT "
                         f"{'_i' if self.mode == D.INT else '_k'}, _c FROM {src}) AS _d", params)[0]
         return int(r[0]), self._sum(r[1:])

@@ -282,6 +282,8 @@ def test_dialects_hash_exactly_as_python(flavour, mode, request, tmp_path):
     curs = [0, -1, 2**62, 1736928000000000, 5, -(2**61), 2147483629 * 2]
     if mode == "int":
         keys[-1] = 2**40 + 1 if flavour == "postgresql" else keys[-1]
+    keys += [2147483646, 2147483628]   # k % P = c % P = P - 1: the largest product of each half
+    curs += [2147483646 + 2**30 * 2147483647, 2147483628]
     rows = list(zip(keys, curs))
     q = (lambda n: f"`{n}`") if flavour == "mysql" else (lambda n: f'"{n}"')
     int_key = mode == "int"

@@ -135,22 +135,23 @@ def add(total: int, h: int) -> int:
 # ``P1`` and ``P2`` (< 2**31):
 #
 #     a, b = k % P, c % P                  (% keeps the dividend's sign, as in every SQL dialect)
-#     half = ((a + D) * b + a * A) % P
+#     half = ((a + D) * (b + A)) % P
 #
 # The cross term ``a*b`` keeps a sum of row hashes from cancelling when two keys swap cursors
 # (the sum changes by ``(a1 - a2)(b2 - b1)``); a cursor that moves changes it by ``(a + D) * Δb``;
 # two halves with other primes and constants make a structured cancellation (two keys' changes
-# cancelling in one field) vanishingly unlikely in both. It is deliberately few operations: a
-# database evaluates it once per row, and PostgreSQL pays a function call per operator.
+# cancelling in one field) vanishingly unlikely in both. It is deliberately few operations (six
+# per half: ``k`` and ``c`` each reduced once): a database evaluates it once per row, SQLite as
+# bytecode with no common subexpressions, and PostgreSQL pays a function call per operator.
 # Every intermediate stays below 2**63 (SQLite turns an overflow into a float, PostgreSQL and
-# MySQL raise), and each half below 2**31, so a database sums a half over 2**32 rows exactly with
+# MySQL raise): ``|a + D|, |b + A| < 2**31 + 2**29`` (``A, D < 2**29``), and each half below 2**31, so a database sums a half over 2**32 rows exactly with
 # its own ``SUM``. The row hash is ``(hi * 2**32 + lo) mod 2**64``: a window's digest is still the
 # sum modulo 2**64 of its row hashes, recombined from the two sums in Python (:func:`combine`).
 
 INT = "int"
 MD5 = "md5"
 P1, P2 = 2147483647, 2147483629
-_ROW = ((P1, 0x2545F491, 0x1B873593), (P2, 0x27D4EB2F, 0x165667B1))          # (P, A, D)
+_ROW = ((P1, 0x1545F491, 0x1B873593), (P2, 0x17D4EB2F, 0x165667B1))          # (P, A, D), all < 2**29
 _KEY = ((P1, 0x1F83D9AB, 0x1BE0CD19, 0x2F6B8F3D), (P2, 0x0A8E3C5F, 0x3A6F1D9B, 0x1C3B5E27))
 _LOW_BITS = KEY_BITS - 31   # the key hash: the P1 half above, the P2 half's low bits below
 
@@ -167,7 +168,7 @@ def _half(a: int, b: int, p: int, A: int, Dc: int, E: int) -> int:
 
 
 def _row_half(a: int, b: int, p: int, A: int, Dc: int) -> int:
-    return _tmod((a + Dc) * b + a * A, p)
+    return _tmod((a + Dc) * (b + A), p)
 
 
 def int_row_hash(k: int, c: int) -> int:
@@ -187,8 +188,8 @@ def combine(hi_sum, lo_sum) -> int:
 
 def int_row_sql(k: str, c: str) -> tuple[str, str]:
     """The two halves of :func:`int_row_hash` as SQL on the 64-bit integer expressions ``k`` and
-    ``c`` (give column names: each is repeated)."""
-    return tuple(f"(((({k} % {p}) + {Dc}) * ({c} % {p}) + ({k} % {p}) * {A}) % {p})" for p, A, Dc in _ROW)
+    ``c`` (give column names: each appears once in each half)."""
+    return tuple(f"(((({k} % {p}) + {Dc}) * (({c} % {p}) + {A})) % {p})" for p, A, Dc in _ROW)
 
 
 def int_key_sql(k: str) -> str:
@@ -217,7 +218,7 @@ def int_hashes(keys, cursors):
 
     k = np.asarray(keys, dtype=np.int64)
     c = np.asarray(cursors, dtype=np.int64)
-    hi, lo = (tmod((tmod(k, p) + Dc) * tmod(c, p) + tmod(k, p) * A, p) for p, A, Dc in _ROW)
+    hi, lo = (tmod((tmod(k, p) + Dc) * (tmod(c, p) + A), p) for p, A, Dc in _ROW)
     h = (hi.astype(np.uint64) << np.uint64(32)) + lo.astype(np.uint64)   # wraps: modulo 2**64
     u, v = (half(tmod(k, p), tmod(k, p), p, A, Dc, E) for p, A, Dc, E in _KEY)
     kh = (((u + P1) % P1) << _LOW_BITS) + (v + P2) % P2 % (1 << _LOW_BITS)

@@ -2,7 +2,8 @@
 
 Windows whose digests differ are split into buckets of the key hash, as many as make a bucket
 hold about ``small`` rows (at most 4096); only the buckets that still differ are split again,
-until one holds at most ``small`` rows on either side, whose rows are then fetched and compared.
+until one holds at most ``small`` rows on either side (``4 * small`` once split), whose rows are
+then fetched and compared.
 Each round is one query per side for every open slice at once, so one differing row among N
 costs about ``log4096(N / small) + 1`` rounds whatever the number of differences, and equal
 slices never cross the wire.
@@ -63,6 +64,9 @@ class Found:
 
 
 MAX_SPLIT = 12  # bits: a slice splits into at most 4096 buckets per round
+FETCH_SPLIT = 4  # a bucket of up to 4 * small rows is fetched, not split again: another round is
+                 # another pass over the differing windows (a scan, where the cursor has no index)
+                 # to save fetching a few hundred rows (a window of more than 4096 * small rows)
 
 
 def split_bits(rows: int, small: int) -> int:
@@ -101,7 +105,7 @@ def bisect(src: Side, tgt: Side, plan: Plan, windows: list[tuple[int, int]], *, 
         open_, fetch, depth = [], [], child
         for w, b in differing(ds, dt):
             n = max(ds.get((w, b), (0, 0))[0], dt.get((w, b), (0, 0))[0])
-            (fetch if n <= small or depth == D.KEY_BITS else open_).append((w, depth, b, n))
+            (fetch if n <= FETCH_SPLIT * small or depth == D.KEY_BITS else open_).append((w, depth, b, n))
     return found
 
 

@@ -216,22 +216,25 @@ def _compare(src, tgt, s, lo, hi, step, quarantined, out) -> Compared:
     S.agree(src, tgt)
     whole_s, whole_t, span_s = whole_digests(src, tgt, lo, hi)
     out["rounds"] = 1
-    if whole_s == whole_t:  # equal: every window is; the plan only says how it was cut
-        spans = [span_s] if lo is None else [(lo, hi)] if whole_s[0] else []
-    else:
-        spans = both(lambda: span_s if lo is None else src.span(lo, hi), lambda: tgt.span(lo, hi))
-    spans = [x for x in spans if x is not None]
-    if not spans:
+    # The plan starts at --since, else at the source's smallest cursor (cut at a round value):
+    # a target table has no index on the cursor, and its span would cost a scan of its own.
+    start = lo if lo is not None else span_s[0] if span_s is not None else None
+    if start is None and whole_t[0]:   # the source holds nothing: the target's span it is
+        start = tgt.span(lo, hi)[0]
+    if start is None or not (whole_s[0] or whole_t[0]):
         out["since"] = _fmt(lo, s) if lo is not None else None
         return Compared(None, [])
-    plan = make_plan(lo if lo is not None else min(a for a, _ in spans), hi, kind=kind, step=step,
-                     align=lo is None)
-    out["since"], out["since_value"] = _fmt(plan.lo, s), plan.lo
-    out["by"] = _step_text(plan.step, kind)
+    plan = make_plan(start, hi, kind=kind, step=step, align=lo is None)
     ws, wt = {}, {}
-    if whole_s != whole_t:
+    if whole_s != whole_t:  # (equal: so is every window, and the plan only says how it was cut)
         ws, wt = both(lambda: src.windows(plan), lambda: tgt.windows(plan))
         out["rounds"] = 2
+        if sum(n for n, _ in wt.values()) != whole_t[0]:  # the target holds rows below the source's
+            plan = make_plan(min(start, tgt.span(lo, hi)[0]), hi, kind=kind, step=step, align=True)
+            ws, wt = both(lambda: src.windows(plan), lambda: tgt.windows(plan))
+            out["rounds"] = 3
+    out["since"], out["since_value"] = _fmt(plan.lo, s), plan.lo
+    out["by"] = _step_text(plan.step, kind)
     bad = differing(ws, wt)
     out["windows"].update(checked=plan.count, equal=plan.count - len(bad), differing=len(bad))
     found = bisect(src, tgt, plan, [(i, max(ws.get(i, (0, 0))[0], wt.get(i, (0, 0))[0])) for i in bad])

@@ -96,16 +96,32 @@ class SqlSide:
         return rows
 
     def _from(self, a: int | None, b: int) -> tuple[str, list]:
+        return self._from_ranges([(a, b)])
+
+    def _from_ranges(self, ranges: list) -> tuple[str, list]:
+        """The rows whose cursor lies in one of the closed ``ranges`` ``[(a, b), …]`` (``a``
+        ``None``: no lower bound), as a FROM item with its parameters: the cursor column's own
+        bounds in the inner query (a database's index on the cursor finds each range), then the
+        exact test on the normalised cursor where those bounds are not exact."""
         where, params = "", []
         if self.native is not None:
-            where, params = self.native(a, b, self.placeholder)
+            parts = []
+            for a, b in ranges:
+                w, p = self.native(a, b, self.placeholder)
+                parts.append(w.removeprefix(" WHERE ") or "1 = 1")
+                params += p
+            where = " WHERE " + " OR ".join(f"({x})" for x in parts) if len(parts) > 1 else \
+                (" WHERE " + parts[0] if parts[0] != "1 = 1" else "")
+        lows = [a for a, _ in ranges]
+        low = None if None in lows else min(lows)
         inner = self.inner
-        if self.fast is not None and a is not None and -self.fast[1] <= a and b <= self.fast[1]:
+        if self.fast is not None and low is not None and -self.fast[1] <= low and \
+                max(b for _, b in ranges) <= self.fast[1]:
             inner = self.inner_fast
-        if self.exact_native and a is not None:
+        if self.exact_native and low is not None:
             return f"({inner}{where}) AS _s", params
-        low = f"_c >= {int(a)} AND " if a is not None else ""
-        return f"({inner}{where}) AS _s WHERE {low}_c <= {int(b)}", params
+        cond = " OR ".join(f"({f'_c >= {int(a)} AND ' if a is not None else ''}_c <= {int(b)})" for a, b in ranges)
+        return f"({inner}{where}) AS _s WHERE {cond}", params
 
     def use(self, mode: str) -> None:
         """The checksum both sides agreed on (:func:`agree`): ``md5``, or ``int`` for an integer key."""
@@ -163,10 +179,17 @@ class SqlSide:
         return self._digest([self.sql.idiv(f"_c - {plan.lo}", plan.step)], src, params)
 
     def _sliced(self, plan, windows) -> tuple[str, list]:
-        """The rows of the given windows with ``_w`` (window) and ``_kh`` (key hash) beside them."""
-        a = plan.window(min(windows))[0]
-        b = plan.window(max(windows))[1]
-        src, params = self._from(a, b)
+        """The rows of the given windows with ``_w`` (window) and ``_kh`` (key hash) beside them:
+        only those windows' cursor ranges are read (adjacent windows as one range), so a round
+        computes the key hash of the differing windows' rows, not of every row between them."""
+        ranges: list = []
+        for i in sorted(windows):
+            a, b = plan.window(i)
+            if ranges and ranges[-1][1] + 1 == a:
+                ranges[-1] = (ranges[-1][0], b)
+            else:
+                ranges.append((a, b))
+        src, params = self._from_ranges(ranges)
         w = self.sql.idiv(f"_c - {plan.lo}", plan.step)
         kh = D.int_key_sql("_i") if self.mode == D.INT else self.sql.key_hash()
         return f"(SELECT _s.*, {w} AS _w, {kh} AS _kh FROM {src}) AS _r", params

@@ -12,7 +12,7 @@ hiwater into each target (SQLite, DuckDB, PostgreSQL). Then, per target:
     python bench/verify.py --rows 10000000 --folder DIR --setup-only   # build and load, measure later
     python bench/verify.py --rows 10000000 --folder DIR --reuse        # measure what --setup-only built
 
-Prints a Markdown table and writes ``bench/results/verify-<rows>.json``. The loads are setup, not
+Prints a Markdown table and writes ``bench/results/verify-<rows>[-<targets>][-equal].json``. The loads are setup, not
 measured. The schema ``hw_bench_verify`` (and its ``_t`` twin for the PostgreSQL target) is dropped
 at the end unless ``--keep`` (or ``--setup-only``). ``--reuse`` measures the tables ``--setup-only``
 built and undoes its plantings afterwards, so it can run again. Each run records the machine's load
@@ -193,7 +193,7 @@ def main() -> None:
         admin.execute(f'DROP SCHEMA IF EXISTS "{SCHEMA}" CASCADE')
     os.makedirs(os.path.join(os.path.dirname(__file__), "results"), exist_ok=True)
     name = f"verify-{args.rows}" + ("" if args.targets == "sqlite,duckdb,postgresql" else
-                                    "-" + args.targets.replace(",", "-"))
+                                    "-" + args.targets.replace(",", "-")) + ("-equal" if args.equal_only else "")
     with open(os.path.join(os.path.dirname(__file__), "results", f"{name}.json"), "w") as f:
         json.dump({"machine": {"cores": os.cpu_count(), "load_average_at_end": os.getloadavg()},
                    "command": "python bench/verify.py " + " ".join(sys.argv[1:]), "results": results}, f, indent=2)

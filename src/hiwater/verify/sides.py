@@ -212,7 +212,10 @@ class SqlSide:
 
     def rows(self, plan, slices):
         src, params = self._sliced(plan, {w for w, _, _ in slices})
-        cond = " OR ".join(f"({self._in([(w, b)], depth)})" for w, depth, b in slices)
+        by_depth: dict = {}
+        for w, depth, b in slices:   # one key hash per row and window, not one per slice
+            by_depth.setdefault(depth, []).append((w, b))
+        cond = " OR ".join(f"({self._in(pairs, depth)})" for depth, pairs in sorted(by_depth.items()))
         cols = ", ".join(f"_k{i}" for i in range(len(self.key)))
         out = {}
         for r in self._query(f"SELECT _k, _c, {cols} FROM {src} WHERE {cond}", params):

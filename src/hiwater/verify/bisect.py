@@ -42,9 +42,14 @@ def whole_digests(src: Side, tgt: Side, lo: int | None, hi: int) -> tuple[tuple,
     ``hi``), one pass without grouping and without a span: when they are equal, so is every window
     (the common case, and the cheapest: a GROUP BY costs SQLite a sort of every row, and a target
     table has no index to find its smallest cursor). Also the source's span, which the plan needs
-    when ``lo`` is not given (from its index on the cursor, where it has one)."""
+    when ``lo`` is not given (from its index on the cursor, where it has one), read first: the
+    source's total then starts there, so a database selects the range exactly by the cursor's own
+    bounds (and PostgreSQL normalises it with its fast ``date_part``, exact in a known range)."""
     def source():
-        return src.total(lo, hi), (src.span(lo, hi) if lo is None else None)
+        if lo is not None:
+            return src.total(lo, hi), None
+        span = src.span(lo, hi)
+        return (src.total(span[0], hi) if span is not None else (0, 0)), span
     (whole_s, span_s), whole_t = both(source, lambda: tgt.total(lo, hi))
     return whole_s, whole_t, span_s
 

@@ -351,6 +351,13 @@ class Applier:
                 arrays.append(storable(sub.column(c)))
             else:
                 arrays.append(early if len(up) == p.n else early.take(pa.array(up)))
+        # A column the table has and no record of this batch carries is null in the new version,
+        # as it is for a record without it in a batch where others carry it: the stored row is
+        # the record, never a mix of two versions (whatever the batch's other records hold).
+        for c in self.columns:
+            if c not in names and not (o.soft_delete and c == DELETED_AT):
+                names.append(c)
+                arrays.append(pa.nulls(len(up)))
         if o.soft_delete:
             flags = p.is_delete[up] if p.is_delete is not None else np.zeros(len(up), bool)
             cur_text = storable(sub.column(o.cursor)).cast(pa.string())

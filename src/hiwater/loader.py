@@ -224,10 +224,8 @@ class Loader:
             failure = self._recorded = report.nothing_valid(self.opts.max_rejected, res.counts.rejected,
                                                             res.counts.source_records, self.batch.first_reject,
                                                             replay=self.source.replay)
-            # a run that rejected every record leaves the watermark where it was (a full load's too),
-            # also when --max-rejected 100% accepts it
-            nothing = report.all_rejected(res.counts.rejected, res.counts.source_records, replay=self.source.replay)
-            new_wm = self.prev if nothing else self._next_watermark(res.candidate)
+            # a run that rejected every record leaves the watermark where it was (a full load's too)
+            new_wm = self.prev if failure is not None else self._next_watermark(res.candidate)
             self._save_state(tx, new_wm)
             self._record_files(tx)
             summary = self._summary(res, prev_text, new_wm, tx.count(), pruned)
@@ -268,9 +266,8 @@ class Loader:
                 failure = self._recorded = report.nothing_valid(o.max_rejected, total_res.counts.rejected,
                                                                 scan.records, self.batch.first_reject,
                                                                 replay=self.source.replay)
-                if not report.all_rejected(total_res.counts.rejected, scan.records, replay=self.source.replay):
-                    # no slice: the watermark a run in one transaction leaves (a full load's: from no data)
-                    new_wm = self._next_watermark(total_res.candidate)
+                if failure is None:  # no slice: the watermark a run in one transaction leaves (a
+                    new_wm = self._next_watermark(total_res.candidate)  # full load's: from no data)
             self._save_state(tx, new_wm)
             if not scan.slices:
                 self._record_files(tx)

@@ -129,19 +129,20 @@ def summary(res, state: StreamState, tz, *, opts: LoadOptions, stream: str, tabl
                 new_columns=new_columns, files=files_detail(files).get("files"),
                 csv=getattr(source, "csv_dialects", None))
     fmt = lambda v: V.format_value(v, kind, naive, tz)  # noqa: E731
+    # (a full load sets the watermark from the data: from no usable record, it has none)
+    stays = (f"the watermark stays at {prev_text}" if new_text == prev_text else
+             f"a full load of no usable record leaves no watermark (it was {prev_text}): the next run reads "
+             f"everything")
     if c.source_records == 0:
         s.stale_source = True
-        # (a full load sets the watermark from the data: from none, it has none)
-        stays = (f"the watermark stays at {prev_text}" if new_text == prev_text else
-                 f"a full load of no record leaves no watermark (it was {prev_text}): the next run reads everything")
         if files is not None and not files.read:
             warnings.append(f"no new or changed file in {source.description} "
                             f"({files.skipped} file(s) already loaded); {stays}")
         else:
             warnings.append(f"the source {source.description} is empty; {stays}")
     elif c.rejected == c.source_records:
-        warnings.append(f"every record ({c.rejected}) was invalid and quarantined; the watermark stays at "
-                        f"{prev_text} (see `hiwater quarantine list`)")
+        warnings.append(f"every record ({c.rejected}) was invalid and quarantined; {stays} "
+                        f"(see `hiwater quarantine list`)")
     elif c.loaded == 0 and prev is None and c.unchanged == c.source_records - c.rejected:
         # No watermark yet, yet the table holds every record: its rows were loaded before the
         # stream's state was reset or forgotten (`--rebucket`), or by another stream. Nothing stale.
@@ -197,13 +198,6 @@ def quality_gate(limit, rejected: int, source_records: int, first_reject: str | 
         hint="fix the source, or raise --max-rejected; --dry-run --details shows the counts")
 
 
-def all_rejected(rejected: int, source_records: int, *, replay: bool = False) -> bool:
-    """A run that read records and rejected every one: nothing valid arrived, so its watermark
-    stays where it was (a full load's too), whether the run fails or ``--max-rejected 100%``
-    accepts it. A quarantine replay is never one (see :func:`nothing_valid`)."""
-    return not replay and source_records > 0 and rejected >= source_records
-
-
 def nothing_valid(limit, rejected: int, source_records: int, first_reject: str | None, *, replay: bool = False):
     """The error of a run that read records and rejected every one (None for any other run):
     nothing valid arrived, so the run failed (exit 1), although it commits its quarantine (the
@@ -211,7 +205,7 @@ def nothing_valid(limit, rejected: int, source_records: int, first_reject: str |
     ``--max-rejected 100%`` accepts such a run (docs/concepts.md). A quarantine replay is never
     one: its records were judged when they arrived, and one that finds them still invalid
     leaves them where they were."""
-    if not all_rejected(rejected, source_records, replay=replay) or (limit is not None and limit.percent == 100):
+    if replay or source_records == 0 or rejected < source_records or (limit is not None and limit.percent == 100):
         return None
     first = f"; the first: {first_reject}" if first_reject else ""
     return QualityError(

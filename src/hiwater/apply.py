@@ -96,14 +96,17 @@ class Applier:
         self.late_min: int | None = None
 
     # --- a pass -----------------------------------------------------------------------------
-    def begin_pass(self, tx: Transaction | None, hold_late: bool) -> None:
+    def begin_pass(self, tx: Transaction | None, hold_late: bool, keep_held: bool = False) -> None:
         """A pass applies its batches through ``tx`` (None: a scan, which writes nothing).
         Nested values are encoded for writing in the reader thread while most rows get
         written; a re-read that writes (almost) nothing stops paying for it. Late records are
-        held (``hold_late``) when the pass is the run's only one."""
+        held (``hold_late``) until the run has applied every version of their keys: to the end
+        of a run's only pass, or (``keep_held``, a ``--window`` slice) across the slices after
+        the pass that found them."""
         self.tx = tx
         self.encode_early = True
-        self.late = [] if hold_late else None
+        if not (keep_held and self.late is not None):
+            self.late = [] if hold_late else None
         self.late_min = None
 
     def store_early(self, raw) -> None:
@@ -111,8 +114,8 @@ class Applier:
         if self.encode_early:
             store_early(raw)
 
-    def end_pass(self, res: PassResult) -> None:
-        if self.late is not None:
+    def end_pass(self, res: PassResult, settle: bool = True) -> None:
+        if self.late is not None and settle:
             self.settle_late(res)
         if self.late_min is not None:
             res.min_late = self.late_min if res.min_late is None else min(res.min_late, self.late_min)

@@ -258,7 +258,8 @@ class Loader:
         with self._begin() as tx:
             self.run_id = tx.run_id
             self._release(tx)
-            res = self._pass(tx, part=(0, 0, True))
+            # (its late records wait for the last slice: a newer version there supersedes them)
+            res = self._pass(tx, part=(0, 0, True), settle=not scan.slices)
             total_res.merge(res)
             self._gate(total_res.counts.rejected, scan.records)
             failure = None
@@ -279,11 +280,16 @@ class Loader:
         for i, s in enumerate(sorted(scan.slices), start=1):
             lo, hi = s * width, (s + 1) * width
             with self._begin(self.run_id) as tx:
-                res = self._pass(tx, part=(lo, hi, False))
+                res = self._pass(tx, part=(lo, hi, False), settle=False)
                 # A value the columns made by an earlier slice cannot hold is found only now: past
                 # the limit, this slice fails (earlier slices stand, as for any failed slice).
                 self._gate(total_res.counts.rejected + res.counts.rejected, scan.records)
                 total_res.merge(res)
+                if i == len(scan.slices):
+                    # the late records held since transaction 0 are quarantined with the last slice,
+                    # but those a newer version applied by a slice superseded (as in one pass); a
+                    # run killed before it reads them again (below the committed watermark: late)
+                    self.batch.settle_late(total_res)
                 new_wm = self._next_watermark(total_res.candidate)
                 self._save_state(tx, new_wm)
                 if i == len(scan.slices):
@@ -307,10 +313,12 @@ class Loader:
         return summary
 
     # --- one pass over the source -----------------------------------------------------------
-    def _pass(self, tx, *, part: tuple | None) -> PassResult:
+    def _pass(self, tx, *, part: tuple | None, settle: bool = True) -> PassResult:
         """Read the source once; decide (and, in a transaction ``tx``, apply) the records of
         ``part`` (a ``--window`` slice's ``(lo, hi, outside)``, see :meth:`Applier.apply`; None:
-        all). Without ``tx`` it is the scan of a ``--window`` run: it counts, writes nothing."""
+        all). Without ``tx`` it is the scan of a ``--window`` run: it counts, writes nothing.
+        Late records found are held to the end of the pass, or with ``settle`` False beyond it
+        (a ``--window`` run's: until its last slice has applied every newer version)."""
         o, b = self.opts, self.batch
         write = tx is not None
         res = PassResult()
@@ -322,7 +330,7 @@ class Loader:
             w = self._window()  # a SQL source reads only the window (pushdown)
             self.source.set_window(w.lo, w.lo_inclusive, w.hi, self.kind, self.tz)
         fields: set = set()
-        b.begin_pass(tx, hold_late=write and part is None)
+        b.begin_pass(tx, hold_late=write and (part is None or part[2]), keep_held=write and part is not None)
         light = write and part is None and b.light_ok()
         self.source.light_key = tuple(o.key) if light else None
         for raw in prefetch(self.source.batches(), early=b.store_early):
@@ -365,7 +373,7 @@ class Loader:
                 self.progress(done, expected)
         self.source.light_key = None
         check_fields(fields, o.key, o.cursor, self.source.description)
-        b.end_pass(res)
+        b.end_pass(res, settle)
         return res
 
     # --- the file manifest (SPEC §10) ------------------------------------------------------------

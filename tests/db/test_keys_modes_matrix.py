@@ -418,6 +418,20 @@ def test_the_story_in_small_batches_matches_the_model(kind, batch_size, targets)
     check_story(kind, story(kind), targets, batch_size=batch_size)
 
 
+@pytest.mark.parametrize("batch_size", [1, 65_536])
+def test_a_windowed_run_counts_a_superseded_late_version_once_whatever_the_batches(batch_size, targets):
+    """A ``--window`` run whose source holds a key's version below the watermark and a newer
+    one (below it too, or inside the window) in another batch: the older is superseded,
+    ``unchanged``, not quarantined ``late``, as in one batch (the late records of the window's
+    first transaction used to be settled before the slices applied the newer versions)."""
+    R = lambda k, m, name="a": record("text", k, m, name)  # noqa: E731
+    runs = [("incremental", [R(0, 20)], None, None),
+            ("window", [R(1, 0, "old"), R(1, 5, "newer, still late"), R(2, 1, "old"), R(2, 30, "in the window"),
+                        R(3, 2, "late alone")], None, None),
+            ("replay", [], None, None)]
+    check_story("text", runs, targets, batch_size=batch_size)
+
+
 # --- random stories ---------------------------------------------------------------------------
 
 MODES = ["incremental", "incremental", "full", "prune", "backfill", "window", "delete", "soft-delete",

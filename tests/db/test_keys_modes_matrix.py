@@ -282,18 +282,25 @@ def expect(kind: str, runs) -> list[dict]:
     return out
 
 
-def problems(got: list[dict], want: list[dict], runs) -> list[str]:
+# A delete record after a version of its key that an earlier batch of the same run wrote counts as
+# a delete (docs/concepts.md: "a delete counts as itself in any batch"), where in one batch that
+# version is superseded: such a run's inserted/updated/deleted/unchanged depend on the batches.
+BATCH_DEPENDENT = ("inserted", "updated", "deleted", "unchanged")
+
+
+def problems(got: list[dict], want: list[dict], runs, batch_size: int = 65_536) -> list[str]:
     lines = []
     for n, (g, w) in enumerate(zip(got + [None] * len(want), want)):
-        mode = runs[n][0]
+        mode, records = runs[n][0], runs[n][1]
         if g is None:
             break
         if "error" in g:
             lines.append(f"run {n} ({mode}) failed: {g['error']}")
             break
-        if g["counts"] != w["counts"]:
-            diff = {k: (g["counts"].get(k), w["counts"].get(k)) for k in sorted(set(g["counts"]) | set(w["counts"]))
-                    if g["counts"].get(k) != w["counts"].get(k)}
+        loose = mode in ("delete", "soft-delete") and batch_size < len(records)
+        diff = {k: (g["counts"].get(k), w["counts"].get(k)) for k in sorted(set(g["counts"]) | set(w["counts"]))
+                if g["counts"].get(k) != w["counts"].get(k) and not (loose and k in BATCH_DEPENDENT)}
+        if diff:
             lines.append(f"run {n} ({mode}) counts (got, model): {diff}")
         for k in sorted(set(g["table"]) | set(w["table"]), key=repr):
             if g["table"].get(k) != w["table"].get(k):
@@ -337,7 +344,7 @@ def check_story(kind: str, runs, targets: Targets, targets_list=TARGETS, batch_s
     finally:
         targets.drop()
     for t, got in results.items():
-        found = problems(got, want, runs)
+        found = problems(got, want, runs, batch_size)
         if found:
             report.append(f"{t}:")
             report.extend("  " + line for line in found[:12])

@@ -445,6 +445,14 @@ def test_a_windowed_run_counts_a_superseded_late_version_once_whatever_the_batch
     check_story("text", runs, targets, batch_size=1)
 
 
+def test_a_full_load_of_nothing_says_where_the_watermark_went(targets):
+    """A full load of an empty source sets the watermark from no data: none. Its warning said
+    the watermark stayed where it was."""
+    R = lambda k, m: record("int", k, m)  # noqa: E731
+    check_story("int", [("incremental", [R(0, 10), R(1, 20)], None, None), ("full", [], None, None),
+                        ("incremental", [R(2, 5)], None, None)], targets, ["sqlite"])
+
+
 # --- random stories ---------------------------------------------------------------------------
 
 MODES = ["incremental", "incremental", "full", "prune", "backfill", "window", "delete", "soft-delete",

@@ -227,7 +227,8 @@ class DeltaTransaction(Transaction):
             got = self._target._committed_keys(table, key, dt, want)
         staged = self._staged_latest(table, key)
         if staged is not None and staged.num_rows:
-            live = staged.filter(pc.not_equal(staged.column(OP), "delete")).select(cols)
+            live = staged.filter(pc.not_equal(staged.column(OP), "delete"))  # (deletes alone: no cursor)
+            live = live.select(cols) if CURSOR_COL in staged.column_names else live.select(list(key))
             gone = staged.select(list(key))
             if got is not None and got.num_rows:
                 got = anti(got, gone, key)

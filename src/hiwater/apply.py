@@ -93,6 +93,7 @@ class Applier:
         self.first_reject = first_reject  # the first rejected record, for --max-rejected's message
         self.encode_early = True
         self.late: list | None = None  # late records held until the end of a one-transaction pass
+        self.deletes: dict | None = {}  # while late records are held: key -> newest delete record's cursor
         self.late_min: int | None = None
 
     # --- a pass -----------------------------------------------------------------------------
@@ -107,6 +108,7 @@ class Applier:
         self.encode_early = True
         if not (keep_held and self.late is not None):
             self.late = [] if hold_late else None
+            self.deletes = {}
         self.late_min = None
 
     def store_early(self, raw) -> None:
@@ -257,6 +259,8 @@ class Applier:
         if superseded is not None and superseded.any():
             verdicts[superseded] = D.Verdict.UNCHANGED
             late_applied = late_applied & ~superseded
+        if p.is_delete is not None and self.late is not None:
+            self._note_deletes(tbl, key, np.flatnonzero(p.is_delete & examined & p.valid), p.cursor)
 
         # Apply: upserts, deletes, quarantine.
         up = np.flatnonzero(np.isin(verdicts, D.WRITE))
@@ -308,6 +312,19 @@ class Applier:
             m = int(p.cursor[late_mask].min())
             res.min_late = m if res.min_late is None else min(res.min_late, m)
         return True
+
+    def _note_deletes(self, tbl: pa.Table, key: tuple, idx: np.ndarray, cursor: np.ndarray) -> None:
+        """Remember the run's delete records (key, newest cursor) while late records are held: a
+        delete leaves no row to look up, yet it supersedes an older late version of its key in
+        another batch, as it would in one (up to LATE_HELD keys; past that, as decided)."""
+        if self.deletes is None or not len(idx):
+            return
+        for k, c in zip(key_values(tbl, key, idx), cursor[idx].tolist()):
+            k = tuple(k) if isinstance(k, list) else k
+            if c > self.deletes.get(k, c - 1):
+                self.deletes[k] = c
+        if len(self.deletes) > LATE_HELD:
+            self.deletes = None
 
     def _lookup(self, tbl, key, idx, cursors, run_id):
         """What the target holds for the keys of rows ``idx`` (arriving with ``cursors``)."""
@@ -444,6 +461,9 @@ class Applier:
                 found = self.tx.held(_key_columns([k for _, k, _ in held], len(self.opts.key)))
                 cursors = np.array([c for _, _, c in held], dtype=np.int64)
                 superseded |= found.exists & (found.cursor >= cursors)
+            if self.deletes:  # ... or a delete record of its key, as new or newer, in this run
+                superseded |= np.array([self.deletes.get(tuple(k) if isinstance(k, list) else k, c - 1) >= c
+                                        for _, k, c in held], bool)
             n = int(superseded.sum())
             res.counts.late -= n
             res.counts.unchanged += n

@@ -106,3 +106,18 @@ def test_meta_query_builders_render_parameters_not_values():
         " LIMIT ?) AS h ORDER BY run_id, window_index", ["s1", 5])
     assert quarantine_query('"x"."_hiwater_quarantine"', "%s", None, "late") == (
         'SELECT * FROM "x"."_hiwater_quarantine" WHERE 1 = 1 AND reason = %s ORDER BY id', ["late"])
+
+
+def test_a_replayed_late_delete_deletes_its_key_with_the_streams_delete_field(hw, tmp_path):
+    """A late delete record is quarantined like any late record; ``quarantine replay
+    --delete-field`` applies it as a delete (without the flag it would come back as a row)."""
+    db = tmp_path / "t.db"
+    a = write_jsonl(tmp_path / "a.jsonl", [rec(1, "10:00"), rec(2, "10:00"), rec(3, "11:00")])
+    common = ["--db", db, "--table", "events", "--now", NOW, "--delete-field", "gone"]
+    assert hw("load", "--input", a, *common).code == 0
+    b = write_jsonl(tmp_path / "b.jsonl", [rec(2, "10:30", gone=True)])  # below the 11:00 watermark
+    r = hw("load", "--input", b, *common, "--details")
+    assert r.code == 0 and r.json["late"] == 1 and 2 in rows(db)
+    r = hw("quarantine", "replay", "--db", db, "--stream", "events", "--now", NOW, "--delete-field", "gone")
+    assert r.code == 0 and r.json["deleted"] == 1, r.out
+    assert 2 not in rows(db) and hiwater.quarantine_list(db=str(db)) == []

@@ -260,7 +260,10 @@ class Applier:
             verdicts[superseded] = D.Verdict.UNCHANGED
             late_applied = late_applied & ~superseded
         if p.is_delete is not None and self.late is not None:
-            self._note_deletes(tbl, key, np.flatnonzero(p.is_delete & examined & p.valid), p.cursor)
+            # (a delete that is itself late is quarantined, not applied: it supersedes nothing,
+            # itself least of all)
+            applied = p.is_delete & examined & p.valid & (verdicts != D.Verdict.LATE)
+            self._note_deletes(tbl, key, np.flatnonzero(applied), p.cursor)
 
         # Apply: upserts, deletes, quarantine.
         up = np.flatnonzero(np.isin(verdicts, D.WRITE))

@@ -259,6 +259,9 @@ def quarantine_list(as_json, wide, **kw):
 @click.option("--on-late", type=click.Choice(["detect", "skip", "load"]), default="load", show_default=True)
 @click.option("--max-future", default="1d", show_default=True, metavar="DURATION")
 @click.option("--now", metavar="TIMESTAMP")
+@click.option("--delete-field", metavar="NAME", help="As the stream's loads give it: a record whose NAME is true "
+              "deletes its key (a replayed late delete deletes, it does not load as a row).")
+@click.option("--soft-delete", is_flag=True, help="With --delete-field: keep the row, set deleted_at.")
 def quarantine_replay(**kw):
     """Run quarantined records through the loader again; replayed ones leave the quarantine."""
     summary = api.quarantine_replay(**kw)

@@ -276,6 +276,7 @@ def test_sigkill_of_the_coordinator_in_the_read_phase_then_a_rerun_converges(tmp
     assert seen == 2, "the read phase did not start"
     workers = [c for c in parent.children(recursive=True) if "spawn_main" in " ".join(c.cmdline())]
     time.sleep(0.5)
+    assert proc.poll() is None, "the run ended before it could be killed: make the source bigger"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(10)
     gone, alive = psutil.wait_procs(workers, timeout=60)

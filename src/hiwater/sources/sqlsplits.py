@@ -34,7 +34,8 @@ import numpy as np
 import pyarrow as pa
 
 from .. import values as V
-from ..errors import HiwaterError
+from ..errors import ConnectError, HiwaterError, InputError
+from ..urls import redact
 from .base import RawBatch
 from .bucket import take_rows
 from .shuffled import ShuffledSource
@@ -148,7 +149,9 @@ def key_span(src: SqlSource) -> tuple:
     try:
         chunk = next(rows, None)
     except d.errors() as exc:
-        raise HiwaterError(f"reading the key's span failed: {src._msg(exc)}") from None
+        if d.broken():  # the connection was lost, not the query refused: retryable
+            raise ConnectError(f"{redact(src.url)}: the connection was lost: {src._msg(exc)}") from None
+        raise InputError(f"reading the key's span failed: {src._msg(exc)}", path=src.description) from None
     finally:
         rows.close()
     if chunk is None or len(chunk) == 0:

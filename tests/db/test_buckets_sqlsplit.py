@@ -252,7 +252,7 @@ def test_the_rejection_gate_judges_the_key_range_read(db, tmp_path, request):
 @pytest.mark.slow
 def test_sigkill_of_the_coordinator_in_the_read_phase_then_a_rerun_converges(tmp_path, request, pg_admin):
     """The coordinator is SIGKILLed while the read tasks read their ranges: its workers die with
-    it, no bucket committed, the spill is left for the next run to ignore, and the rerun loads
+    it, no bucket committed, its spill folder is swept by the next run, and the rerun loads
     the single run's table."""
     schema = fresh_name()
     pg_admin.execute(f'CREATE SCHEMA "{schema}"')

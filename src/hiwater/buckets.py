@@ -14,7 +14,8 @@ run one spec per bucket on the executor (:func:`hiwater.executor.execute`), and 
 buckets' summaries into the stream's (:func:`combine`). The hash and the names are in
 :mod:`hiwater.keyhash`. A file source is read in two phases on one pool: a read phase parses
 each split once and spills every bucket's rows (:mod:`hiwater.shuffle`), then each bucket
-applies its share; a SQL source's buckets read only their rows (the predicate is pushed down).
+applies its share; so is a SQL source whose key is one integer column (its splits are key
+ranges); another SQL source's buckets read only their rows (the hash predicate pushed down).
 docs/scale-out.md has the design, and docs/benchmarks-buckets.md the cost.
 """
 
@@ -135,7 +136,8 @@ def load_bucketed(spec: StreamSpec) -> Summary:
         manifests = [tgt.ledger.files(name) for name in p.names] if spec.source_url is None else None
     specs = [spec.for_bucket(b, n) for b in range(n)]
     gate = opts.max_rejected is not None or opts.strict
-    split = None if spec.source_url is not None else shuffle.plan(spec, p, before, manifests)
+    split = shuffle.plan_sql(spec, p, before) if spec.source_url is not None else \
+        shuffle.plan(spec, p, before, manifests)
     try:
         with bucket_pool(p, 0 if split is None else len(split.splits)) as pool:
             reading = None

@@ -28,7 +28,7 @@ def run(spec: StreamSpec, *, stdin=None, progress=None) -> Summary:
     """Load ``spec`` (one stream, or one bucket of one); return the run's summary."""
     o = spec.options
     source, db, notices = spec.source, spec.db, list(spec.notices)
-    if spec.source_url is not None and source is None:
+    if spec.source_url is not None and source is None and spec.share is None:
         from .sources.sql import open_sql  # (a SQL source only: the drivers' dialects load with it)
         source = open_sql(spec.source_url, table=spec.source_table, query=spec.query, key=o.key, cursor=o.cursor,
                           batch_size=o.batch_size, assume_tz=o.assume_tz or "UTC", bucket=spec.bucket)
@@ -42,8 +42,12 @@ def run(spec: StreamSpec, *, stdin=None, progress=None) -> Summary:
     if getattr(tgt, "memory", False) and not o.dry_run:
         notices.insert(0, "the target is an in-memory database: nothing of this run is kept when it ends "
                           "(give --db PATH or --target URL)")
-    if spec.share is not None:  # a bucket's rows of a file source, as the read phase spilled them
-        src = ShuffledSource(spec.share)
+    if spec.share is not None:  # a bucket's rows, as the read phase spilled them
+        if spec.share.sql is None:
+            src = ShuffledSource(spec.share)
+        else:  # (a SQL source's key ranges)
+            from .sources.sqlsplits import SqlShuffledSource
+            src = SqlShuffledSource(spec.share)
     else:
         src = source or open_files(spec.input, o.format, cursor=o.cursor, batch_size=o.batch_size, stdin=stdin,
                                    csv=CsvDialect(o.csv_delimiter, o.csv_quote, o.encoding))

@@ -35,6 +35,7 @@ class BucketShare:
     names: tuple = ()            # the name its records carry, aligned with ``read``
     skipped: int = 0
     listed_paths: frozenset = frozenset()  # the FileEntry.path of every listed file
+    sql: object = None           # a SQL source's read phase: what it read (sources.sqlsplits.ReadWindow)
 
 
 class ShuffledSource(Source):

@@ -223,6 +223,9 @@ def read_split(split: Split, cfg: ReadConfig, out_dir: str) -> SplitRead:
 
 
 def _batches(split: Split, cfg: ReadConfig, out_dir: str):
+    if split.kind == "sql":  # a key range of a SQL source (sources.sqlsplits.KeyRange)
+        yield from split.batches()
+        return
     if split.kind == "file":
         src = FileSource(split.path, cfg.fmt, cursor=cfg.cursor, batch_size=cfg.batch_size, csv=cfg.csv)
         src.names = {p: split.name for p in src.paths}

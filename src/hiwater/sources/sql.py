@@ -58,17 +58,18 @@ class WindowBounds:
 
 
 def window_sql(base: str, cursor: str, key: list, bounds: list, placeholder: str,
-               escape_percent: bool, bucket: str | None = None) -> str:
+               escape_percent: bool, bucket: str | None = None, extra: str = "") -> str:
     """The SELECT for one pass (pure builder).
 
     ``base`` is a quoted table name or ``(query) AS _hiwater_src``; ``cursor`` and
     ``key`` are quoted; ``bounds`` is a list of ``(operator, placeholder-count)``,
     e.g. ``[(">=",), ("<",)]``. ``bucket`` is a bucketed stream's predicate
-    (:func:`hiwater.keyhash.bucket_sql`), ANDed with the window.
+    (:func:`hiwater.keyhash.bucket_sql`), ANDed with the window; ``extra`` columns follow
+    ``*`` (a read task's ``, CASE … END AS _hiwater_rank``: :mod:`hiwater.sources.sqlsplits`).
     """
     if escape_percent:  # psycopg / pymysql read % as a placeholder
         base, cursor, key = base.replace("%", "%%"), cursor.replace("%", "%%"), [k.replace("%", "%%") for k in key]
-    sql = f"SELECT * FROM {base}"
+    sql = f"SELECT *{extra} FROM {base}"
     if bounds:
         cond = " AND ".join(f"{cursor} {op} {placeholder}" for op in bounds)
         sql += f" WHERE ({cond}) OR {cursor} IS NULL" if not bucket else \
@@ -118,6 +119,7 @@ class SqlSource(Source):
         self.last_params: list | None = None
         self.exact: bool | None = None
         self.bucket = bucket  # (b, n): read only bucket b of n (hiwater.keyhash)
+        self.extra: tuple = ()  # names of integer columns the statement selects after the source's
         self._open = False
 
     # --- the loader's side -------------------------------------------------------------------
@@ -152,26 +154,32 @@ class SqlSource(Source):
             return self.dialect.table(self.table)
         return f"({self.query}) AS _hiwater_src"
 
+    def conditions(self, b: WindowBounds | None) -> tuple[list, list, bool]:
+        """The window ``b`` as conditions on the cursor: their operators, their parameters (in
+        the column's type), and whether they are exact (else widened: the loader decides the
+        rest). A bound the column cannot take is left out (read more, never less)."""
+        d = self.dialect
+        ops, params = [], []
+        col = self._column(self.cursor)
+        if b is None or col is None:
+            return ops, params, True
+        exact = d.exact(b.kind, col)
+        if b.lo is not None:
+            p = d.param(b.lo, b.kind, col, upper=False)
+            if p is not None:
+                ops.append(">=" if b.lo_inclusive or not exact else ">")
+                params.append(p)
+        if b.hi is not None:
+            p = d.param(b.hi, b.kind, col, upper=True)
+            if p is not None:
+                ops.append("<" if exact else "<=")
+                params.append(p)
+        return ops, params, exact and len(params) == (b.lo is not None) + (b.hi is not None)
+
     def statement(self) -> tuple[str, list]:
         """The statement and parameters for the current window (needs the columns described)."""
         d = self.dialect
-        ops, params = [], []
-        b = self.bounds
-        col = self._column(self.cursor)
-        self.exact = True
-        if b is not None and col is not None:
-            exact = d.exact(b.kind, col)
-            if b.lo is not None:
-                p = d.param(b.lo, b.kind, col, upper=False)
-                if p is not None:
-                    ops.append(">=" if b.lo_inclusive or not exact else ">")
-                    params.append(p)
-            if b.hi is not None:
-                p = d.param(b.hi, b.kind, col, upper=True)
-                if p is not None:
-                    ops.append("<" if exact else "<=")
-                    params.append(p)
-            self.exact = exact and len(params) == (b.lo is not None) + (b.hi is not None)
+        ops, params, self.exact = self.conditions(self.bounds)
         bucket = None
         if self.bucket is not None:
             bucket = bucket_sql(d.name, [d.quote(k) for k in self.key], self.bucket[1], self.bucket[0])
@@ -227,6 +235,9 @@ class SqlSource(Source):
             fields.append(info.name)
         undeclared = frozenset(info.name for info, a in zip(self.columns, arrays)
                                if info.arrow is None and pa.types.is_decimal(a.type))
+        for name, values in zip(self.extra, columns[len(self.columns):]):  # a read task's rank
+            arrays.append(pa.array(values, pa.int64()))
+            fields.append(name)
         return RawBatch(pa.Table.from_arrays(arrays, names=fields), self.description, first, mixed=mixed,
                         undeclared=undeclared)
 

@@ -233,3 +233,7 @@ def test_split_batch_gives_each_bucket_what_take_bucket_gives_it():
         want = take_bucket(raw, ("id",), b, 3)
         assert parts[b].table.equals(want.table) and list(parts[b].record_numbers()) == list(want.record_numbers())
         assert parts[b].problems == want.problems
+    # row 5 (id 6) is in exactly one bucket's share, its problem at its new position there
+    held = [(b, i) for b in range(3) for i in parts[b].problems]
+    assert len(held) == 1 and parts[held[0][0]].table.column("id")[held[0][1]].as_py() == 6
+    assert parts[held[0][0]].problems[held[0][1]] == "bad"

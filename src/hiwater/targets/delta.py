@@ -125,7 +125,13 @@ class DeltaTarget(Target):
         rows = row_count(dt)
         schema = pa.schema(dt.schema().to_arrow())
         columns = {f.name: logical(f.type) for f in schema if not f.name.startswith("_hiwater_")}
-        return TableInfo(columns, rows > 0, rows if count else None, managed=CURSOR_COL in schema.names)
+        has = rows > 0
+        part = partition_filter(dt, self._stream) if has else None
+        if part is not None:
+            # A bucket's run: its keys are in its own partition only (place_buckets), so an empty
+            # partition holds none of them (its first run need not look any up).
+            has = dt.to_pyarrow_dataset().count_rows(filter=part) > 0
+        return TableInfo(columns, has, rows if count else None, managed=CURSOR_COL in schema.names)
 
     def begin(self, stream: str, table: str | None = None, key: tuple = (), *,
               run_id: int | None = None, discard: bool = False) -> "DeltaTransaction":

@@ -120,3 +120,18 @@ def test_strict_fails_the_whole_stream_when_any_bucket_meets_an_invalid_record(t
     assert hiwater.state_show(db=str(db)) == []
     assert load(hw, src, db, "--strict", "--buckets", "4").code == 1  # still nothing, every time
     assert hiwater.state_show(db=str(db)) == []
+
+
+def test_the_workers_of_a_run_have_the_environment_the_run_started_with(tmp_path, hw, monkeypatch):
+    """Linux: a local pool's workers are forked by a forkserver that outlives a run (it imported
+    hiwater once). A variable set after an earlier run must still reach the next run's workers,
+    as a spawned worker would have it (here the test hook that kills bucket 1's worker)."""
+    src = write_jsonl(tmp_path / "t.jsonl", records(200))
+    db = tmp_path / "b.db"
+    assert load(hw, src, db, "--buckets", "2").code == 0  # the forkserver runs from here on
+    write_jsonl(src, records(200, t0=1000, version=1))
+    monkeypatch.setenv("HIWATER_BUCKET_FAULT", "1:1")
+    r = load(hw, src, db, "--buckets", "2")
+    assert r.code == 1 and "t#1/2" in r.err, r.err
+    monkeypatch.delenv("HIWATER_BUCKET_FAULT")
+    assert load(hw, src, db, "--buckets", "2").code == 0

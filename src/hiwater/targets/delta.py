@@ -46,7 +46,7 @@ from .deltacommit import commit_bucket, partitioned
 from .deltalog import LOG, DeltaLedger, append_rows, log_rows, verified_rows
 from .deltatypes import (OP, UPDATE_WHEN, HeldKeys, add_fields, anti, app_id, arrow_type, bucket_of,
                          castable, check_column, conform, deltalake, differing, field, first_rows, is_conflict, kill_point,
-                         landed, last_per_key, logical, merge_source, no_hits, one_line, parse_url, partition_filter,
+                         holds_rows, landed, last_per_key, logical, merge_source, no_hits, one_line, parse_url, partition_filter,
                          remove_folder, row_count, sql_text, storage_error, storage_options, txn_id, updates)
 from .keys import Lookup
 
@@ -125,12 +125,7 @@ class DeltaTarget(Target):
         rows = row_count(dt)
         schema = pa.schema(dt.schema().to_arrow())
         columns = {f.name: logical(f.type) for f in schema if not f.name.startswith("_hiwater_")}
-        has = rows > 0
-        part = partition_filter(dt, self._stream) if has else None
-        if part is not None:
-            # A bucket's run: its keys are in its own partition only (place_buckets), so an empty
-            # partition holds none of them (its first run need not look any up).
-            has = dt.to_pyarrow_dataset().count_rows(filter=part) > 0
+        has = rows > 0 and holds_rows(dt, self._stream)
         return TableInfo(columns, has, rows if count else None, managed=CURSOR_COL in schema.names)
 
     def begin(self, stream: str, table: str | None = None, key: tuple = (), *,

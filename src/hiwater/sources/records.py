@@ -75,10 +75,32 @@ class SentText:
             out.append((data, starts[local], ends[local]))
         return SentText.joined(out)
 
+    def spill(self, out, path: str) -> SentText:
+        """The same texts, their bytes written once to the open file ``out`` (at ``path``): each
+        part's stretch of its block as it is (no copy per record). The result reads a text back
+        from the file when asked (:class:`FileBytes`), and pickles as a reference to it: the read
+        phase of a bucketed run spills the texts of a split once, not once per bucket's share,
+        and a bucket reads back only those of the records it quarantines."""
+        parts = []
+        for data, starts, ends in self.parts:
+            if not len(starts) or isinstance(data, FileBytes):
+                parts.append((data, starts, ends))
+                continue
+            lo, hi = int(starts.min()), int(ends.max())
+            offset = out.tell()
+            with memoryview(data) as mv:
+                out.write(mv[lo:hi])
+            parts.append((FileBytes(path, offset, hi - lo), starts - lo, ends - lo))
+        return SentText.joined(parts)
+
     def __getstate__(self):
-        """Pickled (a window run's spill) with its own texts only, not the blocks they point into."""
+        """Pickled (a window run's spill) with its own texts only, not the blocks they point into
+        (texts spilled to a file: a reference to it)."""
         compact = []
         for data, starts, ends in self.parts:
+            if isinstance(data, FileBytes):
+                compact.append((data, starts, ends))
+                continue
             lo, hi = (int(starts.min()), int(ends.max())) if len(starts) else (0, 0)
             if int((ends - starts).sum()) < (hi - lo) // 2:  # a few rows of a block (a bucket's share)
                 compact.append(gather(data, starts, ends))
@@ -88,6 +110,23 @@ class SentText:
 
     def __setstate__(self, state):
         self.parts = state
+
+
+class FileBytes:
+    """``size`` bytes of the file at ``path`` from ``offset``, read when sliced (see
+    :meth:`SentText.spill`); the file must stay as written while this is used."""
+
+    def __init__(self, path: str, offset: int, size: int):
+        self.path, self.offset, self.size = path, offset, size
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, cut: slice) -> bytes:
+        start, stop, _ = cut.indices(self.size)
+        with open(self.path, "rb") as f:
+            f.seek(self.offset + start)
+            return f.read(max(0, stop - start))
 
 
 def gather(data, starts: np.ndarray, ends: np.ndarray) -> tuple:

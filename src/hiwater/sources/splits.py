@@ -197,14 +197,22 @@ class SplitRead:
 
 def read_split(split: Split, cfg: ReadConfig, out_dir: str) -> SplitRead:
     """Parse ``split`` once; write each bucket's rows to its own spill file under ``out_dir``
-    (a sequence of length-prefixed pickled batches, Arrow data as Arrow IPC)."""
+    (a sequence of length-prefixed pickled batches, Arrow data as Arrow IPC), and the records'
+    texts once, to the split's texts file there (the batches point into it)."""
     paths = [os.path.join(out_dir, f"split{split.index:06d}-bucket{b:04d}.spill") for b in range(cfg.n)]
     outs: list = [None] * cfg.n
     rows = [0] * cfg.n
     records = 0
+    texts_path = os.path.join(out_dir, f"split{split.index:06d}.texts")
+    texts = None
     try:
         for raw in _batches(split, cfg, out_dir):
             records += len(raw)
+            if raw.record_texts is not None and getattr(raw, "_lines", None) is None:
+                # Each record's text as it arrived, for the quarantine: written once for every
+                # bucket (a bucket's share points into it), not gathered into each share.
+                texts = texts or open(texts_path, "wb")
+                raw.record_texts = raw.record_texts.spill(texts, texts_path)
             for b, part in enumerate(split_batch(raw, cfg.key, cfg.n)):
                 if part is None or len(part) == 0:
                     continue
@@ -215,7 +223,7 @@ def read_split(split: Split, cfg: ReadConfig, out_dir: str) -> SplitRead:
                 outs[b].write(data)
                 rows[b] += len(part)
     finally:
-        for f in outs:
+        for f in outs + [texts]:
             if f is not None:
                 f.close()
     return SplitRead(split.index, records, [p if f is not None else None for p, f in zip(paths, outs)], rows,

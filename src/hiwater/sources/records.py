@@ -81,17 +81,7 @@ class SentText:
         from the file when asked (:class:`FileBytes`), and pickles as a reference to it: the read
         phase of a bucketed run spills the texts of a split once, not once per bucket's share,
         and a bucket reads back only those of the records it quarantines."""
-        parts = []
-        for data, starts, ends in self.parts:
-            if not len(starts) or isinstance(data, FileBytes):
-                parts.append((data, starts, ends))
-                continue
-            lo, hi = int(starts.min()), int(ends.max())
-            offset = out.tell()
-            with memoryview(data) as mv:
-                out.write(mv[lo:hi])
-            parts.append((FileBytes(path, offset, hi - lo), starts - lo, ends - lo))
-        return SentText.joined(parts)
+        return SentText.joined([spill_spans(data, starts, ends, out, path) for data, starts, ends in self.parts])
 
     def __getstate__(self):
         """Pickled (a window run's spill) with its own texts only, not the blocks they point into
@@ -129,8 +119,32 @@ class FileBytes:
             return f.read(max(0, stop - start))
 
 
+def spill_spans(data, starts: np.ndarray, ends: np.ndarray, out, path: str) -> tuple:
+    """``(data, starts, ends)`` with the stretch of ``data`` the spans cover written to the open
+    file ``out`` (at ``path``) and ``data`` a :class:`FileBytes` of it (spans already in a file,
+    or none, stay as they are)."""
+    if not len(starts) or isinstance(data, FileBytes):
+        return data, starts, ends
+    lo, hi = int(starts.min()), int(ends.max())
+    offset = out.tell()
+    with memoryview(data) as mv:
+        out.write(mv[lo:hi])
+    return FileBytes(path, offset, hi - lo), starts - lo, ends - lo
+
+
+def materialized(data, starts: np.ndarray, ends: np.ndarray) -> tuple:
+    """``(bytes, starts, ends)`` for spans of ``data``, a :class:`FileBytes` read once for all of them."""
+    if not isinstance(data, FileBytes) or not len(starts):
+        return data, starts, ends
+    lo, hi = int(starts.min()), int(ends.max())
+    return data[lo:hi], starts - lo, ends - lo
+
+
 def gather(data, starts: np.ndarray, ends: np.ndarray) -> tuple:
-    """The spans ``[starts, ends)`` of ``data`` copied one after the other: ``(bytes, starts, ends)``."""
+    """The spans ``[starts, ends)`` of ``data`` copied one after the other: ``(bytes, starts, ends)``
+    (spans of a :class:`FileBytes` are not copied: the file holds them, as they are)."""
+    if isinstance(data, FileBytes):
+        return data, np.asarray(starts, dtype=np.int64), np.asarray(ends, dtype=np.int64)
     starts = np.asarray(starts, dtype=np.int64)
     lengths = np.asarray(ends, dtype=np.int64) - starts
     new_ends = np.cumsum(lengths, dtype=np.int64)

@@ -32,7 +32,7 @@ from .bucket import split_batch
 from .csvfile import CsvDialect, read_csv
 from .files import FileSource, compression_of
 from .jsonl import read_jsonl
-from .lightjson import read_jsonl_light
+from .lightjson import LightBatch, read_jsonl_light
 from .spill import _dumps
 
 SPLIT_BYTES = 16 << 20  # a byte range is at least this big (smaller files are one split)
@@ -208,11 +208,15 @@ def read_split(split: Split, cfg: ReadConfig, out_dir: str) -> SplitRead:
     try:
         for raw in _batches(split, cfg, out_dir):
             records += len(raw)
-            if raw.record_texts is not None and getattr(raw, "_lines", None) is None:
-                # Each record's text as it arrived, for the quarantine: written once for every
-                # bucket (a bucket's share points into it), not gathered into each share.
+            if raw.record_texts is not None:
+                # Each record's text as it arrived (for the quarantine; a key-and-cursor batch's
+                # lines, to parse in full): written once for every bucket, whose shares point
+                # into it, not gathered into each share.
                 texts = texts or open(texts_path, "wb")
-                raw.record_texts = raw.record_texts.spill(texts, texts_path)
+                if isinstance(raw, LightBatch):
+                    raw.spill(texts, texts_path)
+                else:
+                    raw.record_texts = raw.record_texts.spill(texts, texts_path)
             for b, part in enumerate(split_batch(raw, cfg.key, cfg.n)):
                 if part is None or len(part) == 0:
                     continue

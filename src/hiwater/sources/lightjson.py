@@ -110,7 +110,8 @@ def _light_schema(path: str, key: tuple, cursor: str) -> pa.Schema | None:
     return pa.schema(fields)
 
 
-def read_jsonl_light(path: str, name: str, cursor: str, batch_size: int, key: tuple) -> Iterator[RawBatch]:
+def read_jsonl_light(path: str, name: str, cursor: str, batch_size: int, key: tuple,
+                     chunk_bytes: int = CHUNK_BYTES) -> Iterator[RawBatch]:
     if os.path.getsize(path) == 0:
         return
     with open(path, "rb") as f:
@@ -126,7 +127,7 @@ def read_jsonl_light(path: str, name: str, cursor: str, batch_size: int, key: tu
         yield from read_jsonl(path, name, cursor, batch_size)
         return
     record, line = 1, 1
-    for block in blocks(path, CHUNK_BYTES):
+    for block in blocks(path, chunk_bytes):
         starts, ends, offsets = line_spans(block)
         lines = line + offsets
         line += block.count(b"\n") + (0 if block.endswith(b"\n") else 1)

@@ -32,12 +32,13 @@ from .bucket import split_batch
 from .csvfile import CsvDialect, read_csv
 from .files import FileSource, compression_of
 from .jsonl import read_jsonl
-from .lightjson import LightBatch, read_jsonl_light
+from .lightjson import CHUNK_BYTES, LightBatch, read_jsonl_light
 from .spill import _dumps
 
 SPLIT_BYTES = 16 << 20  # a byte range is at least this big (smaller files are one split)
 ENV_SPLIT_BYTES = "HIWATER_SPLIT_BYTES"  # (tests: cut small files too)
 _SCAN = 8 << 20
+READ_BATCH_ROWS = 262_144  # the most rows a read task's batch holds (see read_batch_size)
 
 
 @dataclass(frozen=True)
@@ -234,7 +235,17 @@ def read_split(split: Split, cfg: ReadConfig, out_dir: str) -> SplitRead:
                      os.getpid())
 
 
+def read_batch_size(cfg: ReadConfig) -> int:
+    """The batch size a read task reads with: ``n`` times the stream's, so each bucket's share of
+    a batch is about a batch of the stream's size (the loader's fixed cost per batch, its lookups
+    and joins, is not paid ``n`` times over), up to READ_BATCH_ROWS rows (the read task holds one
+    such batch; a bigger ``--batch-size`` is kept as it is)."""
+    return max(cfg.batch_size, min(cfg.batch_size * cfg.n, READ_BATCH_ROWS))
+
+
 def _batches(split: Split, cfg: ReadConfig, out_dir: str):
+    grow = read_batch_size(cfg) // cfg.batch_size  # (the key-and-cursor reader's blocks grow alike)
+    cfg = replace(cfg, batch_size=read_batch_size(cfg))
     if split.kind == "file":
         src = FileSource(split.path, cfg.fmt, cursor=cfg.cursor, batch_size=cfg.batch_size, csv=cfg.csv)
         src.names = {p: split.name for p in src.paths}
@@ -262,7 +273,7 @@ def _batches(split: Split, cfg: ReadConfig, out_dir: str):
         if split.fmt == "csv":
             reader = read_csv(tmp, split.name, cfg.cursor, cfg.batch_size, cfg.csv)
         elif cfg.light:
-            reader = read_jsonl_light(tmp, split.name, cfg.cursor, cfg.batch_size, cfg.key)
+            reader = read_jsonl_light(tmp, split.name, cfg.cursor, cfg.batch_size, cfg.key, CHUNK_BYTES * grow)
         else:
             reader = read_jsonl(tmp, split.name, cfg.cursor, cfg.batch_size)
         for raw in reader:

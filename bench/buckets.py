@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import sys
 import tempfile
 import time
@@ -178,6 +179,7 @@ def main() -> int:
     finally:
         for sch in made:
             conn.execute(f'DROP SCHEMA IF EXISTS "{sch}" CASCADE')
+        shutil.rmtree(tmp, ignore_errors=True)  # the source file and the Delta / SQLite targets
     what = (f"the run after {args.change_fraction:.0%} of the rows changed" if args.update else "a first load")
     print(f"\n{args.rows:,} rows, {args.source} source -> {args.target}, {what}\n")
     print("| buckets | executor | seconds | rows/s | vs one run | CPU s (all processes) | CPU vs one run "

@@ -135,3 +135,26 @@ def test_the_workers_of_a_run_have_the_environment_the_run_started_with(tmp_path
     assert r.code == 1 and "t#1/2" in r.err, r.err
     monkeypatch.delenv("HIWATER_BUCKET_FAULT")
     assert load(hw, src, db, "--buckets", "2").code == 0
+
+
+def test_the_workers_import_the_coordinators_hiwater(tmp_path):
+    """The forkserver that forks a local pool's workers imports hiwater from the coordinator's
+    module path, not from its own environment: a coordinator that found hiwater on a path set at
+    run time (or a relative PYTHONPATH, then another working folder) gets workers running the
+    same code (Python 3.11's forkserver ignored the path it was given; its workers ran whatever
+    hiwater the environment had installed)."""
+    import subprocess
+    import sys
+    src = str(Path(hiwater.__file__).resolve().parent.parent)
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import hiwater\n"
+            "from hiwater.executor import Pool\n"
+            "def where(name): import hiwater; return hiwater.__file__\n"
+            "if __name__ == '__main__':\n"
+            "    with Pool(1) as pool: print(hiwater.__file__, pool.submit(where, 'x').result())\n")
+    (tmp_path / "probe.py").write_text(code)
+    env = {k: v for k, v in __import__("os").environ.items() if k != "PYTHONPATH"}
+    r = subprocess.run([sys.executable, str(tmp_path / "probe.py"), src], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    coordinator, worker = r.stdout.split()
+    assert worker == coordinator

@@ -93,16 +93,22 @@ def _context():
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(PRELOAD)
     # The process's forkserver starts now if it is not running (it then serves every later pool
-    # of this process); the variable tells it that it is one (hiwater.deathsig), and only it.
-    was = os.environ.get(deathsig.ENV)
-    os.environ[deathsig.ENV] = str(os.getpid())
+    # of this process). It imports hiwater from this process's module path (Python 3.11's
+    # forkserver would use its own, from its environment: a relative PYTHONPATH, another
+    # working folder, a path set at run time would give its workers another hiwater), and the
+    # variable tells it that it is one (hiwater.deathsig), and only it.
+    start = {deathsig.ENV: str(os.getpid()),
+             "PYTHONPATH": os.pathsep.join(os.path.abspath(p) if p else os.getcwd() for p in sys.path)}
+    was = {k: os.environ.get(k) for k in start}
+    os.environ.update(start)
     try:
         forkserver.ensure_running()
     finally:
-        if was is None:
-            os.environ.pop(deathsig.ENV, None)
-        else:
-            os.environ[deathsig.ENV] = was
+        for k, v in was.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     return ctx
 
 

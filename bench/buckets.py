@@ -8,13 +8,15 @@
 
 Every point is a first load of the whole source into a fresh PostgreSQL schema, timed in this
 process around ``hiwater.load`` (``--buckets 1`` is the plain single run, the reference; the
-others start their workers inside the timing: a spawn process pool, or a Dask LocalCluster with
-one single-threaded worker process per bucket up to the core count). Each point's table is
+others start their workers inside the timing: a local process pool (Linux: forked by a
+forkserver that imports hiwater once; ``HIWATER_START_METHOD=spawn``: spawned), or a Dask
+LocalCluster with one single-threaded worker process per bucket up to the core count). Each point's table is
 checked against the reference (row count and an MD5 of every column). ``--target sqlite`` loads a
 SQLite file instead (its buckets run one after another: one file, one writer).
 Each point also reports the CPU seconds of every process of the run together: this process and
 its workers (``getrusage`` of this process and of its reaped children, so a pool's or a
-LocalCluster's workers count once they are joined); the database servers' CPU is not included
+LocalCluster's workers count once they are joined, and a forkserver's, with the workers it
+forked, once it is stopped after the point); the database servers' CPU is not included
 there, but the PostgreSQL server's is its own column when it runs on this machine (its
 processes' CPU, every session of it: other users of the server count too).
 ``HIWATER_BUCKET_SQL_READ=pushdown`` measures a SQL source's buckets with the hash pushed down
@@ -28,6 +30,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import sys
 import tempfile
 import time
@@ -63,6 +66,17 @@ def make_file(conn, schema: str, tmp: str) -> dict:
             for chunk in cp:
                 f.write(bytes(chunk).decode())
     return dict(input=path)
+
+
+def stop_forkserver() -> None:
+    """Stop this process's forkserver (a local pool's workers are forked by it, on Linux): it and
+    the workers it forked then count in this process's reaped children, and the next point starts
+    its own, as a command-line run does (it imports hiwater once per run)."""
+    try:
+        from multiprocessing import forkserver
+        forkserver._forkserver._stop()  # (the standard library's own way to stop it; no public one)
+    except Exception:  # noqa: BLE001 - no forkserver, or another Python: nothing to count
+        pass
 
 
 def cpu_seconds() -> float:
@@ -162,6 +176,7 @@ def main() -> int:
         if args.update:
             for point, n, executor, target, kw in points:
                 hiwater.load(**src, **kw)  # the first load, untimed
+                stop_forkserver()  # (each timed point starts its own, as a command does)
             every = max(1, round(1 / args.change_fraction))
             conn.execute(f'UPDATE "{schema}".src SET name = name || \'!\', modified_at = modified_at + interval \'30 days\' '
                          f'WHERE id % {every} = 0')
@@ -171,7 +186,9 @@ def main() -> int:
             load_avg = os.getloadavg()[0]
             t, c, sc = time.perf_counter(), cpu_seconds(), server_cpu(conn)
             s = hiwater.load(**src, **kw)
-            elapsed, cpu = time.perf_counter() - t, cpu_seconds() - c
+            elapsed = time.perf_counter() - t
+            stop_forkserver()
+            cpu = cpu_seconds() - c
             sc = None if sc is None else round(server_cpu(conn) - sc, 2)
             sums = checksum(conn, target)
             if reference is None:
@@ -188,6 +205,7 @@ def main() -> int:
     finally:
         for sch in made:
             conn.execute(f'DROP SCHEMA IF EXISTS "{sch}" CASCADE')
+        shutil.rmtree(tmp, ignore_errors=True)  # the source file and the Delta / SQLite targets
     what = (f"the run after {args.change_fraction:.0%} of the rows changed" if args.update else "a first load")
     print(f"\n{args.rows:,} rows, {args.source} source -> {args.target}, {what}\n")
     print("| buckets | executor | seconds | rows/s | vs one run | CPU s (all processes) | CPU vs one run "

@@ -41,8 +41,10 @@ def same_as_one_run(hw, tmp_path, src, *args, buckets=3):
     r = load(hw, src, db, "--buckets", str(buckets), "--details", *args)
     assert r.code == 0, r.err
     assert table_rows(db) == table_rows(one)
-    assert {(q["record_no"], q["reason"]) for q in hiwater.quarantine_list(db=str(db), stream="t")} == \
-        {(q["record_no"], q["reason"]) for q in hiwater.quarantine_list(db=str(one), stream="t")}
+    # the same records quarantined, each with its text as it arrived (the read phase spills the
+    # texts once per split; a bucket reads back those it quarantines)
+    assert {(q["record_no"], q["reason"], q["record"]) for q in hiwater.quarantine_list(db=str(db), stream="t")} == \
+        {(q["record_no"], q["reason"], q["record"]) for q in hiwater.quarantine_list(db=str(one), stream="t")}
     return r
 
 
@@ -176,6 +178,7 @@ def test_the_next_run_reads_key_and_cursor_first_and_gives_the_single_runs_table
     for r in changed[::10]:
         r["name"] += "-changed"
         r["modified_at"] = "2025-02-01T00:00:00" if r["modified_at"] != "not a time" else r["modified_at"]
+    changed[4]["modified_at"], changed[4]["note"] = "no longer a time", "caf\u00e9 1.50"  # invalid now
     write_jsonl(src, changed)
     a = load(hw, src, one, "--details")
     b = load(hw, src, db, "--buckets", "3", "--details")
@@ -183,6 +186,11 @@ def test_the_next_run_reads_key_and_cursor_first_and_gives_the_single_runs_table
     assert table_rows(db) == table_rows(one)
     assert b.json["loaded"] == a.json["loaded"] and b.json["source_records"] == 400
     assert b.json.get("unchanged") == a.json.get("unchanged")
+    # the lines each bucket parsed in full (read back from the split's spilled lines) and the
+    # texts it quarantined are the file's
+    assert {(q["record_no"], q["reason"], q["record"]) for q in hiwater.quarantine_list(db=str(db), stream="t")} == \
+        {(q["record_no"], q["reason"], q["record"]) for q in hiwater.quarantine_list(db=str(one), stream="t")}
+    assert any("no longer a time" in q["record"] for q in hiwater.quarantine_list(db=str(db), stream="t"))
 
 
 def test_the_quality_gate_judges_the_spilled_rows_without_parsing_again(tmp_path, hw):
@@ -233,6 +241,10 @@ def test_split_batch_gives_each_bucket_what_take_bucket_gives_it():
         want = take_bucket(raw, ("id",), b, 3)
         assert parts[b].table.equals(want.table) and list(parts[b].record_numbers()) == list(want.record_numbers())
         assert parts[b].problems == want.problems
+    # row 5 (id 6) is in exactly one bucket's share, its problem at its new position there
+    held = [(b, i) for b in range(3) for i in parts[b].problems]
+    assert len(held) == 1 and parts[held[0][0]].table.column("id")[held[0][1]].as_py() == 6
+    assert parts[held[0][0]].problems[held[0][1]] == "bad"
 
 
 @pytest.mark.slow

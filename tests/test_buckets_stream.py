@@ -152,3 +152,41 @@ def test_a_rebucket_that_finds_every_row_in_place_says_so_and_not_that_the_sourc
     assert r.code == 0 and "stale" not in r.err and "already holds each one" in r.err, r.err_lines
     r = hw(*args, "--buckets", "2")  # with a watermark again: a re-sent source may be stale
     assert "source may be stale" in r.err, r.err_lines
+
+
+def test_the_workers_of_a_run_have_the_environment_the_run_started_with(tmp_path, hw, monkeypatch):
+    """Linux: a local pool's workers are forked by a forkserver that outlives a run (it imported
+    hiwater once). A variable set after an earlier run must still reach the next run's workers,
+    as a spawned worker would have it (here the test hook that kills bucket 1's worker)."""
+    src = write_jsonl(tmp_path / "t.jsonl", records(200))
+    db = tmp_path / "b.db"
+    assert load(hw, src, db, "--buckets", "2").code == 0  # the forkserver runs from here on
+    write_jsonl(src, records(200, t0=1000, version=1))
+    monkeypatch.setenv("HIWATER_BUCKET_FAULT", "1:1")
+    r = load(hw, src, db, "--buckets", "2")
+    assert r.code == 1 and "t#1/2" in r.err, r.err
+    monkeypatch.delenv("HIWATER_BUCKET_FAULT")
+    assert load(hw, src, db, "--buckets", "2").code == 0
+
+
+def test_the_workers_import_the_coordinators_hiwater(tmp_path):
+    """The forkserver that forks a local pool's workers imports hiwater from the coordinator's
+    module path, not from its own environment: a coordinator that found hiwater on a path set at
+    run time (or a relative PYTHONPATH, then another working folder) gets workers running the
+    same code (Python 3.11's forkserver ignored the path it was given; its workers ran whatever
+    hiwater the environment had installed)."""
+    import subprocess
+    import sys
+    src = str(Path(hiwater.__file__).resolve().parent.parent)
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import hiwater\n"
+            "from hiwater.executor import Pool\n"
+            "def where(name): import hiwater; return hiwater.__file__\n"
+            "if __name__ == '__main__':\n"
+            "    with Pool(1) as pool: print(hiwater.__file__, pool.submit(where, 'x').result())\n")
+    (tmp_path / "probe.py").write_text(code)
+    env = {k: v for k, v in __import__("os").environ.items() if k != "PYTHONPATH"}
+    r = subprocess.run([sys.executable, str(tmp_path / "probe.py"), src], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    coordinator, worker = r.stdout.split()
+    assert worker == coordinator

@@ -138,3 +138,14 @@ def test_a_bucket_whose_partition_was_rewritten_under_it_loses_cleanly(two_bucke
         stale.commit([13], ["z"], cursor=20)
     assert watermarks(url)["s#1/2"] == 10
     assert content(url) == {1: ("a", 10, 0), 2: ("b", 10, 0), 11: ("x", 10, 1)}
+
+
+def test_a_bucket_whose_partition_is_empty_starts_as_on_an_empty_table(url):
+    """Bucket 0 of a first load made the table; bucket 1's first run finds no row of its own
+    (its keys live only in its partition), so it looks no key up, as one run on a new table."""
+    load(url, 0, [1, 2], ["a", "b"])
+    t = open_target(target=url).__enter__()
+    assert t.table("tbl").has_rows  # outside a run: the whole table
+    for bucket, has in ((0, True), (1, False)):
+        with t.lock(f"s#{bucket}/2", 5):
+            assert t.table("tbl").has_rows is has

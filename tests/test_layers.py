@@ -21,7 +21,7 @@ ROOT = "hiwater"  # the package itself (__init__.py): the façade that re-export
 LAYER = {
     # L0, the ground: pure helpers and records, importing only each other
     "decide": 0, "values": 0, "types": 0, "durations": 0, "options": 0, "state": 0, "summary": 0,
-    "errors": 0, "events": 0, "urls": 0, "netguard": 0, "extras": 0, "keyhash": 0, "encode": 0, "jsontext": 0, "terminal": 0,
+    "errors": 0, "events": 0, "urls": 0, "netguard": 0, "extras": 0, "keyhash": 0, "deathsig": 0, "encode": 0, "jsontext": 0, "terminal": 0,
     # L1: pure builders, the readers and the stores (each package may import itself)
     "window": 1, "report": 1, "project": 1, "freshness": 1, "sources": 1, "targets": 1,
     # L2: one batch checked (prepare); one stream resolved (spec)

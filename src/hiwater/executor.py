@@ -3,8 +3,12 @@
 One pool for both schedulers above it: ``hiwater run --jobs`` (:mod:`hiwater.pipeline`) and a
 bucketed stream (:mod:`hiwater.buckets`). A worker never raises (it hands back a
 :class:`~hiwater.stream.StreamResult`); a worker that *dies* (killed, out of memory) is turned
-into a failed result here, once (:meth:`Pool.result`). Workers are ``spawn``-ed: a fresh
-interpreter, the same on every platform, printing its events as the parent does.
+into a failed result here, once (:meth:`Pool.result`). On Linux the workers are forked by a
+``forkserver`` that imported hiwater and its readers and stores once (:data:`PRELOAD`; a fresh
+interpreter of its own, so no thread of the coordinator is forked), so a worker starts without
+re-importing them (that cost about 1 CPU-s per worker); elsewhere they are ``spawn``-ed. Either
+way a worker has the coordinator's environment and working folder as the pool starts, and
+prints its events as the coordinator does.
 """
 
 from __future__ import annotations
@@ -16,13 +20,14 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from . import events
+from . import deathsig, events
 from .errors import ConfigError, HiwaterError, PipelineError
 from .sources.splits import read_split
 from .spec import Plan, StreamSpec
 from .stream import StreamResult, attempt, run
 from .summary import Counts
 
+ENV_START = "HIWATER_START_METHOD"  # "spawn": a local pool spawns its workers (no forkserver)
 ENV_FAULT = "HIWATER_BUCKET_FAULT"  # test hook "<b>:<k>": SIGKILL bucket b's worker after its k-th batch
 # A bucket's warnings about its own share (empty, all skipped, all invalid) say nothing of the
 # stream: a bucket with no keys in this run is not an empty source. A bucket's worker keeps them
@@ -70,10 +75,52 @@ def _ready() -> None:
     """A task that does nothing (it starts a worker)."""
 
 
-def _worker_init(log_setup, parent: int) -> None:
+# What the forkserver imports once, for every worker it forks: first the module that ties its
+# life to the coordinator's, then what a read task and a bucket's run use.
+# (A module that is not installed is skipped. None of these starts a thread when imported.)
+PRELOAD = ["hiwater.deathsig", "hiwater.executor", "hiwater.sources.splits", "hiwater.sources.shuffled",
+           "hiwater.sources.sql", "hiwater.targets.delta", "hiwater.targets.postgres", "pyarrow.dataset",
+           "pyarrow.json", "pyarrow.parquet", "pyarrow.acero", "duckdb", "deltalake", "psycopg"]
+
+
+def _context():
+    """The start method of a local pool: a forkserver with hiwater imported (Linux: its workers
+    die with the coordinator through it, see :mod:`hiwater.deathsig`), else spawn."""
+    import multiprocessing
+    if not sys.platform.startswith("linux") or os.environ.get(ENV_START) == "spawn":
+        return multiprocessing.get_context("spawn")
+    from multiprocessing import forkserver
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(PRELOAD)
+    # The process's forkserver starts now if it is not running (it then serves every later pool
+    # of this process). It imports hiwater from this process's module path (Python 3.11's
+    # forkserver would use its own, from its environment: a relative PYTHONPATH, another
+    # working folder, a path set at run time would give its workers another hiwater), and the
+    # variable tells it that it is one (hiwater.deathsig), and only it.
+    start = {deathsig.ENV: str(os.getpid()),
+             "PYTHONPATH": os.pathsep.join(os.path.abspath(p) if p else os.getcwd() for p in sys.path)}
+    was = {k: os.environ.get(k) for k in start}
+    os.environ.update(start)
+    try:
+        forkserver.ensure_running()
+    finally:
+        for k, v in was.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return ctx
+
+
+def _worker_init(log_setup, parent: int, env: dict | None = None) -> None:
     """A worker process prints its events as the parent does (``--log-format``, ``-v``), and
-    dies with it (it was started by ``parent``: a parent gone already is dead)."""
+    dies with it (it was started by ``parent``: a parent gone already is dead). A forked worker
+    takes the coordinator's environment as it is now (its forkserver's is as it was when it
+    started: a variable set since, a credential, a test hook, would be missing)."""
     die_with(parent, ours=True)
+    if env is not None:
+        os.environ.clear()
+        os.environ.update(env)
     if log_setup is not None:
         fmt, verbose, with_stream = log_setup
         events.configure(fmt, verbose=verbose, with_stream=with_stream)
@@ -94,10 +141,9 @@ class Pool:
 
     def __enter__(self) -> "Pool":
         if self.executor == "local":
-            import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
-            pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                       initializer=_worker_init, initargs=(events.current(), os.getpid()))
+            pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=_context(), initializer=_worker_init,
+                                       initargs=(events.current(), os.getpid(), dict(os.environ)))
             self._close.append(lambda: pool.shutdown(wait=True, cancel_futures=True))
             self._submit = pool.submit
             # Every worker starts now (the pool would start them one per task): a worker started
@@ -169,27 +215,31 @@ def die_with(parent: int, ours: bool = False) -> None:
     it ends (SIGKILL included): a worker must not go on committing for a run nobody waits for.
     Its open transaction dies with it (rolled back: SPEC §3). Linux: the kernel's parent-death
     signal (``prctl(PR_SET_PDEATHSIG, SIGKILL)``); elsewhere a thread watching ``getppid()``.
-    A process that is not ``parent``'s child (a worker of a remote Dask cluster) is left alone,
-    unless ``parent`` started it (``ours``: a worker of its local pool): then its parent died
-    while it was starting (before this ran), and it ends now."""
-    if os.getppid() != parent:
+    A worker forked by ``parent``'s forkserver (whose parent is ``parent``, and which dies with
+    it: :mod:`hiwater.deathsig`) ends with that forkserver. A process that is not ``parent``'s
+    child (a worker of a remote Dask cluster) is left alone, unless ``parent`` started it
+    (``ours``: a worker of its local pool): then its parent died while it was starting (before
+    this ran), and it ends now."""
+    ppid = os.getppid()
+    if ppid != parent:
+        if ours and parent_of(ppid) == parent:  # forked by the coordinator's forkserver
+            if not deathsig.arm(ppid):
+                threading.Thread(target=_watch, args=(ppid,), name="hiwater-parent-watch", daemon=True).start()
+            return
         if ours:
             os._exit(1)
         return
-    if sys.platform.startswith("linux"):
-        try:
-            import ctypes
-            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-        except (OSError, AttributeError):
-            pass
-        else:
-            if os.getppid() != parent:  # the parent died before the signal was armed
-                os._exit(1)
-            return
-    threading.Thread(target=_watch, args=(parent,), name="hiwater-parent-watch", daemon=True).start()
+    if not deathsig.arm(parent):
+        threading.Thread(target=_watch, args=(parent,), name="hiwater-parent-watch", daemon=True).start()
 
 
-_PR_SET_PDEATHSIG = 1
+def parent_of(pid: int) -> int | None:
+    """The parent process id of process ``pid`` (Linux: /proc), ``None`` when unknown."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return int(f.read().rsplit(b")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _watch(parent: int) -> None:

@@ -45,7 +45,13 @@ def checksum(rows: list) -> tuple[int, str]:
 
 
 def workers_of(parent: psutil.Process) -> list:
-    return [c for c in parent.children(recursive=True) if "spawn_main" in " ".join(c.cmdline())]
+    """The pool's workers: spawned, or forked by the coordinator's forkserver (its child)."""
+    return [c for c in parent.children(recursive=True) if "spawn_main" in " ".join(c.cmdline())
+            or ("multiprocessing.forkserver" in " ".join(c.cmdline()) and c.ppid() != parent.pid)]
+
+
+def forkservers_of(parent: psutil.Process) -> list:
+    return [c for c in parent.children() if "multiprocessing.forkserver" in " ".join(c.cmdline())]
 
 
 @pytest.fixture
@@ -78,6 +84,7 @@ def test_sigkill_of_the_coordinator_stops_its_workers_and_a_rerun_converges(tmp_
         time.sleep(0.1)
     workers = workers_of(parent)
     assert len(workers) == 2, "the two bucket workers did not start"
+    workers += forkservers_of(parent)  # (which must end too)
     time.sleep(3)  # both are reading and writing their bucket
     assert proc.poll() is None, "the run ended before it could be killed: make the source bigger"
     os.kill(proc.pid, signal.SIGKILL)

@@ -82,10 +82,9 @@ def take_rows(raw, idx):
     numbers = raw.record_nos(idx)
     if isinstance(raw, LightBatch):
         return _take_light(raw, idx, take, numbers)
-    pos = {int(i): j for j, i in enumerate(idx)}
     return RawBatch(
         raw.table.take(take), raw.path, int(numbers[0]) if len(idx) else raw.first_record,
-        problems={pos[i]: why for i, why in raw.problems.items() if i in pos},
+        problems=_moved(raw.problems, idx),
         rows=None if raw.rows is None else len(idx),
         mixed={c: [v[i] for i in idx] for c, v in raw.mixed.items()},
         stored={c: v.take(take) for c, v in raw.stored.items()},
@@ -94,6 +93,16 @@ def take_rows(raw, idx):
         texts={c: v.take(take) for c, v in raw.texts.items()},
         record_texts=None if raw.record_texts is None else raw.record_texts.take(idx),
         numbers=numbers)
+
+
+def _moved(problems: dict, idx: np.ndarray) -> dict:
+    """``problems`` (row -> why) of the rows at positions ``idx`` (ascending), by new position."""
+    if not problems:
+        return {}
+    rows = np.fromiter(problems, dtype=np.int64, count=len(problems))
+    at = np.searchsorted(idx, rows)
+    hit = (at < len(idx)) & (idx[np.minimum(at, len(idx) - 1)] == rows) if len(idx) else np.zeros(len(rows), bool)
+    return {int(a): problems[int(r)] for r, a, h in zip(rows, at, hit) if h}
 
 
 def _take_light(raw, idx, take, numbers):

@@ -24,7 +24,8 @@ import pyarrow.json as pajson
 
 from .base import RawBatch
 from .jsonl import FAST_REFUSED, json_error, open_jsonl, read_jsonl, refuse_filled_fields, refuse_inexact_floats
-from .records import BLOCK_BYTES, SentText, blocks, line_spans, not_utf8, rows_to_batch, without_phantom
+from .records import (BLOCK_BYTES, SentText, blocks, line_spans, materialized, not_utf8, rows_to_batch, spill_spans,
+                      without_phantom)
 
 CHUNK_BYTES = 8 << 20
 
@@ -37,6 +38,12 @@ class LightBatch(RawBatch):
         self._file, self._block, self._starts, self._ends = file, block, starts, ends
         self._lines, self._schema, self._cursor = lines, full_schema, cursor
 
+    def spill(self, out, path: str) -> None:
+        """Write its lines once to the open file ``out`` (at ``path``) and point into it from now
+        on (a bucketed run's read phase: see :meth:`SentText.spill`)."""
+        self._block, self._starts, self._ends = spill_spans(self._block, self._starts, self._ends, out, path)
+        self.record_texts = SentText(self._block, self._starts, self._ends)
+
     def expand(self, rows: np.ndarray) -> RawBatch:
         """The records at these row indices (ascending), fully parsed, numbered as in the file."""
         return _expand(self._block, self._starts[rows], self._ends[rows], self._lines[rows],
@@ -44,6 +51,7 @@ class LightBatch(RawBatch):
 
 
 def _expand(block, starts, ends, lines, numbers, name, file, schema, cursor) -> RawBatch:
+    block, starts, ends = materialized(block, starts, ends)
     mv = memoryview(block)
     raw = [bytes(mv[s:e]) for s, e in zip(starts.tolist(), ends.tolist())]
     numbers = np.asarray(numbers, dtype=np.int64)
@@ -102,7 +110,8 @@ def _light_schema(path: str, key: tuple, cursor: str) -> pa.Schema | None:
     return pa.schema(fields)
 
 
-def read_jsonl_light(path: str, name: str, cursor: str, batch_size: int, key: tuple) -> Iterator[RawBatch]:
+def read_jsonl_light(path: str, name: str, cursor: str, batch_size: int, key: tuple,
+                     chunk_bytes: int = CHUNK_BYTES) -> Iterator[RawBatch]:
     if os.path.getsize(path) == 0:
         return
     with open(path, "rb") as f:
@@ -118,7 +127,7 @@ def read_jsonl_light(path: str, name: str, cursor: str, batch_size: int, key: tu
         yield from read_jsonl(path, name, cursor, batch_size)
         return
     record, line = 1, 1
-    for block in blocks(path, CHUNK_BYTES):
+    for block in blocks(path, chunk_bytes):
         starts, ends, offsets = line_spans(block)
         lines = line + offsets
         line += block.count(b"\n") + (0 if block.endswith(b"\n") else 1)

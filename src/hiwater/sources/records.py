@@ -75,10 +75,22 @@ class SentText:
             out.append((data, starts[local], ends[local]))
         return SentText.joined(out)
 
+    def spill(self, out, path: str) -> SentText:
+        """The same texts, their bytes written once to the open file ``out`` (at ``path``): each
+        part's stretch of its block as it is (no copy per record). The result reads a text back
+        from the file when asked (:class:`FileBytes`), and pickles as a reference to it: the read
+        phase of a bucketed run spills the texts of a split once, not once per bucket's share,
+        and a bucket reads back only those of the records it quarantines."""
+        return SentText.joined([spill_spans(data, starts, ends, out, path) for data, starts, ends in self.parts])
+
     def __getstate__(self):
-        """Pickled (a window run's spill) with its own texts only, not the blocks they point into."""
+        """Pickled (a window run's spill) with its own texts only, not the blocks they point into
+        (texts spilled to a file: a reference to it)."""
         compact = []
         for data, starts, ends in self.parts:
+            if isinstance(data, FileBytes):
+                compact.append((data, starts, ends))
+                continue
             lo, hi = (int(starts.min()), int(ends.max())) if len(starts) else (0, 0)
             if int((ends - starts).sum()) < (hi - lo) // 2:  # a few rows of a block (a bucket's share)
                 compact.append(gather(data, starts, ends))
@@ -90,8 +102,49 @@ class SentText:
         self.parts = state
 
 
+class FileBytes:
+    """``size`` bytes of the file at ``path`` from ``offset``, read when sliced (see
+    :meth:`SentText.spill`); the file must stay as written while this is used."""
+
+    def __init__(self, path: str, offset: int, size: int):
+        self.path, self.offset, self.size = path, offset, size
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, cut: slice) -> bytes:
+        start, stop, _ = cut.indices(self.size)
+        with open(self.path, "rb") as f:
+            f.seek(self.offset + start)
+            return f.read(max(0, stop - start))
+
+
+def spill_spans(data, starts: np.ndarray, ends: np.ndarray, out, path: str) -> tuple:
+    """``(data, starts, ends)`` with the stretch of ``data`` the spans cover written to the open
+    file ``out`` (at ``path``) and ``data`` a :class:`FileBytes` of it (spans already in a file,
+    or none, stay as they are)."""
+    if not len(starts) or isinstance(data, FileBytes):
+        return data, starts, ends
+    lo, hi = int(starts.min()), int(ends.max())
+    offset = out.tell()
+    with memoryview(data) as mv:
+        out.write(mv[lo:hi])
+    return FileBytes(path, offset, hi - lo), starts - lo, ends - lo
+
+
+def materialized(data, starts: np.ndarray, ends: np.ndarray) -> tuple:
+    """``(bytes, starts, ends)`` for spans of ``data``, a :class:`FileBytes` read once for all of them."""
+    if not isinstance(data, FileBytes) or not len(starts):
+        return data, starts, ends
+    lo, hi = int(starts.min()), int(ends.max())
+    return data[lo:hi], starts - lo, ends - lo
+
+
 def gather(data, starts: np.ndarray, ends: np.ndarray) -> tuple:
-    """The spans ``[starts, ends)`` of ``data`` copied one after the other: ``(bytes, starts, ends)``."""
+    """The spans ``[starts, ends)`` of ``data`` copied one after the other: ``(bytes, starts, ends)``
+    (spans of a :class:`FileBytes` are not copied: the file holds them, as they are)."""
+    if isinstance(data, FileBytes):
+        return data, np.asarray(starts, dtype=np.int64), np.asarray(ends, dtype=np.int64)
     starts = np.asarray(starts, dtype=np.int64)
     lengths = np.asarray(ends, dtype=np.int64) - starts
     new_ends = np.cumsum(lengths, dtype=np.int64)

@@ -32,12 +32,13 @@ from .bucket import split_batch
 from .csvfile import CsvDialect, read_csv
 from .files import FileSource, compression_of
 from .jsonl import read_jsonl
-from .lightjson import read_jsonl_light
+from .lightjson import CHUNK_BYTES, LightBatch, read_jsonl_light
 from .spill import _dumps
 
 SPLIT_BYTES = 16 << 20  # a byte range is at least this big (smaller files are one split)
 ENV_SPLIT_BYTES = "HIWATER_SPLIT_BYTES"  # (tests: cut small files too)
 _SCAN = 8 << 20
+READ_BATCH_ROWS = 262_144  # the most rows a read task's batch holds (see read_batch_size)
 
 
 @dataclass(frozen=True)
@@ -197,14 +198,26 @@ class SplitRead:
 
 def read_split(split: Split, cfg: ReadConfig, out_dir: str) -> SplitRead:
     """Parse ``split`` once; write each bucket's rows to its own spill file under ``out_dir``
-    (a sequence of length-prefixed pickled batches, Arrow data as Arrow IPC)."""
+    (a sequence of length-prefixed pickled batches, Arrow data as Arrow IPC), and the records'
+    texts once, to the split's texts file there (the batches point into it)."""
     paths = [os.path.join(out_dir, f"split{split.index:06d}-bucket{b:04d}.spill") for b in range(cfg.n)]
     outs: list = [None] * cfg.n
     rows = [0] * cfg.n
     records = 0
+    texts_path = os.path.join(out_dir, f"split{split.index:06d}.texts")
+    texts = None
     try:
         for raw in _batches(split, cfg, out_dir):
             records += len(raw)
+            if raw.record_texts is not None:
+                # Each record's text as it arrived (for the quarantine; a key-and-cursor batch's
+                # lines, to parse in full): written once for every bucket, whose shares point
+                # into it, not gathered into each share.
+                texts = texts or open(texts_path, "wb")
+                if isinstance(raw, LightBatch):
+                    raw.spill(texts, texts_path)
+                else:
+                    raw.record_texts = raw.record_texts.spill(texts, texts_path)
             for b, part in enumerate(split_batch(raw, cfg.key, cfg.n)):
                 if part is None or len(part) == 0:
                     continue
@@ -215,17 +228,27 @@ def read_split(split: Split, cfg: ReadConfig, out_dir: str) -> SplitRead:
                 outs[b].write(data)
                 rows[b] += len(part)
     finally:
-        for f in outs:
+        for f in outs + [texts]:
             if f is not None:
                 f.close()
     return SplitRead(split.index, records, [p if f is not None else None for p, f in zip(paths, outs)], rows,
                      os.getpid())
 
 
+def read_batch_size(cfg: ReadConfig) -> int:
+    """The batch size a read task reads with: ``n`` times the stream's, so each bucket's share of
+    a batch is about a batch of the stream's size (the loader's fixed cost per batch, its lookups
+    and joins, is not paid ``n`` times over), up to READ_BATCH_ROWS rows (the read task holds one
+    such batch; a bigger ``--batch-size`` is kept as it is)."""
+    return max(cfg.batch_size, min(cfg.batch_size * cfg.n, READ_BATCH_ROWS))
+
+
 def _batches(split: Split, cfg: ReadConfig, out_dir: str):
     if split.kind == "sql":  # a key range of a SQL source (sources.sqlsplits.KeyRange)
         yield from split.batches()
         return
+    grow = read_batch_size(cfg) // cfg.batch_size  # (the key-and-cursor reader's blocks grow alike)
+    cfg = replace(cfg, batch_size=read_batch_size(cfg))
     if split.kind == "file":
         src = FileSource(split.path, cfg.fmt, cursor=cfg.cursor, batch_size=cfg.batch_size, csv=cfg.csv)
         src.names = {p: split.name for p in src.paths}
@@ -253,7 +276,7 @@ def _batches(split: Split, cfg: ReadConfig, out_dir: str):
         if split.fmt == "csv":
             reader = read_csv(tmp, split.name, cfg.cursor, cfg.batch_size, cfg.csv)
         elif cfg.light:
-            reader = read_jsonl_light(tmp, split.name, cfg.cursor, cfg.batch_size, cfg.key)
+            reader = read_jsonl_light(tmp, split.name, cfg.cursor, cfg.batch_size, cfg.key, CHUNK_BYTES * grow)
         else:
             reader = read_jsonl(tmp, split.name, cfg.cursor, cfg.batch_size)
         for raw in reader:

@@ -73,7 +73,7 @@ class TableInfo:
     """A committed data table as a run starts: its columns and whether it holds a row."""
 
     columns: dict           # {column: logical type}, the hidden _hiwater_* columns left out
-    has_rows: bool
+    has_rows: bool          # (a bucket's run of a table partitioned by bucket: its partition holds one)
     rows: int | None = None  # only with ``Target.table(name, count=True)``
     managed: bool = True    # it has hiwater's hidden columns (a table hiwater did not make has not)
 

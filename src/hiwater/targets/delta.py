@@ -39,7 +39,7 @@ import pyarrow.compute as pc
 from ..errors import LockTimeout
 from .base import CURSOR_COL, RUN_COL, Capabilities, TableInfo, Target
 from .deltalog import LOG, DeltaLedger
-from .deltatypes import (HeldKeys, deltalake, field, is_conflict, logical, parse_url, partition_filter, remove_folder,
+from .deltatypes import (HeldKeys, deltalake, field, holds_rows, is_conflict, logical, parse_url, partition_filter, remove_folder,
                          row_count, sql_text, storage_error, storage_options)
 from .deltatx import DeltaTransaction
 
@@ -116,7 +116,8 @@ class DeltaTarget(Target):
         rows = row_count(dt)
         schema = pa.schema(dt.schema().to_arrow())
         columns = {f.name: logical(f.type) for f in schema if not f.name.startswith("_hiwater_")}
-        return TableInfo(columns, rows > 0, rows if count else None, managed=CURSOR_COL in schema.names)
+        has = rows > 0 and holds_rows(dt, self._stream)
+        return TableInfo(columns, has, rows if count else None, managed=CURSOR_COL in schema.names)
 
     def begin(self, stream: str, table: str | None = None, key: tuple = (), *,
               run_id: int | None = None, discard: bool = False) -> "DeltaTransaction":

@@ -353,6 +353,13 @@ def partition_filter(dt, stream: str | None):
         else None
 
 
+def holds_rows(dt, stream: str | None) -> bool:
+    """Whether ``dt`` (a table with rows) holds a row of ``stream``: in a bucket's run, of its own
+    partition, where its keys alone live (place_buckets), so its first run looks none up."""
+    part = partition_filter(dt, stream)
+    return part is None or dt.to_pyarrow_dataset().count_rows(filter=part) > 0
+
+
 def kill_point(name: str) -> None:
     """Test-only: ``HIWATER_DELTA_KILL=<point>`` SIGKILLs this process there (tests/test_delta.py)."""
     if os.environ.get("HIWATER_DELTA_KILL") == name:

@@ -190,3 +190,19 @@ def test_the_workers_import_the_coordinators_hiwater(tmp_path):
     assert r.returncode == 0, r.stderr
     coordinator, worker = r.stdout.split()
     assert worker == coordinator
+
+
+def test_a_bucketed_rerun_of_the_same_source_names_the_streams_watermark(tmp_path, hw):
+    """Every record skipped: the stream says so once, with the stream's watermark (the least of its
+    buckets'), not one bucket's figures."""
+    recs = [{"id": i, "modified_at": f"2025-01-15T{i % 24:02d}:00:00"} for i in range(30)]
+    recs[0]["modified_at"] = "2025-01-16T05:00:00"  # one bucket's watermark is past the others'
+    src = write_jsonl(tmp_path / "t.jsonl", recs)
+    db = tmp_path / "b.db"
+    assert load(hw, src, db, "--buckets", "3").code == 0
+    r = load(hw, src, db, "--buckets", "3")
+    assert r.code == 0 and r.json["stale_source"] is True
+    watermark = r.json["previous_watermark"]
+    assert watermark != "2025-01-16T05:00:00"
+    lines = [line for line in r.err_lines if "every record was skipped" in line]
+    assert len(lines) == 1 and lines[0].endswith(f"the stream's watermark {watermark})"), r.err_lines

@@ -167,6 +167,11 @@ def load_bucketed(spec: StreamSpec) -> Summary:
         out.new_watermark = stream_watermark(list(states.values()))
     olds = [before.get(name) for name in p.names]
     out.previous_watermark = stream_watermark(olds) if all(s is not None for s in olds) else None
+    stale = "every record was skipped: the source may be stale ("
+    if out.warnings and out.warnings[0].startswith(stale) and out.previous_watermark is not None:
+        # (a bucket's own figures: the stream's are its newest record's and its watermark's)
+        out.warnings[0] = (f"{stale}no bucket's source holds a record newer than its watermark; the stream's "
+                           f"watermark {out.previous_watermark})")
     if out.warnings and out.warnings[0].startswith(_SHARE):  # the workers kept it to themselves
         events.emit("warning", out.warnings[0], level=logging.WARNING, stream=stream)
     out.warnings = list(spec.notices) + out.warnings

@@ -62,6 +62,15 @@ def rec(i, t, **extra):
     return r
 
 
+def sqlite_dict(db, sql: str) -> dict:
+    """``{first column: second column}`` of a query on a SQLite file, read straight from SQLite."""
+    con = sqlite3.connect(db)
+    try:
+        return dict(con.execute(sql))
+    finally:
+        con.close()
+
+
 def rows(db: Path, table: str = "events") -> dict:
     """The target table as ``{id: (name, modified_at)}``, read straight from SQLite."""
     con = sqlite3.connect(db)

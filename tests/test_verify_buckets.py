@@ -7,26 +7,18 @@ from __future__ import annotations
 
 import sqlite3
 
-from conftest import rec, write_jsonl
+from conftest import rec, sqlite_dict, write_jsonl
 
 LOAD = ["load", "--table", "orders", "--stream", "orders", "--key", "id", "--cursor", "modified_at",
         "--buckets", "4", "--now", "2025-06-01T00:00:00Z"]
 
 
 def states(db) -> dict:
-    con = sqlite3.connect(db)
-    try:
-        return dict(con.execute("SELECT stream, watermark FROM _hiwater_state"))
-    finally:
-        con.close()
+    return sqlite_dict(db, "SELECT stream, watermark FROM _hiwater_state")
 
 
 def target(db) -> dict:
-    con = sqlite3.connect(db)
-    try:
-        return dict(con.execute("SELECT id, _hiwater_cursor FROM orders"))
-    finally:
-        con.close()
+    return sqlite_dict(db, "SELECT id, _hiwater_cursor FROM orders")
 
 
 def test_verify_and_repair_a_bucketed_stream_by_its_own_name(tmp_path, hw):

@@ -26,7 +26,7 @@ import logging
 import os
 import time
 
-from . import events, shuffle
+from . import events, report, shuffle
 from .errors import StrictError, UsageError
 from .executor import SHARE as _SHARE
 from .executor import PipelineResult, bucket_pool, execute, read_splits
@@ -167,7 +167,7 @@ def load_bucketed(spec: StreamSpec) -> Summary:
         out.new_watermark = stream_watermark(list(states.values()))
     olds = [before.get(name) for name in p.names]
     out.previous_watermark = stream_watermark(olds) if all(s is not None for s in olds) else None
-    stale = "every record was skipped: the source may be stale ("
+    stale = report.STALE
     if out.warnings and out.warnings[0].startswith(stale) and out.previous_watermark is not None:
         # (a bucket's own figures: the stream's are its newest record's and its watermark's)
         out.warnings[0] = (f"{stale}no bucket's source holds a record newer than its watermark; the stream's "

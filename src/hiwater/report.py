@@ -21,6 +21,10 @@ from .state import StreamState
 from .summary import Summary
 from .urls import scrub
 
+# The warning of a run that skipped every record past a watermark (a bucketed stream rewrites its
+# figures with the stream's own: hiwater.buckets).
+STALE = "every record was skipped: the source may be stale ("
+
 
 def amount(delta: int, kind: str | None, option: bool = False) -> str:
     """A cursor distance for people: ``2h15m``, ``45s``, ``3d``; a plain number for integer cursors."""
@@ -151,7 +155,7 @@ def summary(res, state: StreamState, tz, *, opts: LoadOptions, stream: str, tabl
     elif c.loaded == 0:
         s.stale_source = True
         warnings.append(
-            f"every record was skipped: the source may be stale (newest source cursor "
+            f"{STALE}newest source cursor "
             f"{fmt(res.max_source)}, watermark {prev_text})")
     if (res.max_source is not None and prev is not None and res.max_source < prev
             and o.mode == "incremental" and not source.replay):
